@@ -1,0 +1,352 @@
+"""The ASGI HTTP protocol, written once for every wire protocol.
+
+A wire protocol (HTTP/1.1 now, HTTP/2 later) creates one :class:`HTTPStream` per request and
+calls it directly: ``body_received``, ``body_finished``, ``connection_lost``.  The stream
+builds nothing more than the scope, runs the application in one task, checks every message
+the application sends against the spec, and hands the wire protocol validated data through
+a small interface (``response_start``, ``response_body``, ``abort``, ``send_continue``,
+``pause_reading``/``resume_reading``, ``write_paused``/``drain``, ``response_complete``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .scope import BadRequest, apply_proxy_headers, split_target
+
+__all__ = ["BadRequest", "HTTPStream", "build_scope", "check_headers"]
+
+logger = logging.getLogger("django_daphne.http")
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+_BAD_VALUE = re.compile(rb"[\x00\r\n]").search
+
+# Stop reading the socket once this much request body waits for the application.
+BODY_HIGH_WATER = 256 * 1024
+
+START, BODY, DONE = 0, 1, 2
+
+_known_names: set[bytes] = set()
+
+
+class UnexpectedMessage(RuntimeError):
+    """The application sent a message the ASGI spec does not allow at that point."""
+
+
+class ClientDisconnected(OSError):
+    """``send`` was called after the client went away (ASGI HTTP spec 2.4)."""
+
+
+def check_headers(headers: Any, what: str) -> list[tuple[bytes, bytes]]:
+    """Validate response headers: an iterable of (bytes name, bytes value) pairs that HTTP
+    can carry; raise UnexpectedMessage naming the first bad one."""
+    checked = []
+    try:
+        for name, value in headers:
+            if type(name) is not bytes or type(value) is not bytes:
+                raise UnexpectedMessage(
+                    f"{what}: header names and values must be bytes, got {name!r}: {value!r}"
+                )
+            if name not in _known_names:
+                if not _TOKEN(name):
+                    raise UnexpectedMessage(f"{what}: invalid header name {name!r}")
+                if len(_known_names) < 1000:
+                    _known_names.add(name)
+            if _BAD_VALUE(value):
+                raise UnexpectedMessage(
+                    f"{what}: header {name!r} has a value containing CR, LF or NUL"
+                )
+            checked.append((name, value))
+    except (TypeError, ValueError) as exc:
+        raise UnexpectedMessage(
+            f"{what}: headers must be an iterable of [name, value] pairs ({exc})"
+        ) from None
+    return checked
+
+
+class HTTPStream:
+    """One request/response exchange and the application instance serving it."""
+
+    __slots__ = (
+        "server", "wire", "scope", "task", "state", "chunks", "buffered", "body_done",
+        "final_delivered", "disconnected", "waiter", "deadline", "status", "sent",
+        "expect_continue", "reading_paused", "cancelled_because", "started_at",
+    )
+
+    def __init__(self, server: Any, wire: Any, scope: dict, expect_continue: bool) -> None:
+        self.server = server
+        self.wire = wire
+        self.scope = scope
+        self.task: asyncio.Task | None = None
+        self.state = START
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.body_done = False
+        self.final_delivered = False
+        self.disconnected = False
+        self.waiter: asyncio.Future | None = None
+        self.deadline: float | None = None
+        self.status = 0
+        self.sent = 0
+        self.expect_continue = expect_continue
+        self.reading_paused = False
+        self.cancelled_because: str | None = None
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        """Run the application for this request."""
+        server = self.server
+        self.started_at = server.clock
+        if server.http_timeout is not None:
+            self.deadline = server.clock + server.http_timeout
+        server.streams.add(self)
+        self.task = server.loop.create_task(self.run())
+
+    # -- events from the wire protocol
+
+    def body_received(self, data: bytes) -> None:
+        if not data:
+            return
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > BODY_HIGH_WATER and not self.reading_paused:
+            self.reading_paused = True
+            self.wire.pause_reading()
+        if self.waiter is not None:
+            self._wake()
+
+    def body_finished(self) -> None:
+        self.body_done = True
+        if self.waiter is not None:
+            self._wake()
+
+    def connection_lost(self) -> None:
+        if self.disconnected:
+            return
+        self.disconnected = True
+        if self.task is not None and not self.task.done():
+            self.deadline = self.server.clock + self.server.close_timeout
+        if self.waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the application's side
+
+    async def receive(self) -> dict:
+        while True:
+            if self.chunks:
+                chunks = self.chunks
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                self.chunks = []
+                self.buffered = 0
+                if self.reading_paused:
+                    self.reading_paused = False
+                    self.wire.resume_reading()
+                more = not self.body_done
+                if not more:
+                    self.final_delivered = True
+                return {"type": "http.request", "body": body, "more_body": more}
+            if self.body_done and not self.final_delivered:
+                self.final_delivered = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.disconnected or self.state == DONE:
+                return {"type": "http.disconnect"}
+            if self.expect_continue:
+                self.expect_continue = False
+                if self.state == START:
+                    self.wire.send_continue()
+            self.waiter = self.server.loop.create_future()
+            await self.waiter
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise UnexpectedMessage(f"ASGI message without a 'type': {message!r}") from None
+        state = self.state
+        if state == BODY and kind == "http.response.body":
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                if not isinstance(body, (bytes, bytearray, memoryview)):
+                    raise UnexpectedMessage(
+                        f"http.response.body: 'body' must be bytes, got {type(body).__name__}"
+                    )
+                body = bytes(body)
+            more = message.get("more_body", False)
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected")
+            self.sent += len(body)
+            wire = self.wire
+            if more:
+                wire.response_body(body, True)
+                if wire.write_paused:
+                    await wire.drain()
+                    if self.disconnected:
+                        raise ClientDisconnected("the client disconnected")
+            else:
+                self.state = DONE
+                wire.response_body(body, False)
+                self._finished()
+        elif state == START and kind == "http.response.start":
+            status = message.get("status")
+            if type(status) is not int or not 200 <= status <= 599:
+                raise UnexpectedMessage(
+                    f"http.response.start: 'status' must be an int from 200 to 599, "
+                    f"got {status!r}"
+                )
+            headers = check_headers(message.get("headers", ()), "http.response.start")
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected")
+            self.state = BODY
+            self.status = status
+            self.deadline = None
+            self.wire.response_start(status, headers)
+        elif state == DONE:
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected")
+            raise UnexpectedMessage(
+                f"application sent {kind!r} after the response was complete"
+            )
+        elif state == START:
+            raise UnexpectedMessage(
+                f"expected 'http.response.start' first, got {kind!r}"
+            )
+        else:
+            raise UnexpectedMessage(
+                f"expected 'http.response.body' after the response started, got {kind!r}"
+            )
+
+    # -- the application task
+
+    async def run(self) -> None:
+        try:
+            await self.server.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if self.cancelled_because is None:
+                raise
+        except BaseException as exc:
+            if self.disconnected:
+                logger.debug("Application raised after the client disconnected: %r", exc)
+            else:
+                logger.error(
+                    "Exception inside application while serving %s %s",
+                    self.scope["method"], self.scope["path"], exc_info=exc,
+                )
+                self._fail()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if self.state != DONE and not self.disconnected:
+                logger.error(
+                    "Application returned without completing the response to %s %s",
+                    self.scope["method"], self.scope["path"],
+                )
+                self._fail()
+        finally:
+            self.server.streams.discard(self)
+            self.deadline = None
+
+    def _fail(self, status: int = 500) -> None:
+        """Answer for an application that failed: an error page, or a cut connection."""
+        if self.state == START:
+            self.state = DONE
+            self.status = status
+            body = b"Internal Server Error\n" if status == 500 else b"Service Unavailable\n"
+            self.wire.response_start(status, [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ])
+            self.sent = len(body)
+            self.wire.response_body(body, False)
+            self._finished()
+        elif self.state == BODY:
+            self.state = DONE
+            self.wire.abort()
+            self._finished()
+
+    def _finished(self) -> None:
+        """The response is complete (or abandoned): log it, let the wire move on."""
+        server = self.server
+        if self.task is not None and not self.task.done():
+            self.deadline = server.clock + server.close_timeout
+        if server.access_log is not None:
+            server.access_log.http(self)
+        if self.waiter is not None:
+            self._wake()
+        self.wire.response_complete()
+
+    def deadline_passed(self) -> None:
+        """Called by the server's sweep: the app is late to respond, or late to finish."""
+        self.deadline = None
+        task = self.task
+        if task is None or task.done():
+            return
+        if self.state == START and not self.disconnected:
+            logger.warning(
+                "Application did not respond to %s %s within %ss; answered 503",
+                self.scope["method"], self.scope["path"], self.server.http_timeout,
+            )
+            self.cancelled_because = "http_timeout"
+            self._fail(503)
+        else:
+            logger.warning(
+                "Application instance for %s %s took too long to shut down and was killed",
+                self.scope["method"], self.scope["path"],
+            )
+            self.cancelled_because = "close_timeout"
+        task.cancel()
+
+    def cancel(self) -> None:
+        """Cancel the application (server shutdown past its timeout)."""
+        if self.task is not None and not self.task.done():
+            self.cancelled_because = "shutdown"
+            self.task.cancel()
+
+
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+
+
+def build_scope(
+    server: Any,
+    http_version: str,
+    method: bytes,
+    scheme: str,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    client: list[Any] | None,
+    server_addr: list[Any] | None,
+) -> dict:
+    """The HTTP connection scope, for any wire protocol.  Raises BadRequest for a target
+    that cannot be represented."""
+    path, raw_path, query = split_target(target)
+    if server.proxy_headers:
+        client, scheme = apply_proxy_headers(
+            headers, client, scheme, server.proxy_address_header,
+            server.proxy_port_header, server.proxy_proto_header,
+        )
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": http_version,
+        "method": _METHODS.get(method) or method.decode("ascii"),
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": server.root_path,
+        "headers": headers,
+        "client": client,
+        "server": server_addr,
+    }
+    if server.lifespan_state is not None:
+        scope["state"] = server.lifespan_state.copy()
+    return scope

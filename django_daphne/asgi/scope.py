@@ -1,0 +1,108 @@
+"""Scope pieces every protocol shares: the request target, client address and proxy headers.
+
+HTTP/1.1, HTTP/2 and WebSocket hand their raw request data to these functions, so a path is
+decoded, and a proxy header trusted, one way only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+
+
+class BadRequest(Exception):
+    """A request whose target or headers cannot be turned into a scope; answered with 400."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def split_target(target: bytes) -> tuple[str, bytes, bytes]:
+    """(path, raw_path, query_string) from a request target.
+
+    Accepts origin-form (``/a%20b?x=1``), absolute-form (``http://host/a``) and ``*``.
+    The path is percent-decoded as UTF-8; a target that does not decode is refused.
+    """
+    raw_path, _, query = target.partition(b"?")
+    if raw_path[:1] != b"/":
+        if raw_path == b"*" and not query:
+            return "*", raw_path, b""
+        lowered = raw_path[:8].lower()
+        if lowered.startswith(b"http://") or lowered.startswith(b"https://"):
+            slash = raw_path.find(b"/", raw_path.find(b"//") + 2)
+            raw_path = raw_path[slash:] if slash >= 0 else b"/"
+        else:
+            raise BadRequest("invalid request target")
+    if not raw_path.isascii() or not query.isascii():
+        raise BadRequest("non-ASCII bytes in the request target")
+    if b"%" in raw_path:
+        try:
+            path = unquote_to_bytes(raw_path).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("request path is not UTF-8 once percent-decoded") from None
+    else:
+        path = raw_path.decode("ascii")
+    return path, raw_path, query
+
+
+def address(addr: Any) -> list[Any] | None:
+    """A Twisted address as the ASGI ``[host, port]`` pair (None for UNIX sockets)."""
+    host = getattr(addr, "host", None)
+    if host is None:
+        return None
+    return [host, addr.port]
+
+
+def server_address(addr: Any) -> list[Any] | None:
+    """The listening address as ASGI's ``server``: ``[host, port]`` or ``[path, None]``."""
+    host = getattr(addr, "host", None)
+    if host is not None:
+        return [host, addr.port]
+    name = getattr(addr, "name", None)
+    if name is not None:
+        return [name.decode() if isinstance(name, bytes) else name, None]
+    return None
+
+
+def apply_proxy_headers(
+    headers: list[tuple[bytes, bytes]],
+    client: list[Any] | None,
+    scheme: str,
+    address_header: bytes,
+    port_header: bytes,
+    proto_header: bytes,
+) -> tuple[list[Any] | None, str]:
+    """The client and scheme a trusted proxy reports, else the ones we saw.
+
+    From a list such as ``X-Forwarded-For: spoofed, 203.0.113.7`` the last entry is used:
+    it is the one the proxy in front of us added, the earlier ones are the client's word.
+    """
+    forwarded_for = forwarded_port = forwarded_proto = None
+    for name, value in headers:
+        if name == address_header:
+            forwarded_for = value
+        elif name == port_header:
+            forwarded_port = value
+        elif name == proto_header:
+            forwarded_proto = value
+    if forwarded_for is not None:
+        host = forwarded_for.rsplit(b",", 1)[-1].strip().decode("latin-1")
+        if host:
+            port = 0
+            if forwarded_port is not None:
+                raw = forwarded_port.rsplit(b",", 1)[-1].strip()
+                if raw.isdigit() and int(raw) < 65536:
+                    port = int(raw)
+            client = [host, port]
+    if forwarded_proto is not None:
+        proto = forwarded_proto.rsplit(b",", 1)[-1].strip().lower().decode("latin-1")
+        if proto in _SCHEMES:
+            websocket = scheme in ("ws", "wss")
+            base = _SCHEMES[proto]
+            scheme = ("wss" if base == "https" else "ws") if websocket else base
+    return client, scheme

@@ -1,0 +1,162 @@
+"""The ``daphne`` command: Daphne's command line, filled into the one Config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+from . import __version__
+from .config import OPTIONS, Config, ConfigError, Option
+
+logger = logging.getLogger("django_daphne")
+
+GROUP_TITLES = {
+    "binding": "where to listen (default 127.0.0.1:8000)",
+    "logging": "logging",
+    "http": "HTTP and the application",
+    "limits": "request limits and timeouts",
+    "websocket": "WebSocket",
+}
+
+
+def add_option_arguments(
+    parser: argparse.ArgumentParser, skip: Iterable[str] = ()
+) -> None:
+    """Add a flag for every option (but those in ``skip``), in titled groups.  Every flag
+    defaults to None, meaning "not given", so the Config can tell flags from defaults."""
+    skip = set(skip)
+    groups: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.name in skip or not option.flags:
+            continue
+        group = groups.get(option.group)
+        if group is None:
+            group = groups[option.group] = parser.add_argument_group(
+                GROUP_TITLES.get(option.group, option.group)
+            )
+        group.add_argument(*option.flags, **_argument_kwargs(option))
+        if option.name == "server_name":
+            group.add_argument(
+                "--no-server-name", dest="server_name", action="store_const", const="",
+                help="Send no Server header.",
+            )
+
+
+def _argument_kwargs(option: Option) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"dest": option.name, "default": None}
+    help_text = option.help
+    if option.default not in (None, [], False, ""):
+        help_text += f" Default: {option.default}."
+    kwargs["help"] = help_text.replace("%", "%%")
+    if option.action == "store_true":
+        kwargs["action"] = "store_true"
+        return kwargs
+    if option.action == "append":
+        kwargs["action"] = "append"
+    if option.choices:
+        kwargs["choices"] = option.choices
+    elif option.metavar:
+        kwargs["metavar"] = option.metavar
+    return kwargs
+
+
+def command_line_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line, by option name (None for absent ones)."""
+    return {o.name: getattr(args, o.name, None) for o in OPTIONS}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="daphne",
+        description="Serve an ASGI application (Django, Channels, or any ASGI 3 app) over "
+        "HTTP/1.1, HTTP/2 and WebSocket on the same port.",
+        epilog="Example: daphne -b 0.0.0.0 -p 8001 myproject.asgi:application",
+    )
+    parser.add_argument(
+        "application", metavar="APPLICATION",
+        help="The application to serve, as module.path:attribute "
+        "(e.g. myproject.asgi:application). The current directory is on the import path.",
+    )
+    parser.add_argument("--version", action="version", version=f"django-daphne {__version__}")
+    add_option_arguments(parser)
+    return parser
+
+
+def configure_logging(config: Config) -> None:
+    """Python logging at the level the verbosity asks for, with Twisted's log bridged in."""
+    level = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}[
+        config.verbosity
+    ]
+    logging.basicConfig(level=level, format=config.log_fmt)
+    if config.verbosity < 3:
+        logging.getLogger("twisted").setLevel(logging.WARNING)
+    from twisted.python import log
+
+    log.PythonLoggingObserver(loggerName="twisted").start()
+
+
+def open_access_log(config: Config) -> Any:
+    """The AccessLog the options ask for, or None."""
+    from .access_log import AccessLog
+
+    stream: TextIO | None
+    if config.access_log == "-":
+        stream = sys.stdout
+    elif config.access_log:
+        try:
+            stream = open(config.access_log, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise ConfigError(f"--access-log: cannot open {config.access_log!r}: {exc}") from None
+    elif config.verbosity >= 1:
+        stream = sys.stdout
+    else:
+        stream = None
+    return AccessLog(stream) if stream is not None else None
+
+
+def serve(application: Any, config: Config, access_log: Any = None) -> int:
+    """Run the server for ``application`` (already imported) until it stops."""
+    from .server import Server
+
+    return Server(application, config, access_log=access_log).run()
+
+
+def fail(message: str, verbosity: int = 1, exc: BaseException | None = None) -> int:
+    """Report a startup error in one line (with its traceback at verbosity 2 and above)."""
+    if exc is not None and verbosity >= 2:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"daphne: error: {message}", file=sys.stderr)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = Config.build(command_line=command_line_values(args))
+    except ConfigError as exc:
+        print(f"daphne: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config)
+    from . import reactor
+
+    try:
+        reactor.install(config.loop)
+    except RuntimeError as exc:
+        return fail(str(exc))
+    from .loading import AppImportError, import_application
+
+    try:
+        application = import_application(args.application)
+    except AppImportError as exc:
+        return fail(str(exc), config.verbosity, exc.__cause__ or exc)
+    try:
+        access_log = open_access_log(config)
+    except ConfigError as exc:
+        return fail(str(exc))
+    return serve(application, config, access_log)

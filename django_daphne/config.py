@@ -1,0 +1,460 @@
+"""The one configuration object.
+
+Every option is declared once, in ``OPTIONS``: its name, default, validation, command-line
+flags and ``DAPHNE`` settings key all come from that declaration.  The ``daphne`` command,
+``manage.py daphne``, ``manage.py runserver``, the system checks and the server itself read
+the same table and the same :class:`Config`, filled from defaults, then settings.py, then
+the command line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+DEFAULT = "default"
+SETTINGS = "settings"
+COMMAND_LINE = "command line"
+
+
+class ConfigError(ValueError):
+    """A setting or flag has a value the server cannot use; the message names it."""
+
+
+# --- value converters: each takes the raw value and returns the typed one or raises ValueError
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value.strip())
+    raise ValueError(f"expected a whole number, got {value!r}")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds, got a boolean")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected a number of seconds, got {value!r}")
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected True or False, got {value!r}")
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _str_list(value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"expected a list of strings, got an item {item!r}")
+    return items
+
+
+def _header_name(value: Any) -> str:
+    value = _str(value)
+    if not value or any(c in value for c in ' \t:\r\n"(),/;<=>?@[\\]{}'):
+        raise ValueError(f"expected an HTTP header name such as X-Forwarded-For, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: how it is spelled, parsed, checked and documented."""
+
+    name: str
+    default: Any
+    convert: Callable[[Any], Any]
+    help: str
+    flags: tuple[str, ...] = ()
+    metavar: str | None = None
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    none_ok: bool = False
+    # -1 (or another sentinel) that means "no limit" and bypasses the minimum
+    unlimited: Any = None
+    action: str = "store"  # "store", "store_true", "append", "count"
+    group: str = "server"
+
+    @property
+    def setting(self) -> str:
+        return self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        """The long flag, the name used in error messages about the command line."""
+        longs = [f for f in self.flags if f.startswith("--")]
+        return longs[0] if longs else (self.flags[0] if self.flags else self.name)
+
+    def clean(self, value: Any) -> Any:
+        """Convert and validate one value; raise ValueError saying what would be valid."""
+        if value is None:
+            if self.none_ok:
+                return None
+            raise ValueError("a value is required")
+        value = self.convert(value)
+        if self.unlimited is not None and value == self.unlimited:
+            return value
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(
+                f"expected one of {', '.join(map(str, self.choices))}, got {value!r}"
+            )
+        if self.minimum is not None and value < self.minimum:
+            bound = f"at least {self.minimum:g}"
+            if self.unlimited is not None:
+                bound += f" (or {self.unlimited} for no limit)"
+            raise ValueError(f"must be {bound}, got {value!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"must be at most {self.maximum:g}, got {value!r}")
+        return value
+
+
+KIB = 1024
+MIB = 1024 * 1024
+
+OPTIONS: tuple[Option, ...] = (
+    # -- where to listen
+    Option(
+        "bind", None, _str, "The host or IP address to bind to (default 127.0.0.1 when "
+        "nothing else is bound; with -p alone, 127.0.0.1).",
+        flags=("-b", "--bind"), metavar="ADDRESS", none_ok=True, group="binding",
+    ),
+    Option(
+        "port", None, _int, "The port to bind to (default 8000 when nothing else is bound; "
+        "0 picks a free port).",
+        flags=("-p", "--port"), metavar="PORT", none_ok=True, minimum=0, maximum=65535,
+        group="binding",
+    ),
+    Option(
+        "unix_socket", None, _str, "Bind to a UNIX socket at this path.",
+        flags=("-u", "--unix-socket"), metavar="PATH", none_ok=True, group="binding",
+    ),
+    Option(
+        "fd", None, _int, "Serve on an inherited, already listening socket file descriptor.",
+        flags=("--fd",), metavar="FD", none_ok=True, minimum=0, group="binding",
+    ),
+    Option(
+        "endpoints", [], _str_list, "A Twisted endpoint description to listen on, e.g. "
+        "tcp:8000, unix:/tmp/d.sock or ssl:443:privateKey=key.pem:certKey=crt.pem. "
+        "Repeatable; adds to the other bindings.",
+        flags=("-e", "--endpoint"), metavar="ENDPOINT", action="append", group="binding",
+    ),
+    # -- logging
+    Option(
+        "verbosity", 1, _int, "How verbose to make the output: 0 warnings only, 1 info and "
+        "the access log, 2 debug and tracebacks, 3 everything.",
+        flags=("-v", "--verbosity"), metavar="{0,1,2,3}", minimum=0, maximum=3, group="logging",
+    ),
+    Option(
+        "access_log", None, _str, "Where to write the access log: a file path, or - for "
+        "stdout (the default at verbosity 1 and above).",
+        flags=("--access-log",), metavar="FILE", none_ok=True, group="logging",
+    ),
+    Option(
+        "log_fmt", "%(asctime)-15s %(levelname)-8s %(message)s", _str,
+        "The format of log lines (Python logging syntax).",
+        flags=("--log-fmt",), metavar="FORMAT", group="logging",
+    ),
+    # -- HTTP behaviour
+    Option(
+        "http_timeout", None, _number, "Seconds an application has to start its response "
+        "before the client gets a 503 and the application is cancelled (default: no limit).",
+        flags=("-t", "--http-timeout"), metavar="SECONDS", none_ok=True, minimum=0.001,
+        group="http",
+    ),
+    Option(
+        "application_close_timeout", 10.0, _number, "Seconds an application may keep running "
+        "after its client disconnected or its response finished, before it is cancelled.",
+        flags=("--application-close-timeout",), metavar="SECONDS", minimum=0, group="http",
+    ),
+    Option(
+        "root_path", "", _str, "The path prefix the application is mounted at behind a "
+        "proxy (ASGI root_path, WSGI SCRIPT_NAME), e.g. /myapp.",
+        flags=("--root-path",), metavar="PATH", group="http",
+    ),
+    Option(
+        "proxy_headers", False, _bool, "Trust X-Forwarded-For, X-Forwarded-Port and "
+        "X-Forwarded-Proto for the client address and scheme. Only enable behind a proxy "
+        "that sets them.",
+        flags=("--proxy-headers",), action="store_true", group="http",
+    ),
+    Option(
+        "proxy_headers_host", None, _header_name, "The header that carries the client "
+        "address (default X-Forwarded-For). Needs --proxy-headers.",
+        flags=("--proxy-headers-host",), metavar="HEADER", none_ok=True, group="http",
+    ),
+    Option(
+        "proxy_headers_port", None, _header_name, "The header that carries the client port "
+        "(default X-Forwarded-Port). Needs --proxy-headers.",
+        flags=("--proxy-headers-port",), metavar="HEADER", none_ok=True, group="http",
+    ),
+    Option(
+        "proxy_headers_proto", None, _header_name, "The header that carries the scheme the "
+        "client used (default X-Forwarded-Proto). Needs --proxy-headers.",
+        flags=("--proxy-headers-proto",), metavar="HEADER", none_ok=True, group="http",
+    ),
+    Option(
+        "server_name", "daphne", _str, "The value of the Server response header; "
+        "--no-server-name leaves the header out.",
+        flags=("-s", "--server-name"), metavar="NAME", group="http",
+    ),
+    Option(
+        "lifespan", "auto", _str, "Send the ASGI lifespan events: auto (if the application "
+        "supports them), on (a failed startup stops the server) or off.",
+        flags=("--lifespan",), choices=("auto", "on", "off"), group="http",
+    ),
+    Option(
+        "shutdown_timeout", 30.0, _number, "On SIGTERM or SIGINT, seconds to let in-flight "
+        "requests finish before the remaining connections are closed.",
+        flags=("--shutdown-timeout",), metavar="SECONDS", minimum=0, group="http",
+    ),
+    Option(
+        "http_parser", "auto", _str, "The HTTP/1.1 parser: httptools (llhttp, fast), python "
+        "(pure Python) or auto (httptools where installed). Both are equally strict.",
+        flags=("--http-parser",), choices=("auto", "httptools", "python"), group="http",
+    ),
+    Option(
+        "loop", "auto", _str, "The asyncio event loop under Twisted's reactor: uvloop, "
+        "asyncio or auto (uvloop where installed).",
+        flags=("--loop",), choices=("auto", "asyncio", "uvloop"), group="http",
+    ),
+    # -- request limits
+    Option(
+        "max_request_line", 8 * KIB, _int, "Longest request line in bytes; longer gets 414.",
+        flags=("--max-request-line",), metavar="BYTES", minimum=64, group="limits",
+    ),
+    Option(
+        "max_header_size", 64 * KIB, _int, "Largest request header block in bytes; larger "
+        "gets 431.",
+        flags=("--max-header-size",), metavar="BYTES", minimum=256, group="limits",
+    ),
+    Option(
+        "max_headers", 100, _int, "Most request header fields; more gets 431.",
+        flags=("--max-headers",), metavar="COUNT", minimum=1, group="limits",
+    ),
+    Option(
+        "header_timeout", 30.0, _number, "Seconds a client has to send a complete request "
+        "head once it starts one (or after connecting); slower clients are disconnected.",
+        flags=("--header-timeout",), metavar="SECONDS", minimum=0.001, group="limits",
+    ),
+    Option(
+        "keep_alive_timeout", 5.0, _number, "Seconds an idle keep-alive connection stays "
+        "open waiting for its next request.",
+        flags=("--keep-alive-timeout",), metavar="SECONDS", minimum=0, group="limits",
+    ),
+    # -- WebSocket
+    Option(
+        "websocket_timeout", 86400.0, _number, "Longest life of a WebSocket connection in "
+        "seconds; -1 for no limit.",
+        flags=("--websocket_timeout",), metavar="SECONDS", minimum=0, unlimited=-1,
+        group="websocket",
+    ),
+    Option(
+        "websocket_connect_timeout", 5.0, _number, "Seconds for the WebSocket handshake and "
+        "the application's accept or refusal; -1 for no limit.",
+        flags=("--websocket_connect_timeout",), metavar="SECONDS", minimum=0, unlimited=-1,
+        group="websocket",
+    ),
+    Option(
+        "ping_interval", 20.0, _number, "Seconds a WebSocket may be idle before the server "
+        "pings it.",
+        flags=("--ping-interval",), metavar="SECONDS", minimum=0.001, group="websocket",
+    ),
+    Option(
+        "ping_timeout", 30.0, _number, "Seconds after an unanswered ping before the "
+        "WebSocket is closed.",
+        flags=("--ping-timeout",), metavar="SECONDS", minimum=0.001, group="websocket",
+    ),
+    Option(
+        "websocket_max_message_size", 1 * MIB, _int, "Largest WebSocket message in bytes "
+        "(after decompression); 0 for no limit.",
+        flags=("--websocket-max-message-size",), metavar="BYTES", minimum=0,
+        group="websocket",
+    ),
+    Option(
+        "websocket_max_frame_size", 1 * MIB, _int, "Largest WebSocket frame in bytes; 0 for "
+        "no limit.",
+        flags=("--websocket-max-frame-size",), metavar="BYTES", minimum=0, group="websocket",
+    ),
+)
+
+OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+SETTING_NAMES: dict[str, Option] = {option.setting: option for option in OPTIONS}
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """A ' Did you mean X?' suffix for a misspelt name, or ''."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]}?" if close else ""
+
+
+@dataclass
+class Config:
+    """Every option's effective value, plus where each came from.
+
+    Build one with :meth:`Config.build`; the attributes are the option names of ``OPTIONS``
+    (``config.port``, ``config.http_timeout``, ...), and ``config.sources[name]`` says whether
+    the value is the default, from settings.py or from the command line.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @classmethod
+    def build(
+        cls,
+        settings: Mapping[str, Any] | None = None,
+        command_line: Mapping[str, Any] | None = None,
+        settings_name: str = "DAPHNE",
+    ) -> Config:
+        """Defaults, then ``settings`` (upper-case keys), then ``command_line`` (option names).
+
+        A ``None`` on the command line means "not given".  Raises :class:`ConfigError` naming
+        the setting or flag and saying what would be valid.
+        """
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for option in OPTIONS:
+            default = option.default
+            values[option.name] = list(default) if isinstance(default, list) else default
+            sources[option.name] = DEFAULT
+        for key, raw in (settings or {}).items():
+            option = SETTING_NAMES.get(key)
+            if option is None:
+                raise ConfigError(
+                    f"{settings_name}[{key!r}] is not a setting of django-daphne."
+                    + suggest(key, SETTING_NAMES)
+                )
+            try:
+                values[option.name] = option.clean(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{settings_name}[{key!r}]: {exc}") from None
+            sources[option.name] = SETTINGS
+        for name, raw in (command_line or {}).items():
+            option = OPTIONS_BY_NAME[name]
+            if raw is None or (option.action == "append" and not raw):
+                continue
+            if option.action == "store_true" and raw is False:
+                continue
+            try:
+                values[name] = option.clean(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{option.flag}: {exc}") from None
+            sources[name] = COMMAND_LINE
+        config = cls(values, sources)
+        config._check_combinations()
+        return config
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some values changed (validated, marked as from the command line)."""
+        values = dict(self.values)
+        sources = dict(self.sources)
+        for name, raw in changes.items():
+            values[name] = OPTIONS_BY_NAME[name].clean(raw)
+            sources[name] = COMMAND_LINE
+        config = Config(values, sources)
+        config._check_combinations()
+        return config
+
+    def _check_combinations(self) -> None:
+        if not self.proxy_headers:
+            for name in ("proxy_headers_host", "proxy_headers_port", "proxy_headers_proto"):
+                if self.values[name] is not None:
+                    option = OPTIONS_BY_NAME[name]
+                    raise ConfigError(
+                        f"{option.flag} ({option.setting}) has no effect without "
+                        "--proxy-headers (PROXY_HEADERS = True)."
+                    )
+
+    # -- derived values
+
+    def endpoint_descriptions(self) -> list[str]:
+        """Twisted endpoint strings for every binding, with Daphne's defaults.
+
+        No binding at all means 127.0.0.1:8000; a host without a port uses 8000; a port
+        without a host binds 127.0.0.1.
+        """
+        host, port = self.bind, self.port
+        if host is None and port is None and not (
+            self.unix_socket or self.fd is not None or self.endpoints
+        ):
+            host, port = DEFAULT_HOST, DEFAULT_PORT
+        elif host is not None and port is None:
+            port = DEFAULT_PORT
+        elif port is not None and host is None:
+            host = DEFAULT_HOST
+        descriptions = []
+        if host is not None:
+            interface = host.strip("[]").replace(":", r"\:")
+            descriptions.append(f"tcp:port={port}:interface={interface}")
+        if self.unix_socket:
+            descriptions.append("unix:" + self.unix_socket.replace(":", r"\:"))
+        if self.fd is not None:
+            descriptions.append(f"fd:fileno={self.fd}")
+        descriptions.extend(self.endpoints)
+        return descriptions
+
+    @property
+    def proxy_address_header(self) -> bytes:
+        return (self.proxy_headers_host or "X-Forwarded-For").lower().encode("latin-1")
+
+    @property
+    def proxy_port_header(self) -> bytes:
+        return (self.proxy_headers_port or "X-Forwarded-Port").lower().encode("latin-1")
+
+    @property
+    def proxy_proto_header(self) -> bytes:
+        return (self.proxy_headers_proto or "X-Forwarded-Proto").lower().encode("latin-1")
+
+    def describe(self) -> list[tuple[str, Any, str]]:
+        """(setting key, value, source) for every option, for ``--show-config``."""
+        return [(o.setting, self.values[o.name], self.sources[o.name]) for o in OPTIONS]
+
+
+def asgi_threads() -> int | None:
+    """The ASGI_THREADS environment variable, as Daphne reads it (None when unset)."""
+    raw = os.environ.get("ASGI_THREADS")
+    if raw is None or raw == "":
+        return None
+    try:
+        threads = int(raw)
+    except ValueError:
+        raise ConfigError(f"ASGI_THREADS must be a whole number, got {raw!r}") from None
+    if threads < 1:
+        raise ConfigError(f"ASGI_THREADS must be at least 1, got {threads}")
+    return threads

@@ -1,0 +1,384 @@
+"""HTTP/1.1 on a Twisted transport: bytes in, parsed requests to the ASGI layer, responses out.
+
+This module knows framing (Content-Length, chunked, keep-alive, pipelining, 100-continue)
+and nothing of ASGI messages: it creates one :class:`~django_daphne.asgi.http.HTTPStream`
+per request and implements the small write interface the stream calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from http import HTTPStatus
+from typing import Any
+
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+from ..asgi.http import BadRequest, HTTPStream, build_scope
+from ..asgi.scope import address, server_address
+from .http1_parser import Limits, ParseError, make_parser
+
+logger = logging.getLogger("django_daphne.http")
+
+STATUS_LINES = {
+    int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode("ascii")) for s in HTTPStatus
+}
+_NO_BODY_STATUSES = frozenset((204, 304))
+_PAUSE_BODY, _PAUSE_PIPELINE, _PAUSE_ERROR = 1, 2, 4
+
+
+def status_line(status: int) -> bytes:
+    return STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
+
+
+@implementer(IPushProducer)
+class HTTP1Connection(Protocol):
+    """One client connection speaking HTTP/1.0 or HTTP/1.1."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.closed = False
+        self.deadline: float | None = None
+        self.idle = True
+        self.current: HTTPStream | None = None  # the request whose response is being sent
+        self.receiving: HTTPStream | None = None  # the request whose body is arriving
+        self.queue: deque = deque()  # pipelined (stream, head) pairs waiting their turn
+        self.pending_error: ParseError | None = None
+        self.paused = 0
+        self.write_paused = False
+        self.drain_waiters: list = []
+        # per-response state
+        self.keep_alive = True
+        self.http10 = False
+        self.is_head = False
+        self.pending_start: tuple[int, list] | None = None
+        self.chunked = False
+        self.length_left: int | None = None
+
+    # -- connection lifecycle
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        server = self.server
+        self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
+        self.client = address(transport.getPeer())
+        self.server_addr = server_address(transport.getHost())
+        config = server.config
+        self.parser = make_parser(
+            config.http_parser, self,
+            Limits(config.max_request_line, config.max_header_size, config.max_headers),
+        )
+        self.deadline = server.clock + server.header_timeout
+        try:
+            transport.setTcpNoDelay(True)
+        except (AttributeError, OSError):
+            pass
+        transport.registerProducer(self, True)
+        server.connections.add(self)
+        if server.shutting_down:
+            self.close()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closed = True
+        self.deadline = None
+        self.server.connections.discard(self)
+        for stream in {self.current, self.receiving, *(s for s, _ in self.queue)}:
+            if stream is not None:
+                stream.connection_lost()
+        self.queue.clear()
+        self._wake_writers()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.deadline = None
+            self.transport.loseConnection()
+
+    # -- reading
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closed or self.pending_error is not None:
+            return
+        if self.idle:
+            self.idle = False
+            if self.current is None:
+                self.deadline = self.server.clock + self.server.header_timeout
+        try:
+            self.parser.feed(data)
+        except ParseError as error:
+            self.refuse(error)
+
+    def on_head(self, head: Any) -> bool:
+        server = self.server
+        try:
+            scope = build_scope(
+                server, head.http_version, head.method, self.scheme, head.target,
+                head.headers, self.client, self.server_addr,
+            )
+        except BadRequest as exc:
+            raise ParseError(exc.status, exc.reason) from None
+        stream = HTTPStream(server, self, scope, head.expect_continue)
+        self.receiving = stream
+        if self.current is None:
+            self.deadline = None
+            self._begin(stream, head)
+        else:
+            self.queue.append((stream, head))
+            self._pause(_PAUSE_PIPELINE)
+        return False
+
+    def on_body(self, data: bytes) -> None:
+        self.receiving.body_received(data)
+
+    def on_message_complete(self) -> None:
+        self.receiving.body_finished()
+
+    def _begin(self, stream: HTTPStream, head: Any) -> None:
+        self.current = stream
+        self.keep_alive = head.keep_alive and not self.server.shutting_down
+        self.http10 = head.http_version == "1.0"
+        self.is_head = head.method == b"HEAD"
+        self.pending_start = None
+        self.chunked = False
+        self.length_left = None
+        stream.start()
+
+    def refuse(self, error: ParseError) -> None:
+        """Answer a request we will not serve with its 4xx, then close."""
+        current = self.current
+        if current is not None:
+            if self.receiving is current and not current.body_done:
+                # the body of the request being served broke off mid-way
+                current.connection_lost()
+                if current.state != 0:
+                    self.close()
+                    return
+                self.current = None
+            else:
+                # a later, pipelined request is bad: answer it in its turn
+                self.pending_error = error
+                self._pause(_PAUSE_ERROR)
+                return
+        self.queue.clear()
+        self._send_error(error.status, error.reason)
+
+    def _send_error(self, status: int, reason: str) -> None:
+        logger.info("Refused a request from %s: %d %s", self.client, status, reason)
+        body = ("%d %s: %s\n" % (status, HTTPStatus(status).phrase, reason)).encode("latin-1")
+        server = self.server
+        self.transport.write(
+            status_line(status)
+            + b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n" % len(body)
+            + server.date_header + server.server_header + b"\r\n" + body
+        )
+        if server.access_log is not None:
+            server.access_log.refused(self.client, status, len(body))
+        self.close()
+
+    def _pause(self, flag: int) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pauseProducing()
+        self.paused |= flag
+
+    def _resume(self, flag: int) -> None:
+        if self.paused & flag:
+            self.paused &= ~flag
+            if not self.paused and not self.closed:
+                self.transport.resumeProducing()
+
+    # -- the interface HTTPStream calls
+
+    def pause_reading(self) -> None:
+        self._pause(_PAUSE_BODY)
+
+    def resume_reading(self) -> None:
+        self._resume(_PAUSE_BODY)
+
+    def send_continue(self) -> None:
+        if not self.http10 and not self.closed:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def response_start(self, status: int, headers: list) -> None:
+        self.pending_start = (status, headers)
+
+    def response_body(self, body: bytes, more: bool) -> None:
+        if self.closed:
+            return
+        if self.pending_start is not None:
+            head = self._head(body, more)
+            if head is None:
+                return
+            if self.is_head:
+                self.transport.write(head)
+                return
+            if self.chunked:
+                if body:
+                    head += b"%x\r\n" % len(body)
+                    self.transport.writeSequence(
+                        (head, body, b"\r\n0\r\n\r\n" if not more else b"\r\n"))
+                elif not more:
+                    self.transport.write(head + b"0\r\n\r\n")
+                else:
+                    self.transport.write(head)
+                return
+            if self.length_left is not None and not self._count(body, more):
+                return
+            if len(body) < 4096:
+                self.transport.write(head + body)
+            else:
+                self.transport.writeSequence((head, body))
+            return
+        if self.is_head:
+            return
+        if self.chunked:
+            if body:
+                self.transport.writeSequence(
+                    (b"%x\r\n" % len(body), body, b"\r\n0\r\n\r\n" if not more else b"\r\n"))
+            elif not more:
+                self.transport.write(b"0\r\n\r\n")
+            return
+        if self.length_left is not None and not self._count(body, more):
+            return
+        if body:
+            self.transport.write(body)
+
+    def _count(self, body: bytes, more: bool) -> bool:
+        """Hold the body to the Content-Length the application declared."""
+        left = self.length_left - len(body)
+        if left < 0 or (not more and left):
+            logger.error(
+                "Application sent %s body than its Content-Length for %s %s; "
+                "connection closed", "more" if left < 0 else "less",
+                self.current.scope["method"], self.current.scope["path"],
+            )
+            self.keep_alive = False
+            self.close()
+            return False
+        self.length_left = left
+        return True
+
+    def _head(self, body: bytes, more: bool) -> bytes | None:
+        """Serialise the pending response head, choosing the framing."""
+        status, headers = self.pending_start
+        self.pending_start = None
+        parts = [status_line(status)]
+        append = parts.append
+        content_length = None
+        has_date = has_server = False
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                content_length = value
+            elif lowered == b"connection":
+                if b"close" in value.lower():
+                    self.keep_alive = False
+                continue
+            elif lowered == b"transfer-encoding":
+                continue
+            elif lowered == b"date":
+                has_date = True
+            elif lowered == b"server":
+                has_server = True
+            append(name + b": " + value + b"\r\n")
+        if status in _NO_BODY_STATUSES:
+            self.is_head = True  # no body may follow, whatever the application sends
+        elif content_length is not None:
+            if not content_length.isdigit():
+                logger.error("Application sent an invalid Content-Length %r", content_length)
+                self.keep_alive = False
+                self.close()
+                return None
+            self.length_left = None if self.is_head else int(content_length)
+        elif not more and (body or not self.is_head):
+            append(b"Content-Length: %d\r\n" % len(body))
+        elif self.is_head:
+            pass
+        elif self.http10:
+            self.keep_alive = False
+        else:
+            self.chunked = True
+            append(b"Transfer-Encoding: chunked\r\n")
+        if not self.keep_alive:
+            append(b"Connection: close\r\n")
+        elif self.http10:
+            append(b"Connection: keep-alive\r\n")
+        server = self.server
+        if not has_date:
+            append(server.date_header)
+        if not has_server:
+            append(server.server_header)
+        append(b"\r\n")
+        return b"".join(parts)
+
+    def abort(self) -> None:
+        self.keep_alive = False
+        self.close()
+
+    async def drain(self) -> None:
+        if self.write_paused and not self.closed:
+            waiter = self.server.loop.create_future()
+            self.drain_waiters.append(waiter)
+            await waiter
+
+    def response_complete(self) -> None:
+        current = self.current
+        self.current = None
+        if self.closed:
+            return
+        if not self.keep_alive or (current is not None and not current.body_done):
+            self.close()
+            return
+        if self.queue:
+            stream, head = self.queue.popleft()
+            if not self.queue:
+                self._resume(_PAUSE_PIPELINE)
+            self._begin(stream, head)
+            return
+        if self.pending_error is not None:
+            error, self.pending_error = self.pending_error, None
+            self._send_error(error.status, error.reason)
+            return
+        if self.server.shutting_down:
+            self.close()
+            return
+        self.idle = True
+        self.deadline = self.server.clock + self.server.keep_alive_timeout
+
+    # -- IPushProducer: the transport tells us when its write buffer is full
+
+    def pauseProducing(self) -> None:
+        self.write_paused = True
+
+    def resumeProducing(self) -> None:
+        self.write_paused = False
+        self._wake_writers()
+
+    def stopProducing(self) -> None:
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- timeouts and shutdown
+
+    def deadline_passed(self) -> None:
+        """The header or keep-alive timeout passed (the server's sweep calls this)."""
+        self.deadline = None
+        if self.current is not None or self.closed:
+            return
+        if self.idle:
+            self.close()
+        else:
+            self._send_error(408, "request head not received in time")
+
+    def shutdown(self) -> None:
+        """Graceful stop: finish the response in flight, then close."""
+        self.keep_alive = False
+        if self.current is None and not self.queue:
+            self.close()

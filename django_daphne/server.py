@@ -1,0 +1,202 @@
+"""The server: Twisted's reactor on the asyncio loop, listening ports, lifespan, and a
+graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from twisted.internet.protocol import Factory
+
+from .access_log import AccessLog
+from .asgi.lifespan import Lifespan, LifespanFailure
+from .config import Config, asgi_threads
+from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
+from .protocols.http1 import HTTP1Connection
+from .state import ServerState
+
+logger = logging.getLogger("django_daphne.server")
+
+
+class StartupError(Exception):
+    """The server could not start; the message says why in one line."""
+
+
+class ConnectionFactory(Factory):
+    """Builds the protocol for each accepted connection."""
+
+    noisy = False
+
+    def __init__(self, server: ServerState) -> None:
+        self.server = server
+
+    def buildProtocol(self, addr: Any) -> HTTP1Connection:
+        return HTTP1Connection(self.server)
+
+
+class Server:
+    """Serves one ASGI application on every binding of a :class:`Config`.
+
+    ``run()`` blocks until the server stops and returns the process exit status.
+    ``on_ready(listening)`` is called once every port listens, with their descriptions.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        config: Config,
+        *,
+        access_log: Any = None,
+        on_ready: Callable[[list[str]], None] | None = None,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.access_log = access_log
+        self.on_ready = on_ready
+        self.install_signal_handlers = install_signal_handlers
+        self.ports: list[Any] = []
+        self.listening: list[str] = []
+        self.exit_code = 0
+        self.state: ServerState | None = None
+        self.lifespan: Lifespan | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._stopping = False
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    # -- running
+
+    def run(self) -> int:
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        self.loop = reactor._asyncioEventloop
+        reactor.callWhenRunning(self._launch)
+        reactor.run(installSignalHandlers=False)
+        return self.exit_code
+
+    def _launch(self) -> None:
+        self.loop.create_task(self._main())
+
+    async def _main(self) -> None:
+        self._stop_requested = asyncio.Event()
+        try:
+            await self.start()
+        except StartupError as exc:
+            logger.error("%s", exc)
+            self.exit_code = 1
+            await self._close_ports()
+            self.reactor.stop()
+            return
+        except BaseException:
+            logger.exception("Server failed to start")
+            self.exit_code = 1
+            self.reactor.stop()
+            return
+        await self._stop_requested.wait()
+        await self.stop()
+        self.reactor.stop()
+
+    async def start(self) -> None:
+        """Start the application's lifespan, then listen on every binding."""
+        loop = self.loop
+        threads = asgi_threads()
+        if threads is not None:
+            loop.set_default_executor(ThreadPoolExecutor(max_workers=threads))
+        self.state = state = ServerState(self.app, self.config, loop)
+        state.access_log = self.access_log
+        if self.install_signal_handlers:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self.request_stop, signum)
+        self.lifespan = Lifespan(self.app, self.config.lifespan, loop)
+        try:
+            await self.lifespan.startup()
+        except LifespanFailure as exc:
+            raise StartupError(str(exc)) from None
+        if self.lifespan.supported:
+            state.lifespan_state = self.lifespan.state
+        factory = ConnectionFactory(state)
+        for description in self.config.endpoint_descriptions():
+            try:
+                endpoint = make_endpoint(self.reactor, description)
+            except EndpointError as exc:
+                raise StartupError(str(exc)) from None
+            try:
+                port = await endpoint.listen(factory).asFuture(loop)
+            except Exception as exc:
+                raise StartupError(str(listen_error(description, exc))) from None
+            self.ports.append(port)
+            where = describe_port(description, port)
+            self.listening.append(where)
+            logger.info("Listening on %s", where)
+        self._schedule_sweep()
+        logger.info("Server ready (%d connection handler%s)", len(self.ports),
+                    "" if len(self.ports) == 1 else "s")
+        if self.on_ready is not None:
+            self.on_ready(self.listening)
+
+    def _schedule_sweep(self) -> None:
+        state = self.state
+        state.sweep()
+        self._sweeper = self.loop.call_later(state.sweep_interval(), self._schedule_sweep)
+
+    # -- stopping
+
+    def request_stop(self, signum: int | None = None) -> None:
+        """Begin a graceful stop; a second request stops at once."""
+        if self._stopping:
+            logger.warning("Second stop signal: closing every connection now")
+            self.exit_code = 1
+            self._abort_everything()
+            self.reactor.stop()
+            return
+        self._stopping = True
+        if signum is not None:
+            logger.info("Received %s, shutting down gracefully", signal.Signals(signum).name)
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish within the shutdown timeout, close
+        idle connections, then run the lifespan shutdown."""
+        state = self.state
+        state.shutting_down = True
+        await self._close_ports()
+        for conn in list(state.connections):
+            conn.shutdown()
+        deadline = self.loop.time() + self.config.shutdown_timeout
+        while (state.connections or state.streams) and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if state.connections or state.streams:
+            logger.warning(
+                "Shutdown timeout (%ss) passed with %d connection(s) still open; closing them",
+                self.config.shutdown_timeout, len(state.connections),
+            )
+            self._abort_everything()
+            await asyncio.sleep(0)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.lifespan is not None:
+            await self.lifespan.shutdown(max(1.0, self.config.shutdown_timeout))
+        if state.access_log is not None:
+            state.access_log.flush()
+        logger.info("Server stopped")
+
+    async def _close_ports(self) -> None:
+        ports, self.ports = self.ports, []
+        for port in ports:
+            result = port.stopListening()
+            if result is not None:
+                await result.asFuture(self.loop)
+
+    def _abort_everything(self) -> None:
+        state = self.state
+        if state is None:
+            return
+        for stream in list(state.streams):
+            stream.cancel()
+        for conn in list(state.connections):
+            conn.transport.abortConnection()

@@ -1,0 +1,76 @@
+"""What every connection of one server shares, precomputed once so the hot path only reads it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from email.utils import formatdate
+from typing import Any
+
+from .config import Config
+
+
+class ServerState:
+    """The application, the loop, the config values the protocols read per request, the
+    coarse clock and Date header that one periodic sweep keeps fresh, and the sets of live
+    connections and running application instances that the sweep checks for timeouts.
+    """
+
+    def __init__(self, app: Any, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.config = config
+        self.loop = loop
+        self.connections: set[Any] = set()
+        self.streams: set[Any] = set()
+        self.lifespan_state: dict[str, Any] | None = None
+        self.access_log = None  # an AccessLog, or None when it is off
+        self.shutting_down = False
+        # per-request values, read as attributes rather than through Config
+        self.http_timeout: float | None = config.http_timeout
+        self.close_timeout: float = config.application_close_timeout
+        self.header_timeout: float = config.header_timeout
+        self.keep_alive_timeout: float = config.keep_alive_timeout
+        self.root_path: str = config.root_path
+        self.proxy_headers: bool = config.proxy_headers
+        self.proxy_address_header = config.proxy_address_header
+        self.proxy_port_header = config.proxy_port_header
+        self.proxy_proto_header = config.proxy_proto_header
+        self.server_header = (
+            b"Server: " + config.server_name.encode("latin-1") + b"\r\n"
+            if config.server_name else b""
+        )
+        self.clock = loop.time()
+        self._second = 0
+        self.date_header = b""
+        self.http_date = ""
+        self.tick()
+
+    def tick(self) -> None:
+        """Advance the coarse clock; reformat the Date header when the second changed."""
+        self.clock = self.loop.time()
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self.http_date = formatdate(now, usegmt=True)
+            self.date_header = b"Date: " + self.http_date.encode("ascii") + b"\r\n"
+
+    def sweep_interval(self) -> float:
+        """How often to check deadlines: a second, or finer when a timeout is short."""
+        timeouts = [self.header_timeout, self.close_timeout]
+        if self.keep_alive_timeout:
+            timeouts.append(self.keep_alive_timeout)
+        if self.http_timeout:
+            timeouts.append(self.http_timeout)
+        return max(0.05, min(1.0, min(timeouts) / 4))
+
+    def sweep(self) -> None:
+        """Fire every deadline that has passed; called by the server every interval."""
+        self.tick()
+        now = self.clock
+        for stream in [s for s in self.streams if s.deadline is not None and s.deadline <= now]:
+            stream.deadline_passed()
+        for conn in [c for c in self.connections if c.deadline is not None and c.deadline <= now]:
+            conn.deadline_passed()
+        if self.access_log is not None:
+            self.access_log.flush()
