@@ -301,6 +301,10 @@ class HTTP1Connection(Protocol):
         else:
             self.chunked = True
             append(b"Transfer-Encoding: chunked\r\n")
+        current = self.current
+        if current.expect_continue and not current.body_done:
+            # we never asked for the body: the client may or may not send it now
+            self.keep_alive = False
         if not self.keep_alive:
             append(b"Connection: close\r\n")
         elif self.http10:

@@ -1,0 +1,172 @@
+"""ASGI applications the black-box tests serve, routed by path."""
+
+import asyncio
+import json
+import os
+
+disconnects = []  # paths whose app saw http.disconnect
+
+
+async def lifespan(scope, receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            if os.environ.get("TEST_LIFESPAN_FAIL"):
+                await send({"type": "lifespan.startup.failed", "message": "database is down"})
+                return
+            scope["state"]["started"] = "yes"
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            marker = os.environ.get("TEST_LIFESPAN_SHUTDOWN_FILE")
+            if marker:
+                with open(marker, "w") as f:
+                    f.write("shutdown")
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_body(receive):
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return chunks
+
+
+async def respond(send, status=200, body=b"", headers=None, content_type=b"text/plain"):
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", content_type)] + (headers or []),
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+def scope_json(scope):
+    out = {}
+    for key, value in scope.items():
+        if key == "headers":
+            value = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in value]
+        elif isinstance(value, bytes):
+            value = value.decode("latin-1")
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[key] = value
+    return out
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await lifespan(scope, receive, send)
+    path = scope["path"]
+    query = dict(
+        part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
+    )
+    if path == "/echo" or path.startswith("/echo/"):
+        chunks = await read_body(receive)
+        data = scope_json(scope)
+        data["body"] = b"".join(chunks).decode("latin-1")
+        data["chunks"] = len(chunks)
+        return await respond(send, body=json.dumps(data).encode(),
+                             content_type=b"application/json")
+    if path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(int(query.get("n", "3"))):
+            await send({"type": "http.response.body", "body": b"chunk%d;" % i,
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/big":
+        size = int(query.get("size", "1048576"))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(size).encode())]})
+        block = b"x" * 65536
+        sent = 0
+        while sent < size:
+            piece = block[: min(65536, size - sent)]
+            sent += len(piece)
+            await send({"type": "http.response.body", "body": piece,
+                        "more_body": sent < size})
+        return
+    if path == "/count-body":
+        chunks = await read_body(receive)
+        return await respond(send, body=b"%d bytes in %d messages" % (
+            sum(map(len, chunks)), len(chunks)))
+    if path == "/slow-body":
+        # read one message, then sit until told: the test watches the server stop reading
+        first = await receive()
+        await asyncio.sleep(float(query.get("wait", "2")))
+        chunks = [first.get("body", b"")] + (
+            await read_body(receive) if first.get("more_body") else [])
+        return await respond(send, body=b"%d" % sum(map(len, chunks)))
+    if path == "/no-read":
+        return await respond(send, body=b"not reading your body")
+    if path == "/raise":
+        raise ValueError("boom before start")
+    if path == "/raise-after-start":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise ValueError("boom after start")
+    if path == "/no-response":
+        return
+    if path == "/half-response":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"half", "more_body": True})
+        return
+    if path == "/bad-status":
+        await send({"type": "http.response.start", "status": "200", "headers": []})
+        return
+    if path == "/bad-header":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [("content-type", "text/plain")]})
+        return
+    if path == "/header-injection":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"x-a", b"1\r\nSet-Cookie: evil=1")]})
+        return
+    if path == "/unknown-type":
+        await send({"type": "http.response.nonsense"})
+        return
+    if path == "/body-first":
+        await send({"type": "http.response.body", "body": b"x"})
+        return
+    if path == "/sleep":
+        await asyncio.sleep(float(query.get("seconds", "1")))
+        return await respond(send, body=b"slept")
+    if path == "/hang":
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            disconnects.append(path)
+    if path == "/wait-disconnect":
+        message = await receive()
+        while message["type"] != "http.disconnect":
+            message = await receive()
+        disconnects.append(path)
+        return
+    if path == "/disconnects":
+        return await respond(send, body=json.dumps(disconnects).encode())
+    if path == "/ignore-disconnect":
+        # never returns on its own; only --application-close-timeout ends it
+        await read_body(receive)
+        await respond(send, body=b"done")
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            disconnects.append(path)
+    if path == "/pid":
+        return await respond(send, body=str(os.getpid()).encode())
+    if path == "/headers":
+        return await respond(send, body=b"", headers=[
+            (b"x-one", b"1"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")])
+    if path == "/chunked":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await send({"type": "http.response.body", "body": b"cd", "more_body": False})
+        return
+    if path == "/status":
+        return await respond(send, status=int(query.get("code", "200")))
+    return await respond(send, status=404, body=b"no such test route")

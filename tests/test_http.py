@@ -1,0 +1,237 @@
+"""The ASGI HTTP spec over real sockets, under both parsers (the `server` fixture)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import httpx
+import pytest
+
+from tests.conftest import raw_request, read_response
+
+
+def get_json(server, path, **kwargs):
+    response = httpx.get(server.url + path, **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_scope_is_complete(server):
+    scope = get_json(server, "/echo/a%20b/%C3%A9?x=1&y=%20", headers={"X-Custom": "Value"})
+    assert scope["type"] == "http"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert scope["http_version"] == "1.1"
+    assert scope["method"] == "GET"
+    assert scope["scheme"] == "http"
+    assert scope["path"] == "/echo/a b/é"
+    assert scope["raw_path"] == "/echo/a%20b/%C3%A9"
+    assert scope["query_string"] == "x=1&y=%20"
+    assert scope["root_path"] == ""
+    assert ["x-custom", "Value"] in scope["headers"]
+    assert scope["client"][0] == "127.0.0.1" and isinstance(scope["client"][1], int)
+    assert scope["server"] == ["127.0.0.1", server.port]
+    assert scope["state"] == {"started": "yes"}  # from the lifespan startup
+
+
+def test_headers_keep_order_case_and_duplicates(server):
+    request = (
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nX-B: 1\r\nx-a: 2\r\nX-B: 3\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    response = raw_request(server.port, request)
+    body = json.loads(response.split(b"\r\n\r\n", 1)[1])
+    assert body["headers"] == [
+        ["host", "x"], ["x-b", "1"], ["x-a", "2"], ["x-b", "3"], ["connection", "close"]
+    ]
+
+
+def test_http_10_request(server):
+    response = raw_request(server.port, b"GET /echo HTTP/1.0\r\n\r\n")
+    head, body = response.split(b"\r\n\r\n", 1)
+    assert json.loads(body)["http_version"] == "1.0"
+    assert b"content-length:" in head.lower()
+    # HTTP/1.0 without keep-alive: the server closed (raw_request read to EOF)
+
+
+def test_http_10_keep_alive_and_streaming_is_close_delimited(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        status, headers, _ = read_response(sock, buffer)
+        assert status == 200 and headers["connection"] == "keep-alive"
+        # a streamed response to HTTP/1.0 cannot be chunked: it ends with the connection
+        sock.sendall(b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        data = bytes(buffer)
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert b"transfer-encoding" not in data.lower()
+    assert data.endswith(b"chunk0;chunk1;chunk2;")
+
+
+def test_request_body_in_several_messages(server):
+    # a chunked upload sent in separate writes reaches the app as several http.request
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(b"5\r\nhello\r\n")
+        buffer = bytearray()
+        # the app reads as data arrives: wait for the first part to be consumed by sending
+        # the rest only after a round trip through another connection
+        httpx.get(server.url + "/echo")
+        sock.sendall(b"6\r\n world\r\n0\r\n\r\n")
+        status, _, body = read_response(sock, buffer)
+    data = json.loads(body)
+    assert status == 200
+    assert data["body"] == "hello world"
+    assert data["chunks"] >= 2
+
+
+def test_large_upload_with_content_length(server):
+    payload = b"z" * (3 * 1024 * 1024 + 17)
+    response = httpx.post(server.url + "/count-body", content=payload)
+    assert response.status_code == 200
+    count, _, messages = response.text.partition(" bytes in ")
+    assert int(count) == len(payload)
+    assert int(messages.split()[0]) > 1
+
+
+def test_streamed_response_is_chunked(server):
+    response = raw_request(
+        server.port, b"GET /stream?n=4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    head, body = response.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body == b"7\r\nchunk0;\r\n7\r\nchunk1;\r\n7\r\nchunk2;\r\n7\r\nchunk3;\r\n0\r\n\r\n"
+
+
+def test_single_body_gets_content_length(server):
+    response = raw_request(
+        server.port, b"GET /status?code=201 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    head = response.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 201 created")
+    assert b"content-length: 0" in head
+    assert b"transfer-encoding" not in head
+
+
+def test_big_streamed_response_with_content_length(server):
+    response = httpx.get(server.url + "/big?size=2000000")
+    assert response.status_code == 200
+    assert response.headers["content-length"] == "2000000"
+    assert len(response.content) == 2000000
+
+
+def test_keep_alive_and_pipelining_answer_in_order(server):
+    requests = b"".join(
+        b"GET /echo/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5)
+    ) + b"GET /sleep?seconds=0.2 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo/last HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(requests)
+        buffer = bytearray()
+        paths = []
+        for _ in range(5):
+            status, _, body = read_response(sock, buffer)
+            paths.append(json.loads(body)["path"])
+        assert read_response(sock, buffer)[2] == b"slept"
+        paths.append(json.loads(read_response(sock, buffer)[2])["path"])
+        # the connection is still usable afterwards
+        sock.sendall(b"GET /echo/again HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert json.loads(read_response(sock, buffer)[2])["path"] == "/echo/again"
+    assert paths == ["/echo/0", "/echo/1", "/echo/2", "/echo/3", "/echo/4", "/echo/last"]
+
+
+def test_head_has_no_body(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\nGET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(
+            str(server.proc.pid).encode()
+        ):
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    first, second = data.split(b"HTTP/1.1 200", 2)[1:]
+    assert b"content-length" in first.lower()
+    assert first.endswith(b"\r\n\r\n")  # headers only, then straight to the next response
+    assert second.endswith(str(server.proc.pid).encode())
+
+
+def test_expect_100_continue_answered_when_app_reads(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        interim = sock.recv(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        status, _, body = read_response(sock, bytearray())
+    assert status == 200 and json.loads(body)["body"] == "hello"
+
+
+def test_expect_100_continue_not_sent_when_app_does_not_read(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /no-read HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        status, headers, body = read_response(sock, bytearray())
+    assert status == 200 and body == b"not reading your body"
+    # the unread body makes the connection unusable for keep-alive: the server says so
+    assert headers.get("connection") == "close"
+
+
+def test_date_and_server_headers(server):
+    response = httpx.get(server.url + "/echo")
+    assert response.headers["server"] == "daphne"
+    assert response.headers["date"].endswith(" GMT")
+
+
+def test_duplicate_response_headers_kept(server):
+    response = httpx.get(server.url + "/headers")
+    assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
+
+
+@pytest.mark.parametrize("path", ["/raise", "/no-response", "/bad-status", "/bad-header",
+                                  "/unknown-type", "/body-first", "/header-injection"])
+def test_app_errors_before_start_give_500_and_server_goes_on(server, path):
+    response = httpx.get(server.url + path)
+    assert response.status_code == 500
+    assert "set-cookie" not in response.headers
+    assert httpx.get(server.url + "/echo").status_code == 200
+
+
+def test_app_error_messages_name_the_problem(server):
+    for path in ("/bad-status", "/bad-header", "/unknown-type", "/header-injection"):
+        httpx.get(server.url + path)
+    server.wait_for(r"'status' must be an int from 200 to 599, got '200'")
+    server.wait_for(r"header names and values must be bytes")
+    server.wait_for(r"expected 'http.response.start' first, got 'http.response.nonsense'")
+    server.wait_for(r"header b'x-a' has a value containing CR, LF or NUL")
+    server.wait_for(r"Application returned without completing the response to GET /no-resp")
+
+
+@pytest.mark.parametrize("path", ["/raise-after-start", "/half-response"])
+def test_app_errors_after_start_close_the_connection(server, path):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    # the chunked body never got its terminating chunk: the client can tell it is cut
+    assert data.startswith(b"HTTP/1.1 200")
+    assert not data.endswith(b"0\r\n\r\n")
+    assert httpx.get(server.url + "/echo").status_code == 200
+
+
+def test_disconnect_reaches_the_app(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: x\r\n\r\n")
+        # make sure the request was dispatched before closing: a second connection's
+        # round trip happens after the first request's head was parsed
+        httpx.get(server.url + "/echo")
+    for _ in range(200):
+        seen = httpx.get(server.url + "/disconnects").json()
+        if "/wait-disconnect" in seen:
+            break
+    assert "/wait-disconnect" in seen
