@@ -109,6 +109,12 @@ def make_endpoint(reactor: Any, description: str) -> Any:
         raise EndpointError(problems[0])
     description = _complete_fd(description)
     _remove_stale_unix_socket(description)
+    kind, args, kwargs = _fields(description)
+    if kind == "fd":
+        # Twisted has no "fd:" parser of its own; Daphne registered one, so we build it here
+        family = {"INET": socket.AF_INET, "INET6": socket.AF_INET6, "UNIX": socket.AF_UNIX}
+        fileno = int(kwargs.get("fileno") or args[0])
+        return endpoints.AdoptedStreamServerEndpoint(reactor, fileno, family[kwargs["domain"]])
     try:
         return endpoints.serverFromString(reactor, description)
     except (ValueError, TypeError, KeyError) as exc:

@@ -9,7 +9,9 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory
+from zope.interface import implementer
 
 from .access_log import AccessLog
 from .asgi.lifespan import Lifespan, LifespanFailure
@@ -25,13 +27,18 @@ class StartupError(Exception):
     """The server could not start; the message says why in one line."""
 
 
+@implementer(IProtocolNegotiationFactory)
 class ConnectionFactory(Factory):
-    """Builds the protocol for each accepted connection."""
+    """Builds the protocol for each accepted connection, and names the protocols TLS may
+    offer by ALPN (a client offering only unknown ones is refused in the handshake)."""
 
     noisy = False
 
     def __init__(self, server: ServerState) -> None:
         self.server = server
+
+    def acceptableProtocols(self) -> list[bytes]:
+        return [b"http/1.1"]
 
     def buildProtocol(self, addr: Any) -> HTTP1Connection:
         return HTTP1Connection(self.server)
