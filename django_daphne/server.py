@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-from .access_log import AccessLog
 from .asgi.lifespan import Lifespan, LifespanFailure
 from .config import Config, asgi_threads
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
@@ -112,7 +112,9 @@ class Server:
         loop = self.loop
         threads = asgi_threads()
         if threads is not None:
-            loop.set_default_executor(ThreadPoolExecutor(max_workers=threads))
+            loop.set_default_executor(
+                ThreadPoolExecutor(max_workers=threads, thread_name_prefix="asgi-thread")
+            )
         self.state = state = ServerState(self.app, self.config, loop)
         state.access_log = self.access_log
         if self.install_signal_handlers:

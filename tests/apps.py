@@ -134,9 +134,11 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"x"})
         return
     if path == "/sleep":
+        print("app: sleeping", flush=True)
         await asyncio.sleep(float(query.get("seconds", "1")))
         return await respond(send, body=b"slept")
     if path == "/hang":
+        print("app: hanging", flush=True)
         try:
             await asyncio.sleep(3600)
         finally:
@@ -157,6 +159,19 @@ async def app(scope, receive, send):
             await asyncio.sleep(3600)
         finally:
             disconnects.append(path)
+    if path == "/threads":
+        import threading
+
+        count = int(query.get("n", "3"))
+        barrier = threading.Barrier(count, timeout=10)
+
+        def meet():
+            barrier.wait()
+            return threading.current_thread().name
+
+        loop = asyncio.get_running_loop()
+        names = await asyncio.gather(*(loop.run_in_executor(None, meet) for _ in range(count)))
+        return await respond(send, body=json.dumps(names).encode())
     if path == "/pid":
         return await respond(send, body=str(os.getpid()).encode())
     if path == "/headers":

@@ -158,7 +158,7 @@ def raw_request(port: int, data: bytes, host: str = "127.0.0.1", timeout: float 
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except (ConnectionResetError, TimeoutError, socket.timeout):
+        except (ConnectionResetError, TimeoutError):
             pass
         return b"".join(chunks)
 

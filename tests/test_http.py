@@ -124,7 +124,8 @@ def test_big_streamed_response_with_content_length(server):
 def test_keep_alive_and_pipelining_answer_in_order(server):
     requests = b"".join(
         b"GET /echo/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5)
-    ) + b"GET /sleep?seconds=0.2 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo/last HTTP/1.1\r\nHost: x\r\n\r\n"
+    ) + b"GET /sleep?seconds=0.2 HTTP/1.1\r\nHost: x\r\n\r\n" + (
+        b"GET /echo/last HTTP/1.1\r\nHost: x\r\n\r\n")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(requests)
         buffer = bytearray()

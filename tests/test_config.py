@@ -1,0 +1,100 @@
+"""The one Config: defaults, settings, command line, and errors that name the option."""
+
+from __future__ import annotations
+
+import pytest
+
+from django_daphne.cli import build_parser, command_line_values
+from django_daphne.config import (
+    COMMAND_LINE,
+    DEFAULT,
+    OPTIONS,
+    SETTINGS,
+    Config,
+    ConfigError,
+    asgi_threads,
+)
+
+
+def from_argv(*argv):
+    args = build_parser().parse_args([*argv, "app:app"])
+    return Config.build(command_line=command_line_values(args))
+
+
+def test_binding_defaults_match_daphne():
+    assert from_argv().endpoint_descriptions() == ["tcp:port=8000:interface=127.0.0.1"]
+    assert from_argv("-b", "0.0.0.0").endpoint_descriptions() == [
+        "tcp:port=8000:interface=0.0.0.0"]
+    assert from_argv("-p", "8001").endpoint_descriptions() == [
+        "tcp:port=8001:interface=127.0.0.1"]
+    # a UNIX socket alone binds no TCP port
+    assert from_argv("-u", "/tmp/d.sock").endpoint_descriptions() == ["unix:/tmp/d.sock"]
+    assert from_argv("--fd", "5").endpoint_descriptions() == ["fd:fileno=5"]
+
+
+def test_ipv6_and_several_bindings():
+    config = from_argv("-b", "::1", "-p", "9000", "-e", "ssl:443:privateKey=k.pem",
+                       "-e", "unix:/run/x.sock")
+    assert config.endpoint_descriptions() == [
+        r"tcp:port=9000:interface=\:\:1", "ssl:443:privateKey=k.pem", "unix:/run/x.sock"]
+
+
+def test_precedence_command_line_then_settings_then_default():
+    config = Config.build(
+        settings={"PORT": 9000, "HTTP_TIMEOUT": 5, "ROOT_PATH": "/a"},
+        command_line={"port": "9100", "root_path": None},
+    )
+    assert config.port == 9100 and config.sources["port"] == COMMAND_LINE
+    assert config.http_timeout == 5.0 and config.sources["http_timeout"] == SETTINGS
+    assert config.root_path == "/a" and config.sources["root_path"] == SETTINGS
+    assert config.keep_alive_timeout == 5.0 and config.sources["keep_alive_timeout"] == DEFAULT
+
+
+def test_unknown_setting_suggests_the_right_name():
+    with pytest.raises(ConfigError, match=r"DAPHNE\['HTTP_TIMOUT'\] is not a setting.*"
+                                          r"Did you mean HTTP_TIMEOUT\?"):
+        Config.build(settings={"HTTP_TIMOUT": 3})
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"PORT": "eighty"}, r"DAPHNE\['PORT'\]: expected a whole number, got 'eighty'"),
+    ({"PORT": 70000}, r"DAPHNE\['PORT'\]: must be at most 65535, got 70000"),
+    ({"PROXY_HEADERS": "maybe"}, r"expected True or False, got 'maybe'"),
+    ({"LIFESPAN": "sometimes"}, r"expected one of auto, on, off, got 'sometimes'"),
+    ({"ENDPOINTS": "tcp:80"}, r"expected a list of strings"),
+    ({"WEBSOCKET_TIMEOUT": -5}, r"must be at least 0 \(or -1 for no limit\)"),
+    ({"PROXY_HEADERS_HOST": "X Bad"}, r"expected an HTTP header name"),
+])
+def test_bad_setting_values_name_the_setting(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.build(settings=settings)
+
+
+def test_bad_flag_names_the_flag():
+    with pytest.raises(ConfigError, match=r"^--max-headers: must be at least 1, got 0$"):
+        from_argv("--max-headers", "0")
+
+
+def test_websocket_timeout_accepts_minus_one_for_no_limit():
+    assert from_argv("--websocket_timeout", "-1").websocket_timeout == -1
+
+
+def test_every_option_has_a_flag_help_and_valid_default():
+    for option in OPTIONS:
+        assert option.flags and option.help
+        if option.default is not None:
+            assert option.clean(option.default) == option.default
+
+
+def test_show_config_description_lists_every_option_with_its_source():
+    rows = Config.build(settings={"PORT": 1}).describe()
+    assert len(rows) == len(OPTIONS)
+    assert ("PORT", 1, SETTINGS) in rows
+
+
+def test_asgi_threads_validation(monkeypatch):
+    monkeypatch.setenv("ASGI_THREADS", "4")
+    assert asgi_threads() == 4
+    monkeypatch.setenv("ASGI_THREADS", "many")
+    with pytest.raises(ConfigError, match="ASGI_THREADS must be a whole number"):
+        asgi_threads()

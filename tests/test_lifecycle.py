@@ -1,0 +1,240 @@
+"""Lifespan, graceful shutdown, application timeouts, and the options that shape the scope
+and the logs, over real sockets and real signals."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+
+import httpx
+import pytest
+
+from tests.conftest import read_response
+
+
+class Background:
+    """Run a blocking HTTP request in a thread; collect its result or its exception."""
+
+    def __init__(self, fn):
+        self.result = None
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn):
+        try:
+            self.result = fn()
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            self.error = exc
+
+    def join(self, timeout=20):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive()
+        if self.error:
+            raise self.error
+        return self.result
+
+
+# -- lifespan
+
+
+def test_lifespan_on_failed_startup_exits_with_the_message(start_server):
+    server = start_server("--lifespan", "on", env={"TEST_LIFESPAN_FAIL": "1"}, ready=False)
+    assert server.wait_exit() == 1
+    assert "Application startup failed: database is down" in server.output
+    assert "Listening on" not in server.output
+
+
+def test_lifespan_auto_with_an_app_without_lifespan(start_server):
+    server = start_server("-v", "2", app="tests.plain_apps:no_lifespan")
+    server.wait_for(r"does not support lifespan")
+    response = httpx.get(server.url + "/")
+    assert response.status_code == 200
+    assert response.json()["has_state"] is False
+
+
+def test_lifespan_on_with_an_app_without_lifespan_fails(start_server):
+    server = start_server("--lifespan", "on", app="tests.plain_apps:no_lifespan", ready=False)
+    assert server.wait_exit() == 1
+    assert "does not support lifespan" in server.output
+    assert "ValueError: only http" in server.output
+
+
+def test_lifespan_off_never_calls_the_app_for_it(start_server):
+    server = start_server("--lifespan", "off")
+    assert "state" not in httpx.get(server.url + "/echo").json()
+
+
+def test_lifespan_shutdown_runs_on_sigterm(start_server, tmp_path):
+    marker = tmp_path / "shutdown"
+    server = start_server(env={"TEST_LIFESPAN_SHUTDOWN_FILE": str(marker)})
+    assert httpx.get(server.url + "/echo").json()["state"] == {"started": "yes"}
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    assert marker.read_text() == "shutdown"
+
+
+# -- graceful shutdown
+
+
+def test_graceful_shutdown_finishes_in_flight_and_stops_accepting(start_server):
+    server = start_server()
+    port = server.port
+    idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+    idle.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    read_response(idle, bytearray())  # a keep-alive connection, now idle
+    pending = Background(lambda: httpx.get(f"http://127.0.0.1:{port}/sleep?seconds=1.5"))
+    server.wait_for("app: sleeping")
+    server.signal(signal.SIGTERM)
+    server.wait_for("shutting down gracefully")
+    # the idle keep-alive connection is closed at once
+    assert idle.recv(100) == b""
+    idle.close()
+    # new connections are refused while the in-flight request finishes
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    response = pending.join()
+    assert response.status_code == 200 and response.text == "slept"
+    assert response.headers["connection"] == "close"
+    assert server.wait_exit() == 0
+
+
+def test_shutdown_timeout_cancels_stuck_requests(start_server):
+    server = start_server("--shutdown-timeout", "0.3")
+    pending = Background(lambda: httpx.get(server.url + "/hang", timeout=10))
+    server.wait_for("app: hanging")
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    assert "Shutdown timeout (0.3s) passed" in server.output
+    with pytest.raises(httpx.HTTPError):
+        pending.join()
+
+
+def test_second_signal_stops_at_once(start_server):
+    server = start_server("--shutdown-timeout", "60")
+    pending = Background(lambda: httpx.get(server.url + "/hang", timeout=10))
+    server.wait_for("app: hanging")
+    server.signal(signal.SIGINT)
+    server.wait_for("shutting down gracefully")
+    server.signal(signal.SIGINT)
+    assert server.wait_exit(timeout=10) == 1
+    assert "Second stop signal" in server.output
+    with pytest.raises(httpx.HTTPError):
+        pending.join()
+
+
+# -- application timeouts
+
+
+def test_http_timeout_answers_503_and_cancels(start_server):
+    server = start_server("-t", "0.3")
+    response = httpx.get(server.url + "/hang")
+    assert response.status_code == 503
+    # the cancelled app ran its cleanup (recorded by the test app)
+    assert "/hang" in httpx.get(server.url + "/disconnects").json()
+    assert httpx.get(server.url + "/echo").status_code == 200
+
+
+def test_application_close_timeout_kills_a_lingering_app(start_server):
+    server = start_server("--application-close-timeout", "0.2")
+    response = httpx.get(server.url + "/ignore-disconnect")
+    assert response.text == "done"
+    server.wait_for("took too long to shut down and was killed")
+    assert "/ignore-disconnect" in httpx.get(server.url + "/disconnects").json()
+
+
+# -- options that shape the scope and the output
+
+
+def test_proxy_headers(start_server):
+    headers = {
+        "X-Forwarded-For": "10.9.9.9, 203.0.113.7",
+        "X-Forwarded-Port": "4431",
+        "X-Forwarded-Proto": "https",
+    }
+    plain = start_server()
+    scope = httpx.get(plain.url + "/echo", headers=headers).json()
+    assert scope["client"][0] == "127.0.0.1" and scope["scheme"] == "http"
+    trusting = start_server("--proxy-headers")
+    scope = httpx.get(trusting.url + "/echo", headers=headers).json()
+    assert scope["client"] == ["203.0.113.7", 4431]
+    assert scope["scheme"] == "https"
+
+
+def test_proxy_header_names_are_configurable(start_server):
+    server = start_server("--proxy-headers", "--proxy-headers-host", "X-Real-IP",
+                          "--proxy-headers-port", "X-Real-Port")
+    scope = httpx.get(server.url + "/echo", headers={
+        "X-Real-IP": "198.51.100.4", "X-Real-Port": "99", "X-Forwarded-For": "1.1.1.1"
+    }).json()
+    assert scope["client"] == ["198.51.100.4", 99]
+
+
+def test_proxy_header_names_without_proxy_headers_is_an_error(start_server):
+    server = start_server("--proxy-headers-host", "X-Real-IP", ready=False)
+    assert server.wait_exit() == 2
+    assert "--proxy-headers-host (PROXY_HEADERS_HOST) has no effect without --proxy-headers" \
+        in server.output
+
+
+def test_root_path(start_server):
+    server = start_server("--root-path", "/mounted")
+    assert httpx.get(server.url + "/echo").json()["root_path"] == "/mounted"
+
+
+def test_server_name_options(start_server):
+    named = start_server("-s", "edge")
+    assert httpx.get(named.url + "/echo").headers["server"] == "edge"
+    anonymous = start_server("--no-server-name")
+    assert "server" not in httpx.get(anonymous.url + "/echo").headers
+
+
+def test_access_log_to_a_file(start_server, tmp_path):
+    log = tmp_path / "access.log"
+    server = start_server("--access-log", str(log))
+    httpx.get(server.url + "/echo?q=1")
+    httpx.post(server.url + "/no-read", content=b"abc")
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("127.0.0.1:")
+    assert " - - [" in lines[0]
+    assert lines[0].split("] ", 1)[1].startswith('"GET /echo?q=1" 200 ')
+    assert '"POST /no-read" 200 21' in lines[1]
+
+
+def test_access_log_on_stdout_by_default_and_off_at_verbosity_0(start_server):
+    server = start_server()
+    httpx.get(server.url + "/echo")
+    server.wait_for(r'"GET /echo" 200 \d+')
+    # at verbosity 0 nothing is logged, not even readiness: hand the server a socket that
+    # already listens, so the request simply waits in the backlog until it is served
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    quiet = start_server("--fd", str(listener.fileno()), "-v", "0", ready=False,
+                         pass_fds=(listener.fileno(),))
+    listener.close()
+    assert httpx.get(f"http://127.0.0.1:{port}/pid").text == str(quiet.proc.pid)
+    quiet.signal(signal.SIGTERM)
+    assert quiet.wait_exit() == 0
+    assert quiet.output == ""
+
+
+def test_asgi_threads_sizes_the_thread_pool(start_server):
+    server = start_server(env={"ASGI_THREADS": "3"})
+    names = httpx.get(server.url + "/threads?n=3").json()
+    # three blocking calls met at a barrier: three threads of our pool ran at once
+    assert len(set(names)) == 3
+    assert all(name.startswith("asgi-thread") for name in names)
+
+
+def test_version_flag(start_server):
+    from django_daphne import __version__
+
+    server = start_server("--version", app=None, ready=False)
+    assert server.wait_exit() == 0
+    assert server.output.strip() == f"django-daphne {__version__}"
