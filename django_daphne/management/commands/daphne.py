@@ -1,0 +1,133 @@
+"""``manage.py daphne``: serve ASGI_APPLICATION in production, configured by settings.py.
+
+Every option of the ``daphne`` command is a flag here with the same name; each also has a
+``DAPHNE`` settings key.  The command line wins over settings, settings over the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ... import __version__
+from ...cli import add_option_arguments, open_access_log
+from ...conf import application_path, build_config, import_path
+from ...config import COMMAND_LINE, OPTIONS, SETTINGS, Config, ConfigError
+from ...loading import AppImportError, import_application
+from ..serving import configure_logging, ensure_reactor
+
+ADDRPORT_RE = re.compile(
+    r"^(?:(?P<addr>\d{1,3}(?:\.\d{1,3}){3}|\[[a-fA-F0-9:]+\]|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*)"
+    r":)?(?P<port>\d+)$"
+)
+
+
+def parse_addrport(value: str) -> tuple[str | None, int]:
+    """runserver's ``addrport``: ``8001``, ``0.0.0.0:8001``, ``[::1]:8001``, ``host:8001``."""
+    match = ADDRPORT_RE.match(value)
+    if match is None:
+        raise CommandError(
+            f"{value!r} is not a valid port number or address:port pair "
+            "(for example 8001, 0.0.0.0:8001 or [::1]:8001)."
+        )
+    addr = match.group("addr")
+    if addr == "0":
+        addr = "0.0.0.0"
+    elif addr and addr.startswith("["):
+        addr = addr[1:-1]
+    return addr, int(match.group("port"))
+
+
+def format_config(config: Config, application: str, application_source: str) -> str:
+    """The ``--show-config`` table: each setting, its effective value and its source."""
+    rows = [("APPLICATION", application, application_source)]
+    rows += [(key, repr(value), source) for key, value, source in config.describe()]
+    rows.append(("(listening on)", " ".join(config.endpoint_descriptions()), "derived"))
+    width = max(len(row[0]) for row in rows)
+    value_width = min(50, max(len(row[1]) for row in rows))
+    return "".join(
+        f"{key:<{width}}  {value:<{value_width}}  {source}\n" for key, value, source in rows
+    )
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the project's ASGI application (ASGI_APPLICATION) with django-daphne, "
+        "configured by the DAPHNE setting and these flags. The production server: no "
+        "autoreload, graceful shutdown on SIGTERM and SIGINT."
+    )
+
+    def get_version(self) -> str:
+        return f"django-daphne {__version__} (Django {super().get_version()})"
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        # Django's -v is daphne's -v: "not given" must stay None so that DAPHNE['VERBOSITY']
+        # applies when the flag is absent.
+        parser.set_defaults(verbosity=None)
+        return parser
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "addrport", nargs="?",
+            help="Optional port number, or ipaddr:port, as for runserver (the same as -b/-p).",
+        )
+        parser.add_argument(
+            "--application", metavar="PATH",
+            help="The ASGI application to serve instead of ASGI_APPLICATION, as "
+            "module.path:attribute or module.path.attribute.",
+        )
+        parser.add_argument(
+            "--show-config", action="store_true",
+            help="Print every setting's effective value and where it came from (default, "
+            "settings or command line), then exit.",
+        )
+        add_option_arguments(parser, skip={"verbosity"})
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        command_line = {option.name: options.get(option.name) for option in OPTIONS}
+        if options["addrport"]:
+            if options["bind"] is not None or options["port"] is not None:
+                raise CommandError("Give either addrport or -b/--bind and -p/--port, not both.")
+            addr, port = parse_addrport(options["addrport"])
+            command_line["port"] = port
+            if addr is not None:
+                command_line["bind"] = addr
+        try:
+            config = build_config(command_line)
+            if options["application"]:
+                app_path, app_source = import_path(options["application"]), COMMAND_LINE
+            else:
+                app_path, app_source = application_path(), f"{SETTINGS} (ASGI_APPLICATION)"
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        if app_path is None:
+            raise CommandError(
+                "ASGI_APPLICATION is not set: add ASGI_APPLICATION = 'mysite.asgi.application' "
+                "to your settings, or give --application."
+            )
+        if options["show_config"]:
+            self.stdout.write(format_config(config, app_path, app_source), ending="")
+            return
+        configure_logging(config)
+        try:
+            ensure_reactor(config.loop)
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            application = import_application(app_path)
+        except AppImportError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            access_log = open_access_log(config)
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        from ...server import Server
+
+        code = Server(application, config, access_log=access_log).run()
+        if code:
+            sys.exit(code)

@@ -1,0 +1,129 @@
+"""What ``manage.py daphne``, ``manage.py runserver`` and the live-server test case share:
+the reactor for this thread, logging through Django's ``LOGGING``, the development request
+log, and static files."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+from ..access_log import AccessLog
+from ..config import Config
+
+LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+
+
+def _uses_uvloop(reactor: Any) -> bool:
+    return type(reactor._asyncioEventloop).__module__.startswith("uvloop")
+
+
+def _wants_uvloop(kind: str) -> bool:
+    if kind == "asyncio":
+        return False
+    if kind == "uvloop":
+        return True
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def ensure_reactor(kind: str = "auto", fresh: bool = False) -> Any:
+    """The asyncio reactor on the loop ``kind`` asks for, installed for the current thread.
+
+    The app module installs one at import time; a different ``--loop``, or ``fresh`` (a
+    new thread such as the autoreloader's, or a new live-server process), replaces it while
+    it has not run yet.
+    """
+    from .. import reactor as reactor_module
+
+    current = sys.modules.get("twisted.internet.reactor")
+    if current is not None and hasattr(current, "_asyncioEventloop"):
+        if fresh or _uses_uvloop(current) != _wants_uvloop(kind):
+            if current.running:
+                raise RuntimeError("The Twisted reactor is already running in this process")
+            del sys.modules["twisted.internet.reactor"]
+            loop = current._asyncioEventloop
+            if not loop.is_running() and not loop.is_closed():
+                loop.close()
+    return reactor_module.install(kind)
+
+
+def configure_logging(config: Config, django_logging: bool = True) -> None:
+    """Send the server's log records somewhere a user sees them.
+
+    Django's ``LOGGING`` wins: when it gives the ``django_daphne`` (or ``twisted``) logger, or
+    the root logger, a handler or a level, nothing is changed.  Otherwise the server's lines
+    go to stderr in ``LOG_FMT`` at the level the verbosity asks for, as with ``daphne``.
+    """
+    handler: logging.Handler | None = None
+    level = LEVELS[config.verbosity]
+    for name, wanted in (
+        ("django_daphne", level),
+        ("twisted", logging.DEBUG if config.verbosity >= 3 else logging.WARNING),
+    ):
+        logger = logging.getLogger(name)
+        configured = logger.handlers or logger.level != logging.NOTSET
+        if django_logging and (configured or logging.getLogger().handlers):
+            continue
+        if handler is None:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter(config.log_fmt))
+        logger.addHandler(handler)
+        logger.setLevel(wanted)
+        logger.propagate = False
+    from twisted.python import log
+
+    log.PythonLoggingObserver(loggerName="twisted").start()
+
+
+class DjangoServerLog(AccessLog):
+    """The development request log: one line per request through the ``django.server``
+    logger, which Django's default ``LOGGING`` prints with the time and coloured by status,
+    like ``runserver``'s own lines."""
+
+    def __init__(self) -> None:
+        self.logger = logging.getLogger("django.server")
+
+    def write_entry(
+        self, client: Any, request: str, status: Any, size: Any, scope: Any = None
+    ) -> None:
+        code = int(status) if status else 0
+        level = logging.ERROR if code >= 500 else logging.WARNING if code >= 400 else (
+            logging.INFO
+        )
+        self.logger.log(
+            level, '"%s" %s %s', request, status or "-", size or "-",
+            extra={"status_code": code or None, "server_time": _server_time()},
+        )
+
+    def websocket(self, scope: Any, action: str) -> None:
+        """A WebSocket event: HANDSHAKING, CONNECT, REJECT or DISCONNECT."""
+        path = scope["raw_path"].decode("latin-1")
+        client = scope.get("client")
+        where = "%s:%s" % tuple(client[:2]) if client else "-"
+        # a status only picks the colour: accepted in green, refused in yellow
+        code = {"CONNECT": 200, "REJECT": 403}.get(action, 101)
+        level = logging.WARNING if action == "REJECT" else logging.INFO
+        self.logger.log(
+            level, "WebSocket %s %s [%s]", action, path, where,
+            extra={"status_code": code, "server_time": _server_time()},
+        )
+
+    def flush(self) -> None:
+        pass
+
+
+def _server_time() -> str:
+    return time.strftime("%d/%b/%Y %H:%M:%S")
+
+
+def with_static_files(application: Any) -> Any:
+    """``application`` behind Django's ASGIStaticFilesHandler (STATIC_URL from the finders,
+    as runserver serves it in development)."""
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    return ASGIStaticFilesHandler(application)

@@ -1,0 +1,1 @@
+"""A Django + Channels site that shows what django-daphne serves."""
