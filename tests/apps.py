@@ -5,6 +5,14 @@ import json
 import os
 
 disconnects = []  # paths whose app saw http.disconnect
+gates: dict = {}  # name -> asyncio.Event, opened by /open-gate
+progress: dict = {}  # name -> bytes sent so far by /firehose
+
+
+def gate(name):
+    if name not in gates:
+        gates[name] = asyncio.Event()
+    return gates[name]
 
 
 async def lifespan(scope, receive, send):
@@ -102,6 +110,32 @@ async def app(scope, receive, send):
         chunks = [first.get("body", b"")] + (
             await read_body(receive) if first.get("more_body") else [])
         return await respond(send, body=b"%d" % sum(map(len, chunks)))
+    if path == "/gated-body":
+        # take the first message, then stop receiving until /open-gate: the server must
+        # stop reading the socket meanwhile
+        first = await receive()
+        print("app: gated", flush=True)
+        await gate(query["gate"]).wait()
+        chunks = [first.get("body", b"")] + (
+            await read_body(receive) if first.get("more_body") else [])
+        return await respond(send, body=b"%d" % sum(map(len, chunks)))
+    if path == "/open-gate":
+        gate(query["gate"]).set()
+        return await respond(send, body=b"open")
+    if path == "/firehose":
+        total = int(query["total"])
+        name = query["name"]
+        progress[name] = 0
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % total)]})
+        block = b"f" * 65536
+        while progress[name] < total:
+            progress[name] += len(block)
+            await send({"type": "http.response.body", "body": block,
+                        "more_body": progress[name] < total})
+        return
+    if path == "/progress":
+        return await respond(send, body=b"%d" % progress.get(query["name"], -1))
     if path == "/no-read":
         return await respond(send, body=b"not reading your body")
     if path == "/raise":
