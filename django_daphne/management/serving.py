@@ -100,6 +100,15 @@ class DjangoServerLog(AccessLog):
             extra={"status_code": code or None, "server_time": _server_time()},
         )
 
+    def http(self, stream: Any) -> None:
+        """A completed request, as Django writes it: ``"GET /path?query HTTP/1.1" 200 42``."""
+        scope = stream.scope
+        target = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        request = "%s %s HTTP/%s" % (scope["method"], target, scope["http_version"])
+        self.write_entry(scope["client"], request, stream.status, stream.sent, scope)
+
     def websocket(self, scope: Any, action: str) -> None:
         """A WebSocket event: HANDSHAKING, CONNECT, REJECT or DISCONNECT."""
         path = scope["raw_path"].decode("latin-1")

@@ -1,0 +1,142 @@
+"""``manage.py runserver``: Django's development server command, serving over ASGI with
+django-daphne (HTTP and WebSocket), with Django's autoreloader, static files and request log.
+
+``--noasgi`` runs Django's own WSGI server instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib.staticfiles.management.commands.runserver import (
+    Command as StaticfilesRunserver,
+)
+from django.core.management.base import CommandError
+from django.db import connections
+from django.utils import autoreload
+
+from ... import __version__
+from ...conf import application_path, build_config
+from ...config import DEFAULT, Config, ConfigError
+from ...loading import AppImportError, import_application
+from ..serving import DjangoServerLog, configure_logging, ensure_reactor, with_static_files
+
+
+class Command(StaticfilesRunserver):
+    help = (
+        "Starts the django-daphne ASGI development server (HTTP and WebSocket), restarting "
+        "it when code changes and serving static files when DEBUG is on."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--noasgi", action="store_false", dest="use_asgi",
+            help="Run Django's own WSGI development server instead of django-daphne.",
+        )
+
+    def inner_run(self, *args: Any, **options: Any) -> None:
+        if not options.get("use_asgi", True):
+            return super().inner_run(*args, **options)
+        # an exception silenced in the reloader's parent is raised here, in the child
+        autoreload.raise_last_exception()
+        if not options["skip_checks"]:
+            self.stdout.write("Performing system checks...\n\n")
+            self.check(display_num_errors=True)
+        self.check_migrations()
+        for connection in connections.all(initialized_only=True):
+            connection.close()
+        try:
+            config = self.server_config()
+            application = self.get_application(**options)
+        except (ConfigError, AppImportError) as exc:
+            raise CommandError(str(exc)) from None
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        configure_logging(config)
+        ensure_reactor(config.loop, fresh=not in_main_thread)
+
+        from ...server import Server
+
+        server = Server(
+            application, config, access_log=DjangoServerLog(),
+            on_ready=lambda listening: self.on_bind(server.ports[0].getHost().port),
+            install_signal_handlers=in_main_thread,
+        )
+        stopped = threading.Event()
+        if not in_main_thread:
+            # The autoreloader's main thread exits on Ctrl-C and before each restart: stop
+            # gracefully then, so the port is free and the lifespan shutdown runs.
+            atexit.register(_stop_from_other_thread, server, stopped, config.shutdown_timeout)
+        try:
+            code = server.run()
+        finally:
+            stopped.set()
+        if code and not server.listening:
+            # the server logged why; sys.exit would not end the process from this thread
+            os._exit(1)
+        shutdown_message = options.get("shutdown_message", "")
+        if shutdown_message:
+            self.stdout.write(shutdown_message)
+        sys.exit(code)
+
+    def server_config(self) -> Config:
+        """The ``DAPHNE`` settings (timeouts, limits, ...) listening on addrport only, with
+        the server's own lines at warning level unless ``DAPHNE['VERBOSITY']`` asks for
+        more: the banner and the request log say the rest."""
+        config = build_config()
+        verbosity = config.verbosity if config.sources["verbosity"] != DEFAULT else 1
+        return config.replace(
+            bind=self.addr, port=int(self.port), unix_socket=None, fd=None, endpoints=[],
+            verbosity=0 if verbosity < 2 else verbosity,
+        )
+
+    def get_application(self, **options: Any) -> Any:
+        """ASGI_APPLICATION (Django's own ASGI handler when unset), behind the static files
+        handler when staticfiles is installed and DEBUG is on or --insecure is given."""
+        path = application_path()
+        if path is None:
+            from django.core.asgi import get_asgi_application
+
+            application = get_asgi_application()
+        else:
+            application = import_application(path)
+        serve_static = options["use_static_handler"] and (
+            settings.DEBUG or options["insecure_serving"]
+        )
+        if serve_static and apps.is_installed("django.contrib.staticfiles"):
+            application = with_static_files(application)
+        return application
+
+    def on_bind(self, server_port: int) -> None:
+        quit_command = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
+        if self._raw_ipv6:
+            addr = f"[{self.addr}]"
+        elif self.addr == "0":
+            addr = "0.0.0.0"
+        else:
+            addr = self.addr
+        now = datetime.now().strftime("%B %d, %Y - %X")
+        self.stdout.write(
+            f"{now}\n"
+            f"Django version {self.get_version()}, using settings "
+            f"{settings.SETTINGS_MODULE!r}\n"
+            f"Starting ASGI/django-daphne version {__version__} development server at "
+            f"{self.protocol}://{addr}:{server_port}/\n"
+            f"Quit the server with {quit_command}."
+        )
+        self.stdout.flush()
+
+
+def _stop_from_other_thread(server: Any, stopped: threading.Event, timeout: float) -> None:
+    """Ask the server running in another thread to stop, and wait (bounded) until it has."""
+    if stopped.is_set() or not server.listening:
+        return
+    server.loop.call_soon_threadsafe(server.request_stop)
+    stopped.wait(timeout + 2)
