@@ -1,8 +1,8 @@
 """HTTP/1.1 request parsing: strict, incremental, sans-I/O.
 
-Two parsers with one interface and one set of rules: :class:`PythonParser`, written here,
-and :class:`HttptoolsParser`, which lets llhttp (through httptools) do the scanning and adds
-the checks llhttp leaves out.  Both call the same handler methods::
+Two parsers with one interface and one set of rules: :class:`PythonParser`, which reads the
+header lines with regular expressions, and :class:`HttptoolsParser`, which lets llhttp
+(through httptools) tokenise them.  Both call the same handler methods::
 
     handler.on_head(head: RequestHead) -> bool   # True: stop, the rest is another protocol
     handler.on_body(data: bytes)
@@ -11,8 +11,19 @@ the checks llhttp leaves out.  Both call the same handler methods::
 and raise :class:`ParseError` (with the HTTP status to answer) for anything malformed or
 ambiguous.  The rules are those that keep two parsers from ever splitting one request
 differently (request smuggling): CRLF only, no obs-fold, no whitespace before a colon, no
-control characters (nor the Unicode line breaks 0x85 and 0x1c-0x1e) in values, exactly one
-Host, and a single unambiguous body length.
+control characters (nor 0x85, which some decoders take for a line break) in values, exactly
+one Host, and a single unambiguous body length.
+
+Why both parsers answer every request identically: everything but the tokenising of header
+lines is written once, in :class:`_Parser` -- finding the end of the head, the limits, the
+request line, the body length, chunked decoding and trailers.  llhttp sees only complete
+heads; when it refuses one, the Python rules decide the answer (and accept what they
+accept, such as a repeated identical Content-Length, which llhttp always refuses).
+
+Limits: the request line is the first line without its CRLF (longer than ``max_request_line``
+gets 414); the header block is the header lines with their CRLFs (larger than
+``max_header_size`` gets 431, as do more than ``max_headers`` lines); trailers of a chunked
+body are held to the same two header limits.
 """
 
 from __future__ import annotations
@@ -25,18 +36,22 @@ except ImportError:  # pragma: no cover
     httptools = None
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_REQUEST_LINE = re.compile(rb"(%s+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % _TCHAR)
-_HEADER_LINE = re.compile(rb"(%s+):([\t\x20-\x7e\x80-\x84\x86-\xff]*)" % _TCHAR)
-_TOKEN = re.compile(rb"%s+" % _TCHAR)
-_VALUE_OK = re.compile(rb"[\t\x20-\x7e\x80-\x84\x86-\xff]*")
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-_BARE_CR = re.compile(rb"\r(?!\n)")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[\t\x20-\x7e]*)?")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
+_VCHARS = rb"\t\x20-\x7e\x80-\x84\x86-\xff"  # what a header value may hold
+_REQUEST_LINE = re.compile(rb"(%s+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % _TCHAR).fullmatch
+_HEADER_LINE = re.compile(rb"(%s+):([%s]*)" % (_TCHAR, _VCHARS)).fullmatch
+_TOKEN = re.compile(rb"%s+" % _TCHAR).fullmatch
+_TARGET = re.compile(rb"[\x21-\x7e]+").fullmatch
+_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]").fullmatch
+_ABSOLUTE_FORM = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://[^/?#]").match
+_BAD_EOL = re.compile(rb"\r(?!\n)|(?<!\r)\n").search
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)(;[\t\x20-\x7e]*)?").fullmatch
+_DIGITS = re.compile(rb"[0-9]{1,18}").fullmatch
+_MAX_CHUNK_DIGITS = 15  # 16 hex digits would pass 2**60; no real body needs that
+_MAX_CHUNK_LINE = 4096  # a chunk size with its extensions
 
 
 class ParseError(Exception):
-    """A request the server refuses: ``status`` is the answer, the message says why."""
+    """A request the server refuses: ``status`` is the answer, ``reason`` says why."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -73,29 +88,87 @@ class RequestHead:
         self.has_body = has_body
 
 
+class Limits:
+    """The request-head limits, from the Config."""
+
+    __slots__ = ("max_request_line", "max_header_size", "max_headers")
+
+    def __init__(self, max_request_line: int, max_header_size: int, max_headers: int) -> None:
+        self.max_request_line = max_request_line
+        self.max_header_size = max_header_size
+        self.max_headers = max_headers
+
+
+def _show(data: bytes) -> str:
+    """A short, printable rendering of client bytes for an error message."""
+    text = data[:40].decode("ascii", "backslashreplace")
+    text = "".join(c if " " <= c <= "~" else "\\x%02x" % ord(c) for c in text)
+    return "'%s%s'" % (text, "..." if len(data) > 40 else "")
+
+
+def _bad_eol(data: bytes, start: int = 0) -> str | None:
+    """Why ``data[start:]`` is refused for a line end without its pair, or None.
+
+    A CR as the very last byte is not yet bare: its LF may be in the next packet.
+    """
+    match = _BAD_EOL(data, start)
+    if match is None or (match.start() == len(data) - 1 and match.group() == b"\r"):
+        return None
+    if match.group() == b"\n":
+        return "bare LF (a line end without CR) in the request head"
+    return "bare CR (not followed by LF) in the request head"
+
+
+def _diagnose_request_line(line: bytes) -> ParseError:
+    """Say precisely what is wrong with a request line that did not match (slow path)."""
+    parts = line.split(b" ")
+    if not _TOKEN(parts[0]):
+        return ParseError(400, "invalid method token %s in the request line" % _show(parts[0]))
+    if len(parts) != 3 or not parts[1]:
+        return ParseError(
+            400, "malformed request line %s: expected METHOD SP target SP HTTP/x.y"
+            % _show(line))
+    if not _TARGET(parts[1]):
+        return ParseError(400, "invalid character in the request target %s" % _show(parts[1]))
+    return ParseError(400, "malformed HTTP version %s in the request line" % _show(parts[2]))
+
+
 def _diagnose_header(line: bytes) -> str:
     """Say precisely what is wrong with a header line that did not match (slow path)."""
     if line[:1] in (b" ", b"\t"):
-        return "obs-fold continuation lines are not allowed"
-    if b"\r" in line:
-        return "bare CR in the request head"
-    if b"\n" in line:
-        return "bare LF in the request head"
+        return "header line starting with whitespace (obs-fold) is not allowed"
     name, colon, value = line.partition(b":")
     if not colon:
-        return "header line without a colon"
+        return "header line without a colon: %s" % _show(line)
     if not name:
         return "empty header name"
     if name[-1:] in (b" ", b"\t"):
-        return "whitespace between a header name and its colon"
-    if not _TOKEN.fullmatch(name):
-        return "invalid character in header name %r" % name[:40]
+        return "whitespace between the header name %s and its colon" % _show(name.rstrip())
+    if not _TOKEN(name):
+        return "invalid character in the header name %s" % _show(name)
     for byte in value:
-        if byte in (0x00,):
-            return "NUL in header value"
+        if byte == 0:
+            return "NUL in the value of header %s" % _show(name)
+        if byte == 0x0D or byte == 0x0A:
+            return "bare %s in the value of header %s" % (
+                "CR" if byte == 0x0D else "LF", _show(name))
         if (byte < 0x20 and byte != 0x09) or byte in (0x7F, 0x85):
-            return "forbidden character 0x%02x in header value" % byte
-    return "malformed header line"  # pragma: no cover - every failing case is named above
+            return "forbidden character 0x%02x in the value of header %s" % (byte, _show(name))
+    return "malformed header line %s" % _show(line)  # pragma: no cover - all named above
+
+
+def parse_header_lines(block: bytes) -> list[tuple[bytes, bytes]]:
+    """Header lines (CRLF-separated, no final CRLF) as (lower-case name, value) pairs."""
+    headers = []
+    append = headers.append
+    match = _HEADER_LINE
+    for line in block.split(b"\r\n"):
+        m = match(line)
+        if m is None:
+            raise ParseError(400, _diagnose_header(line))
+        name, value = m.groups()
+        append((name.lower(), value.strip(b" \t")))
+    return headers
 
 
 def analyse_headers(
@@ -115,8 +188,9 @@ def analyse_headers(
     upgrade = None
     for name, value in headers:
         if name == b"content-length":
-            if not _DIGITS.fullmatch(value):
-                raise ParseError(400, "invalid Content-Length %r" % value[:40])
+            if not _DIGITS(value):
+                raise ParseError(
+                    400, "invalid Content-Length %s: it must be 1 to 18 digits" % _show(value))
             length = int(value)
             if content_length is not None and content_length != length:
                 raise ParseError(400, "differing Content-Length values")
@@ -124,7 +198,9 @@ def analyse_headers(
         elif name == b"transfer-encoding":
             transfer_encodings += 1
             if value.lower() != b"chunked":
-                raise ParseError(400, "unsupported Transfer-Encoding %r" % value[:40])
+                raise ParseError(
+                    400, "unsupported Transfer-Encoding %s: only chunked is accepted"
+                    % _show(value))
             chunked = True
         elif name == b"host":
             hosts += 1
@@ -144,7 +220,7 @@ def analyse_headers(
     if hosts > 1:
         raise ParseError(400, "more than one Host header")
     if hosts == 0 and http_version == "1.1":
-        raise ParseError(400, "missing Host header")
+        raise ParseError(400, "missing Host header in an HTTP/1.1 request")
     if connection:
         tokens = [t.strip() for t in connection.split(b",")]
         if http_version == "1.1":
@@ -161,22 +237,15 @@ def analyse_headers(
     return content_length, chunked, keep_alive, expect_continue, upgrade
 
 
-class Limits:
-    """The request-head limits, from the Config."""
-
-    __slots__ = ("max_request_line", "max_header_size", "max_headers")
-
-    def __init__(self, max_request_line: int, max_header_size: int, max_headers: int) -> None:
-        self.max_request_line = max_request_line
-        self.max_header_size = max_header_size
-        self.max_headers = max_headers
-
-
 _HEAD, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _STOPPED = range(7)
 
 
-class PythonParser:
-    """The pure-Python parser: finds the head with one search, checks each line by regex."""
+class _Parser:
+    """Framing, limits and the request line: everything both parsers share.
+
+    Subclasses supply only ``_headers(head, start)``: the header lines of a complete head
+    (``head[start:]``, CRLF-separated) as (lower-case name, stripped value) pairs.
+    """
 
     def __init__(self, handler, limits: Limits) -> None:
         self.handler = handler
@@ -184,12 +253,21 @@ class PythonParser:
         self.state = _HEAD
         self.buffer = b""
         self.remaining = 0
+        self.scanned = 0  # bytes of a partial head or line already checked
+        self.line_end = -1  # where a partial head's request line ends, once seen
         self.trailer_bytes = 0
+        self.trailer_count = 0
 
     @property
     def in_head(self) -> bool:
         """True between requests and while a request head is arriving."""
         return self.state == _HEAD
+
+    def _headers(self, head: bytes, start: int) -> list[tuple[bytes, bytes]]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _head_parsed(self, head: RequestHead) -> None:
+        """Called once a head passed every rule, before the handler sees it."""
 
     def feed(self, data: bytes) -> bytes | None:
         """Parse what arrived.  Returns the unparsed rest if a handler asked to stop."""
@@ -223,248 +301,226 @@ class PythonParser:
                 self.state = _CHUNK_END
                 self.handler.on_body(chunk)
             elif state == _CHUNK_END:
-                if len(buffer) < 2:
-                    if buffer != b"\r":
-                        raise ParseError(400, "chunk data not followed by CRLF")
-                    self.buffer = buffer
-                    return None
                 if buffer[:2] != b"\r\n":
+                    if buffer == b"\r":
+                        self.buffer = buffer
+                        return None
                     raise ParseError(400, "chunk data not followed by CRLF")
                 buffer = buffer[2:]
                 self.state = _CHUNK_SIZE_LINE
             elif state == _CHUNK_SIZE_LINE:
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    if len(buffer) > 1024 or _BARE_LF.search(buffer):
-                        raise ParseError(400, "invalid chunk size line")
-                    self.buffer = buffer
+                buffer = self._chunk_size(buffer)
+                if buffer is None:
                     return None
-                match = _CHUNK_SIZE.fullmatch(buffer, 0, end)
-                if match is None:
-                    raise ParseError(400, "invalid chunk size %r" % buffer[:min(end, 40)])
-                size = int(match.group(1), 16)
-                buffer = buffer[end + 2:]
-                if size:
-                    self.state = _CHUNK_DATA
-                    self.remaining = size
-                else:
-                    self.state = _TRAILERS
-                    self.trailer_bytes = 0
             elif state == _TRAILERS:
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    if len(buffer) + self.trailer_bytes > self.limits.max_header_size:
-                        raise ParseError(431, "request trailers too large")
-                    if _BARE_LF.search(buffer):
-                        raise ParseError(400, "bare LF in the request trailers")
-                    self.buffer = buffer
+                buffer = self._trailer(buffer)
+                if buffer is None:
                     return None
-                line, buffer = buffer[:end], buffer[end + 2:]
-                if not line:
-                    self.state = _HEAD
-                    self.handler.on_message_complete()
-                    continue
-                self.trailer_bytes += end + 2
-                if self.trailer_bytes > self.limits.max_header_size:
-                    raise ParseError(431, "request trailers too large")
-                if not _HEADER_LINE.fullmatch(line):
-                    raise ParseError(400, _diagnose_header(line))
             else:  # _STOPPED
                 return buffer
         return None
 
+    # -- the request head
+
     def _head(self, buffer: bytes) -> bytes | None:
         """Parse one request head from the front of ``buffer``; return what follows it."""
-        while buffer[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
-            buffer = buffer[2:]
-        if not buffer:
-            return None
-        end = buffer.find(b"\r\n\r\n")
-        limits = self.limits
+        if buffer[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
+            skip = 2
+            while buffer[skip:skip + 2] == b"\r\n":
+                skip += 2
+            buffer = buffer[skip:]
+            self.scanned = 0
+            if not buffer:
+                return None
+        scanned = self.scanned
+        end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
         if end < 0:
-            line_end = buffer.find(b"\r\n")
-            if (line_end < 0 and len(buffer) > limits.max_request_line) or (
-                line_end > limits.max_request_line
-            ):
-                raise ParseError(414, "request line too long")
-            if len(buffer) > limits.max_header_size:
-                raise ParseError(431, "request header block too large")
-            if _BARE_LF.search(buffer):
-                raise ParseError(400, "bare LF in the request head")
-            if _BARE_CR.search(buffer, 0, len(buffer) - 1):
-                raise ParseError(400, "bare CR in the request head")
-            self.buffer = buffer
+            self._partial_head(buffer)
             return None
-        if end > limits.max_header_size:
-            raise ParseError(431, "request header block too large")
-        lines = buffer[:end].split(b"\r\n")
+        self.scanned = 0
+        self.line_end = -1
+        head = buffer[:end]
         rest = buffer[end + 4:]
-        request_line = lines[0]
-        if len(request_line) > limits.max_request_line:
-            raise ParseError(414, "request line too long")
-        match = _REQUEST_LINE.fullmatch(request_line)
+        limits = self.limits
+        first = head.find(b"\r\n")
+        if first < 0:
+            first = end
+        if first > limits.max_request_line:
+            raise ParseError(414, "request line longer than %d bytes" % limits.max_request_line)
+        if end - first > limits.max_header_size:
+            raise ParseError(
+                431, "request header block larger than %d bytes" % limits.max_header_size)
+        lines = head.count(b"\r\n")
+        if head.count(b"\r") != lines or head.count(b"\n") != lines:
+            raise ParseError(400, _bad_eol(head) or "bare CR in the request head")
+        if lines > limits.max_headers:
+            raise ParseError(431, "more than %d request headers" % limits.max_headers)
+        match = _REQUEST_LINE(head, 0, first)
         if match is None:
-            if b"\r" in request_line or b"\n" in request_line:
-                raise ParseError(400, "bare CR or LF in the request line")
-            if not _TOKEN.match(request_line) or request_line[:1] == b" ":
-                raise ParseError(400, "invalid method in the request line")
-            raise ParseError(400, "malformed request line")
+            raise _diagnose_request_line(head[:first])
         method, target, major, minor = match.groups()
-        if major != b"1" or minor not in (b"0", b"1"):
+        if major != b"1" or (minor != b"1" and minor != b"0"):
             raise ParseError(400, "unsupported HTTP version %s.%s" % (
                 major.decode(), minor.decode()))
         http_version = "1.1" if minor == b"1" else "1.0"
-        if len(lines) - 1 > limits.max_headers:
-            raise ParseError(431, "too many request headers")
-        headers = []
-        append = headers.append
-        header_line = _HEADER_LINE.fullmatch
-        for line in lines[1:]:
-            m = header_line(line)
-            if m is None:
-                raise ParseError(400, _diagnose_header(line))
-            append((m.group(1).lower(), m.group(2).strip(b" \t")))
+        if target[0] != 0x2F:  # not origin-form ("/...")
+            if target == b"*":
+                if method != b"OPTIONS":
+                    raise ParseError(400, "the asterisk-form target * is only for OPTIONS")
+            elif not _ABSOLUTE_FORM(target):
+                raise ParseError(
+                    400, "request target %s is not origin-form, absolute-form or asterisk-form"
+                    % _show(target))
+        headers = self._headers(head, first + 2) if lines else []
         content_length, chunked, keep_alive, expect, upgrade = analyse_headers(
             headers, http_version
         )
         has_body = chunked or bool(content_length)
-        head = RequestHead(
+        head_ = RequestHead(
             method, target, http_version, headers, keep_alive, expect, upgrade, has_body
         )
+        self._head_parsed(head_)
         if chunked:
             self.state = _CHUNK_SIZE_LINE
+            self.trailer_bytes = self.trailer_count = 0
         elif content_length:
             self.state = _LENGTH
             self.remaining = content_length
-        if self.handler.on_head(head):
+        if self.handler.on_head(head_):
             self.state = _STOPPED
             return rest
         if not has_body:
             self.handler.on_message_complete()
         return rest
 
+    def _partial_head(self, buffer: bytes) -> None:
+        """Check the part of an incomplete head not yet checked, then keep it."""
+        limits = self.limits
+        scanned = self.scanned
+        line_end = self.line_end
+        if line_end < 0:
+            line_end = buffer.find(b"\r\n", scanned - 1 if scanned else 0)
+            self.line_end = line_end
+        if line_end < 0:
+            if len(buffer) > limits.max_request_line + 1:
+                raise ParseError(
+                    414, "request line longer than %d bytes" % limits.max_request_line)
+        elif line_end > limits.max_request_line:
+            raise ParseError(414, "request line longer than %d bytes" % limits.max_request_line)
+        elif len(buffer) - line_end - 3 > limits.max_header_size:
+            raise ParseError(
+                431, "request header block larger than %d bytes" % limits.max_header_size)
+        reason = _bad_eol(buffer, scanned - 1 if scanned else 0)
+        if reason is not None:
+            raise ParseError(400, reason)
+        self.scanned = len(buffer)
+        self.buffer = buffer
 
-class HttptoolsParser:
-    """llhttp through httptools, held to the same rules as :class:`PythonParser`."""
+    # -- chunked bodies
+
+    def _chunk_size(self, buffer: bytes) -> bytes | None:
+        end = buffer.find(b"\r\n", 0, _MAX_CHUNK_LINE + 2)
+        if end < 0:
+            # no CRLF here, so any LF, or a CR before the last byte, is a bare one
+            if len(buffer) > _MAX_CHUNK_LINE or b"\n" in buffer or b"\r" in buffer[:-1]:
+                raise ParseError(400, "invalid chunk size line %s" % _show(buffer))
+            self.buffer = buffer
+            return None
+        match = _CHUNK_SIZE(buffer, 0, end)
+        if match is None:
+            raise ParseError(400, "invalid chunk size line %s" % _show(buffer[:end]))
+        digits = match.group(1)
+        if len(digits) > _MAX_CHUNK_DIGITS:
+            raise ParseError(
+                400, "chunk size %s has more than %d hex digits" % (
+                    _show(digits), _MAX_CHUNK_DIGITS))
+        size = int(digits, 16)
+        if size:
+            self.state = _CHUNK_DATA
+            self.remaining = size
+        else:
+            self.state = _TRAILERS
+            self.scanned = 0
+        return buffer[end + 2:]
+
+    def _trailer(self, buffer: bytes) -> bytes | None:
+        scanned = self.scanned
+        end = buffer.find(b"\r\n", scanned - 1 if scanned else 0)
+        limits = self.limits
+        if end < 0:
+            if self.trailer_bytes + len(buffer) > limits.max_header_size + 1:
+                raise ParseError(
+                    431, "request trailers larger than %d bytes" % limits.max_header_size)
+            start = scanned - 1 if scanned else 0
+            if buffer.find(b"\n", start) >= 0 or buffer.find(b"\r", start, len(buffer) - 1) >= 0:
+                raise ParseError(400, "bare CR or LF in the request trailers")
+            self.scanned = len(buffer)
+            self.buffer = buffer
+            return None
+        self.scanned = 0
+        line, buffer = buffer[:end], buffer[end + 2:]
+        if not line:
+            self.state = _HEAD
+            self.handler.on_message_complete()
+            return buffer
+        self.trailer_bytes += end + 2
+        self.trailer_count += 1
+        if self.trailer_bytes > limits.max_header_size:
+            raise ParseError(
+                431, "request trailers larger than %d bytes" % limits.max_header_size)
+        if self.trailer_count > limits.max_headers:
+            raise ParseError(431, "more than %d request trailers" % limits.max_headers)
+        if not _HEADER_LINE(line):
+            raise ParseError(400, "in the trailers: " + _diagnose_header(line))
+        return buffer
+
+
+class PythonParser(_Parser):
+    """The pure-Python parser: each header line checked by one regular expression."""
+
+    def _headers(self, head: bytes, start: int) -> list[tuple[bytes, bytes]]:
+        return parse_header_lines(head[start:])
+
+
+class HttptoolsParser(_Parser):
+    """llhttp (through httptools) tokenises the header lines; the Python rules decide
+    whatever llhttp refuses, so both parsers answer alike."""
 
     def __init__(self, handler, limits: Limits) -> None:
-        self.handler = handler
-        self.limits = limits
-        self.parser = httptools.HttpRequestParser(self)
-        self._reset_head()
-        self.in_head = True
-        self.stopped = False
-        self.message_open = False
+        super().__init__(handler, limits)
+        self._collected: list[tuple[bytes, bytes]] = []
+        self._llhttp = None  # an llhttp parser that sits between messages, ready for reuse
+        self._used = None  # the one that read the last head
 
-    def _reset_head(self) -> None:
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.head_bytes = 0
+    def on_header(self, name: bytes, value: bytes) -> None:  # llhttp callback
+        if value[-1:] in (b" ", b"\t"):  # llhttp strips leading whitespace only
+            value = value.rstrip(b" \t")
+        self._collected.append((name.lower(), value))
 
-    # -- llhttp callbacks
-
-    def on_message_begin(self) -> None:
-        self.in_head = True
-        self.message_open = True
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        if len(self.url) > self.limits.max_request_line:
-            raise ParseError(414, "request line too long")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not _VALUE_OK.fullmatch(value):
-            raise ParseError(400, _diagnose_header(name + b":" + value))
-        headers = self.headers
-        headers.append((name.lower(), value))
-        if len(headers) > self.limits.max_headers:
-            raise ParseError(431, "too many request headers")
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        http_version = parser.get_http_version()
-        if http_version not in ("1.1", "1.0"):
-            raise ParseError(400, "unsupported HTTP version %s" % http_version)
-        headers = self.headers
-        content_length, chunked, keep_alive, expect, upgrade = analyse_headers(
-            headers, http_version
-        )
-        head = RequestHead(
-            parser.get_method(), self.url, http_version, headers, keep_alive, expect,
-            upgrade, chunked or bool(content_length),
-        )
-        self._reset_head()
-        self.in_head = False
-        if self.handler.on_head(head):
-            self.stopped = True
-
-    def on_body(self, body: bytes) -> None:
-        self.handler.on_body(body)
-
-    def on_message_complete(self) -> None:
-        self.message_open = False
-        self.in_head = True
-        if not self.stopped:
-            self.handler.on_message_complete()
-
-    # -- feeding
-
-    def feed(self, data: bytes) -> bytes | None:
-        if self.stopped:
-            return data
-        if self.in_head:
-            self.head_bytes += len(data)
-            if self.head_bytes > self.limits.max_header_size + self.limits.max_request_line:
-                self._check_head_limits(data)
+    def _headers(self, head: bytes, start: int) -> list[tuple[bytes, bytes]]:
+        llhttp = self._llhttp
+        self._llhttp = self._used = None
+        if llhttp is None:
+            llhttp = httptools.HttpRequestParser(self)
+        headers = self._collected = []
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            offset = upgrade.args[0]
-            if self.stopped:
-                return data[offset:]
-            # an Upgrade the handler did not take: go on parsing HTTP/1.1 after it
-            self.parser = httptools.HttpRequestParser(self)
-            self.in_head = True
-            return self.feed(data[offset:]) if offset < len(data) else None
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, ParseError):
-                raise cause from None
-            raise
-        except httptools.HttpParserInvalidMethodError:
-            raise ParseError(400, "invalid method in the request line") from None
-        except httptools.HttpParserInvalidURLError:
-            raise ParseError(400, "invalid request target") from None
-        except httptools.HttpParserError as exc:
-            raise ParseError(400, _llhttp_reason(str(exc))) from None
-        if self.stopped:  # pragma: no cover - llhttp raises HttpParserUpgrade first
-            return b""
-        return None
+            llhttp.feed_data(head + b"\r\n\r\n")
+        except httptools.HttpParserUpgrade:
+            pass  # the head was read whole; the handler decides about the upgrade
+        except httptools.HttpParserError:
+            return parse_header_lines(head[start:])
+        else:
+            self._used = llhttp
+        # what llhttp lets through but the rules refuse (0x85), or a header it dropped
+        if b"\x85" in head or len(headers) != head.count(b"\r\n"):
+            return parse_header_lines(head[start:])
+        return headers
 
-    def _check_head_limits(self, data: bytes) -> None:
-        if len(self.url) >= self.limits.max_request_line or (
-            not self.headers and b"\r\n" not in data and not self.url
-        ):
-            raise ParseError(414, "request line too long")
-        raise ParseError(431, "request header block too large")
-
-
-def _llhttp_reason(message: str) -> str:
-    """llhttp's error text, turned into the words the Python parser uses where they differ."""
-    lowered = message.lower()
-    if "lf" in lowered and "cr" in lowered:
-        return "bare CR or LF in the request head"
-    if "content-length" in lowered and "transfer-encoding" in lowered:
-        return "both Content-Length and Transfer-Encoding"
-    if "content-length" in lowered:
-        return "invalid Content-Length"
-    if "chunk" in lowered:
-        return "invalid chunk size"
-    if "version" in lowered:
-        return "unsupported HTTP version"
-    if "header" in lowered:
-        return "malformed header: " + message
-    return message
+    def _head_parsed(self, head: RequestHead) -> None:
+        # llhttp is between messages again only after a bodiless, kept-alive request
+        used = self._used
+        if used is not None and not head.has_body and head.keep_alive and head.upgrade is None:
+            self._llhttp = used
 
 
 def make_parser(kind: str, handler, limits: Limits):
