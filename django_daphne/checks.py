@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 from .conf import SETTING, application_path, daphne_settings
 from .config import OPTIONS_BY_NAME, SETTING_NAMES, Config, ConfigError, suggest
@@ -48,19 +48,21 @@ def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     try:
         path = application_path()
     except ConfigError as exc:
-        return [Error(str(exc), id="django_daphne.E003")]
+        return [Error(str(exc), id="django_daphne.E002")]
     if path is None:
-        return [Error(
-            "ASGI_APPLICATION is not set, so django-daphne does not know what to serve.",
-            hint="Add ASGI_APPLICATION = 'mysite.asgi.application' to your settings.",
-            id="django_daphne.E002",
+        return [Warning(
+            "ASGI_APPLICATION is not set: django-daphne serves Django's own ASGI handler "
+            "(HTTP only, no Channels consumers).",
+            hint="Set ASGI_APPLICATION = 'mysite.asgi.application' to serve your ASGI "
+            "application (for example a Channels ProtocolTypeRouter).",
+            id="django_daphne.W001",
         )]
     try:
         import_application(path)
     except AppImportError as exc:
         return [Error(
             f"ASGI_APPLICATION {settings.ASGI_APPLICATION!r} cannot be loaded: {exc}",
-            id="django_daphne.E003",
+            id="django_daphne.E002",
         )]
     return []
 
@@ -71,7 +73,7 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     try:
         values = daphne_settings()
     except ConfigError as exc:
-        return [Error(str(exc), id="django_daphne.E004")]
+        return [Error(str(exc), id="django_daphne.E003")]
     errors: list[Any] = []
     valid: dict[str, Any] = {}
     for key, raw in values.items():
@@ -82,13 +84,13 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 + suggest(str(key), SETTING_NAMES),
                 hint="The keys are the daphne command's long options in upper case, e.g. "
                 "PORT, BIND, PROXY_HEADERS, HTTP_TIMEOUT.",
-                id="django_daphne.E005",
+                id="django_daphne.E004",
             ))
             continue
         try:
             valid[key] = option.clean(raw)
         except ValueError as exc:
-            errors.append(Error(f"{SETTING}[{key!r}]: {exc}", id="django_daphne.E006"))
+            errors.append(Error(f"{SETTING}[{key!r}]: {exc}", id="django_daphne.E005"))
     if not valid.get("PROXY_HEADERS"):
         for name in ("proxy_headers_host", "proxy_headers_port", "proxy_headers_proto"):
             option = OPTIONS_BY_NAME[name]
@@ -98,14 +100,14 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     f"{SETTING}['PROXY_HEADERS'] = True, and the server refuses to start.",
                     hint="Set PROXY_HEADERS to True (only behind a proxy that sets the "
                     "header), or remove the header name.",
-                    id="django_daphne.E007",
+                    id="django_daphne.E006",
                 ))
                 valid.pop(option.setting)
     try:
         config = Config.build(settings=valid)
     except ConfigError as exc:  # a combination the loop above did not foresee
-        return [*errors, Error(str(exc), id="django_daphne.E006")]
+        return [*errors, Error(str(exc), id="django_daphne.E005")]
     for description in config.endpoint_descriptions():
         for problem in check_description(description):
-            errors.append(Error(problem, id="django_daphne.E008"))
+            errors.append(Error(problem, id="django_daphne.E007"))
     return errors

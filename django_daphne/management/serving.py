@@ -130,6 +130,18 @@ def _server_time() -> str:
     return time.strftime("%d/%b/%Y %H:%M:%S")
 
 
+def load_application(path: str | None) -> Any:
+    """The application at ``path`` (``module:attribute``), or Django's own ASGI handler when
+    ASGI_APPLICATION is not set (system check W001 says so)."""
+    if path is None:
+        from django.core.asgi import get_asgi_application
+
+        return get_asgi_application()
+    from ..loading import import_application
+
+    return import_application(path)
+
+
 def with_static_files(application: Any) -> Any:
     """``application`` behind Django's ASGIStaticFilesHandler (STATIC_URL from the finders,
     as runserver serves it in development)."""

@@ -16,9 +16,9 @@ from django.core.management.base import BaseCommand, CommandError
 from ... import __version__
 from ...cli import add_option_arguments, open_access_log
 from ...conf import application_path, build_config, import_path
-from ...config import COMMAND_LINE, OPTIONS, SETTINGS, Config, ConfigError
-from ...loading import AppImportError, import_application
-from ..serving import configure_logging, ensure_reactor
+from ...config import COMMAND_LINE, DEFAULT, OPTIONS, SETTINGS, Config, ConfigError
+from ...loading import AppImportError
+from ..serving import configure_logging, ensure_reactor, load_application
 
 ADDRPORT_RE = re.compile(
     r"^(?:(?P<addr>\d{1,3}(?:\.\d{1,3}){3}|\[[a-fA-F0-9:]+\]|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*)"
@@ -106,12 +106,10 @@ class Command(BaseCommand):
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         if app_path is None:
-            raise CommandError(
-                "ASGI_APPLICATION is not set: add ASGI_APPLICATION = 'mysite.asgi.application' "
-                "to your settings, or give --application."
-            )
+            app_source = f"{DEFAULT} (ASGI_APPLICATION is not set)"
         if options["show_config"]:
-            self.stdout.write(format_config(config, app_path, app_source), ending="")
+            shown = app_path or "django.core.asgi.get_asgi_application()"
+            self.stdout.write(format_config(config, shown, app_source), ending="")
             return
         configure_logging(config)
         try:
@@ -119,7 +117,7 @@ class Command(BaseCommand):
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
         try:
-            application = import_application(app_path)
+            application = load_application(app_path)
         except AppImportError as exc:
             raise CommandError(str(exc)) from None
         try:

@@ -25,8 +25,14 @@ from django.utils import autoreload
 from ... import __version__
 from ...conf import application_path, build_config
 from ...config import DEFAULT, Config, ConfigError
-from ...loading import AppImportError, import_application
-from ..serving import DjangoServerLog, configure_logging, ensure_reactor, with_static_files
+from ...loading import AppImportError
+from ..serving import (
+    DjangoServerLog,
+    configure_logging,
+    ensure_reactor,
+    load_application,
+    with_static_files,
+)
 
 
 class Command(StaticfilesRunserver):
@@ -100,13 +106,7 @@ class Command(StaticfilesRunserver):
     def get_application(self, **options: Any) -> Any:
         """ASGI_APPLICATION (Django's own ASGI handler when unset), behind the static files
         handler when staticfiles is installed and DEBUG is on or --insecure is given."""
-        path = application_path()
-        if path is None:
-            from django.core.asgi import get_asgi_application
-
-            application = get_asgi_application()
-        else:
-            application = import_application(path)
+        application = load_application(application_path())
         serve_static = options["use_static_handler"] and (
             settings.DEBUG or options["insecure_serving"]
         )
