@@ -301,6 +301,11 @@ OPTIONS: tuple[Option, ...] = (
         group="websocket",
     ),
     Option(
+        "websocket_compression", True, _bool, "Negotiate permessage-deflate compression "
+        "with WebSocket clients that offer it: on or off.",
+        flags=("--websocket-compression",), metavar="{on,off}", group="websocket",
+    ),
+    Option(
         "websocket_max_frame_size", 1 * MIB, _int, "Largest WebSocket frame in bytes; 0 for "
         "no limit.",
         flags=("--websocket-max-frame-size",), metavar="BYTES", minimum=0, group="websocket",

@@ -39,11 +39,21 @@ class ServerState:
             b"Server: " + config.server_name.encode("latin-1") + b"\r\n"
             if config.server_name else b""
         )
+        self._autobahn_factory = None
         self.clock = loop.time()
         self._second = 0
         self.date_header = b""
         self.http_date = ""
         self.tick()
+
+    @property
+    def autobahn_factory(self) -> Any:
+        """autobahn's factory, made on the first WebSocket (autobahn loads only if used)."""
+        if self._autobahn_factory is None:
+            from .protocols.websocket import make_autobahn_factory
+
+            self._autobahn_factory = make_autobahn_factory(self.config)
+        return self._autobahn_factory
 
     def tick(self) -> None:
         """Advance the coarse clock; reformat the Date header when the second changed."""

@@ -7,6 +7,7 @@ import os
 disconnects = []  # paths whose app saw http.disconnect
 gates: dict = {}  # name -> asyncio.Event, opened by /open-gate
 progress: dict = {}  # name -> bytes sent so far by /firehose
+recorded = []  # what /record saw: "ID" when started, then "ID:complete" or "ID:disconnect"
 
 
 def gate(name):
@@ -66,9 +67,74 @@ def scope_json(scope):
     return out
 
 
+ws_disconnects: list = []  # [path, code, reason] seen by WebSocket apps
+
+
+async def websocket_app(scope, receive, send):
+    path = scope["path"]
+    query = dict(
+        part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
+    )
+    message = await receive()
+    assert message["type"] == "websocket.connect", message
+    if path == "/ws/deny":
+        await send({"type": "websocket.close"})
+        return
+    if path == "/ws/deny-custom":
+        await send({"type": "websocket.http.response.start", "status": 418,
+                    "headers": [(b"x-why", b"teapot"), (b"content-type", b"text/plain")]})
+        await send({"type": "websocket.http.response.body", "body": b"I am ", "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"a teapot"})
+        return
+    if path == "/ws/raise":
+        raise RuntimeError("websocket app broke before accepting")
+    if path == "/ws/never-accept":
+        print("app: not accepting", flush=True)
+        await receive()
+        return
+    subprotocol = scope["subprotocols"][0] if scope["subprotocols"] else None
+    await send({"type": "websocket.accept", "subprotocol": subprotocol,
+                "headers": [(b"x-accepted", b"yes")]})
+    if path == "/ws/scope":
+        await send({"type": "websocket.send", "text": json.dumps(scope_json(scope))})
+    if path == "/ws/gated":
+        print("app: ws gated", flush=True)
+        await gate(query["gate"]).wait()
+    if path == "/ws/firehose":
+        name = query["name"]
+        progress[name] = 0
+        block = b"w" * 65536
+        while progress[name] < int(query["total"]):
+            progress[name] += len(block)
+            await send({"type": "websocket.send", "bytes": block})
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    if path == "/ws/close-after-accept":
+        await send({"type": "websocket.close", "code": 4001, "reason": "go away"})
+        return
+    if path == "/ws/raise-after-accept":
+        raise RuntimeError("websocket app broke")
+    count = 0
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            ws_disconnects.append([path, message["code"], message.get("reason", "")])
+            return
+        count += len(message["bytes"] or message["text"] or "")
+        if message.get("text") == "close":
+            await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+        elif message.get("text") == "count":
+            await send({"type": "websocket.send", "text": str(count)})
+        elif path != "/ws/sink":
+            await send({"type": "websocket.send", "bytes": message["bytes"],
+                        "text": message["text"]})
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         return await lifespan(scope, receive, send)
+    if scope["type"] == "websocket":
+        return await websocket_app(scope, receive, send)
     path = scope["path"]
     query = dict(
         part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
@@ -134,6 +200,8 @@ async def app(scope, receive, send):
             await send({"type": "http.response.body", "body": block,
                         "more_body": progress[name] < total})
         return
+    if path == "/ws-disconnects":
+        return await respond(send, body=json.dumps(ws_disconnects).encode())
     if path == "/progress":
         return await respond(send, body=b"%d" % progress.get(query["name"], -1))
     if path == "/no-read":
@@ -218,4 +286,19 @@ async def app(scope, receive, send):
         return
     if path == "/status":
         return await respond(send, status=int(query.get("code", "200")))
+    if path == "/record":
+        # proves which requests reached an application instance, and whether their body
+        # arrived whole (read back with /recorded)
+        tag = query.get("id", "")
+        recorded.append(tag)
+        try:
+            chunks = await read_body(receive)
+        except ConnectionError:
+            recorded.append(tag + ":disconnect")
+            return
+        recorded.append(tag + ":complete")
+        return await respond(send, body=b"".join(chunks))
+    if path == "/recorded":
+        return await respond(send, body=json.dumps(recorded).encode(),
+                             content_type=b"application/json")
     return await respond(send, status=404, body=b"no such test route")

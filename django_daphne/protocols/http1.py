@@ -56,6 +56,7 @@ class HTTP1Connection(Protocol):
         self.pending_start: tuple[int, list] | None = None
         self.chunked = False
         self.length_left: int | None = None
+        self.websocket: Any = None  # a WebSocketConnection once the connection upgraded
 
     # -- connection lifecycle
 
@@ -84,6 +85,8 @@ class HTTP1Connection(Protocol):
         self.closed = True
         self.deadline = None
         self.server.connections.discard(self)
+        if self.websocket is not None:
+            self.websocket.connection_lost(reason)
         for stream in {self.current, self.receiving, *(s for s, _ in self.queue)}:
             if stream is not None:
                 stream.connection_lost()
@@ -99,6 +102,9 @@ class HTTP1Connection(Protocol):
     # -- reading
 
     def dataReceived(self, data: bytes) -> None:
+        if self.websocket is not None:
+            self.websocket.data_received(data)
+            return
         if self.closed or self.pending_error is not None:
             return
         if self.idle:
@@ -106,12 +112,17 @@ class HTTP1Connection(Protocol):
             if self.current is None:
                 self.deadline = self.server.clock + self.server.header_timeout
         try:
-            self.parser.feed(data)
+            rest = self.parser.feed(data)
         except ParseError as error:
             self.refuse(error)
+            return
+        if rest and self.websocket is not None:
+            self.websocket.data_received(rest)
 
     def on_head(self, head: Any) -> bool:
         server = self.server
+        if head.upgrade == b"websocket":
+            return self._upgrade_websocket(head)
         try:
             scope = build_scope(
                 server, head.http_version, head.method, self.scheme, head.target,
@@ -128,6 +139,33 @@ class HTTP1Connection(Protocol):
             self.queue.append((stream, head))
             self._pause(_PAUSE_PIPELINE)
         return False
+
+    def _upgrade_websocket(self, head: Any) -> bool:
+        """Hand the connection to a WebSocket, or refuse a malformed handshake."""
+        from .websocket import HandshakeError, WebSocketConnection, check_handshake
+
+        if self.current is not None:
+            raise ParseError(400, "WebSocket handshake pipelined behind another request")
+        try:
+            check_handshake(head)
+            websocket = WebSocketConnection(self, head)
+        except HandshakeError as exc:
+            raise ParseError(exc.status, exc.reason, exc.headers) from None
+        except BadRequest as exc:
+            raise ParseError(exc.status, exc.reason) from None
+        self.deadline = None
+        self.websocket = websocket
+        websocket.stream.start()
+        return True
+
+    def begin_denial(self, status: int, headers: list) -> None:
+        """An HTTP response refusing a WebSocket handshake, written as any other."""
+        self.keep_alive = False
+        self.http10 = False
+        self.is_head = False
+        self.chunked = False
+        self.length_left = None
+        self.response_start(status, headers)
 
     def on_body(self, data: bytes) -> None:
         self.receiving.body_received(data)
@@ -162,9 +200,9 @@ class HTTP1Connection(Protocol):
                 self._pause(_PAUSE_ERROR)
                 return
         self.queue.clear()
-        self._send_error(error.status, error.reason)
+        self._send_error(error.status, error.reason, error.headers)
 
-    def _send_error(self, status: int, reason: str) -> None:
+    def _send_error(self, status: int, reason: str, headers: list = ()) -> None:
         logger.info("Refused a request from %s: %d %s", self.client, status, reason)
         body = ("%d %s: %s\n" % (status, HTTPStatus(status).phrase, reason)).encode("latin-1")
         server = self.server
@@ -172,6 +210,7 @@ class HTTP1Connection(Protocol):
             status_line(status)
             + b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n" % len(body)
+            + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
             + server.date_header + server.server_header + b"\r\n" + body
         )
         if server.access_log is not None:
@@ -250,9 +289,8 @@ class HTTP1Connection(Protocol):
         left = self.length_left - len(body)
         if left < 0 or (not more and left):
             logger.error(
-                "Application sent %s body than its Content-Length for %s %s; "
-                "connection closed", "more" if left < 0 else "less",
-                self.current.scope["method"], self.current.scope["path"],
+                "Application sent %s body than its Content-Length; connection closed",
+                "more" if left < 0 else "less",
             )
             self.keep_alive = False
             self.close()
@@ -302,7 +340,7 @@ class HTTP1Connection(Protocol):
             self.chunked = True
             append(b"Transfer-Encoding: chunked\r\n")
         current = self.current
-        if current.expect_continue and not current.body_done:
+        if current is not None and current.expect_continue and not current.body_done:
             # we never asked for the body: the client may or may not send it now
             self.keep_alive = False
         if not self.keep_alive:
@@ -383,6 +421,9 @@ class HTTP1Connection(Protocol):
 
     def shutdown(self) -> None:
         """Graceful stop: finish the response in flight, then close."""
+        if self.websocket is not None:
+            self.websocket.stream.shutdown()
+            return
         self.keep_alive = False
         if self.current is None and not self.queue:
             self.close()

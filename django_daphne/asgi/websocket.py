@@ -1,0 +1,331 @@
+"""The ASGI WebSocket protocol, written once for every wire protocol.
+
+The wire side (``protocols/websocket.py`` over HTTP/1.1) creates one
+:class:`WebSocketStream` per upgrade request and calls ``message_received``, ``opened`` and
+``closed``.  The stream runs the application, checks every message it sends, and drives the
+wire through ``accept(subprotocol, headers)``, ``deny(status, headers)`` +
+``deny_body(body, more)``, ``send_message(data, binary)``, ``close(code, reason)``,
+``pause_reading``/``resume_reading`` and ``write_paused``/``drain``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from .http import ClientDisconnected, UnexpectedMessage, check_headers
+from .scope import apply_proxy_headers, split_target
+
+logger = logging.getLogger("django_daphne.websocket")
+
+# Stop reading the socket once this many received messages wait for the application.
+QUEUE_HIGH_WATER = 64
+
+CONNECTING, OPEN, DENYING, CLOSED = 0, 1, 2, 3
+
+
+def build_websocket_scope(
+    server: Any,
+    http_version: str,
+    scheme: str,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    client: list[Any] | None,
+    server_addr: list[Any] | None,
+) -> dict:
+    """The WebSocket connection scope; raises BadRequest for an unusable target."""
+    path, raw_path, query = split_target(target)
+    if server.proxy_headers:
+        client, scheme = apply_proxy_headers(
+            headers, client, scheme, server.proxy_address_header,
+            server.proxy_port_header, server.proxy_proto_header,
+        )
+    subprotocols = []
+    for name, value in headers:
+        if name == b"sec-websocket-protocol":
+            subprotocols.extend(
+                p.strip() for p in value.decode("latin-1").split(",") if p.strip()
+            )
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": http_version,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": server.root_path,
+        "headers": headers,
+        "client": client,
+        "server": server_addr,
+        "subprotocols": subprotocols,
+        "extensions": {"websocket.http.response": {}},
+    }
+    if server.lifespan_state is not None:
+        scope["state"] = server.lifespan_state.copy()
+    return scope
+
+
+class WebSocketStream:
+    """One WebSocket connection and the application instance serving it."""
+
+    def __init__(self, server: Any, wire: Any, scope: dict) -> None:
+        self.server = server
+        self.wire = wire
+        self.scope = scope
+        self.state = CONNECTING
+        self.inbox: deque = deque([{"type": "websocket.connect"}])
+        self.waiter: asyncio.Future | None = None
+        self.task: asyncio.Task | None = None
+        self.deadline: float | None = None
+        self.reading_paused = False
+        self.disconnected = False
+        self.close_code: int | None = None
+        self.was_opened = False
+        self.cancelled_because: str | None = None
+        # for the access log and the denial response
+        self.status = 0
+        self.sent = 0
+
+    def start(self) -> None:
+        server = self.server
+        timeout = server.config.websocket_connect_timeout
+        if timeout >= 0:
+            self.deadline = server.clock + timeout
+        server.streams.add(self)
+        self._log("HANDSHAKING")
+        self.task = server.loop.create_task(self.run())
+
+    def _log(self, action: str) -> None:
+        if self.server.access_log is not None:
+            self.server.access_log.websocket(self.scope, action)
+
+    # -- events from the wire
+
+    def opened(self) -> None:
+        self.was_opened = True
+        self._log("CONNECT")
+        timeout = self.server.config.websocket_timeout
+        self.deadline = self.server.clock + timeout if timeout >= 0 else None
+
+    def message_received(self, payload: bytes, binary: bool) -> None:
+        if binary:
+            message = {"type": "websocket.receive", "bytes": payload, "text": None}
+        else:
+            message = {"type": "websocket.receive", "bytes": None,
+                       "text": payload.decode("utf-8")}
+        self.inbox.append(message)
+        if len(self.inbox) > QUEUE_HIGH_WATER and not self.reading_paused:
+            self.reading_paused = True
+            self.wire.pause_reading()
+        if self.waiter is not None:
+            self._wake()
+
+    def closed(self, code: int | None, reason: str | None) -> None:
+        """The connection is gone: a close handshake, a drop, or a failed handshake."""
+        if self.disconnected:
+            return
+        self.disconnected = True
+        self.state = CLOSED
+        self.close_code = code or 1005
+        self.inbox.append({"type": "websocket.disconnect", "code": code or 1005,
+                           "reason": reason or ""})
+        if self.was_opened:
+            self._log("DISCONNECT")
+        if self.task is not None and not self.task.done():
+            self.deadline = self.server.clock + self.server.close_timeout
+        if self.waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the application's side
+
+    async def receive(self) -> dict:
+        while not self.inbox:
+            self.waiter = self.server.loop.create_future()
+            await self.waiter
+        message = self.inbox.popleft()
+        if message["type"] == "websocket.disconnect":
+            self.inbox.append(message)  # every later receive() says the same
+        elif self.reading_paused and len(self.inbox) <= QUEUE_HIGH_WATER // 2:
+            self.reading_paused = False
+            self.wire.resume_reading()
+        return message
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise UnexpectedMessage(f"ASGI message without a 'type': {message!r}") from None
+        state = self.state
+        if state == OPEN and kind == "websocket.send":
+            data = message.get("bytes")
+            text = message.get("text")
+            if (data is None) == (text is None):
+                raise UnexpectedMessage(
+                    "websocket.send needs exactly one of 'bytes' and 'text'"
+                )
+            if data is not None:
+                if not isinstance(data, (bytes, bytearray)):
+                    raise UnexpectedMessage("websocket.send: 'bytes' must be bytes")
+                self.wire.send_message(bytes(data), True)
+            else:
+                if not isinstance(text, str):
+                    raise UnexpectedMessage("websocket.send: 'text' must be a str")
+                self.wire.send_message(text.encode("utf-8"), False)
+            if self.wire.write_paused:
+                await self.wire.drain()
+            return
+        if state == CLOSED and self.disconnected:
+            raise ClientDisconnected("the WebSocket is closed")
+        if kind == "websocket.close":
+            code = message.get("code", 1000)
+            reason = message.get("reason") or ""
+            if state == CONNECTING:
+                self.state = CLOSED
+                self._deny_plain(403)
+                return
+            if state != OPEN:
+                raise UnexpectedMessage("websocket.close while the socket is not open")
+            if type(code) is not int or not (code == 1000 or 3000 <= code <= 4999):
+                raise UnexpectedMessage(
+                    f"websocket.close: 'code' must be 1000 or 3000-4999, got {code!r}"
+                )
+            if not isinstance(reason, str) or len(reason.encode("utf-8")) > 123:
+                raise UnexpectedMessage(
+                    "websocket.close: 'reason' must be a str of at most 123 UTF-8 bytes"
+                )
+            self.state = CLOSED
+            self.wire.close(code, reason)
+            return
+        if state == CONNECTING and kind == "websocket.accept":
+            subprotocol = message.get("subprotocol")
+            if subprotocol is not None and subprotocol not in self.scope["subprotocols"]:
+                raise UnexpectedMessage(
+                    f"websocket.accept: subprotocol {subprotocol!r} was not offered by the "
+                    f"client (offered: {self.scope['subprotocols']})"
+                )
+            headers = check_headers(message.get("headers", ()), "websocket.accept")
+            self.state = OPEN
+            self.deadline = None
+            self.wire.accept(subprotocol, headers)
+            return
+        if state == CONNECTING and kind == "websocket.http.response.start":
+            status = message.get("status")
+            if type(status) is not int or not 100 <= status <= 599 or status == 101:
+                raise UnexpectedMessage(
+                    f"websocket.http.response.start: 'status' must be an HTTP status "
+                    f"other than 101, got {status!r}"
+                )
+            headers = check_headers(message.get("headers", ()), "websocket.http.response.start")
+            self.state = DENYING
+            self.status = status
+            self.deadline = None
+            self.wire.deny(status, headers)
+            return
+        if state == DENYING and kind == "websocket.http.response.body":
+            body = message.get("body", b"")
+            if not isinstance(body, (bytes, bytearray)):
+                raise UnexpectedMessage("websocket.http.response.body: 'body' must be bytes")
+            more = bool(message.get("more_body", False))
+            self.sent += len(body)
+            if not more:
+                self.state = CLOSED
+                self._log("REJECT")
+            self.wire.deny_body(bytes(body), more)
+            return
+        expected = {
+            CONNECTING: "'websocket.accept', 'websocket.close' or "
+                        "'websocket.http.response.start'",
+            OPEN: "'websocket.send' or 'websocket.close'",
+            DENYING: "'websocket.http.response.body'",
+            CLOSED: "nothing (the socket is closed)",
+        }[state]
+        raise UnexpectedMessage(f"expected {expected}, got {kind!r}")
+
+    def _deny_plain(self, status: int) -> None:
+        self.status = status
+        self._log("REJECT")
+        body = b"WebSocket connection refused\n" if status == 403 else b"Server error\n"
+        self.wire.deny(status, [(b"content-type", b"text/plain; charset=utf-8")])
+        self.wire.deny_body(body, False)
+
+    # -- the application task
+
+    async def run(self) -> None:
+        try:
+            await self.server.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if self.cancelled_because is None:
+                raise
+        except BaseException as exc:
+            if self.disconnected:
+                logger.debug("WebSocket application raised after disconnect: %r", exc)
+            else:
+                logger.error("Exception inside WebSocket application for %s",
+                             self.scope["path"], exc_info=exc)
+                self._end(1011)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self._end(1000)
+        finally:
+            self.server.streams.discard(self)
+            self.deadline = None
+
+    def _end(self, code: int) -> None:
+        """The application is done: close or refuse whatever it left open."""
+        state = self.state
+        if state == CONNECTING:
+            self.state = CLOSED
+            self._deny_plain(403 if code == 1000 else 500)
+        elif state == OPEN:
+            self.state = CLOSED
+            self.wire.close(code, "")
+        elif state == DENYING:
+            self.state = CLOSED
+            self.wire.abort()
+
+    def deadline_passed(self) -> None:
+        """The connect timeout, the connection's lifetime, or the close timeout passed."""
+        self.deadline = None
+        if self.disconnected:
+            if self.task is not None and not self.task.done():
+                logger.warning(
+                    "WebSocket application for %s took too long to shut down and was killed",
+                    self.scope["path"],
+                )
+                self.cancelled_because = "close_timeout"
+                self.task.cancel()
+            return
+        if self.state == CONNECTING:
+            logger.warning("WebSocket application for %s did not accept within %ss",
+                           self.scope["path"], self.server.config.websocket_connect_timeout)
+            self.state = CLOSED
+            self._log("REJECT")
+            self.wire.abort()
+        elif self.state == OPEN:
+            self.state = CLOSED
+            self.wire.close(1001, "connection lifetime exceeded")
+
+    def shutdown(self) -> None:
+        """Graceful server stop: going away."""
+        if self.state == OPEN:
+            self.state = CLOSED
+            self.wire.close(1001, "server shutting down")
+        elif self.state == CONNECTING:
+            self.state = CLOSED
+            self._deny_plain(503)
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.cancelled_because = "shutdown"
+            self.task.cancel()

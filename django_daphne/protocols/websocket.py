@@ -1,0 +1,209 @@
+"""WebSocket on an HTTP/1.1 connection: our handshake checks, then autobahn for the framing.
+
+The upgrade request is parsed once, by the HTTP/1.1 parser.  The application decides to
+accept or refuse before autobahn sees anything; a refusal is an ordinary HTTP response
+written by the HTTP/1.1 connection.  On accept, autobahn receives a canonical
+re-serialisation of only the headers it needs (all already validated), so it can never split
+a header differently from the parser that decided the request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+)
+
+from ..asgi.websocket import WebSocketStream, build_websocket_scope
+
+logger = logging.getLogger("django_daphne.websocket")
+
+# the request headers autobahn's handshake code reads; nothing else is handed to it
+_HANDSHAKE_HEADERS = frozenset((
+    b"host", b"upgrade", b"connection", b"sec-websocket-key", b"sec-websocket-version",
+    b"sec-websocket-protocol", b"sec-websocket-extensions", b"origin",
+))
+
+
+class HandshakeError(Exception):
+    """An upgrade request that is not a valid WebSocket opening handshake."""
+
+    def __init__(self, status: int, reason: str, headers: list | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+def check_handshake(head: Any) -> None:
+    """RFC 6455 section 4.2.1, checked before the application is called."""
+    if head.method != b"GET":
+        raise HandshakeError(400, "a WebSocket handshake must use GET")
+    if head.http_version != "1.1":
+        raise HandshakeError(400, "a WebSocket handshake needs HTTP/1.1")
+    if head.has_body:
+        raise HandshakeError(400, "a WebSocket handshake must not have a body")
+    seen: dict[bytes, bytes] = {}
+    for name, value in head.headers:
+        if name in _HANDSHAKE_HEADERS:
+            if name in seen and name not in (b"sec-websocket-protocol",
+                                             b"sec-websocket-extensions"):
+                raise HandshakeError(400, f"duplicate {name.decode()} header")
+            if not value.isascii():
+                raise HandshakeError(400, f"non-ASCII {name.decode()} header")
+            seen[name] = value
+    if seen.get(b"sec-websocket-version") != b"13":
+        raise HandshakeError(
+            426, "unsupported WebSocket version (only 13 is)",
+            [(b"sec-websocket-version", b"13")],
+        )
+    try:
+        key = base64.b64decode(seen.get(b"sec-websocket-key", b""), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 16:
+        raise HandshakeError(400, "missing or invalid Sec-WebSocket-Key")
+
+
+def make_autobahn_factory(config: Any) -> WebSocketServerFactory:
+    """One autobahn factory per server, holding the options every connection shares."""
+    factory = WebSocketServerFactory(server=config.server_name or None)
+    compression = config.websocket_compression
+
+    def accept_compression(offers: list) -> Any:
+        if not compression:
+            return None
+        for offer in offers:
+            if isinstance(offer, PerMessageDeflateOffer):
+                return PerMessageDeflateOfferAccept(offer)
+        return None
+
+    factory.setProtocolOptions(
+        autoPingInterval=config.ping_interval,
+        autoPingTimeout=config.ping_timeout,
+        maxFramePayloadSize=config.websocket_max_frame_size,
+        maxMessagePayloadSize=config.websocket_max_message_size,
+        openHandshakeTimeout=0,  # the application's accept is timed by the ASGI stream
+        closeHandshakeTimeout=1,
+        failByDrop=False,  # fail with a close frame that says why (1002, 1007, 1009)
+        perMessageCompressionAccept=accept_compression,
+        tcpNoDelay=True,
+    )
+    factory.noisy = False
+    return factory
+
+
+class _Framing(WebSocketServerProtocol):
+    """autobahn's protocol, reporting to our WebSocketConnection."""
+
+    owner: WebSocketConnection
+
+    def onConnect(self, request: Any) -> tuple:
+        owner = self.owner
+        return owner.subprotocol, owner.response_headers
+
+    def onOpen(self) -> None:
+        self.owner.stream.opened()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N803 - autobahn's
+        self.owner.stream.message_received(payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
+        self.owner.stream.closed(code, reason)
+
+
+class WebSocketConnection:
+    """The wire side of one WebSocket, living on an HTTP1Connection's transport."""
+
+    def __init__(self, conn: Any, head: Any, pending: bytes = b"") -> None:
+        self.conn = conn
+        self.head = head
+        self.pending = pending  # bytes that followed the head, handed to autobahn on accept
+        self.framing: _Framing | None = None
+        self.subprotocol: str | None = None
+        self.response_headers: dict[str, list[str]] = {}
+        server = conn.server
+        scope = build_websocket_scope(
+            server, head.http_version, "wss" if conn.scheme == "https" else "ws",
+            head.target, head.headers, conn.client, conn.server_addr,
+        )
+        self.stream = WebSocketStream(server, self, scope)
+
+    # -- bytes from the connection
+
+    def data_received(self, data: bytes) -> None:
+        if self.framing is not None:
+            self.framing.dataReceived(data)
+        elif self.stream.state != 3:
+            self.pending += data
+            if len(self.pending) > 65536:  # a client may not send frames before the 101
+                self.conn.close()
+
+    def connection_lost(self, reason: Any) -> None:
+        if self.framing is not None:
+            self.framing.connectionLost(reason)
+        else:
+            self.stream.closed(1006, "")
+
+    # -- the interface WebSocketStream calls
+
+    def accept(self, subprotocol: str | None, headers: list) -> None:
+        self.subprotocol = subprotocol
+        response_headers: dict[str, list[str]] = {}
+        for name, value in headers:
+            response_headers.setdefault(name.decode("latin-1"), []).append(
+                value.decode("latin-1"))
+        self.response_headers = response_headers
+        framing = _Framing()
+        framing.factory = self.conn.server.autobahn_factory
+        framing.owner = self
+        self.framing = framing
+        framing.makeConnection(self.conn.transport)
+        head = self.head
+        lines = [b"GET " + head.target + b" HTTP/1.1"]
+        lines.extend(
+            name + b": " + value for name, value in head.headers if name in _HANDSHAKE_HEADERS
+        )
+        pending, self.pending = self.pending, b""
+        framing.dataReceived(b"\r\n".join(lines) + b"\r\n\r\n" + pending)
+
+    def deny(self, status: int, headers: list) -> None:
+        self.conn.begin_denial(status, headers)
+
+    def deny_body(self, body: bytes, more: bool) -> None:
+        self.conn.response_body(body, more)
+        if not more:
+            self.conn.response_complete()
+
+    def send_message(self, data: bytes, binary: bool) -> None:
+        framing = self.framing
+        if framing is not None and framing.state == framing.STATE_OPEN:
+            framing.sendMessage(data, binary)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.framing is not None:
+            self.framing.sendClose(code, reason or None)
+        else:
+            self.conn.close()
+
+    def abort(self) -> None:
+        self.conn.close()
+
+    def pause_reading(self) -> None:
+        self.conn.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.conn.resume_reading()
+
+    @property
+    def write_paused(self) -> bool:
+        return self.conn.write_paused
+
+    async def drain(self) -> None:
+        await self.conn.drain()
