@@ -53,10 +53,11 @@ _MAX_CHUNK_LINE = 4096  # a chunk size with its extensions
 class ParseError(Exception):
     """A request the server refuses: ``status`` is the answer, ``reason`` says why."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: list | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers or []  # extra response headers, e.g. Sec-WebSocket-Version
 
 
 class RequestHead:
