@@ -81,7 +81,7 @@ def test_daphne_usage_examples_are_there():
 def test_readme_is_valid_restructuredtext():
     warnings = io.StringIO()
     docutils.core.publish_string(
-        README, writer_name="null",
+        README, writer="null",
         settings_overrides={"warning_stream": warnings, "report_level": 1, "halt_level": 5},
     )
     assert warnings.getvalue() == ""

@@ -1,0 +1,122 @@
+"""Each system check fires on its bad setting, with its id, when ``manage.py check`` runs, and
+the checks run (and stop the server) before ``manage.py daphne`` and ``runserver`` serve."""
+
+from __future__ import annotations
+
+import pytest
+
+from .django_helpers import ManageProcess, run_manage, settings_module
+
+STATICFILES_FIRST = """
+INSTALLED_APPS = [a for a in INSTALLED_APPS if a != "django_daphne"]
+INSTALLED_APPS.insert(INSTALLED_APPS.index("django.contrib.staticfiles") + 1, "django_daphne")
+"""
+
+CASES = {
+    "E001 app after staticfiles": (
+        STATICFILES_FIRST, "django_daphne.E001",
+        "django_daphne is listed after django.contrib.staticfiles",
+    ),
+    "E002 application module missing": (
+        'ASGI_APPLICATION = "example_project.nosuchmodule.application"', "django_daphne.E002",
+        "Cannot import module 'example_project.nosuchmodule'",
+    ),
+    "E002 application module fails to import": (
+        'ASGI_APPLICATION = "broken_asgi.application"', "django_daphne.E002",
+        "Cannot import module 'broken_asgi': ZeroDivisionError",
+    ),
+    "E002 attribute missing": (
+        'ASGI_APPLICATION = "example_project.asgi.no_such_app"', "django_daphne.E002",
+        "has no attribute 'no_such_app'",
+    ),
+    "W001 application not set": (
+        "del ASGI_APPLICATION", "django_daphne.W001", "ASGI_APPLICATION is not set",
+    ),
+    "E003 DAPHNE not a dict": (
+        'DAPHNE = ["PORT", 8000]', "django_daphne.E003", "DAPHNE must be a dict",
+    ),
+    "E004 unknown key with suggestion": (
+        'DAPHNE = {"PROXY_HEADER": True}', "django_daphne.E004",
+        "DAPHNE['PROXY_HEADER'] is not a setting of django-daphne. Did you mean PROXY_HEADERS?",
+    ),
+    "E005 wrong type": (
+        'DAPHNE = {"HTTP_TIMEOUT": "soon"}', "django_daphne.E005",
+        "DAPHNE['HTTP_TIMEOUT']: expected a number of seconds, got 'soon'",
+    ),
+    "E005 out of range": (
+        'DAPHNE = {"PORT": 70000}', "django_daphne.E005",
+        "DAPHNE['PORT']: must be at most 65535",
+    ),
+    "E005 not a choice": (
+        'DAPHNE = {"LIFESPAN": "sometimes"}', "django_daphne.E005",
+        "DAPHNE['LIFESPAN']: expected one of auto, on, off",
+    ),
+    "E006 proxy header name without PROXY_HEADERS": (
+        'DAPHNE = {"PROXY_HEADERS_HOST": "X-Real-IP"}', "django_daphne.E006",
+        "DAPHNE['PROXY_HEADERS_HOST'] has no effect without DAPHNE['PROXY_HEADERS'] = True",
+    ),
+    "E007 ssl key file missing": (
+        'DAPHNE = {"ENDPOINTS": ["ssl:8443:privateKey=/nonexistent/key.pem:certKey=/nonexistent'
+        '/crt.pem"]}', "django_daphne.E007",
+        "TLS private key file '/nonexistent/key.pem' does not exist",
+    ),
+    "E007 unix socket directory missing": (
+        'DAPHNE = {"UNIX_SOCKET": "/nonexistent/dir/daphne.sock"}', "django_daphne.E007",
+        "directory '/nonexistent/dir' of the UNIX socket does not exist",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_check_fires_on_its_bad_setting(case, tmp_path):
+    source, check_id, message = CASES[case]
+    (tmp_path / "broken_asgi.py").write_text("application = 1 / 0\n")
+    module = settings_module(tmp_path, source)
+    result = run_manage("check", "--settings", module, cwd=None,
+                        env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")})
+    assert f"({check_id})" in result.stdout, result.stdout
+    assert message in result.stdout, result.stdout
+    # errors fail the check command, a warning alone does not
+    assert result.returncode == (0 if check_id.split(".")[1].startswith("W") else 1)
+
+
+def test_the_example_project_passes_every_check(tmp_path):
+    result = run_manage("check", "--deploy", "--fail-level", "ERROR",
+                        env={"EXAMPLE_DB": str(tmp_path / "db")})
+    assert result.returncode == 0, result.stdout
+    assert "django_daphne." not in result.stdout
+
+
+def test_an_ssl_endpoint_with_existing_files_passes(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "crt.pem"
+    key.write_text("not checked here\n")
+    cert.write_text("not checked here\n")
+    module = settings_module(
+        tmp_path, f'DAPHNE = {{"ENDPOINTS": ["ssl:8443:privateKey={key}:certKey={cert}"]}}'
+    )
+    result = run_manage("check", "--settings", module, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stdout
+    assert "django_daphne.E007" not in result.stdout
+
+
+@pytest.mark.parametrize("command", [["daphne", "-p", "0"], ["runserver", "--noreload", "0"]])
+def test_checks_stop_the_server_before_it_serves(command, tmp_path):
+    module = settings_module(tmp_path, STATICFILES_FIRST)
+    env = {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")}
+    result = run_manage(*command, "--settings", module, env=env)
+    assert result.returncode == 1
+    assert "SystemCheckError" in result.stdout and "(django_daphne.E001)" in result.stdout
+    assert "Listening on" not in result.stdout
+    assert "development server at" not in result.stdout
+
+
+def test_skip_checks_serves_anyway(tmp_path):
+    module = settings_module(tmp_path, STATICFILES_FIRST)
+    env = {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")}
+    server = ManageProcess(["daphne", "-p", "0", "--skip-checks", "--settings", module],
+                           env=env)
+    try:
+        server.wait_for("Server ready")
+        assert "django_daphne.E001" not in server.output
+    finally:
+        server.stop()
