@@ -27,7 +27,7 @@ LISTEN_RE = r"Listening on TCP address \[?([0-9a-fA-F.:]+)\]?:(\d+)"
 class ManageProcess:
     """``python manage.py ARGS`` in ``cwd`` (the repository root by default)."""
 
-    def __init__(self, args, env=None, cwd=None, pty=False):
+    def __init__(self, args, env=None, cwd=None, pty=False, pass_fds=()):
         self.cwd = Path(cwd or ROOT)
         full_env = dict(os.environ)
         full_env["PYTHONUNBUFFERED"] = "1"
@@ -46,7 +46,7 @@ class ManageProcess:
             out = subprocess.PIPE
         self.proc = subprocess.Popen(
             self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=full_env, cwd=self.cwd, start_new_session=True,
+            env=full_env, cwd=self.cwd, start_new_session=True, pass_fds=pass_fds,
         )
         if pty:
             os.close(follower)
