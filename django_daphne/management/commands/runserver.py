@@ -49,7 +49,8 @@ class Command(StaticfilesRunserver):
         )
 
     def inner_run(self, *args: Any, **options: Any) -> None:
-        if not options.get("use_asgi", True):
+        self.serving_asgi = options.get("use_asgi", True)
+        if not self.serving_asgi:
             return super().inner_run(*args, **options)
         # an exception silenced in the reloader's parent is raised here, in the child
         autoreload.raise_last_exception()
@@ -115,6 +116,8 @@ class Command(StaticfilesRunserver):
         return application
 
     def on_bind(self, server_port: int) -> None:
+        if not getattr(self, "serving_asgi", True):
+            return super().on_bind(server_port)
         quit_command = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
         if self._raw_ipv6:
             addr = f"[{self.addr}]"

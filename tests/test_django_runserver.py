@@ -1,0 +1,193 @@
+"""``manage.py runserver`` on django-daphne: Django's banner, checks, migrations warning,
+static files, request log, autoreload, Ctrl-C, ``--noasgi``, and the DAPHNE limits."""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+import httpx
+import pytest
+
+import django_daphne
+
+from .django_helpers import (
+    BANNER_RE,
+    ROOT,
+    ManageProcess,
+    copy_example,
+    free_port,
+    run_manage,
+    settings_module,
+)
+
+CSS = (ROOT / "example_project/demo/static/demo/site.css").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def migrated_db(tmp_path_factory):
+    """A migrated SQLite file; each test copies it."""
+    path = tmp_path_factory.mktemp("db") / "db.sqlite3"
+    result = run_manage("migrate", "-v", "0", env={"EXAMPLE_DB": str(path)})
+    assert result.returncode == 0, result.stdout
+    return path
+
+
+@pytest.fixture
+def env(tmp_path, migrated_db):
+    db = tmp_path / "db.sqlite3"
+    db.write_bytes(migrated_db.read_bytes())
+    return {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(db)}
+
+
+@pytest.fixture
+def runserver(env):
+    started = []
+
+    def start(*args, extra_env=None, cwd=None, pty=False):
+        process = ManageProcess(["runserver", *args], env={**env, **(extra_env or {})},
+                                cwd=cwd, pty=pty)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def url(process, path="/", start=0) -> str:
+    match = process.wait_for(BANNER_RE, start=start)
+    return f"http://{match.group(1)}:{match.group(2)}{path}"
+
+
+def test_banner_static_files_and_request_log(runserver):
+    server = runserver("127.0.0.1:0")
+    match = server.wait_for(BANNER_RE)
+    assert int(match.group(2)) > 0
+    output = server.output
+    assert "Performing system checks..." in output
+    assert "System check identified no issues (0 silenced)." in output
+    assert "using settings 'example_project.settings'" in output
+    assert (f"Starting ASGI/django-daphne version {django_daphne.__version__} development "
+            "server at http://127.0.0.1:") in output
+    assert "Quit the server with CONTROL-C." in output
+    assert "unapplied migration" not in output
+    response = httpx.get(url(server, "/static/demo/site.css"))
+    assert response.status_code == 200
+    assert response.content == CSS
+    assert response.headers["content-type"].startswith("text/css")
+    # Django's request line format, on the django.server logger
+    server.wait_for(r'^\[\d\d/\w{3}/\d{4} [\d:]{8}\] "GET /static/demo/site.css HTTP/1.1" 200 '
+                    + str(len(CSS)) + "$")
+    assert httpx.get(url(server, "/nope/")).status_code == 404
+    server.wait_for(r'"GET /nope/ HTTP/1.1" 404 \d+$')
+
+
+def test_nostatic_turns_static_files_off(runserver):
+    server = runserver("127.0.0.1:0", "--nostatic")
+    assert httpx.get(url(server, "/static/demo/site.css")).status_code == 404
+    assert httpx.get(url(server, "/json/")).status_code == 200
+
+
+def test_no_static_files_when_debug_is_off_unless_insecure(runserver):
+    plain = runserver("127.0.0.1:0", extra_env={"DJANGO_DEBUG": "0"})
+    insecure = runserver("127.0.0.1:0", "--insecure", extra_env={"DJANGO_DEBUG": "0"})
+    assert httpx.get(url(plain, "/static/demo/site.css")).status_code == 404
+    assert httpx.get(url(plain, "/json/")).status_code == 200
+    response = httpx.get(url(insecure, "/static/demo/site.css"))
+    assert response.status_code == 200 and response.content == CSS
+
+
+def test_unapplied_migrations_warning(runserver, tmp_path):
+    server = runserver("127.0.0.1:0", extra_env={"EXAMPLE_DB": str(tmp_path / "fresh.sqlite3")})
+    server.wait_for(r"You have \d+ unapplied migration\(s\)")
+    server.wait_for(r"Run 'python manage.py migrate' to apply them\.")
+    assert httpx.get(url(server, "/json/")).status_code == 200
+
+
+@pytest.mark.parametrize("reload", [True, False], ids=["autoreload", "noreload"])
+def test_ctrl_c_exits_cleanly(runserver, reload):
+    server = runserver("127.0.0.1:0", *([] if reload else ["--noreload"]))
+    assert httpx.get(url(server, "/json/")).status_code == 200
+    server.signal(signal.SIGINT, group=True)  # as a terminal's Ctrl-C does
+    assert server.wait_exit() == 0
+    assert "Traceback" not in server.output
+    # the server stopped gracefully: the lifespan shutdown ran
+    assert "Example project shutting down" in server.output
+
+
+def test_autoreload_restarts_after_a_source_change(tmp_path, env):
+    copy_example(tmp_path)
+    port = free_port()
+    server = ManageProcess(["runserver", f"127.0.0.1:{port}"], env=env, cwd=tmp_path)
+    try:
+        before = httpx.get(url(server, "/json/")).json()
+        assert before == {"message": "Hello, World!"}
+        mark = server.line_count()
+        views = tmp_path / "example_project/demo/views.py"
+        views.write_text(views.read_text().replace("Hello, World!", "Hello, reloaded!"))
+        server.wait_for(r"views\.py changed, reloading\.", start=mark)
+        after = url(server, "/json/", start=mark + 1)  # the banner of the restarted server
+        assert httpx.get(after).json() == {"message": "Hello, reloaded!"}
+        # the old server stopped gracefully before the restart
+        assert "Example project shutting down" in server.output
+    finally:
+        server.stop()
+
+
+def test_noasgi_runs_djangos_wsgi_server(runserver):
+    server = runserver("127.0.0.1:0", "--noasgi", "--noreload")
+    match = server.wait_for(r"Starting development server at http://127\.0\.0\.1:(\d+)/")
+    assert "django-daphne" not in server.output
+    response = httpx.get(f"http://127.0.0.1:{match.group(1)}/json/")
+    assert response.json() == {"message": "Hello, World!"}
+    assert "WSGIServer" in response.headers["server"]
+
+
+def test_request_lines_are_coloured_like_djangos(runserver):
+    from django.utils.termcolors import DARK_PALETTE, PALETTES, colorize
+
+    palette = PALETTES[DARK_PALETTE]
+    server = runserver("127.0.0.1:0", pty=True)  # Django colours only on a terminal
+    httpx.get(url(server, "/nope/"))
+    httpx.get(url(server, "/json/"))
+    for pattern, role in ((r'"GET /nope/ HTTP/1.1" 404 \d+', "HTTP_NOT_FOUND"),
+                          (r'"GET /json/ HTTP/1.1" 200 \d+', "HTTP_SUCCESS")):
+        match = server.wait_for(pattern)
+        message = match.group(0)
+        assert match.string.endswith("] " + colorize(message, **palette[role])), (
+            repr(match.string)
+        )
+    assert palette["HTTP_NOT_FOUND"], "the 404 line is coloured"
+
+
+def test_daphne_limits_apply(runserver, tmp_path):
+    module = settings_module(tmp_path, 'DAPHNE = {"MAX_REQUEST_LINE": 100}')
+    server = runserver("127.0.0.1:0", "--settings", module)
+    match = server.wait_for(BANNER_RE)
+    with socket.create_connection((match.group(1), int(match.group(2))), timeout=10) as sock:
+        sock.sendall(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 414 ")
+    assert httpx.get(url(server, "/json/")).status_code == 200
+
+
+def test_ipv6(runserver):
+    server = runserver("--ipv6", "0", "--noreload")
+    match = server.wait_for(BANNER_RE)
+    assert match.group(1) == "::1"
+    assert f"at http://[::1]:{match.group(2)}/" in server.output
+    response = httpx.get(f"http://[::1]:{match.group(2)}/async/")
+    assert response.json()["view"] == "async"
+
+
+def test_port_in_use_is_one_clear_line(env):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        result = run_manage("runserver", f"127.0.0.1:{port}", "--noreload", env=env)
+    assert result.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}: address already in use" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
