@@ -109,6 +109,8 @@ async def websocket_app(scope, receive, send):
             await send({"type": "websocket.send", "bytes": block})
         await send({"type": "websocket.close", "code": 1000})
         return
+    if path == "/ws/return":
+        return
     if path == "/ws/close-after-accept":
         await send({"type": "websocket.close", "code": 4001, "reason": "go away"})
         return

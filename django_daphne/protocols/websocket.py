@@ -187,10 +187,12 @@ class WebSocketConnection:
             framing.sendMessage(data, binary)
 
     def close(self, code: int, reason: str) -> None:
-        if self.framing is not None:
-            self.framing.sendClose(code, reason or None)
-        else:
+        framing = self.framing
+        if framing is None:
             self.conn.close()
+        elif framing.state == framing.STATE_OPEN:
+            # sendCloseFrame, not sendClose: the server may also send 1001 and 1011
+            framing.sendCloseFrame(code, reason.encode("utf-8") or None, isReply=False)
 
     def abort(self) -> None:
         self.conn.close()
