@@ -178,6 +178,9 @@ class Server:
             conn.shutdown()
         deadline = self.loop.time() + self.config.shutdown_timeout
         while (state.connections or state.streams) and self.loop.time() < deadline:
+            for stream in list(state.streams):
+                if stream.disconnected:  # nobody is waiting for its answer any more
+                    stream.cancel()
             await asyncio.sleep(0.02)
         if state.connections or state.streams:
             logger.warning(
