@@ -3,11 +3,14 @@ static files, request log, autoreload, Ctrl-C, ``--noasgi``, and the DAPHNE limi
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 import django_daphne
 
@@ -191,3 +194,18 @@ def test_port_in_use_is_one_clear_line(env):
     assert "Traceback" not in result.stdout
 
 
+
+
+def test_websocket_chat_and_its_log_lines(runserver):
+    server = runserver("127.0.0.1:0", "--noreload")
+    base = url(server, "")
+    ws = "ws" + base[len("http"):] + "/ws/chat/lobby/"
+    with connect(ws, origin=base, open_timeout=30) as ada, \
+            connect(ws, origin=base, open_timeout=30) as bob:
+        ada.send(json.dumps({"author": "ada", "text": "hi bob"}))
+        assert json.loads(bob.recv(timeout=10)) == {"author": "ada", "text": "hi bob"}
+    with pytest.raises(InvalidStatus):
+        connect(ws, origin="http://evil.example", open_timeout=30).close()
+    client = r"\[127\.0\.0\.1:\d+\]$"
+    for action in ("HANDSHAKING", "CONNECT", "DISCONNECT", "REJECT"):
+        server.wait_for(rf"^\[[^]]+\] WebSocket {action} /ws/chat/lobby/ {client}")
