@@ -1,0 +1,125 @@
+"""The example project in headless Chromium (Debian's chromium and chromium-driver, through
+Selenium), served by ``manage.py runserver``: the home page's static CSS and JS load with no
+browser errors, and a chat message typed in one window appears in a second one."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import uuid
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from .django_helpers import BANNER_RE, ManageProcess, run_manage
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """runserver on a migrated database; yields (process, base URL)."""
+    db = tmp_path_factory.mktemp("browser") / "db.sqlite3"
+    env = {"EXAMPLE_DB": str(db)}
+    result = run_manage("migrate", "-v", "0", env=env)
+    assert result.returncode == 0, result.stdout
+    server = ManageProcess(["runserver", "127.0.0.1:0", "--noreload"], env=env)
+    try:
+        match = server.wait_for(BANNER_RE)
+        yield server, f"http://127.0.0.1:{match.group(2)}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1024,768"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver, timeout=20):
+    return WebDriverWait(driver, timeout)
+
+
+def severe_console_messages(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def test_home_page_loads_its_static_files(site, browser):
+    server, base = site
+    browser.get(base + "/")
+    wait(browser).until(conditions.text_to_be_present_in_element(
+        (By.ID, "js-status"), "JavaScript loaded from the static files."
+    ))
+    # the stylesheet applied: .ready is green
+    colour = browser.find_element(By.ID, "js-status").value_of_css_property("color")
+    assert colour in ("rgba(34, 102, 34, 1)", "rgb(34, 102, 34)"), colour
+    assert severe_console_messages(browser) == []
+    server.wait_for(r'"GET /static/demo/site.js HTTP/1.1" 200')
+    server.wait_for(r'"GET /static/demo/site.css HTTP/1.1" 200')
+
+
+def test_admin_pages_load_their_many_assets(site, browser):
+    server, base = site
+    for _ in range(3):  # again and again over the browser's keep-alive connections
+        browser.get(base + "/admin/login/")
+        wait(browser).until(conditions.presence_of_element_located((By.ID, "id_username")))
+        # the admin's stylesheet applied
+        header = browser.find_element(By.ID, "header")
+        assert header.value_of_css_property("display") == "flex"
+        assert severe_console_messages(browser) == []
+    static_lines = [line for line in server.output.splitlines() if "GET /static/admin/" in line]
+    assert len(static_lines) >= 5
+    assert all('HTTP/1.1" 200' in line or 'HTTP/1.1" 304' in line for line in static_lines)
+
+
+def test_chat_message_typed_in_one_window_appears_in_another(site, browser):
+    server, base = site
+    room = "room-" + uuid.uuid4().hex[:8]
+    browser.get(f"{base}/chat/{room}/")
+    first = browser.current_window_handle
+    browser.switch_to.new_window("window")
+    browser.get(f"{base}/chat/{room}/")
+    second = browser.current_window_handle
+    for handle in (first, second):
+        browser.switch_to.window(handle)
+        wait(browser).until(conditions.text_to_be_present_in_element((By.ID, "status"),
+                                                                     "Connected."))
+    browser.switch_to.window(first)
+    author = browser.find_element(By.ID, "author")
+    author.clear()
+    author.send_keys("ada")
+    browser.find_element(By.ID, "text").send_keys("typed in the first window")
+    browser.find_element(By.CSS_SELECTOR, "#send button").click()
+    browser.switch_to.window(second)
+    wait(browser).until(conditions.text_to_be_present_in_element(
+        (By.ID, "log"), "ada: typed in the first window"
+    ))
+    assert severe_console_messages(browser) == []
+    server.wait_for(rf"WebSocket CONNECT /ws/chat/{room}/")
+
+
+def test_server_log_is_clean_after_the_browser_tests(site, browser):
+    server, base = site
+    browser.get("about:blank")  # the pages close their keep-alive and WebSocket connections
+    server.signal(signal.SIGINT, group=True)
+    assert server.wait_exit() == 0
+    output = server.output
+    assert "Traceback" not in output
+    assert "took too long" not in output
+    assert "ERROR" not in output
