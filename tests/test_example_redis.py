@@ -1,0 +1,73 @@
+"""Chat rooms shared by two server processes through a real Redis: the example project's
+channel layer is channels_redis when REDIS_URL is set."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from websockets.sync.client import connect
+
+from .django_helpers import LISTEN_RE, ManageProcess, free_port, run_manage
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A redis-server of our own on a free port, with nothing written to disk."""
+    port = free_port()
+    process = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for line in process.stdout:
+            if "Ready to accept connections" in line:
+                break
+        else:
+            raise AssertionError("redis-server did not start")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def start_server(env) -> tuple[ManageProcess, str]:
+    server = ManageProcess(["daphne", "-p", "0"], env=env)
+    match = server.wait_for(LISTEN_RE)
+    server.wait_for("Server ready")
+    return server, f"127.0.0.1:{match.group(2)}"
+
+
+def test_message_crosses_server_processes_through_redis(tmp_path, redis_url):
+    env = {"EXAMPLE_DB": str(tmp_path / "db.sqlite3"), "REDIS_URL": redis_url}
+    assert run_manage("migrate", "-v", "0", env=env).returncode == 0
+    (first, first_address), (second, second_address) = start_server(env), start_server(env)
+    try:
+        def join(address):
+            return connect(f"ws://{address}/ws/chat/lobby/", origin=f"http://{address}",
+                           open_timeout=30)
+
+        with join(first_address) as ada, join(second_address) as bob:
+            ada.send(json.dumps({"author": "ada", "text": "over redis"}))
+            assert json.loads(bob.recv(timeout=10)) == {"author": "ada", "text": "over redis"}
+            bob.send(json.dumps({"author": "bob", "text": "and back"}))
+            received = [json.loads(ada.recv(timeout=10)) for _ in range(2)]
+            assert received == [{"author": "ada", "text": "over redis"},
+                                {"author": "bob", "text": "and back"}]
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_without_redis_url_the_layer_is_in_memory(tmp_path):
+    result = run_manage(
+        "shell", "-c",
+        "from django.conf import settings; print(settings.CHANNEL_LAYERS['default']['BACKEND'])",
+        env={"EXAMPLE_DB": str(tmp_path / "db.sqlite3")},
+    )
+    assert result.stdout.strip().splitlines()[-1] == "channels.layers.InMemoryChannelLayer"
