@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""Benchmark django-daphne side by side with Daphne, Uvicorn, Hypercorn and Granian.
+
+In one run on this machine, each server in turn (one process, access log off) serves the
+same ASGI application, bench/app.py, while wrk loads it from its own CPU.  Several rounds,
+interleaved across servers so background noise falls on all of them alike; the median is
+reported with each server's ratio to Daphne and to Uvicorn, as a Markdown table
+(RESULTS.md), the raw figures (results.json) and a bar chart (results.png).
+
+It installs nothing unless asked: ``--check`` lists what is needed, ``--setup`` creates
+bench/.venv-peers with the peers (and matplotlib and py-spy) from PyPI.  See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: import `bench` as a package from the root
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench import report  # noqa: E402
+from bench.servers import PEERS_VENV, ROOT, SERVERS, ServerError, ServerProcess  # noqa: E402
+from bench.workloads import WORKLOADS, Context, Measurement, run_wrk  # noqa: E402
+
+PEER_PACKAGES = ["daphne", "uvicorn[standard]", "hypercorn", "granian", "matplotlib", "py-spy"]
+APT_PACKAGES = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux"}
+RESULTS_HEADER = """# Benchmark results
+
+Written by `python bench/run.py` (how to run it: [README.md](README.md)).  The figures are from
+one run on one machine; compare ratios within a run, not absolute numbers across machines.
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python bench/run.py",
+        description=__doc__.split("\n\n")[0] + " Writes RESULTS.md, results.json and "
+        "results.png to --output.",
+        epilog="Tiny smoke run: python bench/run.py --servers django-daphne "
+        "--workloads keepalive --duration 1 --rounds 1 --warmup 0 --output /tmp/bench",
+    )
+    parser.add_argument("--setup", action="store_true",
+                        help=f"Create {PEERS_VENV.relative_to(ROOT)} and pip install "
+                        f"{' '.join(PEER_PACKAGES)} into it, then exit.")
+    parser.add_argument("--check", action="store_true",
+                        help="Say what the selected servers and workloads need and whether "
+                        "it is there, then exit.")
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help=f"Comma-separated servers to run. Default: {','.join(SERVERS)}.")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"Comma-separated workloads. Default: all, {','.join(WORKLOADS)} "
+                        "(those not built yet print n/a).")
+    parser.add_argument("--duration", type=float, default=5.0,
+                        help="Seconds of load per measurement (whole seconds). Default: 5.")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="Rounds per server and workload, interleaved across servers; "
+                        "the median is reported. Default: 5.")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="Seconds of keep-alive load after each server start, not "
+                        "measured; 0 for none. Default: 1.")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench",
+                        help="Directory for RESULTS.md, results.json and results.png. "
+                        "Default: bench/ (an existing RESULTS.md keeps its text outside the "
+                        "generated block).")
+    parser.add_argument("--no-chart", action="store_true", help="Do not draw results.png.")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="Do not pin the server and wrk to separate CPUs with taskset.")
+    args = parser.parse_args(argv)
+    args.servers = _names(parser, "--servers", args.servers, SERVERS)
+    args.workloads = _names(parser, "--workloads", args.workloads, WORKLOADS)
+    if args.duration < 1:
+        parser.error("--duration: must be at least 1 second")
+    if args.rounds < 1:
+        parser.error("--rounds: must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup: must be 0 or more seconds")
+    return args
+
+
+def _names(parser: argparse.ArgumentParser, flag: str, value: str, valid: dict) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        parser.error(f"{flag}: unknown {', '.join(unknown) or 'empty list'}; "
+                     f"choose from {', '.join(valid)}")
+    return names
+
+
+def setup() -> int:
+    """Create the peers' virtualenv, saying each step."""
+    python = PEERS_VENV / "bin" / "python"
+    if not python.exists():
+        say(f"creating {PEERS_VENV} with {sys.executable}")
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+    command = [str(python), "-m", "pip", "install", "--upgrade", *PEER_PACKAGES]
+    say("running: " + shlex.join(command))
+    subprocess.run(command, check=True)
+    missing = [f"{tool} (apt-get install {pkg})" for tool, pkg in APT_PACKAGES.items()
+               if shutil.which(tool) is None]
+    if missing:
+        say("still needed from Debian, not installed by --setup: " + ", ".join(missing))
+    say("done; check with: python bench/run.py --check")
+    return 0
+
+
+def requirements(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(missing things that stop the run, missing things that only lose a feature)."""
+    fatal, optional = [], []
+    if any(WORKLOADS[w].measure for w in args.workloads) and shutil.which("wrk") is None:
+        fatal.append("wrk: apt-get install wrk")
+    if shutil.which("h2load") is None:
+        optional.append("h2load (for the HTTP/2 rows, once built): apt-get install "
+                        "nghttp2-client")
+    if not args.no_pin and shutil.which("taskset") is None:
+        optional.append("taskset (to pin server and wrk to separate CPUs): apt-get install "
+                        "util-linux")
+    for name in args.servers:
+        spec = SERVERS[name]
+        if not spec.installed():
+            where = ("the project's .venv (pip install -e .)" if name == "django-daphne"
+                     else f"{PEERS_VENV.relative_to(ROOT)}: python bench/run.py --setup")
+            fatal.append(f"{spec.label}: not installed in {where}")
+    if not args.no_chart and not _chart_python():
+        optional.append("matplotlib (for results.png): python bench/run.py --setup")
+    return fatal, optional
+
+
+def _chart_python() -> str | None:
+    for python in (PEERS_VENV / "bin" / "python", Path(sys.executable)):
+        if python.exists() and subprocess.run(
+            [str(python), "-c", "import matplotlib"], capture_output=True
+        ).returncode == 0:
+            return str(python)
+    return None
+
+
+def pinning(no_pin: bool) -> tuple[int | None, int | None, str]:
+    """(server CPU, wrk CPU, a sentence saying so)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if no_pin:
+        return None, None, "No CPU pinning (--no-pin)."
+    if len(cpus) < 2:
+        return None, None, "One CPU only: server and wrk share it (no pinning)."
+    if shutil.which("taskset") is None:
+        return None, None, "No pinning (taskset missing)."
+    return cpus[0], cpus[1], (f"Server pinned to CPU {cpus[0]}, wrk to CPU {cpus[1]} "
+                              "(taskset).")
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    server_cpu, wrk_cpu, pin_text = pinning(args.no_pin)
+    measured = [w for w in args.workloads if WORKLOADS[w].measure]
+    per_server = 1 + (args.warmup if measured else 0) + len(measured) * (args.duration + 0.2)
+    say(f"{len(args.servers)} server(s) × {len(measured)} measured workload(s) × "
+        f"{args.rounds} round(s) × {args.duration:g} s: about "
+        f"{per_server * len(args.servers) * args.rounds / 60:.1f} min")
+    specs = [SERVERS[name] for name in args.servers]
+    versions = {spec.name: spec.version() for spec in specs}
+    rounds: dict[str, dict[str, list[Measurement]]] = {w: {} for w in args.workloads}
+    failures: dict[tuple[str, str], str] = {}
+    loadavg_before = _loadavg()
+    started = time.monotonic()
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        ctx = Context(duration=args.duration, loadgen_cpu=wrk_cpu, tmpdir=Path(tmp))
+        for round_no in range(1, args.rounds + 1):
+            for spec in specs:
+                todo = [w for w in measured if WORKLOADS[w].needs in spec.features
+                        and (w, spec.name) not in failures]
+                if not todo:
+                    continue
+                server = ServerProcess(spec, server_cpu, Path(tmp) / f"{spec.name}.log")
+                try:
+                    server.wait_ready()
+                    if args.warmup:
+                        run_wrk(ctx, server, "/", connections=50, duration=args.warmup)
+                    for name in todo:
+                        try:
+                            m = WORKLOADS[name].measure(ctx, server)
+                        except (RuntimeError, OSError) as exc:
+                            failures[(name, spec.name)] = f"failed: {exc}"
+                            say(f"round {round_no} {spec.label} {name}: FAILED {exc}\n"
+                                f"{server.output()}")
+                            continue
+                        rounds[name].setdefault(spec.name, []).append(m)
+                        say(f"round {round_no}/{args.rounds} {spec.label:13} {name:10} "
+                            f"{m.value:>10,.0f} {WORKLOADS[name].unit}  p99 {m.p99_ms:.2f} ms  "
+                            f"server CPU {m.server_cpu:.0%}  wrk CPU {m.wrk_cpu:.0%}")
+                except (ServerError, RuntimeError, OSError) as exc:
+                    for name in todo:
+                        failures[(name, spec.name)] = f"failed: {str(exc).splitlines()[0]}"
+                    say(f"{spec.label}: {exc}")
+                finally:
+                    server.stop()
+
+    data = {
+        "meta": {
+            "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            "machine": _cpu_model(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": f"Linux {platform.release()}",
+            "pinning": pin_text,
+            "rounds": args.rounds,
+            "duration": float(max(1, round(args.duration))),
+            "loadavg_before": loadavg_before,
+            "loadavg_after": _loadavg(),
+            "elapsed_s": time.monotonic() - started,
+            "command": "python bench/run.py " + shlex.join(sys.argv[1:]),
+        },
+        "servers": [{"name": s.name, "label": s.label, "version": versions[s.name]}
+                    for s in specs],
+        "workloads": [],
+        "results": {},
+    }
+    for name in args.workloads:
+        w = WORKLOADS[name]
+        data["workloads"].append({"name": name, "title": w.title, "unit": w.unit,
+                                  "pending": w.pending, "higher_is_better": w.higher_is_better})
+        results = data["results"][name] = {}
+        for spec in specs:
+            if (name, spec.name) in failures:
+                results[spec.name] = {"na": failures[(name, spec.name)]}
+            elif spec.name in rounds[name]:
+                results[spec.name] = report.summarise(rounds[name][spec.name])
+            elif w.pending:
+                results[spec.name] = {"na": w.pending}
+            else:
+                results[spec.name] = {"na": f"{spec.label} does not support it"}
+    return write_outputs(args, data)
+
+
+def write_outputs(args: argparse.Namespace, data: dict) -> int:
+    out = args.output
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "results.json"
+    json_path.write_text(json.dumps(data, indent=1) + "\n")
+    chart_name = None
+    if not args.no_chart:
+        python = _chart_python()
+        if python is None:
+            say("matplotlib not found: no chart (python bench/run.py --setup installs it)")
+        else:
+            chart = subprocess.run(
+                [python, str(ROOT / "bench" / "chart.py"), str(json_path),
+                 str(out / "results.png")], capture_output=True, text=True,
+            )
+            if chart.returncode == 0:
+                chart_name = "results.png"
+            else:
+                say(f"chart failed: {chart.stderr.strip() or chart.stdout.strip()}")
+    generated = report.render(data, chart_name)
+    md_path = out / "RESULTS.md"
+    existing = md_path.read_text() if md_path.exists() else None
+    md_path.write_text(report.merge(existing, generated, RESULTS_HEADER))
+    print(generated)
+    say(f"wrote {md_path}, {json_path}" + (f", {out / chart_name}" if chart_name else ""))
+    return 0
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.setup:
+        return setup()
+    fatal, optional = requirements(args)
+    if args.check or fatal:
+        for item in fatal:
+            say(f"MISSING {item}")
+        for item in optional:
+            say(f"optional, missing: {item}")
+        if not fatal and not optional:
+            say("everything needed is there")
+        return 2 if fatal else 0
+    for item in optional:
+        say(f"note: {item}")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
