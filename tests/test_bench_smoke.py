@@ -40,9 +40,9 @@ def test_tiny_run_writes_a_markdown_table(tmp_path):
     # The summary table: a header naming the server, and a measured keep-alive cell.
     assert "| workload | django-daphne |" in text
     assert re.search(r"^\| keepalive \(req/s\) \| [\d,]+<br>n/a D · n/a U \|$", text, re.M), text
-    # The per-workload table has django-daphne's row with a req/s figure and latencies.
-    row = re.search(r"^\| django-daphne \| ([\d,]+) \| n/a \| n/a \| ([\d.]+) \| ([\d.]+) \|",
-                    text, re.M)
+    # The per-workload table has django-daphne's row: req/s, its range, p50 and p99 latency.
+    row = re.search(r"^\| django-daphne \| ([\d,]+) \| n/a \| n/a \| [\d,]+–[\d,]+ \| "
+                    r"([\d.]+) \| ([\d.]+) \|", text, re.M)
     assert row, text
     assert int(row.group(1).replace(",", "")) > 0
     # A workload not built yet is listed as n/a, not dropped.
