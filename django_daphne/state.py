@@ -67,7 +67,9 @@ class ServerState:
 
     def sweep_interval(self) -> float:
         """How often to check deadlines: a second, or finer when a timeout is short."""
-        timeouts = [self.header_timeout, self.close_timeout]
+        config = self.config
+        timeouts = [self.header_timeout, self.close_timeout, config.ping_interval,
+                    config.ping_timeout]
         if self.keep_alive_timeout:
             timeouts.append(self.keep_alive_timeout)
         if self.http_timeout:

@@ -412,6 +412,9 @@ class HTTP1Connection(Protocol):
     def deadline_passed(self) -> None:
         """The header or keep-alive timeout passed (the server's sweep calls this)."""
         self.deadline = None
+        if self.websocket is not None:
+            self.websocket.keepalive()
+            return
         if self.current is not None or self.closed:
             return
         if self.idle:

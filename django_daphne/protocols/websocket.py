@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -85,8 +86,9 @@ def make_autobahn_factory(config: Any) -> WebSocketServerFactory:
         return None
 
     factory.setProtocolOptions(
-        autoPingInterval=config.ping_interval,
-        autoPingTimeout=config.ping_timeout,
+        # keepalive pings are ours (see WebSocketConnection.keepalive): autobahn's timers
+        # round sub-second delays to whole seconds, and one server sweep can serve them all
+        autoPingInterval=0,
         maxFramePayloadSize=config.websocket_max_frame_size,
         maxMessagePayloadSize=config.websocket_max_message_size,
         openHandshakeTimeout=0,  # the application's accept is timed by the ASGI stream
@@ -109,10 +111,14 @@ class _Framing(WebSocketServerProtocol):
         return owner.subprotocol, owner.response_headers
 
     def onOpen(self) -> None:
-        self.owner.stream.opened()
+        self.owner.opened()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N803 - autobahn's
+        self.owner.active = True
         self.owner.stream.message_received(payload, isBinary)
+
+    def onPong(self, payload: bytes) -> None:
+        self.owner.pong_received(payload)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
         self.owner.stream.closed(code, reason)
@@ -128,12 +134,47 @@ class WebSocketConnection:
         self.framing: _Framing | None = None
         self.subprotocol: str | None = None
         self.response_headers: dict[str, list[str]] = {}
+        self.active = False  # a message arrived since the last keepalive check
+        self.ping_payload: bytes | None = None  # the ping awaiting its pong
         server = conn.server
         scope = build_websocket_scope(
             server, head.http_version, "wss" if conn.scheme == "https" else "ws",
             head.target, head.headers, conn.client, conn.server_addr,
         )
         self.stream = WebSocketStream(server, self, scope)
+
+    # -- keepalive, driven by the server's sweep through the connection's deadline
+
+    def opened(self) -> None:
+        self.conn.deadline = self.conn.server.clock + self.conn.server.config.ping_interval
+        self.stream.opened()
+
+    def keepalive(self) -> None:
+        """The connection's deadline passed: ping an idle peer, or drop a silent one."""
+        framing = self.framing
+        if framing is None or framing.state != framing.STATE_OPEN:
+            return
+        server = self.conn.server
+        if self.ping_payload is not None:
+            logger.info("WebSocket peer %s did not answer a ping within %ss; dropping it",
+                        self.conn.client, server.config.ping_timeout)
+            framing.wasClean = False
+            framing.wasNotCleanReason = "WebSocket ping timeout"
+            framing.dropConnection(abort=True)
+            return
+        if self.active:
+            self.active = False
+            self.conn.deadline = server.clock + server.config.ping_interval
+            return
+        self.ping_payload = os.urandom(8)
+        framing.sendPing(self.ping_payload)
+        self.conn.deadline = server.clock + server.config.ping_timeout
+
+    def pong_received(self, payload: bytes) -> None:
+        if self.ping_payload is not None and payload == self.ping_payload:
+            self.ping_payload = None
+            self.active = False
+            self.conn.deadline = self.conn.server.clock + self.conn.server.config.ping_interval
 
     # -- bytes from the connection
 
