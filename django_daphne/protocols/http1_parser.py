@@ -122,6 +122,9 @@ def _bad_eol(data: bytes, start: int = 0) -> str | None:
 
 def _diagnose_request_line(line: bytes) -> ParseError:
     """Say precisely what is wrong with a request line that did not match (slow path)."""
+    reason = _bad_eol(line + b"\r\n")
+    if reason is not None:
+        return ParseError(400, reason)
     parts = line.split(b" ")
     if not _TOKEN(parts[0]):
         return ParseError(400, "invalid method token %s in the request line" % _show(parts[0]))
@@ -136,6 +139,9 @@ def _diagnose_request_line(line: bytes) -> ParseError:
 
 def _diagnose_header(line: bytes) -> str:
     """Say precisely what is wrong with a header line that did not match (slow path)."""
+    reason = _bad_eol(line + b"\r\n")
+    if reason is not None:
+        return reason
     if line[:1] in (b" ", b"\t"):
         return "header line starting with whitespace (obs-fold) is not allowed"
     name, colon, value = line.partition(b":")
@@ -244,8 +250,9 @@ _HEAD, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _STOPPED =
 class _Parser:
     """Framing, limits and the request line: everything both parsers share.
 
-    Subclasses supply only ``_headers(head, start)``: the header lines of a complete head
-    (``head[start:]``, CRLF-separated) as (lower-case name, stripped value) pairs.
+    Subclasses supply only ``_headers(buffer, start, end, count)``: the ``count`` header lines
+    of a complete head (``buffer[start:end]``, CRLF-separated, the head's blank line at
+    ``end``) as (lower-case name, stripped value) pairs.
     """
 
     def __init__(self, handler, limits: Limits) -> None:
@@ -264,7 +271,9 @@ class _Parser:
         """True between requests and while a request head is arriving."""
         return self.state == _HEAD
 
-    def _headers(self, head: bytes, start: int) -> list[tuple[bytes, bytes]]:
+    def _headers(
+        self, buffer: bytes, start: int, end: int, count: int
+    ) -> list[tuple[bytes, bytes]]:
         raise NotImplementedError  # pragma: no cover
 
     def _head_parsed(self, head: RequestHead) -> None:
@@ -340,10 +349,8 @@ class _Parser:
             return None
         self.scanned = 0
         self.line_end = -1
-        head = buffer[:end]
-        rest = buffer[end + 4:]
         limits = self.limits
-        first = head.find(b"\r\n")
+        first = buffer.find(b"\r\n", 0, end)
         if first < 0:
             first = end
         if first > limits.max_request_line:
@@ -351,14 +358,12 @@ class _Parser:
         if end - first > limits.max_header_size:
             raise ParseError(
                 431, "request header block larger than %d bytes" % limits.max_header_size)
-        lines = head.count(b"\r\n")
-        if head.count(b"\r") != lines or head.count(b"\n") != lines:
-            raise ParseError(400, _bad_eol(head) or "bare CR in the request head")
+        lines = buffer.count(b"\r\n", 0, end)  # a bare CR or LF fails the line checks
         if lines > limits.max_headers:
             raise ParseError(431, "more than %d request headers" % limits.max_headers)
-        match = _REQUEST_LINE(head, 0, first)
+        match = _REQUEST_LINE(buffer, 0, first)
         if match is None:
-            raise _diagnose_request_line(head[:first])
+            raise _diagnose_request_line(buffer[:first])
         method, target, major, minor = match.groups()
         if major != b"1" or (minor != b"1" and minor != b"0"):
             raise ParseError(400, "unsupported HTTP version %s.%s" % (
@@ -372,7 +377,7 @@ class _Parser:
                 raise ParseError(
                     400, "request target %s is not origin-form, absolute-form or asterisk-form"
                     % _show(target))
-        headers = self._headers(head, first + 2) if lines else []
+        headers = self._headers(buffer, first + 2, end, lines) if lines else []
         content_length, chunked, keep_alive, expect, upgrade = analyse_headers(
             headers, http_version
         )
@@ -389,10 +394,10 @@ class _Parser:
             self.remaining = content_length
         if self.handler.on_head(head_):
             self.state = _STOPPED
-            return rest
+            return buffer[end + 4:]
         if not has_body:
             self.handler.on_message_complete()
-        return rest
+        return buffer[end + 4:]
 
     def _partial_head(self, buffer: bytes) -> None:
         """Check the part of an incomplete head not yet checked, then keep it."""
@@ -479,8 +484,10 @@ class _Parser:
 class PythonParser(_Parser):
     """The pure-Python parser: each header line checked by one regular expression."""
 
-    def _headers(self, head: bytes, start: int) -> list[tuple[bytes, bytes]]:
-        return parse_header_lines(head[start:])
+    def _headers(
+        self, buffer: bytes, start: int, end: int, count: int
+    ) -> list[tuple[bytes, bytes]]:
+        return parse_header_lines(buffer[start:end])
 
 
 class HttptoolsParser(_Parser):
@@ -498,23 +505,28 @@ class HttptoolsParser(_Parser):
             value = value.rstrip(b" \t")
         self._collected.append((name.lower(), value))
 
-    def _headers(self, head: bytes, start: int) -> list[tuple[bytes, bytes]]:
+    def _headers(
+        self, buffer: bytes, start: int, end: int, count: int
+    ) -> list[tuple[bytes, bytes]]:
         llhttp = self._llhttp
         self._llhttp = self._used = None
         if llhttp is None:
             llhttp = httptools.HttpRequestParser(self)
         headers = self._collected = []
         try:
-            llhttp.feed_data(head + b"\r\n\r\n")
+            llhttp.feed_data(buffer[:end + 4])  # the head, blank line included
         except httptools.HttpParserUpgrade:
             pass  # the head was read whole; the handler decides about the upgrade
         except httptools.HttpParserError:
-            return parse_header_lines(head[start:])
+            return parse_header_lines(buffer[start:end])
         else:
             self._used = llhttp
-        # what llhttp lets through but the rules refuse (0x85), or a header it dropped
-        if b"\x85" in head or len(headers) != head.count(b"\r\n"):
-            return parse_header_lines(head[start:])
+        # what llhttp lets through but the rules refuse (0x85, a CR or LF alone), or a
+        # header it dropped
+        if len(headers) != count or buffer.find(b"\x85", start, end) >= 0 or buffer.count(
+            b"\n", start, end
+        ) != count - 1 or buffer.count(b"\r", start, end) != count - 1:
+            return parse_header_lines(buffer[start:end])
         return headers
 
     def _head_parsed(self, head: RequestHead) -> None:
