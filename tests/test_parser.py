@@ -454,3 +454,30 @@ def test_parsers_agree_on_mangled_requests():
         assert (whole[1] is None) == (split[1] is None), (data, cut, whole, split)
         if whole[1] is None:
             assert whole[0] == split[0], (data, cut)
+
+
+def test_llhttp_reads_ordinary_heads_itself(monkeypatch):
+    """The httptools parser falls back on the Python rules only for heads llhttp refuses:
+    ordinary traffic (keep-alive, bodies, pipelining, a declined upgrade) stays on llhttp."""
+    from django_daphne.protocols import http1_parser
+
+    fallbacks = []
+    python_rules = http1_parser.parse_header_lines
+
+    def counting(block):
+        fallbacks.append(block)
+        return python_rules(block)
+
+    monkeypatch.setattr(http1_parser, "parse_header_lines", counting)
+    ordinary = (H + b"\r\n" + H + b"\r\n" + H + b"Content-Length: 2\r\n\r\nab" + CHUNKED
+                + b"1\r\nc\r\n0\r\nT: t\r\n\r\n" + H + b"Connection: Upgrade\r\nUpgrade: x\r\n\r\n"
+                + H + b"\r\n" + b"GET /y HTTP/1.0\r\n\r\n")
+    for pieces in ([ordinary], [ordinary[i:i + 7] for i in range(0, len(ordinary), 7)]):
+        events, error, _ = run(HttptoolsParser, pieces)
+        assert error is None and events.count(("complete",)) == 7
+        assert fallbacks == []
+    # llhttp refuses a repeated Content-Length; the Python rules accept an identical one
+    twice = H + b"Content-Length: 1\r\nContent-Length: 1\r\n\r\nz"
+    events, error, _ = run(HttptoolsParser, [twice])
+    assert error is None and ("body", b"z") in events
+    assert fallbacks == [b"Host: a\r\nContent-Length: 1\r\nContent-Length: 1"]

@@ -41,7 +41,6 @@ _REQUEST_LINE = re.compile(rb"(%s+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % _TCH
 _HEADER_LINE = re.compile(rb"(%s+):([%s]*)" % (_TCHAR, _VCHARS)).fullmatch
 _TOKEN = re.compile(rb"%s+" % _TCHAR).fullmatch
 _TARGET = re.compile(rb"[\x21-\x7e]+").fullmatch
-_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]").fullmatch
 _ABSOLUTE_FORM = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://[^/?#]").match
 _BAD_EOL = re.compile(rb"\r(?!\n)|(?<!\r)\n").search
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)(;[\t\x20-\x7e]*)?").fullmatch
@@ -532,6 +531,7 @@ class HttptoolsParser(_Parser):
     def _head_parsed(self, head: RequestHead) -> None:
         # llhttp is between messages again only after a bodiless, kept-alive request
         used = self._used
+        self._used = None
         if used is not None and not head.has_body and head.keep_alive and head.upgrade is None:
             self._llhttp = used
 
