@@ -18,6 +18,7 @@ GROUP_TITLES = {
     "logging": "logging",
     "http": "HTTP and the application",
     "limits": "request limits and timeouts",
+    "http2": "HTTP/2",
     "websocket": "WebSocket",
 }
 

@@ -271,6 +271,41 @@ OPTIONS: tuple[Option, ...] = (
         "open waiting for its next request.",
         flags=("--keep-alive-timeout",), metavar="SECONDS", minimum=0, group="limits",
     ),
+    # -- HTTP/2
+    Option(
+        "http2", True, _bool, "Serve HTTP/2: by ALPN on TLS endpoints, and in cleartext by "
+        "prior knowledge or Upgrade: h2c. on or off.",
+        flags=("--http2",), metavar="{on,off}", group="http2",
+    ),
+    Option(
+        "http2_max_concurrent_streams", 100, _int, "Most streams one HTTP/2 client may have "
+        "open at once (SETTINGS_MAX_CONCURRENT_STREAMS).",
+        flags=("--http2-max-concurrent-streams",), metavar="COUNT", minimum=1,
+        group="http2",
+    ),
+    Option(
+        "http2_initial_window_size", 65535, _int, "The flow-control window of each HTTP/2 "
+        "request body in bytes: how much a client may send before the application reads.",
+        flags=("--http2-initial-window-size",), metavar="BYTES", minimum=1,
+        maximum=2**31 - 1, group="http2",
+    ),
+    Option(
+        "http2_max_frame_size", 16384, _int, "Largest HTTP/2 frame payload the server accepts, "
+        "in bytes.",
+        flags=("--http2-max-frame-size",), metavar="BYTES", minimum=16384,
+        maximum=2**24 - 1, group="http2",
+    ),
+    Option(
+        "http2_max_header_list_size", 64 * KIB, _int, "Largest decoded HTTP/2 header list "
+        "in bytes (bounds HPACK bombs and CONTINUATION floods).",
+        flags=("--http2-max-header-list-size",), metavar="BYTES", minimum=1024,
+        group="http2",
+    ),
+    Option(
+        "http2_idle_timeout", 60.0, _number, "Seconds an HTTP/2 connection with no open "
+        "stream stays open.",
+        flags=("--http2-idle-timeout",), metavar="SECONDS", minimum=0.001, group="http2",
+    ),
     # -- WebSocket
     Option(
         "websocket_timeout", 86400.0, _number, "Longest life of a WebSocket connection in "

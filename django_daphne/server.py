@@ -38,7 +38,7 @@ class ConnectionFactory(Factory):
         self.server = server
 
     def acceptableProtocols(self) -> list[bytes]:
-        return [b"http/1.1"]
+        return [b"h2", b"http/1.1"] if self.server.config.http2 else [b"http/1.1"]
 
     def buildProtocol(self, addr: Any) -> HTTP1Connection:
         return HTTP1Connection(self.server)

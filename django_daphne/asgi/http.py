@@ -28,7 +28,7 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]").search
 # Stop reading the socket once this much request body waits for the application.
 BODY_HIGH_WATER = 256 * 1024
 
-START, BODY, DONE = 0, 1, 2
+START, BODY, DONE, TRAILERS = 0, 1, 2, 3
 
 _known_names: set[bytes] = set()
 
@@ -74,7 +74,7 @@ class HTTPStream:
     __slots__ = (
         "server", "wire", "scope", "task", "state", "chunks", "buffered", "body_done",
         "final_delivered", "disconnected", "waiter", "deadline", "status", "sent",
-        "expect_continue", "reading_paused", "cancelled_because", "started_at",
+        "expect_continue", "reading_paused", "cancelled_because", "started_at", "trailers",
     )
 
     def __init__(self, server: Any, wire: Any, scope: dict, expect_continue: bool) -> None:
@@ -96,6 +96,7 @@ class HTTPStream:
         self.reading_paused = False
         self.cancelled_because: str | None = None
         self.started_at = 0.0
+        self.trailers: list | None = None  # trailer headers, when the app announced them
 
     def start(self) -> None:
         """Run the application for this request."""
@@ -192,6 +193,9 @@ class HTTPStream:
                     await wire.drain()
                     if self.disconnected:
                         raise ClientDisconnected("the client disconnected")
+            elif self.trailers is not None:
+                self.state = TRAILERS
+                wire.response_body(body, True)
             else:
                 self.state = DONE
                 wire.response_body(body, False)
@@ -209,7 +213,18 @@ class HTTPStream:
             self.state = BODY
             self.status = status
             self.deadline = None
+            if message.get("trailers", False):
+                self.trailers = []
             self.wire.response_start(status, headers)
+        elif state == TRAILERS and kind == "http.response.trailers":
+            self.trailers.extend(check_headers(message.get("headers", ()),
+                                               "http.response.trailers"))
+            if not message.get("more_trailers", False):
+                if self.disconnected:
+                    raise ClientDisconnected("the client disconnected")
+                self.state = DONE
+                self.wire.response_trailers(self.trailers)
+                self._finished()
         elif state == DONE:
             if self.disconnected:
                 raise ClientDisconnected("the client disconnected")
@@ -219,6 +234,10 @@ class HTTPStream:
         elif state == START:
             raise UnexpectedMessage(
                 f"expected 'http.response.start' first, got {kind!r}"
+            )
+        elif state == TRAILERS:
+            raise UnexpectedMessage(
+                f"expected 'http.response.trailers' after the last body, got {kind!r}"
             )
         else:
             raise UnexpectedMessage(
@@ -268,7 +287,7 @@ class HTTPStream:
             self.sent = len(body)
             self.wire.response_body(body, False)
             self._finished()
-        elif self.state == BODY:
+        elif self.state in (BODY, TRAILERS):
             self.state = DONE
             self.wire.abort()
             self._finished()

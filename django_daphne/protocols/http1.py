@@ -26,7 +26,7 @@ STATUS_LINES = {
     int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode("ascii")) for s in HTTPStatus
 }
 _NO_BODY_STATUSES = frozenset((204, 304))
-_PAUSE_BODY, _PAUSE_PIPELINE, _PAUSE_ERROR = 1, 2, 4
+_PAUSE_BODY, _PAUSE_PIPELINE, _PAUSE_ERROR, _PAUSE_WRITE = 1, 2, 4, 8
 
 
 def status_line(status: int) -> bytes:
@@ -56,7 +56,9 @@ class HTTP1Connection(Protocol):
         self.pending_start: tuple[int, list] | None = None
         self.chunked = False
         self.length_left: int | None = None
-        self.websocket: Any = None  # a WebSocketConnection once the connection upgraded
+        # the protocol this connection switched to (WebSocketConnection, HTTP2Connection)
+        self.upgraded: Any = None
+        self.fresh = True  # no byte received yet: the moment to recognise HTTP/2
 
     # -- connection lifecycle
 
@@ -85,8 +87,8 @@ class HTTP1Connection(Protocol):
         self.closed = True
         self.deadline = None
         self.server.connections.discard(self)
-        if self.websocket is not None:
-            self.websocket.connection_lost(reason)
+        if self.upgraded is not None:
+            self.upgraded.connection_lost(reason)
         for stream in {self.current, self.receiving, *(s for s, _ in self.queue)}:
             if stream is not None:
                 stream.connection_lost()
@@ -102,8 +104,8 @@ class HTTP1Connection(Protocol):
     # -- reading
 
     def dataReceived(self, data: bytes) -> None:
-        if self.websocket is not None:
-            self.websocket.data_received(data)
+        if self.upgraded is not None:
+            self.upgraded.data_received(data)
             return
         if self.closed or self.pending_error is not None:
             return
@@ -111,18 +113,41 @@ class HTTP1Connection(Protocol):
             self.idle = False
             if self.current is None:
                 self.deadline = self.server.clock + self.server.header_timeout
+            if self.fresh:
+                self.fresh = False
+                if self._sniff_http2(data):
+                    return
         try:
             rest = self.parser.feed(data)
         except ParseError as error:
             self.refuse(error)
             return
-        if rest and self.websocket is not None:
-            self.websocket.data_received(rest)
+        if rest and self.upgraded is not None:
+            self.upgraded.data_received(rest)
+
+    def _sniff_http2(self, data: bytes) -> bool:
+        """HTTP/2 from the first bytes: ALPN chose h2, or the client sent the preface."""
+        from .http2 import PREFACE
+
+        alpn = getattr(self.transport, "negotiatedProtocol", None) if self.scheme == "https" \
+            else None
+        if alpn != b"h2" and not (data[:3] == b"PRI" and PREFACE.startswith(data[:24])):
+            return False
+        if not self.server.config.http2:
+            return False
+        from .http2 import HTTP2Connection
+
+        self.upgraded = HTTP2Connection(self)
+        self.upgraded.data_received(data)
+        return True
 
     def on_head(self, head: Any) -> bool:
         server = self.server
-        if head.upgrade == b"websocket":
-            return self._upgrade_websocket(head)
+        if head.upgrade is not None:
+            if head.upgrade == b"websocket":
+                return self._upgrade_websocket(head)
+            if head.upgrade == b"h2c" and server.config.http2 and self.current is None:
+                return self._upgrade_h2c(head)
         try:
             scope = build_scope(
                 server, head.http_version, head.method, self.scheme, head.target,
@@ -154,8 +179,26 @@ class HTTP1Connection(Protocol):
         except BadRequest as exc:
             raise ParseError(exc.status, exc.reason) from None
         self.deadline = None
-        self.websocket = websocket
+        self.upgraded = websocket
         websocket.stream.start()
+        return True
+
+    def _upgrade_h2c(self, head: Any) -> bool:
+        """Upgrade: h2c (RFC 7540 3.2): 101, then HTTP/2 with this request as stream 1.
+        A request with a body, or without HTTP2-Settings, is served as HTTP/1.1."""
+        settings = [v for n, v in head.headers if n == b"http2-settings"]
+        if head.has_body or len(settings) != 1:
+            return False
+        from .http2 import HTTP2Connection
+
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        self.deadline = None
+        try:
+            self.upgraded = HTTP2Connection(self, upgrade=(head, settings[0]))
+        except Exception as exc:  # h2 refuses a malformed HTTP2-Settings value
+            logger.info("Refused an h2c upgrade from %s: %s", self.client, exc)
+            self.close()
         return True
 
     def begin_denial(self, status: int, headers: list) -> None:
@@ -284,6 +327,14 @@ class HTTP1Connection(Protocol):
         if body:
             self.transport.write(body)
 
+    def response_trailers(self, headers: list) -> None:
+        """Trailers travel in the last chunk; without chunked framing they are dropped."""
+        if self.closed or self.is_head:
+            return
+        if self.chunked:
+            self.transport.write(
+                b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n")
+
     def _count(self, body: bytes, more: bool) -> bool:
         """Hold the body to the Content-Length the application declared."""
         left = self.length_left - len(body)
@@ -393,9 +444,13 @@ class HTTP1Connection(Protocol):
 
     def pauseProducing(self) -> None:
         self.write_paused = True
+        if self.upgraded is not None:
+            # a peer that floods pings (or frames) while not reading gets no more read
+            self._pause(_PAUSE_WRITE)
 
     def resumeProducing(self) -> None:
         self.write_paused = False
+        self._resume(_PAUSE_WRITE)
         self._wake_writers()
 
     def stopProducing(self) -> None:
@@ -412,8 +467,8 @@ class HTTP1Connection(Protocol):
     def deadline_passed(self) -> None:
         """The header or keep-alive timeout passed (the server's sweep calls this)."""
         self.deadline = None
-        if self.websocket is not None:
-            self.websocket.keepalive()
+        if self.upgraded is not None:
+            self.upgraded.deadline_passed()
             return
         if self.current is not None or self.closed:
             return
@@ -424,8 +479,8 @@ class HTTP1Connection(Protocol):
 
     def shutdown(self) -> None:
         """Graceful stop: finish the response in flight, then close."""
-        if self.websocket is not None:
-            self.websocket.stream.shutdown()
+        if self.upgraded is not None:
+            self.upgraded.shutdown()
             return
         self.keep_alive = False
         if self.current is None and not self.queue:

@@ -86,7 +86,7 @@ def make_autobahn_factory(config: Any) -> WebSocketServerFactory:
         return None
 
     factory.setProtocolOptions(
-        # keepalive pings are ours (see WebSocketConnection.keepalive): autobahn's timers
+        # keepalive pings are ours (see WebSocketConnection.deadline_passed): autobahn's timers
         # round sub-second delays to whole seconds, and one server sweep can serve them all
         autoPingInterval=0,
         maxFramePayloadSize=config.websocket_max_frame_size,
@@ -149,7 +149,10 @@ class WebSocketConnection:
         self.conn.deadline = self.conn.server.clock + self.conn.server.config.ping_interval
         self.stream.opened()
 
-    def keepalive(self) -> None:
+    def shutdown(self) -> None:
+        self.stream.shutdown()
+
+    def deadline_passed(self) -> None:
         """The connection's deadline passed: ping an idle peer, or drop a silent one."""
         framing = self.framing
         if framing is None or framing.state != framing.STATE_OPEN:
