@@ -238,6 +238,11 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--shutdown-timeout",), metavar="SECONDS", minimum=0, group="http",
     ),
     Option(
+        "workers", 1, _int, "Worker processes: more than 1 starts a supervisor that binds "
+        "every socket once and runs this many workers serving them, restarting any that die.",
+        flags=("--workers",), metavar="N", minimum=1, group="http",
+    ),
+    Option(
         "http_parser", "auto", _str, "The HTTP/1.1 parser: httptools (llhttp, fast), python "
         "(pure Python) or auto (httptools where installed). Both are equally strict.",
         flags=("--http-parser",), choices=("auto", "httptools", "python"), group="http",

@@ -102,6 +102,22 @@ def _remove_stale_unix_socket(description: str) -> None:
         probe.close()
 
 
+_FAMILIES = {"INET": socket.AF_INET, "INET6": socket.AF_INET6, "UNIX": socket.AF_UNIX}
+
+
+class _AdoptedTLSEndpoint:
+    """An inherited listening socket served with TLS."""
+
+    def __init__(self, reactor: Any, fileno: int, family: int, context: Any) -> None:
+        self.adopted = endpoints.AdoptedStreamServerEndpoint(reactor, fileno, family)
+        self.context = context
+
+    def listen(self, factory: Any) -> Any:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        return self.adopted.listen(TLSMemoryBIOFactory(self.context, False, factory))
+
+
 def make_endpoint(reactor: Any, description: str) -> Any:
     """A Twisted server endpoint for ``description``, or EndpointError saying why not."""
     problems = check_description(description)
@@ -110,11 +126,18 @@ def make_endpoint(reactor: Any, description: str) -> Any:
     description = _complete_fd(description)
     _remove_stale_unix_socket(description)
     kind, args, kwargs = _fields(description)
+    if kind == "ssl" and "fileno" in kwargs:
+        # a TLS socket bound by the --workers supervisor: adopt it, wrap it in TLS here
+        fileno = int(kwargs["fileno"])
+        context = endpoints.serverFromString(
+            reactor, description.rsplit(":fileno=", 1)[0])._sslContextFactory
+        family = _complete_fd(f"fd:fileno={fileno}").rsplit("domain=", 1)[1]
+        return _AdoptedTLSEndpoint(reactor, fileno, _FAMILIES[family], context)
     if kind == "fd":
         # Twisted has no "fd:" parser of its own; Daphne registered one, so we build it here
-        family = {"INET": socket.AF_INET, "INET6": socket.AF_INET6, "UNIX": socket.AF_UNIX}
         fileno = int(kwargs.get("fileno") or args[0])
-        return endpoints.AdoptedStreamServerEndpoint(reactor, fileno, family[kwargs["domain"]])
+        return endpoints.AdoptedStreamServerEndpoint(reactor, fileno,
+                                                     _FAMILIES[kwargs["domain"]])
     try:
         return endpoints.serverFromString(reactor, description)
     except (ValueError, TypeError, KeyError) as exc:

@@ -79,6 +79,10 @@ class Server:
     def run(self) -> int:
         from twisted.internet import reactor
 
+        from .supervisor import Supervisor, worker_endpoints
+
+        if self.config.workers > 1 and worker_endpoints() is None:
+            return Supervisor(self.config).run()
         self.reactor = reactor
         self.loop = reactor._asyncioEventloop
         reactor.callWhenRunning(self._launch)
@@ -104,8 +108,13 @@ class Server:
             self.reactor.stop()
             return
         await self._stop_requested.wait()
-        await self.stop()
-        self.reactor.stop()
+        try:
+            await self.stop()
+        except Exception:
+            logger.exception("Error during shutdown")
+            self.exit_code = 1
+        finally:
+            self._stop_reactor()
 
     async def start(self) -> None:
         """Start the application's lifespan, then listen on every binding."""
@@ -128,7 +137,10 @@ class Server:
         if self.lifespan.supported:
             state.lifespan_state = self.lifespan.state
         factory = ConnectionFactory(state)
-        for description in self.config.endpoint_descriptions():
+        from .supervisor import worker_endpoints
+
+        descriptions = worker_endpoints() or self.config.endpoint_descriptions()
+        for description in descriptions:
             try:
                 endpoint = make_endpoint(self.reactor, description)
             except EndpointError as exc:
@@ -154,13 +166,21 @@ class Server:
 
     # -- stopping
 
+    def _stop_reactor(self) -> None:
+        from twisted.internet.error import ReactorNotRunning
+
+        try:
+            self.reactor.stop()
+        except ReactorNotRunning:  # a second signal already stopped it
+            pass
+
     def request_stop(self, signum: int | None = None) -> None:
         """Begin a graceful stop; a second request stops at once."""
         if self._stopping:
             logger.warning("Second stop signal: closing every connection now")
             self.exit_code = 1
             self._abort_everything()
-            self.reactor.stop()
+            self._stop_reactor()
             return
         self._stopping = True
         if signum is not None:
@@ -200,9 +220,13 @@ class Server:
     async def _close_ports(self) -> None:
         ports, self.ports = self.ports, []
         for port in ports:
-            result = port.stopListening()
-            if result is not None:
-                await result.asFuture(self.loop)
+            try:
+                result = port.stopListening()
+                if result is not None:
+                    await result.asFuture(self.loop)
+            except OSError as exc:
+                # e.g. a UNIX socket file another --workers process already removed
+                logger.debug("Closing %r: %s", port, exc)
 
     def _abort_everything(self) -> None:
         state = self.state
