@@ -7,16 +7,28 @@ reported here with an id, before a deployment finds it.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from .conf import SETTING, application_path, daphne_settings
+from .conf import (
+    DJANGO_SETTING_NAMES,
+    SETTING,
+    application_path,
+    build_config,
+    daphne_settings,
+)
 from .config import OPTIONS_BY_NAME, SETTING_NAMES, Config, ConfigError, suggest
 from .endpoints import check_description
 
 APP = "django_daphne"
+# set by `manage.py daphne --static` before the checks run
+static_on_command_line = False
+# set by `manage.py runserver`, which serves static files its own way in development
+development_server = False
 STATICFILES = "django.contrib.staticfiles"
 
 
@@ -76,12 +88,13 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         return [Error(str(exc), id="django_daphne.E003")]
     errors: list[Any] = []
     valid: dict[str, Any] = {}
+    known = {**SETTING_NAMES, **DJANGO_SETTING_NAMES}
     for key, raw in values.items():
-        option = SETTING_NAMES.get(key) if isinstance(key, str) else None
+        option = known.get(key) if isinstance(key, str) else None
         if option is None:
             errors.append(Error(
                 f"{SETTING}[{key!r}] is not a setting of django-daphne."
-                + suggest(str(key), SETTING_NAMES),
+                + suggest(str(key), known),
                 hint="The keys are the daphne command's long options in upper case, e.g. "
                 "PORT, BIND, PROXY_HEADERS, HTTP_TIMEOUT.",
                 id="django_daphne.E004",
@@ -103,6 +116,7 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="django_daphne.E006",
                 ))
                 valid.pop(option.setting)
+    valid = {key: value for key, value in valid.items() if key in SETTING_NAMES}
     try:
         config = Config.build(settings=valid)
     except ConfigError as exc:  # a combination the loop above did not foresee
@@ -110,4 +124,57 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     for description in config.endpoint_descriptions():
         for problem in check_description(description):
             errors.append(Error(problem, id="django_daphne.E007"))
+    return errors
+
+
+def _static_serving() -> str | None:
+    """What serves static files in production, or None when nothing seems to."""
+    if static_on_command_line:
+        return "django-daphne (--static)"
+    try:
+        if build_config().static:
+            return "django-daphne (DAPHNE['STATIC'])"
+    except ConfigError:
+        pass
+    if any("whitenoise" in middleware.lower() for middleware in settings.MIDDLEWARE):
+        return "WhiteNoise"
+    url = settings.STATIC_URL or ""
+    if "://" in url or url.startswith("//"):
+        return "another host (STATIC_URL)"
+    return None
+
+
+@register()
+def check_static_files(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Static files in production: something must serve them, and --static needs
+    collectstatic's output."""
+    if not apps.is_installed(STATICFILES):
+        return []
+    errors: list[Any] = []
+    try:
+        static = static_on_command_line or build_config().static
+    except ConfigError:
+        static = False  # check_daphne_setting reports it
+    if static and not settings.STATIC_ROOT:
+        errors.append(Error(
+            f"{SETTING}['STATIC'] is on but STATIC_ROOT is not set, so there is nothing "
+            "to serve.",
+            hint="Set STATIC_ROOT to the directory collectstatic fills.",
+            id="django_daphne.E008",
+        ))
+    elif static and not development_server and not os.path.isdir(settings.STATIC_ROOT):
+        errors.append(Warning(
+            f"{SETTING}['STATIC'] is on but STATIC_ROOT ({settings.STATIC_ROOT}) does not "
+            "exist: every static file will be a 404.",
+            hint="Run `manage.py collectstatic`.",
+            id="django_daphne.W003",
+        ))
+    if not settings.DEBUG and _static_serving() is None:
+        errors.append(Warning(
+            "DEBUG is off and nothing serves static files: pages will load without their "
+            "CSS and JavaScript.",
+            hint=f"Set {SETTING}['STATIC'] = True (or run `manage.py daphne --static`) "
+            "after `manage.py collectstatic`, or serve STATIC_ROOT from a proxy or CDN.",
+            id="django_daphne.W002",
+        ))
     return errors

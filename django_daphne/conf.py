@@ -11,9 +11,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .config import Config, ConfigError
+from .config import COMMAND_LINE, DEFAULT, SETTINGS, Config, ConfigError, Option, _bool
 
 SETTING = "DAPHNE"
+
+# Options that only make sense in a Django project: ``manage.py daphne`` has their flags and
+# ``DAPHNE`` their keys; the framework-agnostic ``daphne`` command has neither.
+DJANGO_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "static", False, _bool, "Serve STATIC_ROOT (the output of collectstatic) at "
+        "STATIC_URL from the server itself, before Django is called: ETag/304, a year of "
+        "caching for hashed names, precompressed .br/.gz siblings, Range requests.",
+        flags=("--static",), action="store_true", group="django",
+    ),
+)
+DJANGO_SETTING_NAMES = {option.setting: option for option in DJANGO_OPTIONS}
 
 
 def _settings(settings: Any = None) -> Any:
@@ -46,8 +58,28 @@ def build_config(
     command_line: Mapping[str, Any] | None = None, settings: Any = None
 ) -> Config:
     """The effective Config: ``command_line`` (option names, None = not given) over
-    ``DAPHNE`` over the defaults.  Raises ConfigError naming the setting or flag."""
-    return Config.build(settings=daphne_settings(settings), command_line=command_line)
+    ``DAPHNE`` over the defaults.  Raises ConfigError naming the setting or flag.
+
+    The Django-only options (``DJANGO_OPTIONS``) are in it too, with their sources.
+    """
+    values = daphne_settings(settings)
+    command_line = dict(command_line or {})
+    django_values = {key: values.pop(key) for key in list(values) if key in DJANGO_SETTING_NAMES}
+    django_flags = {o.name: command_line.pop(o.name, None) for o in DJANGO_OPTIONS}
+    config = Config.build(settings=values, command_line=command_line)
+    for option in DJANGO_OPTIONS:
+        value, source = option.default, DEFAULT
+        if option.setting in django_values:
+            try:
+                value, source = option.clean(django_values[option.setting]), SETTINGS
+            except ValueError as exc:
+                raise ConfigError(f"{SETTING}[{option.setting!r}]: {exc}") from None
+        flag = django_flags[option.name]
+        if flag not in (None, False):
+            value, source = option.clean(flag), COMMAND_LINE
+        config.values[option.name] = value
+        config.sources[option.name] = source
+    return config
 
 
 def import_path(dotted: str) -> str:

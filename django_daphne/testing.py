@@ -74,7 +74,7 @@ def _serve(
         import django
 
         django.setup()
-        from .conf import application_path, daphne_settings
+        from .conf import DJANGO_SETTING_NAMES, application_path, daphne_settings
         from .config import Config
         from .management.serving import (
             configure_logging,
@@ -86,6 +86,8 @@ def _serve(
 
         values = {**daphne_settings(), "VERBOSITY": 0, **server_settings}
         values.update(BIND=host, PORT=port, UNIX_SOCKET=None, FD=None, ENDPOINTS=[])
+        for key in DJANGO_SETTING_NAMES:  # static files come from serve_static here
+            values.pop(key, None)
         config = Config.build(settings=values)
         configure_logging(config)
         ensure_reactor(config.loop, fresh=True)

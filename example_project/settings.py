@@ -64,6 +64,8 @@ DAPHNE = {
     "PORT": 8000,
     "SHUTDOWN_TIMEOUT": 10,
     "APPLICATION_CLOSE_TIMEOUT": 10,
+    # serve STATIC_ROOT (run `manage.py collectstatic` first) at STATIC_URL
+    "STATIC": True,
 }
 
 if os.environ.get("REDIS_URL"):
@@ -96,6 +98,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = os.environ.get("EXAMPLE_STATIC_ROOT", BASE_DIR / "staticfiles")
+# content-hashed names (cached for a year by `manage.py daphne --static`) with .gz and .br
+# siblings written by collectstatic
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django_daphne.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # Django's default logging, plus the example's own lines (lifespan startup and shutdown).
 # django-daphne's logger ("django_daphne") is left out, so `manage.py daphne` prints its

@@ -157,3 +157,23 @@ def copy_example(destination: Path) -> Path:
         ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3", "staticfiles"),
     )
     return destination
+
+
+def raw_get(port: int, target: str, headers: str = "", method: str = "GET",
+            host: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    """One request sent byte for byte (no client-side path normalisation), answered with
+    Connection: close; returns (status, headers with lower-case names, body)."""
+    request = (f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+               f"{headers}\r\n").encode("latin-1")
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parsed = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        parsed[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), parsed, body

@@ -64,6 +64,25 @@ CASES = {
         'DAPHNE = {"UNIX_SOCKET": "/nonexistent/dir/daphne.sock"}', "django_daphne.E007",
         "directory '/nonexistent/dir' of the UNIX socket does not exist",
     ),
+    "E004 unknown key suggests a Django-only option": (
+        'DAPHNE = {"STATC": True}', "django_daphne.E004", "Did you mean STATIC?",
+    ),
+    "E005 STATIC not a boolean": (
+        'DAPHNE = {"STATIC": "sometimes"}', "django_daphne.E005",
+        "DAPHNE['STATIC']: expected True or False, got 'sometimes'",
+    ),
+    "E008 STATIC without STATIC_ROOT": (
+        'DAPHNE = {"STATIC": True}\nSTATIC_ROOT = None', "django_daphne.E008",
+        "DAPHNE['STATIC'] is on but STATIC_ROOT is not set",
+    ),
+    "W003 STATIC_ROOT not collected": (
+        'DAPHNE = {"STATIC": True}\nSTATIC_ROOT = "/nonexistent/static"', "django_daphne.W003",
+        "STATIC_ROOT (/nonexistent/static) does not exist",
+    ),
+    "W002 nothing serves static files in production": (
+        'DEBUG = False\nDAPHNE = {}', "django_daphne.W002",
+        "DEBUG is off and nothing serves static files",
+    ),
 }
 
 
@@ -81,10 +100,23 @@ def test_check_fires_on_its_bad_setting(case, tmp_path):
 
 
 def test_the_example_project_passes_every_check(tmp_path):
-    result = run_manage("check", "--deploy", "--fail-level", "ERROR",
-                        env={"EXAMPLE_DB": str(tmp_path / "db")})
-    assert result.returncode == 0, result.stdout
-    assert "django_daphne." not in result.stdout
+    env = {"EXAMPLE_DB": str(tmp_path / "db"), "EXAMPLE_STATIC_ROOT": str(tmp_path / "st")}
+    assert run_manage("collectstatic", "--noinput", "-v", "0", env=env).returncode == 0
+    for debug in ("1", "0"):
+        result = run_manage("check", "--deploy", "--fail-level", "ERROR",
+                            env={**env, "DJANGO_DEBUG": debug})
+        assert result.returncode == 0, result.stdout
+        assert "django_daphne." not in result.stdout
+
+
+@pytest.mark.parametrize("setting", [
+    'MIDDLEWARE = ["whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE]',
+    'STATIC_URL = "https://cdn.example.com/static/"',
+])
+def test_production_static_check_knows_other_servers(tmp_path, setting):
+    module = settings_module(tmp_path, f"DEBUG = False\nDAPHNE = {{}}\n{setting}")
+    result = run_manage("check", "--settings", module, env={"PYTHONPATH": str(tmp_path)})
+    assert "django_daphne.W002" not in result.stdout
 
 
 def test_an_ssl_endpoint_with_existing_files_passes(tmp_path):

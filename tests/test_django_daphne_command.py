@@ -17,7 +17,8 @@ from .django_helpers import LISTEN_RE, ManageProcess, free_port, run_manage, set
 @pytest.fixture
 def project(tmp_path):
     """Environment for a manage.py run whose settings module lives in tmp_path."""
-    return {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3")}
+    return {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
+            "EXAMPLE_STATIC_ROOT": str(tmp_path)}
 
 
 @pytest.fixture

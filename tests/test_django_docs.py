@@ -10,6 +10,7 @@ from pathlib import Path
 
 import docutils.core
 
+from django_daphne.conf import DJANGO_OPTIONS
 from django_daphne.config import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +54,7 @@ def test_option_tables_are_generated_from_the_code():
 
 
 def test_every_option_flag_and_setting_is_documented():
-    for option in OPTIONS:
+    for option in (*OPTIONS, *DJANGO_OPTIONS):
         assert f"``{option.setting}``" in README, option.setting
         for flag in option.flags:
             assert f"``{flag}" in README, flag

@@ -148,3 +148,25 @@ def with_static_files(application: Any) -> Any:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
     return ASGIStaticFilesHandler(application)
+
+
+def static_files(application: Any) -> Any:
+    """``application`` behind django-daphne's own static file server (``--static``):
+    STATIC_ROOT at STATIC_URL, for production."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    from ..static import StaticFiles
+
+    url = settings.STATIC_URL or ""
+    if not settings.STATIC_ROOT:
+        raise ImproperlyConfigured("--static (DAPHNE['STATIC']) needs STATIC_ROOT set.")
+    if "://" in url or url.startswith("//"):
+        raise ImproperlyConfigured(
+            f"--static (DAPHNE['STATIC']) serves a path, but STATIC_URL is {url!r}, "
+            "another host."
+        )
+    script_prefix = settings.FORCE_SCRIPT_NAME or ""
+    if script_prefix and url.startswith(script_prefix.rstrip("/") + "/"):
+        url = url[len(script_prefix.rstrip("/")):]
+    return StaticFiles(application, str(settings.STATIC_ROOT), url)

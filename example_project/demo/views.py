@@ -6,7 +6,8 @@ import threading
 
 import django
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 
 import django_daphne
 
@@ -76,3 +77,8 @@ def upload_view(request: HttpRequest) -> HttpResponse:
     else:
         form = UploadForm()
     return render(request, "demo/upload.html", {"form": form, "result": result})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Pages without an icon link (the admin's) make browsers ask for /favicon.ico."""
+    return redirect(static("demo/favicon.svg"))

@@ -11,14 +11,15 @@ import re
 import sys
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from ... import __version__
 from ...cli import add_option_arguments, open_access_log
-from ...conf import application_path, build_config, import_path
+from ...conf import DJANGO_OPTIONS, application_path, build_config, import_path
 from ...config import COMMAND_LINE, DEFAULT, OPTIONS, SETTINGS, Config, ConfigError
 from ...loading import AppImportError
-from ..serving import configure_logging, ensure_reactor, load_application
+from ..serving import configure_logging, ensure_reactor, load_application, static_files
 
 ADDRPORT_RE = re.compile(
     r"^(?:(?P<addr>\d{1,3}(?:\.\d{1,3}){3}|\[[a-fA-F0-9:]+\]|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*)"
@@ -46,6 +47,8 @@ def format_config(config: Config, application: str, application_source: str) -> 
     """The ``--show-config`` table: each setting, its effective value and its source."""
     rows = [("APPLICATION", application, application_source)]
     rows += [(key, repr(value), source) for key, value, source in config.describe()]
+    rows += [(o.setting, repr(config.values[o.name]), config.sources[o.name])
+             for o in DJANGO_OPTIONS]
     rows.append(("(listening on)", " ".join(config.endpoint_descriptions()), "derived"))
     width = max(len(row[0]) for row in rows)
     value_width = min(50, max(len(row[1]) for row in rows))
@@ -87,9 +90,22 @@ class Command(BaseCommand):
             "settings or command line), then exit.",
         )
         add_option_arguments(parser, skip={"verbosity"})
+        group = parser.add_argument_group("Django")
+        for option in DJANGO_OPTIONS:
+            group.add_argument(
+                *option.flags, dest=option.name, action=option.action, default=None,
+                help=option.help,
+            )
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        # the static files check (W002) runs before handle(): tell it about --static
+        from ... import checks
+
+        checks.static_on_command_line = bool(options.get("static"))
+        return super().execute(*args, **options)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        command_line = {option.name: options.get(option.name) for option in OPTIONS}
+        command_line = {o.name: options.get(o.name) for o in (*OPTIONS, *DJANGO_OPTIONS)}
         if options["addrport"]:
             if options["bind"] is not None or options["port"] is not None:
                 raise CommandError("Give either addrport or -b/--bind and -p/--port, not both.")
@@ -120,6 +136,11 @@ class Command(BaseCommand):
             application = load_application(app_path)
         except AppImportError as exc:
             raise CommandError(str(exc)) from None
+        if config.static:
+            try:
+                application = static_files(application)
+            except ImproperlyConfigured as exc:
+                raise CommandError(str(exc)) from None
         try:
             access_log = open_access_log(config)
         except ConfigError as exc:

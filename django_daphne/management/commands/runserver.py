@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 from datetime import datetime
@@ -48,6 +49,15 @@ class Command(StaticfilesRunserver):
             help="Run Django's own WSGI development server instead of django-daphne.",
         )
 
+    def run(self, **options: Any) -> None:
+        reloader_parent = os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) != "true"
+        if options["use_reloader"] and options.get("use_asgi", True) and reloader_parent:
+            # Ctrl-C reaches both the reloader's parent and the serving child. Django's parent
+            # kills the child 0.25 s later; wait instead while it stops gracefully (a second
+            # Ctrl-C still ends both at once).
+            signal.signal(signal.SIGINT, _interrupt_next_time)
+        super().run(**options)
+
     def inner_run(self, *args: Any, **options: Any) -> None:
         self.serving_asgi = options.get("use_asgi", True)
         if not self.serving_asgi:
@@ -55,6 +65,9 @@ class Command(StaticfilesRunserver):
         # an exception silenced in the reloader's parent is raised here, in the child
         autoreload.raise_last_exception()
         if not options["skip_checks"]:
+            from ... import checks
+
+            checks.development_server = True
             self.stdout.write("Performing system checks...\n\n")
             self.check(display_num_errors=True)
         self.check_migrations()
@@ -137,9 +150,20 @@ class Command(StaticfilesRunserver):
         self.stdout.flush()
 
 
+def _interrupt_next_time(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _stop_from_other_thread(server: Any, stopped: threading.Event, timeout: float) -> None:
-    """Ask the server running in another thread to stop, and wait (bounded) until it has."""
+    """Ask the server running in another thread to stop, and wait (bounded) until it has;
+    a Ctrl-C meanwhile makes it stop at once."""
     if stopped.is_set() or not server.listening:
         return
-    server.loop.call_soon_threadsafe(server.request_stop)
+
+    def stop(*args: Any) -> None:
+        server.loop.call_soon_threadsafe(server.request_stop)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, stop)
+    stop()
     stopped.wait(timeout + 2)

@@ -1,0 +1,242 @@
+"""``manage.py daphne --static``: STATIC_ROOT served by the server itself after a real
+``collectstatic``, with every case of issue 7 section 4b over real sockets."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+
+import brotli
+import httpx
+import pytest
+
+from .django_helpers import LISTEN_RE, ROOT, ManageProcess, raw_get, run_manage, settings_module
+
+CSS = (ROOT / "example_project/demo/static/demo/site.css").read_bytes()
+JS = (ROOT / "example_project/demo/static/demo/site.js").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def static_root(tmp_path_factory):
+    """A real collectstatic (hashed names, .gz and .br siblings), plus a large file, a
+    directory, and symlinks pointing inside and outside the root."""
+    base = tmp_path_factory.mktemp("static")
+    root = base / "root"
+    env = {"EXAMPLE_DB": str(base / "db.sqlite3"), "EXAMPLE_STATIC_ROOT": str(root)}
+    result = run_manage("collectstatic", "--noinput", env=env)
+    assert result.returncode == 0, result.stdout
+    (root / "big.bin").write_bytes(os.urandom(5 * 1024 * 1024 + 123))
+    (base / "secret.txt").write_text("outside the root\n")
+    (root / "escape.txt").symlink_to(base / "secret.txt")
+    (root / "inside.css").symlink_to(root / "demo" / "site.css")
+    (root / "stale.css").write_bytes(b"body { color: green }\n" * 40)
+    (root / "stale.css.gz").write_bytes(gzip.compress(b"an older version\n" * 40))
+    os.utime(root / "stale.css.gz", (1_000_000_000, 1_000_000_000))
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(static_root):
+    env = {"EXAMPLE_DB": str(static_root.parent / "db.sqlite3"),
+           "EXAMPLE_STATIC_ROOT": str(static_root), "DJANGO_DEBUG": "0"}
+    process = ManageProcess(["daphne", "-p", "0", "--static"], env=env)
+    try:
+        match = process.wait_for(LISTEN_RE)
+        process.wait_for("Server ready")
+        process.port = int(match.group(2))
+        process.url = f"http://127.0.0.1:{process.port}"
+        yield process
+    finally:
+        process.stop()
+
+
+def get(server, path, **headers):
+    return httpx.get(server.url + path, headers=headers, timeout=30)
+
+
+def test_collectstatic_wrote_hashed_names_and_compressed_siblings(static_root):
+    names = {p.name for p in (static_root / "demo").iterdir()}
+    hashed_css = next(n for n in names if re.fullmatch(r"site\.[0-9a-f]{12}\.css", n))
+    assert {hashed_css + ".gz", hashed_css + ".br", "site.css.gz", "site.css.br"} <= names
+    assert gzip.decompress((static_root / "demo" / (hashed_css + ".gz")).read_bytes()) == CSS
+    assert brotli.decompress((static_root / "demo" / (hashed_css + ".br")).read_bytes()) == CSS
+
+
+def test_checks_are_clean_with_static_on(server):
+    assert "django_daphne.W002" not in server.output
+    assert "django_daphne.W003" not in server.output
+
+
+def test_the_page_links_hashed_names_cached_for_a_year(server):
+    page = get(server, "/").text
+    css = re.search(r'href="(/static/demo/site\.[0-9a-f]{12}\.css)"', page).group(1)
+    js = re.search(r'src="(/static/demo/site\.[0-9a-f]{12}\.js)"', page).group(1)
+    for path, content in ((css, CSS), (js, JS)):
+        response = get(server, path, **{"Accept-Encoding": "identity"})
+        assert response.status_code == 200
+        assert response.content == content
+        assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert response.headers["etag"] and response.headers["last-modified"]
+    assert get(server, css).headers["content-type"] == "text/css; charset=utf-8"
+
+
+def test_unhashed_names_are_revalidated(server):
+    response = get(server, "/static/demo/site.css", **{"Accept-Encoding": "identity"})
+    assert response.status_code == 200 and response.content == CSS
+    assert response.headers["cache-control"] == "no-cache"
+
+
+def test_etag_and_last_modified_give_304(server):
+    first = get(server, "/static/demo/site.css", **{"Accept-Encoding": "identity"})
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    again = get(server, "/static/demo/site.css", **{"If-None-Match": etag,
+                                                     "Accept-Encoding": "identity"})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    assert get(server, "/static/demo/site.css", **{"If-None-Match": f'"other", W/{etag}',
+                                                    "Accept-Encoding": "identity"}
+               ).status_code == 304
+    assert get(server, "/static/demo/site.css", **{"If-Modified-Since": modified}
+               ).status_code == 304
+    changed = get(server, "/static/demo/site.css", **{"If-None-Match": '"stale"',
+                                                       "If-Modified-Since": modified})
+    assert changed.status_code == 200  # If-None-Match decides when both are sent
+    older = "Mon, 01 Jan 2001 00:00:00 GMT"
+    assert get(server, "/static/demo/site.css", **{"If-Modified-Since": older}
+               ).status_code == 200
+
+
+@pytest.mark.parametrize("accept, encoding", [
+    ("gzip, br", "br"),
+    ("br", "br"),
+    ("gzip", "gzip"),
+    ("br;q=0, gzip", "gzip"),
+    ("identity", None),
+    ("", None),
+])
+def test_precompressed_siblings_by_accept_encoding(server, accept, encoding):
+    with httpx.stream("GET", server.url + "/static/demo/site.css",
+                      headers={"Accept-Encoding": accept}, timeout=30) as response:
+        raw = b"".join(response.iter_raw())
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.headers.get("content-encoding") == encoding
+    decoded = {"br": brotli.decompress, "gzip": gzip.decompress, None: bytes}[encoding](raw)
+    assert decoded == CSS
+    if encoding:
+        assert len(raw) < len(CSS)
+        assert response.headers["etag"].endswith(f'-{"br" if encoding == "br" else "gzip"}"')
+
+
+def test_a_sibling_older_than_its_file_is_not_used(server):
+    response = get(server, "/static/stale.css", **{"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in response.headers
+    assert response.content == b"body { color: green }\n" * 40
+
+
+def test_range_requests(server, static_root):
+    big = (static_root / "big.bin").read_bytes()
+    cases = {
+        "bytes=0-9": (0, 10),
+        "bytes=1000000-2999999": (1000000, 3000000),
+        "bytes=-100": (len(big) - 100, len(big)),
+        f"bytes={len(big) - 10}-": (len(big) - 10, len(big)),
+        f"bytes=5-{len(big) * 2}": (5, len(big)),
+    }
+    for header, (start, end) in cases.items():
+        response = get(server, "/static/big.bin", Range=header)
+        assert response.status_code == 206, header
+        assert response.headers["content-range"] == f"bytes {start}-{end - 1}/{len(big)}"
+        assert response.content == big[start:end], header
+    unsatisfiable = get(server, "/static/big.bin", Range=f"bytes={len(big)}-")
+    assert unsatisfiable.status_code == 416
+    assert unsatisfiable.headers["content-range"] == f"bytes */{len(big)}"
+    # several ranges, another unit or a stale If-Range: the whole file
+    assert get(server, "/static/big.bin", Range="bytes=0-1,5-6").status_code == 200
+    assert get(server, "/static/big.bin", Range="lines=1-2").status_code == 200
+    stale = get(server, "/static/big.bin", Range="bytes=0-9", **{"If-Range": '"old"'})
+    assert stale.status_code == 200 and len(stale.content) == len(big)
+    etag = get(server, "/static/big.bin", Range="bytes=0-0").headers["etag"]
+    assert get(server, "/static/big.bin", Range="bytes=0-9", **{"If-Range": etag}
+               ).status_code == 206
+
+
+def test_large_file_streams_whole(server, static_root):
+    big = (static_root / "big.bin").read_bytes()
+    response = get(server, "/static/big.bin")
+    assert response.headers["content-length"] == str(len(big))
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert hashlib.sha256(response.content).digest() == hashlib.sha256(big).digest()
+
+
+def test_head_sends_headers_only(server):
+    status, headers, body = raw_get(server.port, "/static/demo/site.css", method="HEAD")
+    assert status == 200 and body == b""
+    assert headers["content-length"] == str(len(CSS))
+
+
+def test_post_is_not_allowed(server):
+    response = httpx.post(server.url + "/static/demo/site.css", timeout=30)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("target", [
+    "/static/",
+    "/static/demo",
+    "/static/demo/",
+    "/static/../manage.py",
+    "/static/demo/../../settings.py",
+    "/static/%2e%2e/settings.py",
+    "/static/demo%2fsite.css",
+    "/static/demo%2Fsite.css",
+    "/static/demo%5csite.css",
+    "/static/demo\\site.css",
+    "/static/demo/site.css%00",
+    "/static//etc/passwd",
+    "/static/escape.txt",
+    "/static/missing.css",
+])
+def test_refused_paths_are_404_before_django(server, target):
+    status, headers, body = raw_get(server.port, target)
+    assert status in (400, 404), (target, status)
+    if status == 404:
+        # answered by the static server, not by Django's HTML 404 page
+        assert body == b"Not Found\n"
+    assert b"outside the root" not in body
+
+
+def test_symlink_inside_the_root_is_served(server):
+    response = get(server, "/static/inside.css", **{"Accept-Encoding": "identity"})
+    assert response.status_code == 200 and response.content == CSS
+
+
+def test_without_static_django_answers_and_the_check_warns(tmp_path, static_root):
+    module = settings_module(tmp_path, 'DAPHNE = {**DAPHNE, "STATIC": False}')
+    env = {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
+           "EXAMPLE_STATIC_ROOT": str(static_root), "DJANGO_DEBUG": "0"}
+    process = ManageProcess(["daphne", "-p", "0", "--settings", module], env=env)
+    try:
+        match = process.wait_for(LISTEN_RE)
+        process.wait_for("Server ready")
+        assert "(django_daphne.W002) DEBUG is off and nothing serves static files" in (
+            process.output
+        )
+        response = httpx.get(f"http://127.0.0.1:{match.group(2)}/static/demo/site.css")
+        assert response.status_code == 404
+        assert "text/html" in response.headers["content-type"]  # Django's 404 page
+    finally:
+        process.stop()
+
+
+def test_static_setting_source_in_show_config(tmp_path):
+    env = {"EXAMPLE_DB": str(tmp_path / "db.sqlite3")}
+    result = run_manage("daphne", "--show-config", env=env)
+    assert re.search(r"^STATIC\s+True\s+settings$", result.stdout, re.M), result.stdout
+    module = settings_module(tmp_path, 'DAPHNE = {}')
+    result = run_manage("daphne", "--show-config", "--static", "--settings", module,
+                        env={**env, "PYTHONPATH": str(tmp_path)})
+    assert re.search(r"^STATIC\s+True\s+command line$", result.stdout, re.M), result.stdout
+
+
