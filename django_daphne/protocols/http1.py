@@ -12,6 +12,7 @@ from collections import deque
 from http import HTTPStatus
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
@@ -78,6 +79,13 @@ class HTTP1Connection(Protocol):
             transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
             pass
+        # plain TCP and UNIX transports: write straight to the socket when Twisted holds
+        # nothing unsent (see write); TLS goes through its transport
+        # (isinstance, not hasattr: a TLS wrapper forwards attributes to the TCP transport)
+        self.sock = transport.socket if (
+            isinstance(transport, tcp.Connection) and hasattr(transport, "_tempDataBuffer")
+            and hasattr(transport, "dataBuffer")
+        ) else None
         transport.registerProducer(self, True)
         server.connections.add(self)
         if server.shutting_down:
@@ -146,8 +154,9 @@ class HTTP1Connection(Protocol):
         if head.upgrade is not None:
             if head.upgrade == b"websocket":
                 return self._upgrade_websocket(head)
-            if head.upgrade == b"h2c" and server.config.http2 and self.current is None:
-                return self._upgrade_h2c(head)
+            if (head.upgrade == b"h2c" and server.config.http2 and self.current is None
+                    and self._upgrade_h2c(head)):
+                return True
         try:
             scope = build_scope(
                 server, head.http_version, head.method, self.scheme, head.target,
@@ -191,7 +200,7 @@ class HTTP1Connection(Protocol):
             return False
         from .http2 import HTTP2Connection
 
-        self.transport.write(
+        self.write(
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
         self.deadline = None
         try:
@@ -249,7 +258,7 @@ class HTTP1Connection(Protocol):
         logger.info("Refused a request from %s: %d %s", self.client, status, reason)
         body = ("%d %s: %s\n" % (status, HTTPStatus(status).phrase, reason)).encode("latin-1")
         server = self.server
-        self.transport.write(
+        self.write(
             status_line(status)
             + b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n" % len(body)
@@ -271,6 +280,27 @@ class HTTP1Connection(Protocol):
             if not self.paused and not self.closed:
                 self.transport.resumeProducing()
 
+    def write(self, data: bytes) -> None:
+        """Send now when nothing is queued, else queue behind what is (in order).
+
+        Twisted's transport.write always waits for the next writable event: an epoll
+        registration, a loop turn and a deregistration per response.  A response that fits
+        in the socket buffer is sent at once instead, and only a remainder is queued.
+        """
+        transport = self.transport
+        sock = self.sock
+        if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer:
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # let the transport meet the error and report connectionLost
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
+
     # -- the interface HTTPStream calls
 
     def pause_reading(self) -> None:
@@ -281,7 +311,7 @@ class HTTP1Connection(Protocol):
 
     def send_continue(self) -> None:
         if not self.http10 and not self.closed:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def response_start(self, status: int, headers: list) -> None:
         self.pending_start = (status, headers)
@@ -294,45 +324,46 @@ class HTTP1Connection(Protocol):
             if head is None:
                 return
             if self.is_head:
-                self.transport.write(head)
+                self.write(head)
                 return
             if self.chunked:
                 if body:
                     head += b"%x\r\n" % len(body)
-                    self.transport.writeSequence(
-                        (head, body, b"\r\n0\r\n\r\n" if not more else b"\r\n"))
+                    self.write(b"".join(
+                        (head, body, b"\r\n0\r\n\r\n" if not more else b"\r\n")))
                 elif not more:
-                    self.transport.write(head + b"0\r\n\r\n")
+                    self.write(head + b"0\r\n\r\n")
                 else:
-                    self.transport.write(head)
+                    self.write(head)
                 return
             if self.length_left is not None and not self._count(body, more):
                 return
-            if len(body) < 4096:
-                self.transport.write(head + body)
-            else:
-                self.transport.writeSequence((head, body))
+            if len(body) < 65536:
+                self.write(head + body)
+            else:  # no copy of a large body just to prepend the head
+                self.write(head)
+                self.write(body)
             return
         if self.is_head:
             return
         if self.chunked:
             if body:
-                self.transport.writeSequence(
-                    (b"%x\r\n" % len(body), body, b"\r\n0\r\n\r\n" if not more else b"\r\n"))
+                self.write(b"".join(
+                    (b"%x\r\n" % len(body), body, b"\r\n0\r\n\r\n" if not more else b"\r\n")))
             elif not more:
-                self.transport.write(b"0\r\n\r\n")
+                self.write(b"0\r\n\r\n")
             return
         if self.length_left is not None and not self._count(body, more):
             return
         if body:
-            self.transport.write(body)
+            self.write(body)
 
     def response_trailers(self, headers: list) -> None:
         """Trailers travel in the last chunk; without chunked framing they are dropped."""
         if self.closed or self.is_head:
             return
         if self.chunked:
-            self.transport.write(
+            self.write(
                 b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n")
 
     def _count(self, body: bytes, more: bool) -> bool:

@@ -10,6 +10,7 @@ transport, the write flow control and the deadline the server's sweep checks.
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from typing import Any
 
@@ -19,16 +20,21 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
 
 from ..asgi.http import BadRequest, HTTPStream, build_scope
 
 logger = logging.getLogger("django_daphne.http2")
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-# connection-specific header fields HTTP/2 forbids (RFC 9113 8.2.2)
+# connection-specific header fields HTTP/2 forbids (RFC 9113 8.2.2); "te" has no meaning in
+# a response and h2 refuses any value but "trailers"
 _HOP_BY_HOP = frozenset((
-    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
+    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te",
 ))
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+_PATH = re.compile(rb"[\x21-\x7e]+").fullmatch  # what HTTP/1.1 accepts in a request target
+_NO_BODY_STATUSES = frozenset((204, 304))
 # more than this many control frames (PING, SETTINGS, empty DATA, PRIORITY, ...) a second
 _CONTROL_FRAMES_PER_SECOND = 1000
 
@@ -38,7 +44,7 @@ class H2Stream:
 
     __slots__ = (
         "conn", "stream_id", "stream", "is_head", "start", "pending", "end_after",
-        "trailers", "ended", "paused", "unacked", "waiters",
+        "trailers", "ended", "paused", "unacked", "waiters", "body_ended",
     )
 
     def __init__(self, conn: HTTP2Connection, stream_id: int, is_head: bool) -> None:
@@ -54,6 +60,7 @@ class H2Stream:
         self.paused = False
         self.unacked = 0  # request body bytes received but not yet acknowledged
         self.waiters: list = []
+        self.body_ended = False  # the client ended its side of the stream
 
     # -- reading: the window reopens only as the application takes the body
 
@@ -86,7 +93,12 @@ class H2Stream:
                 fields.append((b"server", conn.server_header))
         if not any(n == b"date" for n, _ in fields):
             fields.append((b"date", conn.server.http_date.encode("ascii")))
-        conn.h2.send_headers(self.stream_id, fields, end_stream=end_stream)
+        try:
+            conn.h2.send_headers(self.stream_id, fields, end_stream=end_stream)
+        except h2.exceptions.ProtocolError as exc:
+            logger.error("HTTP/2 refused the application's response headers: %s", exc)
+            conn.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
+            return
         if end_stream:
             self.ended = True
 
@@ -94,6 +106,8 @@ class H2Stream:
         if self.ended or self.conn.closed:
             return
         if self.start is not None:
+            if self.start[0] in _NO_BODY_STATUSES:
+                self.is_head = True  # no body may follow, whatever the application sends
             no_body = self.is_head or not (body or more)
             self._send_headers(end_stream=no_body and not more and self.trailers is None)
             if self.ended:
@@ -162,6 +176,8 @@ class HTTP2Connection:
         self.resets = 0
         self.control_frames = 0
         self.max_resets = max(100, 2 * config.http2_max_concurrent_streams)
+        self.max_frame_size = config.http2_max_frame_size
+        self.max_header_block = config.http2_max_header_list_size
         settings = h2.settings.SettingCodes
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding=None, validate_inbound_headers=True,
@@ -172,15 +188,32 @@ class HTTP2Connection:
             settings.MAX_FRAME_SIZE: config.http2_max_frame_size,
             settings.MAX_HEADER_LIST_SIZE: config.http2_max_header_list_size,
         })
+        # h2 applies these only once the client acknowledges them: apply them at once
         self.h2.max_inbound_frame_size = config.http2_max_frame_size
+        self.h2.decoder.max_header_list_size = config.http2_max_header_list_size
         if upgrade is None:
             self.h2.initiate_connection()
         else:
-            head, settings_header = upgrade
-            self.h2.initiate_upgrade_connection(settings_header)
+            self.h2.initiate_upgrade_connection(upgrade[1])
+        # The SETTINGS sent advertise the stream limit. h2 would answer a stream over it by
+        # closing the whole connection, where RFC 9113 5.1.2 makes it a stream error: the
+        # server refuses such a stream itself (REFUSED_STREAM, see _request), so h2's own
+        # check is moved out of the way.
+        local = self.h2.local_settings
+        local.max_concurrent_streams = 2**31 - 1
+        local.acknowledge()
+        # A stream whose application does not read holds back up to its own window of the
+        # connection's window too: give the connection room for every stream's window, so
+        # one slow reader does not stall the uploads of the others.
+        room = min(2**31 - 1, config.http2_max_concurrent_streams
+                   * config.http2_initial_window_size) - 65535
+        if room > 0:
+            self.h2.increment_flow_control_window(room)
+        if upgrade is not None:
+            head = upgrade[0]
             headers = [(n, v) for n, v in head.headers
                        if n not in _HOP_BY_HOP and n != b"http2-settings"]
-            self._start_stream(1, head.method, None, None, head.target, headers, ended=True)
+            self._start_stream(1, head.method, None, head.target, headers, ended=True)
         self.flush()
         self._update_deadline()
 
@@ -195,6 +228,8 @@ class HTTP2Connection:
             logger.info("HTTP/2 protocol error from %s: %s", self.conn.client, exc)
             self._terminate(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
             return
+        if self._over_bounds():
+            return
         for event in events:
             kind = type(event)
             if kind is h2.events.DataReceived:
@@ -202,29 +237,57 @@ class HTTP2Connection:
             elif kind is h2.events.RequestReceived:
                 self._request(event)
             elif kind is h2.events.StreamEnded:
-                wire = self.streams.get(event.stream_id)
-                if wire is not None and wire.stream is not None:
-                    wire.stream.body_finished()
+                self._body_ended(event.stream_id)
             elif kind is h2.events.WindowUpdated:
                 self._window_opened(event.stream_id)
             elif kind is h2.events.StreamReset:
                 self._stream_reset(event)
             elif kind is h2.events.TrailersReceived:
                 if event.stream_ended:
-                    wire = self.streams.get(event.stream_id)
-                    if wire is not None and wire.stream is not None:
-                        wire.stream.body_finished()
+                    self._body_ended(event.stream_id)
             elif kind is h2.events.ConnectionTerminated:
                 self.closed = True
                 self.flush()
                 self.conn.close()
                 return
-            elif kind in (h2.events.PingReceived, h2.events.RemoteSettingsChanged,
-                          h2.events.PriorityUpdated):
+            elif kind is h2.events.RemoteSettingsChanged:
+                self._count_control_frame()
+                if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                    # every stream's send window moved, with no WINDOW_UPDATE to say so
+                    self._window_opened(0)
+            elif kind in (h2.events.PingReceived, h2.events.PriorityUpdated,
+                          h2.events.UnknownFrameReceived):
                 self._count_control_frame()
             if self.closed:
                 return
         self.flush()
+
+    def _over_bounds(self) -> bool:
+        """What h2 buffers before it looks at it, bounded: it reads a frame only once the
+        whole declared length has arrived, and gathers a header block's CONTINUATION
+        frames (up to 64 of them, each as large as a frame may be) before decoding it."""
+        buffer = self.h2.incoming_buffer
+        pending = getattr(buffer, "_data", b"")  # starts at a frame boundary
+        if len(pending) >= 3 and int.from_bytes(pending[:3], "big") > self.max_frame_size:
+            logger.info("HTTP/2 client %s announced a frame over %d bytes",
+                        self.conn.client, self.max_frame_size)
+            self._terminate(ErrorCodes.FRAME_SIZE_ERROR)
+            return True
+        block = getattr(buffer, "_headers_buffer", ())
+        # an encoded header block is never larger than the header list it decodes to
+        if block and sum(len(frame.data) for frame in block) > self.max_header_block:
+            logger.warning("HTTP/2 client %s sent a header block over %d bytes; closing the "
+                           "connection", self.conn.client, self.max_header_block)
+            self._terminate(ErrorCodes.ENHANCE_YOUR_CALM)
+            return True
+        return False
+
+    def _body_ended(self, stream_id: int) -> None:
+        wire = self.streams.get(stream_id)
+        if wire is not None:
+            wire.body_ended = True
+            if wire.stream is not None:
+                wire.stream.body_finished()
 
     def _request(self, event: Any) -> None:
         stream_id = event.stream_id
@@ -238,6 +301,8 @@ class HTTP2Connection:
             self.orphans = [s for s in self.orphans if s.task is not None and not s.task.done()]
             if len(self.streams) + len(self.orphans) >= limit:
                 self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
+                # a client that keeps opening streams over the limit is one that resets
+                self._count_reset()
                 return
         method = path = scheme = authority = None
         headers = []
@@ -255,17 +320,22 @@ class HTTP2Connection:
                 headers.append((name, value))
         if authority is not None and not any(n == b"host" for n, _ in headers):
             headers.insert(0, (b"host", authority))
-        self._start_stream(stream_id, method, scheme, authority, path, headers,
-                           ended=event.stream_ended is not None)
+        ended = event.stream_ended is not None
+        if method == b"CONNECT":
+            self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        elif method is None or not _TOKEN(method):
+            self._refuse(stream_id, ended, "invalid :method %r" % method)
+        elif path is None or not _PATH(path) or not (
+            path[0] == 0x2F or (path == b"*" and method == b"OPTIONS")
+        ):
+            # RFC 9113 8.3.1: "/..." always, "*" for OPTIONS; and what HTTP/1.1 would take
+            self._refuse(stream_id, ended, "invalid :path %r" % path)
+        else:
+            self._start_stream(stream_id, method, scheme, path, headers, ended)
 
     def _start_stream(self, stream_id: int, method: bytes, scheme: bytes | None,
-                      authority: bytes | None, path: bytes, headers: list,
-                      ended: bool) -> None:
+                      path: bytes, headers: list, ended: bool) -> None:
         conn = self.conn
-        if method == b"CONNECT" or not path:
-            self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
-            return
-        wire = H2Stream(self, stream_id, method == b"HEAD")
         try:
             scope = build_scope(
                 self.server, "2", method,
@@ -273,19 +343,32 @@ class HTTP2Connection:
                 path, headers, conn.client, conn.server_addr,
             )
         except BadRequest as exc:
-            self.streams[stream_id] = wire
-            wire.response_start(exc.status, [(b"content-type", b"text/plain")])
-            wire.response_body(exc.reason.encode("latin-1") + b"\n", False)
-            self.stream_finished(wire)
+            self._refuse(stream_id, ended, exc.reason, exc.status)
             return
         scope["extensions"] = {"http.response.trailers": {}}
+        wire = H2Stream(self, stream_id, method == b"HEAD")
+        wire.body_ended = ended
         stream = HTTPStream(self.server, wire, scope, False)
+        # the stream's window reopens as the application takes the body: hold no more
+        # than about one window's worth on its behalf
+        stream.high_water = self.config.http2_initial_window_size
         wire.stream = stream
         self.streams[stream_id] = wire
         if ended:
             stream.body_finished()
         self._update_deadline()
         stream.start()
+
+    def _refuse(self, stream_id: int, ended: bool, reason: str, status: int = 400) -> None:
+        """Answer a malformed request (RFC 9113 8.1.1 allows a response) without an app."""
+        logger.info("Refused an HTTP/2 request from %s: %d %s", self.conn.client, status,
+                    reason)
+        wire = H2Stream(self, stream_id, False)
+        wire.body_ended = ended
+        self.streams[stream_id] = wire
+        wire.response_start(status, [(b"content-type", b"text/plain; charset=utf-8")])
+        wire.response_body(reason.encode("latin-1", "replace") + b"\n", False)
+        self.stream_finished(wire)
 
     def _data(self, event: Any) -> None:
         wire = self.streams.get(event.stream_id)
@@ -311,21 +394,38 @@ class HTTP2Connection:
     def _stream_reset(self, event: Any) -> None:
         wire = self.streams.pop(event.stream_id, None)
         if wire is not None:
-            wire.ended = True
-            wire.pending.clear()
-            wire.wake()
-            if wire.stream is not None:
-                wire.stream.connection_lost()
-                if wire.stream.task is not None and not wire.stream.task.done():
-                    self.orphans.append(wire.stream)
+            self._drop(wire)
         if event.remote_reset:
-            self._tick()
-            self.resets += 1
-            if self.resets > self.max_resets:
-                logger.warning("HTTP/2 client %s reset %d streams within a second; "
-                               "closing the connection", self.conn.client, self.resets)
-                self._terminate(ErrorCodes.ENHANCE_YOUR_CALM)
+            self._count_reset()
         self._update_deadline()
+
+    def _drop(self, wire: H2Stream) -> None:
+        """The stream is gone before its response was sent: its application hears of it,
+        and counts against the stream limit until it returns (rapid reset, CVE-2023-44487)."""
+        wire.ended = True
+        wire.pending.clear()
+        wire.wake()
+        self._give_back_window(wire)
+        stream = wire.stream
+        if stream is not None:
+            stream.connection_lost()
+            if stream.task is not None and not stream.task.done():
+                self.orphans.append(stream)
+
+    def _give_back_window(self, wire: H2Stream) -> None:
+        """Body bytes held unacknowledged for a stream that is gone still count against the
+        connection's window: hand them back."""
+        if wire.unacked and not self.closed:
+            self.acknowledge(wire.stream_id, wire.unacked)
+            wire.unacked = 0
+
+    def _count_reset(self) -> None:
+        self._tick()
+        self.resets += 1
+        if self.resets > self.max_resets and not self.closed:
+            logger.warning("HTTP/2 client %s reset or was refused %d streams within a "
+                           "second; closing the connection", self.conn.client, self.resets)
+            self._terminate(ErrorCodes.ENHANCE_YOUR_CALM)
 
     def _count_control_frame(self) -> None:
         self._tick()
@@ -394,18 +494,16 @@ class HTTP2Connection:
     def flush(self) -> None:
         data = self.h2.data_to_send()
         if data and not self.conn.closed:
-            self.conn.transport.write(data)
+            self.conn.write(data)
 
     def reset(self, stream_id: int, code: int) -> None:
         wire = self.streams.pop(stream_id, None)
-        if wire is not None:
-            wire.ended = True
-            wire.pending.clear()
-            wire.wake()
         try:
             self.h2.reset_stream(stream_id, code)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
+        if wire is not None:
+            self._drop(wire)
         self.flush()
         self._update_deadline()
 
@@ -419,6 +517,15 @@ class HTTP2Connection:
             wire.stream is None or wire.stream.state == 2
         ):
             del self.streams[wire.stream_id]
+            if not wire.body_ended:
+                # answered before the request body ended: ask the client to stop sending
+                # it, without error (RFC 9113 8.1)
+                try:
+                    self.h2.reset_stream(wire.stream_id, ErrorCodes.NO_ERROR)
+                except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                    pass
+                self._give_back_window(wire)
+                self.flush()
             if self.shutting_down and not self.streams:
                 self.flush()
                 self.conn.close()
@@ -438,8 +545,7 @@ class HTTP2Connection:
         self.flush()
         self.closed = True
         for wire in list(self.streams.values()):
-            if wire.stream is not None:
-                wire.stream.connection_lost()
+            self._drop(wire)
         self.streams.clear()
         self.conn.close()
 
@@ -448,10 +554,7 @@ class HTTP2Connection:
     def connection_lost(self, reason: Any) -> None:
         self.closed = True
         for wire in list(self.streams.values()):
-            wire.ended = True
-            wire.wake()
-            if wire.stream is not None:
-                wire.stream.connection_lost()
+            self._drop(wire)
         self.streams.clear()
 
     def deadline_passed(self) -> None:
@@ -464,11 +567,12 @@ class HTTP2Connection:
         if self.shutting_down or self.closed:
             return
         self.shutting_down = True
-        try:
-            self.h2.close_connection(error_code=ErrorCodes.NO_ERROR,
-                                     last_stream_id=self.last_stream_id)
-        except h2.exceptions.ProtocolError:
-            pass
         self.flush()
+        # written by hand: h2's close_connection would refuse to send anything more, and
+        # the streams in flight still have their responses to finish
+        goaway = GoAwayFrame(0, last_stream_id=self.last_stream_id,
+                             error_code=ErrorCodes.NO_ERROR)
+        if not self.conn.closed:
+            self.conn.transport.write(goaway.serialize())
         if not self.streams:
             self.conn.close()
