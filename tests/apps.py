@@ -8,6 +8,7 @@ disconnects = []  # paths whose app saw http.disconnect
 gates: dict = {}  # name -> asyncio.Event, opened by /open-gate
 progress: dict = {}  # name -> bytes sent so far by /firehose
 recorded = []  # what /record saw: "ID" when started, then "ID:complete" or "ID:disconnect"
+barriers: dict = {}  # name -> [requests arrived, asyncio.Event set once enough are in]
 
 
 def gate(name):
@@ -300,6 +301,29 @@ async def app(scope, receive, send):
             return
         recorded.append(tag + ":complete")
         return await respond(send, body=b"".join(chunks))
+    if path == "/barrier":
+        # answers only once n requests wait here at the same time: proof they run at once
+        name, needed = query["name"], int(query["n"])
+        entry = barriers.setdefault(name, [0, asyncio.Event()])
+        entry[0] += 1
+        if entry[0] >= needed:
+            entry[1].set()
+        try:
+            await asyncio.wait_for(entry[1].wait(), float(query.get("timeout", "10")))
+        except asyncio.TimeoutError:
+            return await respond(send, status=504, body=b"only %d arrived" % entry[0])
+        return await respond(send, body=b"%d" % entry[0])
+    if path == "/trailers":
+        # the http.response.trailers extension, announced by the server in the scope
+        assert "http.response.trailers" in scope.get("extensions", {}), scope
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"body", "more_body": True})
+        await send({"type": "http.response.body", "body": b"!"})
+        await send({"type": "http.response.trailers", "more_trailers": True,
+                    "headers": [(b"x-checksum", b"abc")]})
+        await send({"type": "http.response.trailers", "headers": [(b"x-count", b"2")]})
+        return
     if path == "/recorded":
         return await respond(send, body=json.dumps(recorded).encode(),
                              content_type=b"application/json")

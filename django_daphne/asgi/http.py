@@ -75,6 +75,7 @@ class HTTPStream:
         "server", "wire", "scope", "task", "state", "chunks", "buffered", "body_done",
         "final_delivered", "disconnected", "waiter", "deadline", "status", "sent",
         "expect_continue", "reading_paused", "cancelled_because", "started_at", "trailers",
+        "high_water",
     )
 
     def __init__(self, server: Any, wire: Any, scope: dict, expect_continue: bool) -> None:
@@ -97,6 +98,9 @@ class HTTPStream:
         self.cancelled_because: str | None = None
         self.started_at = 0.0
         self.trailers: list | None = None  # trailer headers, when the app announced them
+        # body bytes held for the app before the wire is asked to stop reading; HTTP/2 sets
+        # its stream window here, so that window reopens only as the app reads
+        self.high_water = BODY_HIGH_WATER
 
     def start(self) -> None:
         """Run the application for this request."""
@@ -114,7 +118,7 @@ class HTTPStream:
             return
         self.chunks.append(data)
         self.buffered += len(data)
-        if self.buffered > BODY_HIGH_WATER and not self.reading_paused:
+        if self.buffered > self.high_water and not self.reading_paused:
             self.reading_paused = True
             self.wire.pause_reading()
         if self.waiter is not None:

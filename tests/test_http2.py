@@ -1,0 +1,516 @@
+"""HTTP/2 over real sockets: negotiation (ALPN, prior knowledge, h2c), the ASGI mapping,
+flow control both ways, the options, the known attacks, graceful shutdown.
+
+Clients: httpx over TLS, curl, and the h2 library as a raw client (tests/h2client.py) for
+everything that needs to see or forge frames."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import time
+
+import httpx
+import pytest
+from h2.errors import ErrorCodes
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    SettingsFrame,
+)
+
+from tests.certs import make_certificate
+from tests.conftest import ServerProcess
+from tests.h2client import PREFACE, SETTINGS, H2Client, get
+
+MIB = 1024 * 1024
+
+
+def start(*args: str) -> ServerProcess:
+    proc = ServerProcess(["-p", "0", *args, "tests.apps:app"])
+    try:
+        return proc.wait_ready()
+    except BaseException:
+        proc.stop()
+        raise
+
+
+@pytest.fixture(scope="module")
+def h2server():
+    """Default options: what most tests talk to."""
+    proc = start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def tuned():
+    """Every HTTP/2 size option set away from its default."""
+    proc = start("--http2-max-concurrent-streams", "5", "--http2-initial-window-size", "16384",
+                 "--http2-max-frame-size", "32768", "--http2-max-header-list-size", "4096")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return make_certificate(tmp_path_factory.mktemp("certs"))
+
+
+def tls_server(start_server, certificate, *args):
+    key, cert = certificate
+    return start_server("-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+                        *args)
+
+
+def client_context(certificate, alpn=("h2", "http/1.1")) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(certificate[1]))
+    context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def scope_of(response) -> dict:
+    assert response.status == 200, (response.status, bytes(response.body))
+    return json.loads(bytes(response.body))
+
+
+def curl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", "10", *args],
+                          capture_output=True, text=True, timeout=15)
+
+
+def rss(server: ServerProcess) -> int:
+    """The server process's resident memory, in bytes."""
+    with open(f"/proc/{server.proc.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def still_serves(server: ServerProcess) -> None:
+    """A fresh HTTP/2 connection is answered: the attack cost only its own connection."""
+    assert get(server.port, "/echo").status == 200
+
+
+def progress(server: ServerProcess, name: str) -> int:
+    return int(httpx.get(f"{server.url}/progress?name={name}").text)
+
+
+# -- negotiation
+
+
+def test_alpn_h2_over_tls_with_httpx(start_server, certificate):
+    server = tls_server(start_server, certificate)
+    url = f"https://localhost:{server.port}/echo"
+    with httpx.Client(http2=True, verify=client_context(certificate)) as client:
+        response = client.get(url)
+        assert response.http_version == "HTTP/2"
+        scope = response.json()
+        assert scope["http_version"] == "2" and scope["scheme"] == "https"
+        assert ["host", f"localhost:{server.port}"] in scope["headers"]
+    # a client that offers only HTTP/1.1 by ALPN still gets it on the same port
+    with httpx.Client(http2=False, verify=client_context(certificate)) as client:
+        response = client.get(url)
+        assert response.http_version == "HTTP/1.1"
+        assert response.json()["http_version"] == "1.1"
+
+
+def test_curl_prior_knowledge(h2server):
+    result = curl("--http2-prior-knowledge", "-d", "hello", "-w", "\n%{http_version}",
+                  f"{h2server.url}/echo")
+    body, _, version = result.stdout.rpartition("\n")
+    assert version == "2", result
+    scope = json.loads(body)
+    assert scope["http_version"] == "2" and scope["method"] == "POST"
+    assert scope["body"] == "hello"
+
+
+def test_curl_h2c_upgrade(server):
+    """Upgrade: h2c under both HTTP/1.1 parsers; the upgrade request is stream 1."""
+    result = curl("--http2", "-w", "\n%{http_version}", f"{server.url}/echo?x=1")
+    body, _, version = result.stdout.rpartition("\n")
+    assert version == "2", result
+    scope = json.loads(body)
+    assert scope["http_version"] == "2" and scope["query_string"] == "x=1"
+    names = [name for name, _ in scope["headers"]]
+    assert "http2-settings" not in names and "upgrade" not in names
+    # a request with a body is not upgraded (RFC 7540 3.2 lets the server choose): it is
+    # served as HTTP/1.1, body included
+    result = curl("--http2", "-d", "abc", "-w", "\n%{http_version}", f"{server.url}/echo")
+    body, _, version = result.stdout.rpartition("\n")
+    assert version == "1.1", result
+    assert json.loads(body)["body"] == "abc"
+
+
+def test_h2_library_prior_knowledge_and_default_settings(h2server):
+    with H2Client(h2server.port) as client:
+        scope = scope_of(client.response(client.request("/echo")))
+        assert scope["http_version"] == "2"
+        settings = client.server_settings
+    assert settings[SETTINGS.MAX_CONCURRENT_STREAMS] == 100
+    assert settings[SETTINGS.INITIAL_WINDOW_SIZE] == 65535
+    assert settings[SETTINGS.MAX_FRAME_SIZE] == 16384
+    assert settings[SETTINGS.MAX_HEADER_LIST_SIZE] == 65536
+    assert settings[SETTINGS.ENABLE_PUSH] == 0
+
+
+def test_http11_still_served_on_the_same_port(h2server):
+    response = httpx.get(h2server.url + "/echo")
+    assert response.http_version == "HTTP/1.1" and response.json()["http_version"] == "1.1"
+
+
+def test_http2_off(start_server, certificate):
+    server = tls_server(start_server, certificate, "--http2", "off")
+    with httpx.Client(http2=True, verify=client_context(certificate)) as client:
+        response = client.get(f"https://localhost:{server.port}/echo")
+    assert response.http_version == "HTTP/1.1"
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        tls = client_context(certificate, alpn=("h2",))
+        # offering only h2: the server has nothing in common and refuses the handshake
+        with pytest.raises(ssl.SSLError):
+            tls.wrap_socket(raw, server_hostname="localhost")
+    plain = start_server("--http2", "off")
+    with socket.create_connection(("127.0.0.1", plain.port), timeout=5) as raw:
+        raw.sendall(PREFACE)
+        answer = raw.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    result = curl("--http2", "-w", "\n%{http_version}", f"{plain.url}/echo")
+    assert result.stdout.rpartition("\n")[2] == "1.1", result
+
+
+# -- the ASGI mapping
+
+
+def test_scope_from_pseudo_headers(h2server):
+    with H2Client(h2server.port) as client:
+        sid = client.request("/echo/a%20b?x=1", authority="example.com:8443", scheme="https",
+                             headers=[(b"x-custom", b"v"), (b"cookie", b"a=1"),
+                                      (b"cookie", b"b=2")])
+        scope = scope_of(client.response(sid))
+        assert scope["http_version"] == "2"
+        assert scope["scheme"] == "https"
+        assert scope["method"] == "GET"
+        assert scope["path"] == "/echo/a b" and scope["raw_path"] == "/echo/a%20b"
+        assert scope["query_string"] == "x=1"
+        assert scope["headers"][0] == ["host", "example.com:8443"]
+        assert ["x-custom", "v"] in scope["headers"]
+        assert not any(name.startswith(":") for name, _ in scope["headers"])
+        assert scope["extensions"] == {"http.response.trailers": {}}
+        scope = scope_of(client.response(client.request("/echo", scheme="http")))
+        assert scope["scheme"] == "http"
+
+
+def test_malformed_requests_get_400_and_the_connection_goes_on(h2server):
+    with H2Client(h2server.port) as client:
+        for method, path in ((b"G\xc3\x89T", b"/echo"), (b"GET", b"echo"),
+                             (b"GET", b"/a b"), (b"GET", b"*")):
+            sid = client.send_headers([(b":method", method), (b":scheme", b"http"),
+                                       (b":authority", b"x"), (b":path", path)])
+            response = client.response(sid)
+            assert response.status == 400, (method, path, response)
+        assert client.response(client.request("/echo")).status == 200
+
+
+def test_many_streams_run_at_once_each_with_its_own_app(h2server):
+    """20 requests that each answer only once all 20 are in flight, on one connection."""
+    with H2Client(h2server.port) as client:
+        ids = [client.request("/barrier?name=twenty&n=20&timeout=5") for _ in range(20)]
+        responses = [client.response(sid) for sid in ids]
+    assert [(r.status, bytes(r.body)) for r in responses] == [(200, b"20")] * 20
+
+
+def test_request_body_backpressure_per_stream(h2server):
+    """The stream's window reopens only as the application takes the body; a stalled stream
+    holds back neither the connection nor the other uploads on it."""
+    window = 65535
+    with H2Client(h2server.port) as client:
+        client.wait(lambda: client.server_settings, what="server SETTINGS")
+        gated = client.request("/gated-body?gate=h2up", method="POST", end_stream=False)
+        sent = 0
+        block = b"u" * 16384
+        while True:
+            room = client.h2.local_flow_control_window(gated)
+            if room:
+                client.send_data(gated, block[:room])
+                sent += min(room, len(block))
+                continue
+            deadline = time.monotonic() + 0.5
+            while client.h2.local_flow_control_window(gated) == 0 and \
+                    time.monotonic() < deadline:
+                client.pump(0.1)
+            if client.h2.local_flow_control_window(gated) == 0:
+                break  # stalled: no window came back for a while
+            assert sent < 16 * MIB, "the server kept reopening the window"
+        h2server.wait_for("app: gated")
+        # held for the app: its first message, then about two windows (one acknowledged
+        # while the buffer filled, one left unacknowledged)
+        assert window <= sent <= 3 * window + 16384, sent
+        # another upload on the same connection is not held back
+        other = client.request("/count-body", method="POST", end_stream=False)
+        client.upload(other, b"o" * 300_000)
+        assert bytes(client.response(other).body).startswith(b"300000 bytes in ")
+        assert httpx.get(h2server.url + "/open-gate?gate=h2up").text == "open"
+        client.upload(gated, b"u" * (2 * MIB - sent))
+        response = client.response(gated)
+        assert bytes(response.body) == b"%d" % (2 * MIB)
+
+
+def test_early_response_stops_the_upload_without_error(h2server):
+    with H2Client(h2server.port) as client:
+        sid = client.request("/no-read", method="POST", body=b"x" * 1000, end_stream=False)
+        client.wait(lambda: client.responses[sid].ended and
+                    client.responses[sid].reset is not None, what="response then RST")
+        response = client.responses[sid]
+        assert response.status == 200 and bytes(response.body) == b"not reading your body"
+        assert response.reset == ErrorCodes.NO_ERROR
+        assert client.response(client.request("/echo")).status == 200
+
+
+def test_response_waits_for_the_peer_window(h2server):
+    """A client that opens no window gets no more than the window; the app's send waits;
+    once the client opens its windows the rest arrives whole."""
+    total = 4 * MIB
+    with H2Client(h2server.port, auto_ack=False) as client:
+        sid = client.request(f"/firehose?total={total}&name=h2win")
+        client.wait(lambda: client.received_data == 65535, what="one window of data")
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            client.pump(0.05)
+            assert progress(h2server, "h2win") <= 2 * 65536
+        assert client.received_data == 65535
+        client.auto_ack = True
+        client.h2.acknowledge_received_data(65535, sid)
+        client.flush()
+        response = client.response(sid, timeout=30)
+    assert response.status == 200 and len(response.body) == total
+
+
+def test_window_opened_by_settings_resumes_the_response(h2server):
+    """SETTINGS_INITIAL_WINDOW_SIZE moves every stream's window with no WINDOW_UPDATE."""
+    with H2Client(h2server.port, settings={SETTINGS.INITIAL_WINDOW_SIZE: 0}) as client:
+        sid = client.request("/big?size=100000")
+        client.wait(lambda: client.responses[sid].headers, what="response headers")
+        client.pump(0.3)
+        assert client.received_data == 0
+        client.h2.update_settings({SETTINGS.INITIAL_WINDOW_SIZE: 65535})
+        client.flush()
+        client.h2.increment_flow_control_window(MIB)
+        client.flush()
+        response = client.response(sid)
+    assert len(response.body) == 100000
+
+
+def test_client_reset_disconnects_that_stream_alone(h2server):
+    with H2Client(h2server.port) as client:
+        ids = {tag: client.request(f"/record?id=h2rst-{tag}", method="POST", body=b"part-",
+                                   end_stream=False) for tag in "abc"}
+
+        def recorded():
+            return httpx.get(h2server.url + "/recorded").json()
+
+        deadline = time.monotonic() + 10
+        while not {"h2rst-a", "h2rst-b", "h2rst-c"} <= set(recorded()):
+            assert time.monotonic() < deadline, recorded()
+        client.reset(ids["b"])
+        while "h2rst-b:disconnect" not in recorded():
+            assert time.monotonic() < deadline, recorded()
+        for tag in "ac":
+            client.send_data(ids[tag], tag.encode(), end_stream=True)
+        for tag in "ac":
+            assert bytes(client.response(ids[tag]).body) == b"part-" + tag.encode()
+    seen = [entry for entry in recorded() if entry.startswith("h2rst-")]
+    assert sorted(seen) == ["h2rst-a", "h2rst-a:complete", "h2rst-b", "h2rst-b:disconnect",
+                            "h2rst-c", "h2rst-c:complete"]
+
+
+def test_trailers(h2server):
+    with H2Client(h2server.port) as client:
+        response = client.response(client.request("/trailers", headers=[(b"te", b"trailers")]))
+    assert response.status == 200 and bytes(response.body) == b"body!"
+    assert response.trailers == [(b"x-checksum", b"abc"), (b"x-count", b"2")]
+
+
+# -- options
+
+
+def test_settings_carry_the_configured_values(tuned):
+    with H2Client(tuned.port) as client:
+        client.wait(lambda: client.server_settings, what="server SETTINGS")
+        settings = client.server_settings
+    assert settings[SETTINGS.MAX_CONCURRENT_STREAMS] == 5
+    assert settings[SETTINGS.INITIAL_WINDOW_SIZE] == 16384
+    assert settings[SETTINGS.MAX_FRAME_SIZE] == 32768
+    assert settings[SETTINGS.MAX_HEADER_LIST_SIZE] == 4096
+
+
+def test_streams_over_the_limit_are_refused(tuned):
+    """Opened before the client could read the SETTINGS: the sixth stream is refused alone,
+    the five run at once, the connection goes on."""
+    with H2Client(tuned.port) as client:
+        ids = [client.request("/barrier?name=five&n=5&timeout=5") for _ in range(6)]
+        responses = [client.response(sid) for sid in ids]
+        assert [(r.status, bytes(r.body)) for r in responses[:5]] == [(200, b"5")] * 5
+        assert responses[5].reset == ErrorCodes.REFUSED_STREAM
+        assert client.response(client.request("/echo")).status == 200
+        assert client.goaway is None
+
+
+def test_initial_window_size_is_enforced(tuned):
+    with H2Client(tuned.port) as client:
+        client.wait(lambda: client.server_settings, what="server SETTINGS")
+        sid = client.request("/count-body", method="POST", end_stream=False)
+        client.raw(DataFrame(sid, data=b"w" * 16385))  # one byte over the stream window
+        assert client.wait_goaway().error_code == ErrorCodes.FLOW_CONTROL_ERROR
+    still_serves(tuned)
+
+
+@pytest.mark.parametrize("size, refused", [(32768, False), (32769, True)])
+def test_max_frame_size(tuned, size, refused):
+    with H2Client(tuned.port) as client:
+        # an extension frame, which the server must ignore: only its size matters
+        client.raw(size.to_bytes(3, "big") + b"\xfa\x00\x00\x00\x00\x00" + b"e" * size)
+        sid = client.request("/echo")
+        if refused:
+            assert client.wait_goaway().error_code == ErrorCodes.FRAME_SIZE_ERROR
+        else:
+            assert client.response(sid).status == 200
+    still_serves(tuned)
+
+
+def test_oversized_frame_is_refused_on_its_header(h2server):
+    """h2 reads a frame once it is whole: the server refuses it from its 9-byte header,
+    without buffering the 16 MiB it announces."""
+    with H2Client(h2server.port) as client:
+        client.wait(lambda: client.server_settings, what="server SETTINGS")
+        client.raw(b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + b"d" * 1000)
+        assert client.wait_goaway().error_code == ErrorCodes.FRAME_SIZE_ERROR
+        client.wait_closed()
+    still_serves(h2server)
+
+
+@pytest.mark.parametrize("size, refused", [(3000, False), (5000, True)])
+def test_max_header_list_size(tuned, size, refused):
+    with H2Client(tuned.port) as client:
+        sid = client.request("/echo", headers=[(b"x-big", b"h" * size)])
+        if refused:
+            assert client.wait_goaway().error_code == ErrorCodes.ENHANCE_YOUR_CALM
+        else:
+            assert ["x-big", "h" * size] in scope_of(client.response(sid))["headers"]
+    still_serves(tuned)
+
+
+def test_idle_timeout_sends_goaway_then_closes(start_server):
+    server = start_server("--http2-idle-timeout", "0.3")
+    with H2Client(server.port) as client:
+        assert client.response(client.request("/echo")).status == 200
+        goaway = client.wait_goaway()
+        assert goaway.error_code == ErrorCodes.NO_ERROR and goaway.last_stream_id == 1
+        client.wait_closed()
+
+
+# -- hardening
+
+
+def test_rapid_reset_gets_enhance_your_calm(h2server):
+    """CVE-2023-44487: streams opened and reset at once, far over the bound."""
+    with H2Client(h2server.port) as client:
+        client.wait(lambda: client.server_settings, what="server SETTINGS")
+        try:
+            for _ in range(10):
+                for _ in range(100):
+                    sid = client.h2.get_next_available_stream_id()
+                    client.h2.send_headers(sid, [
+                        (b":method", b"GET"), (b":scheme", b"http"),
+                        (b":authority", b"x"), (b":path", b"/hang")], end_stream=True)
+                    client.h2.reset_stream(sid, ErrorCodes.CANCEL)
+                client.flush()
+        except OSError:
+            pass  # the server hung up while we were still at it
+        assert client.wait_goaway().error_code == ErrorCodes.ENHANCE_YOUR_CALM
+        client.wait_closed()
+    h2server.wait_for("reset or was refused")
+    still_serves(h2server)
+
+
+@pytest.mark.parametrize("piece, code", [
+    (16384, ErrorCodes.ENHANCE_YOUR_CALM),  # the header block's bytes are bounded
+    (1, ErrorCodes.PROTOCOL_ERROR),  # and so is its number of frames
+])
+def test_continuation_flood_is_cut_off(h2server, piece, code):
+    before = rss(h2server)
+    with H2Client(h2server.port) as client:
+        client.wait(lambda: client.server_settings, what="server SETTINGS")
+        client.raw(HeadersFrame(1, data=b"\x82\x86\x84", flags=()))  # no END_HEADERS
+        sent = 0
+        try:
+            while sent < 64 * MIB and not client.goaway:
+                client.raw(ContinuationFrame(1, data=b"\x00" * piece))
+                sent += piece
+                client.pump(0)
+        except OSError:
+            pass
+        assert client.wait_goaway().error_code == code
+    assert rss(h2server) - before < 16 * MIB
+    still_serves(h2server)
+
+
+def test_hpack_bomb_refused(h2server):
+    """A 4 KB header repeated by index: a few KB on the wire, megabytes once decoded."""
+    with H2Client(h2server.port) as client:
+        client.request("/echo", headers=[(b"x-bomb", b"b" * 4000)] * 1000)
+        assert client.wait_goaway().error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    still_serves(h2server)
+
+
+@pytest.mark.parametrize("kind", ["ping", "settings", "empty-data"])
+def test_control_frame_floods_get_enhance_your_calm(h2server, kind):
+    with H2Client(h2server.port) as client:
+        client.wait(lambda: client.server_settings, what="server SETTINGS")
+        sid = client.request("/count-body", method="POST", end_stream=False)
+        frame = {"ping": PingFrame(0, opaque_data=b"flooding"), "settings": SettingsFrame(0),
+                 "empty-data": DataFrame(sid, data=b"")}[kind].serialize()
+        try:
+            for _ in range(5):
+                client.raw(frame * 1000)
+                client.pump(0)
+        except OSError:
+            pass
+        assert client.wait_goaway().error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    still_serves(h2server)
+
+
+def test_client_that_never_opens_its_window(h2server):
+    """Many streams, no WINDOW_UPDATE ever: the apps wait in send, memory stays flat."""
+    before = rss(h2server)
+    names = [f"h2closed{i}" for i in range(10)]
+    with H2Client(h2server.port, auto_ack=False) as client:
+        for name in names:
+            client.request(f"/firehose?total={1024 * MIB}&name={name}")
+        client.wait(lambda: client.received_data == 65535, what="the connection window")
+        client.wait(lambda: all(progress(h2server, n) > 0 for n in names), what="all apps")
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            client.pump(0.05)
+            assert sum(progress(h2server, n) for n in names) <= 2 * 65536 * len(names)
+        assert client.received_data == 65535
+        assert rss(h2server) - before < 32 * MIB
+
+
+def test_graceful_shutdown_goaway_and_inflight_stream_finishes(start_server):
+    server = start_server("--shutdown-timeout", "10")
+    with H2Client(server.port) as client:
+        assert client.response(client.request("/echo")).status == 200
+        sid = client.request("/sleep?seconds=1")
+        server.wait_for("app: sleeping")
+        server.signal()
+        goaway = client.wait_goaway()
+        assert goaway.error_code == ErrorCodes.NO_ERROR and goaway.last_stream_id == sid
+        response = client.response(sid)
+        assert response.status == 200 and bytes(response.body) == b"slept"
+        client.wait_closed()
+    assert server.wait_exit() == 0
