@@ -2,9 +2,10 @@
 
 The upgrade request is parsed once, by the HTTP/1.1 parser.  The application decides to
 accept or refuse before autobahn sees anything; a refusal is an ordinary HTTP response
-written by the HTTP/1.1 connection.  On accept, autobahn receives a canonical
-re-serialisation of only the headers it needs (all already validated), so it can never split
-a header differently from the parser that decided the request.
+written by the HTTP/1.1 connection.  On accept, autobahn receives a canonical handshake
+holding only what it acts on (the key, the chosen subprotocol, the usable compression
+offers), all already validated, so it can neither split a header differently from the
+parser that decided the request nor refuse a request the application has accepted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..asgi.websocket import WebSocketStream, build_websocket_scope
 
 logger = logging.getLogger("django_daphne.websocket")
 
-# the request headers autobahn's handshake code reads; nothing else is handed to it
+# the request headers the handshake checks (duplicates, ASCII) apply to
 _HANDSHAKE_HEADERS = frozenset((
     b"host", b"upgrade", b"connection", b"sec-websocket-key", b"sec-websocket-version",
     b"sec-websocket-protocol", b"sec-websocket-extensions", b"origin",
@@ -70,6 +71,32 @@ def check_handshake(head: Any) -> None:
         key = b""
     if len(key) != 16:
         raise HandshakeError(400, "missing or invalid Sec-WebSocket-Key")
+
+
+def usable_deflate_offers(values: list[bytes]) -> bytes:
+    """The permessage-deflate offers autobahn can take, in the client's order, as one
+    header value.  RFC 7692 section 5 says to decline an offer with unknown, repeated or
+    out-of-range parameters (and the RFC's server_max_window_bits=8, which zlib cannot
+    honour); autobahn would instead refuse the whole handshake with a 400, after the
+    application accepted it.  Other extensions are not supported and are dropped too."""
+    kept = []
+    for value in values:
+        for offer in value.decode("latin-1").split(","):
+            name, *parts = (part.strip() for part in offer.split(";"))
+            if name.lower() != "permessage-deflate":
+                continue
+            params: dict[str, list] = {}
+            for part in parts:
+                key, equals, param = (p.strip() for p in part.partition("="))
+                if len(param) >= 2 and param[0] == param[-1] == '"':
+                    param = param[1:-1]
+                params.setdefault(key.lower(), []).append(param if equals else True)
+            try:
+                PerMessageDeflateOffer.parse(params)
+            except Exception:  # autobahn raises a bare Exception for a bad offer
+                continue
+            kept.append(offer.strip())
+    return ", ".join(kept).encode("latin-1")
 
 
 def make_autobahn_factory(config: Any) -> WebSocketServerFactory:
@@ -122,6 +149,22 @@ class _Framing(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
         self.owner.stream.closed(code, reason)
+
+    def onFrameBegin(self) -> None:
+        pmce = self._perMessageCompress
+        if pmce is not None and not self.inside_message:
+            inflater = getattr(pmce, "_decompressor", None)
+            if inflater is not None and inflater.eof:
+                # the last message ended its DEFLATE stream with a BFINAL block (RFC 7692
+                # 7.2.3.3): zlib would silently inflate the next one to nothing
+                pmce._decompressor = None
+        super().onFrameBegin()
+
+    def _closeConnection(self, abort: bool = False) -> None:
+        # autobahn aborts (RST) as soon as a close handshake completes; when it failed the
+        # connection (1002, 1007) in the same read, that throws away its close frame unsent.
+        # A completed handshake closes gracefully; a dropped peer is still aborted.
+        super()._closeConnection(abort and not self.wasClean)
 
 
 class WebSocketConnection:
@@ -209,11 +252,17 @@ class WebSocketConnection:
         framing.owner = self
         self.framing = framing
         framing.makeConnection(self.conn.transport)
-        head = self.head
-        lines = [b"GET " + head.target + b" HTTP/1.1"]
-        lines.extend(
-            name + b": " + value for name, value in head.headers if name in _HANDSHAKE_HEADERS
-        )
+        headers = self.head.headers
+        lines = [b"GET / HTTP/1.1", b"Host: localhost", b"Upgrade: websocket",
+                 b"Connection: Upgrade", b"Sec-WebSocket-Version: 13"]
+        lines.extend(b"Sec-WebSocket-Key: " + v for n, v in headers if n == b"sec-websocket-key")
+        if subprotocol is not None:
+            lines.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1"))
+        if self.conn.server.config.websocket_compression:
+            offers = usable_deflate_offers(
+                [v for n, v in headers if n == b"sec-websocket-extensions"])
+            if offers:
+                lines.append(b"Sec-WebSocket-Extensions: " + offers)
         pending, self.pending = self.pending, b""
         framing.dataReceived(b"\r\n".join(lines) + b"\r\n\r\n" + pending)
 
