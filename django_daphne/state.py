@@ -72,6 +72,8 @@ class ServerState:
                     config.ping_timeout]
         if self.keep_alive_timeout:
             timeouts.append(self.keep_alive_timeout)
+        if config.http2:
+            timeouts.append(config.http2_idle_timeout)
         if self.http_timeout:
             timeouts.append(self.http_timeout)
         return max(0.05, min(1.0, min(timeouts) / 4))

@@ -313,6 +313,9 @@ async def app(scope, receive, send):
         except asyncio.TimeoutError:
             return await respond(send, status=504, body=b"only %d arrived" % entry[0])
         return await respond(send, body=b"%d" % entry[0])
+    if path == "/no-content":
+        # a body the status forbids: the server must not send it
+        return await respond(send, status=204, body=b"must not be sent")
     if path == "/trailers":
         # the http.response.trailers extension, announced by the server in the scope
         assert "http.response.trailers" in scope.get("extensions", {}), scope

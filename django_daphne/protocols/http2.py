@@ -526,14 +526,15 @@ class HTTP2Connection:
                     pass
                 self._give_back_window(wire)
                 self.flush()
-            if self.shutting_down and not self.streams:
-                self.flush()
-                self.conn.close()
         self._update_deadline()
 
     def _update_deadline(self) -> None:
+        """Streams came or went: idle from now, or (stopping) done once the last is gone."""
         if self.streams or self.closed:
             self.conn.deadline = None
+        elif self.shutting_down:
+            self.flush()
+            self.conn.close()
         else:
             self.conn.deadline = self.server.clock + self.config.http2_idle_timeout
 
