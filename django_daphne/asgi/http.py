@@ -10,12 +10,12 @@ a small interface (``response_start``, ``response_body``, ``abort``, ``send_cont
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from .instance import ApplicationInstance
 from .scope import BadRequest, apply_proxy_headers, split_target
 
 __all__ = ["BadRequest", "HTTPStream", "build_scope", "check_headers"]
@@ -68,39 +68,34 @@ def check_headers(headers: Any, what: str) -> list[tuple[bytes, bytes]]:
     return checked
 
 
-class HTTPStream:
+class HTTPStream(ApplicationInstance):
     """One request/response exchange and the application instance serving it."""
 
     __slots__ = (
-        "server", "wire", "scope", "task", "state", "chunks", "buffered", "body_done",
-        "final_delivered", "disconnected", "waiter", "deadline", "status", "sent",
-        "expect_continue", "reading_paused", "cancelled_because", "started_at", "trailers",
-        "high_water",
+        "wire", "state", "chunks", "buffered", "body_done", "final_delivered", "status",
+        "sent", "expect_continue", "reading_paused", "started_at", "trailers", "high_water",
     )
 
     def __init__(self, server: Any, wire: Any, scope: dict, expect_continue: bool) -> None:
-        self.server = server
+        ApplicationInstance.__init__(self, server, scope)
         self.wire = wire
-        self.scope = scope
-        self.task: asyncio.Task | None = None
         self.state = START
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.body_done = False
         self.final_delivered = False
-        self.disconnected = False
-        self.waiter: asyncio.Future | None = None
-        self.deadline: float | None = None
         self.status = 0
         self.sent = 0
         self.expect_continue = expect_continue
         self.reading_paused = False
-        self.cancelled_because: str | None = None
         self.started_at = 0.0
         self.trailers: list | None = None  # trailer headers, when the app announced them
         # body bytes held for the app before the wire is asked to stop reading; HTTP/2 sets
         # its stream window here, so that window reopens only as the app reads
         self.high_water = BODY_HIGH_WATER
+
+    def describe(self) -> str:
+        return f"{self.scope['method']} {self.scope['path']}"
 
     def start(self) -> None:
         """Run the application for this request."""
@@ -108,8 +103,7 @@ class HTTPStream:
         self.started_at = server.clock
         if server.http_timeout is not None:
             self.deadline = server.clock + server.http_timeout
-        server.streams.add(self)
-        self.task = server.loop.create_task(self.run())
+        self._start_task()
 
     # -- events from the wire protocol
 
@@ -133,16 +127,9 @@ class HTTPStream:
         if self.disconnected:
             return
         self.disconnected = True
-        if self.task is not None and not self.task.done():
-            self.deadline = self.server.clock + self.server.close_timeout
+        self._linger()
         if self.waiter is not None:
             self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        self.waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # -- the application's side
 
@@ -169,8 +156,7 @@ class HTTPStream:
                 self.expect_continue = False
                 if self.state == START:
                     self.wire.send_continue()
-            self.waiter = self.server.loop.create_future()
-            await self.waiter
+            await self._wait()
 
     async def send(self, message: Mapping[str, Any]) -> None:
         try:
@@ -248,35 +234,16 @@ class HTTPStream:
                 f"expected 'http.response.body' after the response started, got {kind!r}"
             )
 
-    # -- the application task
+    # -- how the application ended
 
-    async def run(self) -> None:
-        try:
-            await self.server.app(self.scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            if self.cancelled_because is None:
-                raise
-        except BaseException as exc:
-            if self.disconnected:
-                logger.debug("Application raised after the client disconnected: %r", exc)
-            else:
-                logger.error(
-                    "Exception inside application while serving %s %s",
-                    self.scope["method"], self.scope["path"], exc_info=exc,
-                )
-                self._fail()
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            if self.state != DONE and not self.disconnected:
-                logger.error(
-                    "Application returned without completing the response to %s %s",
-                    self.scope["method"], self.scope["path"],
-                )
-                self._fail()
-        finally:
-            self.server.streams.discard(self)
-            self.deadline = None
+    def app_failed(self) -> None:
+        self._fail()
+
+    def app_returned(self) -> None:
+        if self.state != DONE and not self.disconnected:
+            logger.error("Application returned without completing the response to %s",
+                         self.describe())
+            self._fail()
 
     def _fail(self, status: int = 500) -> None:
         """Answer for an application that failed: an error page, or a cut connection."""
@@ -299,8 +266,7 @@ class HTTPStream:
     def _finished(self) -> None:
         """The response is complete (or abandoned): log it, let the wire move on."""
         server = self.server
-        if self.task is not None and not self.task.done():
-            self.deadline = server.clock + server.close_timeout
+        self._linger()
         if server.access_log is not None:
             server.access_log.http(self)
         if self.waiter is not None:
@@ -320,19 +286,9 @@ class HTTPStream:
             )
             self.cancelled_because = "http_timeout"
             self._fail(503)
+            task.cancel()
         else:
-            logger.warning(
-                "Application instance for %s %s took too long to shut down and was killed",
-                self.scope["method"], self.scope["path"],
-            )
-            self.cancelled_because = "close_timeout"
-        task.cancel()
-
-    def cancel(self) -> None:
-        """Cancel the application (server shutdown past its timeout)."""
-        if self.task is not None and not self.task.done():
-            self.cancelled_because = "shutdown"
-            self.task.cancel()
+            self._kill()
 
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}

@@ -10,13 +10,13 @@ wire through ``accept(subprotocol, headers)``, ``deny(status, headers)`` +
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 from .http import ClientDisconnected, UnexpectedMessage, check_headers
+from .instance import ApplicationInstance
 from .scope import apply_proxy_headers, split_target
 
 logger = logging.getLogger("django_daphne.websocket")
@@ -69,35 +69,34 @@ def build_websocket_scope(
     return scope
 
 
-class WebSocketStream:
+class WebSocketStream(ApplicationInstance):
     """One WebSocket connection and the application instance serving it."""
 
+    __slots__ = ("wire", "state", "inbox", "reading_paused", "close_code", "was_opened",
+                 "status", "sent")
+
     def __init__(self, server: Any, wire: Any, scope: dict) -> None:
-        self.server = server
+        ApplicationInstance.__init__(self, server, scope)
         self.wire = wire
-        self.scope = scope
         self.state = CONNECTING
         self.inbox: deque = deque([{"type": "websocket.connect"}])
-        self.waiter: asyncio.Future | None = None
-        self.task: asyncio.Task | None = None
-        self.deadline: float | None = None
         self.reading_paused = False
-        self.disconnected = False
         self.close_code: int | None = None
         self.was_opened = False
-        self.cancelled_because: str | None = None
         # for the access log and the denial response
         self.status = 0
         self.sent = 0
+
+    def describe(self) -> str:
+        return f"WebSocket {self.scope['path']}"
 
     def start(self) -> None:
         server = self.server
         timeout = server.config.websocket_connect_timeout
         if timeout >= 0:
             self.deadline = server.clock + timeout
-        server.streams.add(self)
         self._log("HANDSHAKING")
-        self.task = server.loop.create_task(self.run())
+        self._start_task()
 
     def _log(self, action: str) -> None:
         if self.server.access_log is not None:
@@ -135,23 +134,15 @@ class WebSocketStream:
                            "reason": reason or ""})
         if self.was_opened:
             self._log("DISCONNECT")
-        if self.task is not None and not self.task.done():
-            self.deadline = self.server.clock + self.server.close_timeout
+        self._linger()
         if self.waiter is not None:
             self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        self.waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # -- the application's side
 
     async def receive(self) -> dict:
         while not self.inbox:
-            self.waiter = self.server.loop.create_future()
-            await self.waiter
+            await self._wait()
         message = self.inbox.popleft()
         if message["type"] == "websocket.disconnect":
             self.inbox.append(message)  # every later receive() says the same
@@ -258,28 +249,13 @@ class WebSocketStream:
         self.wire.deny(status, [(b"content-type", b"text/plain; charset=utf-8")])
         self.wire.deny_body(body, False)
 
-    # -- the application task
+    # -- how the application ended
 
-    async def run(self) -> None:
-        try:
-            await self.server.app(self.scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            if self.cancelled_because is None:
-                raise
-        except BaseException as exc:
-            if self.disconnected:
-                logger.debug("WebSocket application raised after disconnect: %r", exc)
-            else:
-                logger.error("Exception inside WebSocket application for %s",
-                             self.scope["path"], exc_info=exc)
-                self._end(1011)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            self._end(1000)
-        finally:
-            self.server.streams.discard(self)
-            self.deadline = None
+    def app_failed(self) -> None:
+        self._end(1011)
+
+    def app_returned(self) -> None:
+        self._end(1000)
 
     def _end(self, code: int) -> None:
         """The application is done: close or refuse whatever it left open."""
@@ -299,12 +275,7 @@ class WebSocketStream:
         self.deadline = None
         if self.disconnected:
             if self.task is not None and not self.task.done():
-                logger.warning(
-                    "WebSocket application for %s took too long to shut down and was killed",
-                    self.scope["path"],
-                )
-                self.cancelled_because = "close_timeout"
-                self.task.cancel()
+                self._kill()
             return
         if self.state == CONNECTING:
             logger.warning("WebSocket application for %s did not accept within %ss",
@@ -324,8 +295,3 @@ class WebSocketStream:
         elif self.state == CONNECTING:
             self.state = CLOSED
             self._deny_plain(503)
-
-    def cancel(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.cancelled_because = "shutdown"
-            self.task.cancel()

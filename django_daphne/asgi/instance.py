@@ -1,0 +1,93 @@
+"""What every application instance shares, whatever its protocol: the task running it, the
+wake-up of a pending ``receive()``, the deadlines the server's sweep enforces, and what
+happens when the application raises, returns, or lingers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+logger = logging.getLogger("django_daphne.asgi")
+
+
+class ApplicationInstance:
+    """Base of HTTPStream and WebSocketStream.  Subclasses define ``receive``, ``send``,
+    ``describe()``, ``app_failed()`` (it raised) and ``app_returned()``."""
+
+    __slots__ = ("server", "scope", "task", "waiter", "deadline", "disconnected",
+                 "cancelled_because")
+
+    def __init__(self, server: Any, scope: dict) -> None:
+        self.server = server
+        self.scope = scope
+        self.task: asyncio.Task | None = None
+        self.waiter: asyncio.Future | None = None
+        self.deadline: float | None = None  # checked by ServerState.sweep
+        self.disconnected = False
+        self.cancelled_because: str | None = None
+
+    def describe(self) -> str:  # pragma: no cover - every subclass names itself
+        return self.scope.get("path", "?")
+
+    def app_failed(self) -> None:  # pragma: no cover - overridden
+        """The application raised while its client was still there."""
+
+    def app_returned(self) -> None:  # pragma: no cover - overridden
+        """The application returned."""
+
+    def _start_task(self) -> None:
+        server = self.server
+        server.streams.add(self)
+        self.task = server.loop.create_task(self.run())
+
+    async def _wait(self) -> None:
+        """Sleep until the wire has something for ``receive()``."""
+        self.waiter = self.server.loop.create_future()
+        await self.waiter
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _linger(self) -> None:
+        """The exchange is over: the application has the close timeout to return."""
+        if self.task is not None and not self.task.done():
+            self.deadline = self.server.clock + self.server.close_timeout
+
+    async def run(self) -> None:
+        try:
+            await self.server.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if self.cancelled_because is None:
+                raise
+        except BaseException as exc:
+            if self.disconnected:
+                logger.debug("Application for %s raised after its client left: %r",
+                             self.describe(), exc)
+            else:
+                logger.error("Exception inside application serving %s", self.describe(),
+                             exc_info=exc)
+                self.app_failed()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self.app_returned()
+        finally:
+            self.server.streams.discard(self)
+            self.deadline = None
+
+    def _kill(self) -> None:
+        """The close timeout passed and the application is still running."""
+        logger.warning("Application instance for %s took too long to shut down and was killed",
+                       self.describe())
+        self.cancelled_because = "close_timeout"
+        self.task.cancel()
+
+    def cancel(self) -> None:
+        """Cancel the application (server shutdown)."""
+        if self.task is not None and not self.task.done():
+            self.cancelled_because = "shutdown"
+            self.task.cancel()
