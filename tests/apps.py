@@ -313,6 +313,10 @@ async def app(scope, receive, send):
         except asyncio.TimeoutError:
             return await respond(send, status=504, body=b"only %d arrived" % entry[0])
         return await respond(send, body=b"%d" % entry[0])
+    if path == "/mark":
+        # a line in the server's output: once a test sees it, it has seen all before it
+        print("mark:", query["text"], flush=True)
+        return await respond(send, body=b"marked")
     if path == "/no-content":
         # a body the status forbids: the server must not send it
         return await respond(send, status=204, body=b"must not be sent")

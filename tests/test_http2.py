@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import time
+import uuid
 
 import httpx
 import pytest
@@ -95,6 +96,13 @@ def rss(server: ServerProcess) -> int:
 def still_serves(server: ServerProcess) -> None:
     """A fresh HTTP/2 connection is answered: the attack cost only its own connection."""
     assert get(server.port, "/echo").status == 200
+
+
+def read_all_output(server: ServerProcess) -> None:
+    """Return once every line the server printed so far has been read."""
+    token = uuid.uuid4().hex
+    assert get(server.port, f"/mark?text={token}").status == 200
+    server.wait_for(f"mark: {token}$")
 
 
 def progress(server: ServerProcess, name: str) -> int:
@@ -416,6 +424,23 @@ def test_idle_timeout_sends_goaway_then_closes(start_server):
         client.wait_closed()
 
 
+def test_h2load_busy_connection_is_no_attack(h2server, tmp_path):
+    """Thousands of ordinary requests and uploads on one connection, at full speed, trip
+    none of the flood bounds."""
+    body = tmp_path / "body"
+    body.write_bytes(b"b" * 20000)
+    alarms = h2server.output.count("within a second")
+    for args in (["-n", "3000", "-c", "1", "-m", "100", f"{h2server.url}/echo"],
+                 ["-n", "500", "-c", "1", "-m", "50", "-d", str(body),
+                  f"{h2server.url}/count-body"]):
+        result = subprocess.run(["h2load", *args], capture_output=True, text=True, timeout=60)
+        total = args[1]
+        assert f"{total} total, {total} started, {total} done, {total} succeeded" in \
+            result.stdout, result.stdout + result.stderr
+    read_all_output(h2server)
+    assert h2server.output.count("within a second") == alarms
+
+
 # -- hardening
 
 
@@ -439,8 +464,7 @@ def test_rapid_reset_gets_enhance_your_calm(h2server):
         assert client.wait_goaway().error_code == ErrorCodes.ENHANCE_YOUR_CALM
         client.wait_closed()
     h2server.wait_for(r"reset .*streams within a second")
-    assert get(h2server.port, "/sleep?seconds=0").status == 200
-    h2server.wait_for("app: sleeping")  # every line before it has been read
+    read_all_output(h2server)
     assert 0 < h2server.output.count("app: hanging") <= 100
 
 

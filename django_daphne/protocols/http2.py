@@ -125,7 +125,8 @@ class H2Stream:
     def response_trailers(self, headers: list) -> None:
         if self.ended or self.conn.closed:
             return
-        self.trailers = [(n.lower(), v) for n, v in headers]
+        lowered = ((n.lower(), v) for n, v in headers)
+        self.trailers = [(n, v) for n, v in lowered if n not in _HOP_BY_HOP]
         self.end_after = True
         self.conn.send_pending(self)
         self.conn.flush()
@@ -230,11 +231,13 @@ class HTTP2Connection:
             return
         if self._over_bounds():
             return
+        in_headers = None  # the priority carried by the last HEADERS: not a frame of its own
         for event in events:
             kind = type(event)
             if kind is h2.events.DataReceived:
                 self._data(event)
             elif kind is h2.events.RequestReceived:
+                in_headers = event.priority_updated
                 self._request(event)
             elif kind is h2.events.StreamEnded:
                 self._body_ended(event.stream_id)
@@ -255,8 +258,10 @@ class HTTP2Connection:
                 if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                     # every stream's send window moved, with no WINDOW_UPDATE to say so
                     self._window_opened(0)
-            elif kind in (h2.events.PingReceived, h2.events.PriorityUpdated,
-                          h2.events.UnknownFrameReceived):
+            elif kind is h2.events.PriorityUpdated:
+                if event is not in_headers:
+                    self._count_control_frame()
+            elif kind in (h2.events.PingReceived, h2.events.UnknownFrameReceived):
                 self._count_control_frame()
             if self.closed:
                 return
@@ -366,15 +371,18 @@ class HTTP2Connection:
         wire = H2Stream(self, stream_id, False)
         wire.body_ended = ended
         self.streams[stream_id] = wire
+        body = reason.encode("latin-1", "replace") + b"\n"
         wire.response_start(status, [(b"content-type", b"text/plain; charset=utf-8")])
-        wire.response_body(reason.encode("latin-1", "replace") + b"\n", False)
+        wire.response_body(body, False)
         self.stream_finished(wire)
+        if self.server.access_log is not None:
+            self.server.access_log.refused(self.conn.client, status, len(body))
 
     def _data(self, event: Any) -> None:
         wire = self.streams.get(event.stream_id)
         size = event.flow_controlled_length
-        if not event.data:
-            self._count_control_frame()
+        if not event.data and event.stream_ended is None:
+            self._count_control_frame()  # empty DATA that does not even end the stream
         if wire is None or wire.stream is None:
             self.acknowledge(event.stream_id, size)
             return
@@ -472,9 +480,19 @@ class HTTP2Connection:
                 else:
                     h2conn.end_stream(stream_id)
                 wire.ended = True
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except h2.exceptions.StreamClosedError:
             pending.clear()
             wire.ended = True
+        except h2.exceptions.ProtocolError as exc:
+            # not left hanging: the client learns the response broke off
+            logger.error("HTTP/2 refused to send the response on stream %d: %s", stream_id,
+                         exc)
+            pending.clear()
+            wire.ended = True
+            try:
+                h2conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+            except h2.exceptions.ProtocolError:
+                pass
         finally:
             if not pending:
                 wire.wake()
