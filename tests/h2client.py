@@ -64,11 +64,9 @@ class H2Client:
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=True, header_encoding=None, validate_inbound_headers=False,
         ))
-        if settings:
-            for code, value in settings.items():
-                self.h2.local_settings[code] = value
-            self.h2.local_settings.acknowledge()
         self.h2.initiate_connection()
+        if settings:  # in effect here once the server acknowledges them, as h2 would have it
+            self.h2.update_settings(settings)
         self.responses: dict[int, Response] = {}
         self.server_settings: dict[int, int] = {}
         self.goaway: GoAway | None = None

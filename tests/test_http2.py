@@ -515,6 +515,16 @@ def test_control_frame_floods_get_enhance_your_calm(h2server, kind):
     still_serves(h2server)
 
 
+def test_response_header_table_stays_small(h2server):
+    """A client may allow a 1 GiB HPACK table; the server's encoder keeps to 4 KiB (the
+    table size it announces in its header blocks is what the client's decoder holds)."""
+    with H2Client(h2server.port, settings={SETTINGS.HEADER_TABLE_SIZE: 2**30}) as client:
+        for _ in range(3):
+            assert client.response(client.request("/headers")).status == 200
+        assert client.h2.decoder.header_table_size == 4096
+        assert client.h2.decoder.header_table.maxsize == 4096
+
+
 def test_client_that_never_opens_its_window(h2server):
     """Many streams, no WINDOW_UPDATE ever: the apps wait in send, memory stays flat."""
     before = rss(h2server)

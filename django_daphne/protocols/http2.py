@@ -35,6 +35,10 @@ _HOP_BY_HOP = frozenset((
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 _PATH = re.compile(rb"[\x21-\x7e]+").fullmatch  # what HTTP/1.1 accepts in a request target
 _NO_BODY_STATUSES = frozenset((204, 304))
+# the HPACK table for response headers: a client's larger SETTINGS_HEADER_TABLE_SIZE is only a
+# ceiling (RFC 7541 4.2), and honouring 4 GiB of it would let a connection's memory grow
+# with every distinct header value sent
+_ENCODER_TABLE_SIZE = 4096
 # more than this many control frames (PING, SETTINGS, empty DATA, PRIORITY, ...) a second
 _CONTROL_FRAMES_PER_SECOND = 1000
 
@@ -255,6 +259,8 @@ class HTTP2Connection:
                 return
             elif kind is h2.events.RemoteSettingsChanged:
                 self._count_control_frame()
+                if self.h2.encoder.header_table_size > _ENCODER_TABLE_SIZE:
+                    self.h2.encoder.header_table_size = _ENCODER_TABLE_SIZE
                 if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                     # every stream's send window moved, with no WINDOW_UPDATE to say so
                     self._window_opened(0)
