@@ -177,6 +177,9 @@ HEAD_ERRORS = [
      "is not origin-form, absolute-form or asterisk-form"),
     ("authority-target", lambda i: b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\nX-Id: %s\r\n\r\n"
      % i.encode(), "is not origin-form, absolute-form or asterisk-form"),
+    ("fragment-target",
+     lambda i: b"GET /record?id=%s#frag HTTP/1.1\r\nHost: a\r\n\r\n" % i.encode(),
+     "holds a fragment (#)"),
     ("asterisk-target-not-options",
      lambda i: b"GET * HTTP/1.1\r\nHost: a\r\nX-Id: %s\r\n\r\n" % i.encode(),
      "only for OPTIONS"),

@@ -93,6 +93,7 @@ BAD = [
     ("target-authority", b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400, "not origin-form"),
     ("target-scheme", b"GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "not origin-form"),
     ("target-no-host", b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "not origin-form"),
+    ("target-fragment", b"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", 400, "holds a fragment"),
     ("asterisk-get", b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400, "only for OPTIONS"),
     # line ends
     ("bare-cr-header", H + b"X: a\rY: b\r\n\r\n", 400, "bare CR"),

@@ -376,6 +376,8 @@ class _Parser:
                 raise ParseError(
                     400, "request target %s is not origin-form, absolute-form or asterisk-form"
                     % _show(target))
+        if b"#" in target:  # RFC 9112 3.2: a fragment is never sent in a request target
+            raise ParseError(400, "request target %s holds a fragment (#)" % _show(target))
         headers = self._headers(buffer, first + 2, end, lines) if lines else []
         content_length, chunked, keep_alive, expect, upgrade = analyse_headers(
             headers, http_version
