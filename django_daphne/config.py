@@ -276,6 +276,12 @@ OPTIONS: tuple[Option, ...] = (
         "open waiting for its next request.",
         flags=("--keep-alive-timeout",), metavar="SECONDS", minimum=0, group="limits",
     ),
+    Option(
+        "send_timeout", 60.0, _number, "Seconds a client may take nothing of what the server "
+        "has written (once the write buffer is full) before the connection is cut off: a "
+        "slow or stuck reader cannot hold a connection and its buffers forever.",
+        flags=("--send-timeout",), metavar="SECONDS", minimum=0.001, group="limits",
+    ),
     # -- HTTP/2
     Option(
         "http2", True, _bool, "Serve HTTP/2: by ALPN on TLS endpoints, and in cleartext by "

@@ -21,6 +21,7 @@ class ServerState:
         self.config = config
         self.loop = loop
         self.connections: set[Any] = set()
+        self.stalled: set[Any] = set()  # connections whose client is not taking our writes
         self.streams: set[Any] = set()
         self.lifespan_state: dict[str, Any] | None = None
         self.access_log = None  # an AccessLog, or None when it is off
@@ -69,7 +70,7 @@ class ServerState:
         """How often to check deadlines: a second, or finer when a timeout is short."""
         config = self.config
         timeouts = [self.header_timeout, self.close_timeout, config.ping_interval,
-                    config.ping_timeout]
+                    config.ping_timeout, config.send_timeout]
         if self.keep_alive_timeout:
             timeouts.append(self.keep_alive_timeout)
         if config.http2:
@@ -86,5 +87,7 @@ class ServerState:
             stream.deadline_passed()
         for conn in [c for c in self.connections if c.deadline is not None and c.deadline <= now]:
             conn.deadline_passed()
+        for conn in [c for c in self.stalled if c.stalled_until <= now]:
+            conn.send_timed_out()
         if self.access_log is not None:
             self.access_log.flush()

@@ -61,3 +61,22 @@ def test_app_send_waits_while_the_client_does_not_read(server):
             assert chunk
             received += len(chunk)
     assert int(httpx.get(server.url + "/progress?name=f1").text) == total
+
+
+def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(start_server):
+    server = start_server("--send-timeout", "0.3")
+    total = 64 * MIB
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /firehose?total=%d&name=s1 HTTP/1.1\r\nHost: x\r\n\r\n" % total)
+        server.wait_for(r"Cut off \['127.0.0.1', \d+\]: it took nothing of what was written "
+                        r"for 0.3s")
+        received = 0
+        try:
+            while chunk := sock.recv(MIB):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+    assert received < total
+    # the application's pending send learnt of it: it stopped there
+    assert int(httpx.get(server.url + "/progress?name=s1").text) < total

@@ -49,6 +49,7 @@ class HTTP1Connection(Protocol):
         self.pending_error: ParseError | None = None
         self.paused = 0
         self.write_paused = False
+        self.stalled_until = 0.0  # with write_paused: when the send timeout cuts it off
         self.drain_waiters: list = []
         # per-response state
         self.keep_alive = True
@@ -95,6 +96,7 @@ class HTTP1Connection(Protocol):
         self.closed = True
         self.deadline = None
         self.server.connections.discard(self)
+        self.server.stalled.discard(self)
         if self.upgraded is not None:
             self.upgraded.connection_lost(reason)
         for stream in {self.current, self.receiving, *(s for s, _ in self.queue)}:
@@ -475,12 +477,16 @@ class HTTP1Connection(Protocol):
 
     def pauseProducing(self) -> None:
         self.write_paused = True
+        server = self.server
+        self.stalled_until = server.clock + server.config.send_timeout
+        server.stalled.add(self)
         if self.upgraded is not None:
             # a peer that floods pings (or frames) while not reading gets no more read
             self._pause(_PAUSE_WRITE)
 
     def resumeProducing(self) -> None:
         self.write_paused = False
+        self.server.stalled.discard(self)
         self._resume(_PAUSE_WRITE)
         self._wake_writers()
 
@@ -494,6 +500,14 @@ class HTTP1Connection(Protocol):
                 waiter.set_result(None)
 
     # -- timeouts and shutdown
+
+    def send_timed_out(self) -> None:
+        """The client took none of our pending writes within the send timeout."""
+        self.server.stalled.discard(self)
+        logger.info("Cut off %s: it took nothing of what was written for %ss",
+                    self.client, self.server.config.send_timeout)
+        self.closed = True
+        self.transport.abortConnection()
 
     def deadline_passed(self) -> None:
         """The header or keep-alive timeout passed (the server's sweep calls this)."""
