@@ -542,6 +542,22 @@ def test_client_that_never_opens_its_window(h2server):
         assert rss(h2server) - before < 32 * MIB
 
 
+def test_stream_without_window_is_reset_after_the_send_timeout(start_server):
+    """A client may hold a response's window shut only so long: that stream is reset and its
+    application told; the connection and its other streams go on."""
+    server = start_server("--send-timeout", "0.5")
+    with H2Client(server.port, auto_ack=False) as client:
+        sid = client.request(f"/firehose?total={1024 * MIB}&name=h2shut")
+        response = client.response(sid)
+        assert response.reset == ErrorCodes.CANCEL and client.received_data == 65535
+        server.wait_for("no flow-control window for its response")
+        client.auto_ack = True
+        client.h2.acknowledge_received_data(65535, sid)  # the connection's window only
+        assert client.response(client.request("/echo")).status == 200
+        assert client.goaway is None
+    assert progress(server, "h2shut") == 65536  # its send raised: it stopped there
+
+
 def test_graceful_shutdown_goaway_and_inflight_stream_finishes(start_server):
     server = start_server("--shutdown-timeout", "10")
     with H2Client(server.port) as client:

@@ -176,6 +176,8 @@ class HTTP2Connection:
         self.server_header = config.server_name.encode("latin-1") if config.server_name else b""
         self.streams: dict[int, H2Stream] = {}
         self.orphans: list[HTTPStream] = []  # apps of reset streams, still running
+        # streams whose response waits for the client to open its window, and since when
+        self.blocked: dict[H2Stream, float] = {}
         self.last_stream_id = 0
         self.window_start = server.clock
         self.resets = 0
@@ -419,6 +421,7 @@ class HTTP2Connection:
         wire.ended = True
         wire.pending.clear()
         wire.wake()
+        self.blocked.pop(wire, None)
         self._give_back_window(wire)
         stream = wire.stream
         if stream is not None:
@@ -464,12 +467,17 @@ class HTTP2Connection:
         h2conn = self.h2
         stream_id = wire.stream_id
         pending = wire.pending
+        sent = False
         try:
             while pending:
                 window = min(h2conn.local_flow_control_window(stream_id),
                              h2conn.max_outbound_frame_size)
                 if window <= 0:
+                    if sent or wire not in self.blocked:
+                        self.blocked[wire] = self.server.clock
+                        self._update_deadline()
                     return
+                sent = True
                 chunk = pending[0]
                 if len(chunk) <= window:
                     pending.popleft()
@@ -502,6 +510,8 @@ class HTTP2Connection:
         finally:
             if not pending:
                 wire.wake()
+        if self.blocked.pop(wire, None) is not None:
+            self._update_deadline()
         if wire.ended:
             self._release(wire)
 
@@ -553,9 +563,13 @@ class HTTP2Connection:
         self._update_deadline()
 
     def _update_deadline(self) -> None:
-        """Streams came or went: idle from now, or (stopping) done once the last is gone."""
-        if self.streams or self.closed:
+        """Streams came or went: idle from now, or (stopping) done once the last is gone;
+        with streams, the send timeout of the one that has waited longest for window."""
+        if self.closed:
             self.conn.deadline = None
+        elif self.streams:
+            self.conn.deadline = min(self.blocked.values()) + self.config.send_timeout \
+                if self.blocked else None
         elif self.shutting_down:
             self.flush()
             self.conn.close()
@@ -572,6 +586,7 @@ class HTTP2Connection:
         for wire in list(self.streams.values()):
             self._drop(wire)
         self.streams.clear()
+        self.blocked.clear()
         self.conn.close()
 
     # -- what the HTTP1Connection forwards
@@ -581,10 +596,23 @@ class HTTP2Connection:
         for wire in list(self.streams.values()):
             self._drop(wire)
         self.streams.clear()
+        self.blocked.clear()
 
     def deadline_passed(self) -> None:
-        """Idle too long: say goodbye."""
-        if not self.streams and not self.closed:
+        """Idle too long: say goodbye. Or a client opened no window for a stream's response
+        within the send timeout: that stream is reset, and its application told."""
+        if self.closed:
+            return
+        if self.blocked:
+            cutoff = self.server.clock - self.config.send_timeout
+            for wire, since in list(self.blocked.items()):
+                if since <= cutoff:
+                    logger.info("Reset stream %d of %s: no flow-control window for its "
+                                "response within %ss", wire.stream_id, self.conn.client,
+                                self.config.send_timeout)
+                    self.reset(wire.stream_id, ErrorCodes.CANCEL)
+            self._update_deadline()
+        elif not self.streams:
             self.shutdown()
 
     def shutdown(self) -> None:
