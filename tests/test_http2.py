@@ -584,3 +584,33 @@ def test_graceful_shutdown_ends_when_the_client_resets_its_last_stream(start_ser
         client.wait_closed()  # at once, not after the 30 s shutdown timeout
     assert server.wait_exit() == 0
     assert "Shutdown timeout" not in server.output
+
+
+def test_preface_split_after_its_first_byte_is_still_http2(server):
+    """A first read of one byte ("P") cannot tell HTTP/2 from HTTP/1.1 yet: wait for more."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, [(":method", "GET"), (":path", "/echo"), (":scheme", "http"),
+                            (":authority", "x")], end_stream=True)
+    data = client.data_to_send()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(data[:1])
+        # a round trip on another connection lets the server read that lone byte first
+        httpx.get(server.url + "/pid")
+        sock.sendall(data[1:])
+        body = b""
+        ended = False
+        while not ended:
+            chunk = sock.recv(65536)
+            assert chunk, "closed before the response"
+            for event in client.receive_data(chunk):
+                if isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            sock.sendall(client.data_to_send())
+    assert json.loads(body)["http_version"] == "2"

@@ -27,6 +27,7 @@ STATUS_LINES = {
     int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode("ascii")) for s in HTTPStatus
 }
 _NO_BODY_STATUSES = frozenset((204, 304))
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _PAUSE_BODY, _PAUSE_PIPELINE, _PAUSE_ERROR, _PAUSE_WRITE = 1, 2, 4, 8
 
 
@@ -61,6 +62,7 @@ class HTTP1Connection(Protocol):
         # the protocol this connection switched to (WebSocketConnection, HTTP2Connection)
         self.upgraded: Any = None
         self.fresh = True  # no byte received yet: the moment to recognise HTTP/2
+        self.sniff_held = b""  # a first read too short to tell HTTP/2 from HTTP/1.1
 
     # -- connection lifecycle
 
@@ -124,6 +126,14 @@ class HTTP1Connection(Protocol):
             if self.current is None:
                 self.deadline = self.server.clock + self.server.header_timeout
             if self.fresh:
+                if self.sniff_held:
+                    data = self.sniff_held + data
+                    self.sniff_held = b""
+                if len(data) < 3 and HTTP2_PREFACE.startswith(data):
+                    # "P" or "PR": too little to tell the HTTP/2 preface from HTTP/1.1 yet
+                    self.sniff_held = data
+                    self.idle = True
+                    return
                 self.fresh = False
                 if self._sniff_http2(data):
                     return
@@ -137,11 +147,9 @@ class HTTP1Connection(Protocol):
 
     def _sniff_http2(self, data: bytes) -> bool:
         """HTTP/2 from the first bytes: ALPN chose h2, or the client sent the preface."""
-        from .http2 import PREFACE
-
         alpn = getattr(self.transport, "negotiatedProtocol", None) if self.scheme == "https" \
             else None
-        if alpn != b"h2" and not (data[:3] == b"PRI" and PREFACE.startswith(data[:24])):
+        if alpn != b"h2" and not (data[:3] == b"PRI" and HTTP2_PREFACE.startswith(data[:24])):
             return False
         if not self.server.config.http2:
             return False

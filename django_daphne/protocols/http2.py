@@ -26,7 +26,6 @@ from ..asgi.http import BadRequest, HTTPStream, build_scope
 
 logger = logging.getLogger("django_daphne.http2")
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # connection-specific header fields HTTP/2 forbids (RFC 9113 8.2.2); "te" has no meaning in
 # a response and h2 refuses any value but "trailers"
 _HOP_BY_HOP = frozenset((
