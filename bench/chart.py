@@ -50,7 +50,7 @@ def draw(data: dict, path: str) -> None:
         ax.set_xlabel(workload["unit"], fontsize=8)
         ax.tick_params(labelsize=8)
         top = max(values)
-        ax.set_xlim(0, top * 1.45)
+        ax.set_xlim(0, top * 1.65)
         for i, value in enumerate(values):
             ratios = [f"{value / ref:.2f}× {who}" for ref, who in
                       ((base, "Daphne"), (uvicorn, "Uvicorn")) if ref]

@@ -17,7 +17,7 @@ WRK_SATURATED = 0.9  # share of its CPU above which wrk, not the server, may be 
 NOISY = 0.25  # CPUs' worth used by other processes above which a figure is flagged
 
 
-def summarise(rounds: list[Measurement]) -> dict[str, Any]:
+def summarise(rounds: list[Measurement], max_noise: float = NOISY) -> dict[str, Any]:
     """The median of every figure over the rounds, with the spread of the main one."""
     def med(name: str) -> float | None:
         values = [getattr(m, name) for m in rounds if getattr(m, name) is not None]
@@ -41,6 +41,8 @@ def summarise(rounds: list[Measurement]) -> dict[str, Any]:
         "other_cpu": med("other_cpu"),
         "rss_mib": med("rss_mib"),
         "requests": sum(m.requests for m in rounds),
+        "remeasured": sum(m.attempts - 1 for m in rounds),
+        "noisy_rounds": sum(1 for m in rounds if (m.other_cpu or 0) > max_noise),
         "errors": errors,
         "rounds": [asdict(m) for m in rounds],
     }
@@ -74,8 +76,13 @@ def notes_for(row: dict[str, Any]) -> str:
     if (row.get("wrk_cpu") or 0) >= WRK_SATURATED:
         notes.append("**wrk saturated its CPU**: the load generator was the bottleneck, the "
                      "server may be faster than shown")
-    if (row.get("other_cpu") or 0) >= NOISY:
+    if row.get("noisy_rounds"):
+        notes.append(f"{row['noisy_rounds']} of {len(row['rounds'])} round(s) still noisy "
+                     f"after re-measuring (other load above the limit)")
+    elif (row.get("other_cpu") or 0) >= NOISY:
         notes.append(f"other processes used {row['other_cpu']:.2f} CPU meanwhile (noisy)")
+    if row.get("remeasured"):
+        notes.append(f"{row['remeasured']} measurement(s) taken again for noise")
     if row.get("errors"):
         total = ", ".join(f"{k} {v:,}" for k, v in sorted(row["errors"].items()))
         notes.append(f"wrk errors over {row['requests']:,} requests: {total}")
@@ -96,8 +103,18 @@ def render(data: dict[str, Any], chart_name: str | None) -> str:
         f"Load average before the run: {meta['loadavg_before']}, after: "
         f"{meta['loadavg_after']}. Total run time {meta['elapsed_s'] / 60:.1f} min."
     )
+    if "max_noise" in meta:
+        out += ["", (
+            f"The machine may be shared: each measurement waits for other processes to use "
+            f"less than {meta['max_noise']:g} CPU, and one during which they used more is "
+            f"taken again (up to {meta['retries']} times, the quietest kept): "
+            f"{meta['remeasured']} re-measurement(s) for {meta['measurements']} measurement(s) "
+            f"in this run."
+        )]
     out.append("")
-    out.append("Versions: " + ", ".join(f"{s['label']} {s['version']}" for s in servers) + ".")
+    versions = [f"{s['label']} {s['version']}" + (f" ({meta['code']})" if s["name"] ==
+                "django-daphne" and meta.get("code") else "") for s in servers]
+    out.append("Versions: " + ", ".join(versions) + ".")
     out.append("")
     out.append(f"Command: `{meta['command']}`")
     out.append("")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -131,6 +132,30 @@ SERVERS: dict[str, ServerSpec] = {
 }
 
 
+def snapshot(dest: Path) -> str:
+    """Copy django_daphne/ and the benchmark app to ``dest`` and say which code that is.
+
+    Every server runs from this copy (its directory first on the import path, ahead of the
+    editable install), so commits landing in the working tree during a long run cannot mix
+    two versions of django-daphne into one table.
+    """
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "django_daphne", dest / "django_daphne", ignore=ignore)
+    (dest / "bench").mkdir(parents=True)
+    for name in ("__init__.py", "app.py"):
+        shutil.copy2(ROOT / "bench" / name, dest / "bench" / name)
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "django_daphne"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
+    except OSError:
+        return "unknown commit"
+    if not rev:
+        return "unknown commit"
+    return f"git {rev}" + (" + uncommitted changes in django_daphne/" if dirty.strip() else "")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -144,7 +169,8 @@ class ServerError(RuntimeError):
 class ServerProcess:
     """A started server: its own process group, its output in a log file."""
 
-    def __init__(self, spec: ServerSpec, cpu: int | None, log_path: Path) -> None:
+    def __init__(self, spec: ServerSpec, cpu: int | None, log_path: Path,
+                 source: Path = ROOT) -> None:
         self.spec = spec
         self.port = free_port()
         self.log_path = log_path
@@ -152,11 +178,11 @@ class ServerProcess:
         if cpu is not None:
             argv = ["taskset", "-c", str(cpu), *argv]
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(source) + os.pathsep + env.get("PYTHONPATH", "")
         env.pop("VIRTUAL_ENV", None)
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            argv, cwd=source, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
 

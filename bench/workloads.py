@@ -40,6 +40,7 @@ class Measurement:
     server_cpu: float | None = None  # share of one CPU used by the server's processes
     other_cpu: float | None = None  # CPUs' worth used by everything else meanwhile
     rss_mib: float | None = None  # server's resident memory after the run
+    attempts: int = 1  # how many times it was measured before the machine was quiet enough
 
 
 @dataclass
@@ -148,6 +149,14 @@ def machine_cpu_seconds() -> tuple[float, float]:
     user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(x) for x in fields[:8])
     ticks = os.sysconf("SC_CLK_TCK")
     return (user + nice + system) / ticks, steal / ticks
+
+
+def machine_noise(seconds: float = 0.5) -> float:
+    """CPUs' worth used by other processes (plus steal) over ``seconds`` while we are idle."""
+    busy, steal = machine_cpu_seconds()
+    time.sleep(seconds)  # the measuring interval itself
+    busy2, steal2 = machine_cpu_seconds()
+    return (busy2 - busy + steal2 - steal) / seconds
 
 
 def expect(server: ServerProcess, method: str, path: str, body: bytes | None,
