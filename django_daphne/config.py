@@ -317,6 +317,11 @@ OPTIONS: tuple[Option, ...] = (
         "stream stays open.",
         flags=("--http2-idle-timeout",), metavar="SECONDS", minimum=0.001, group="http2",
     ),
+    Option(
+        "http2_websocket", True, _bool, "Serve WebSockets over HTTP/2 streams (RFC 8441 "
+        "extended CONNECT, as browsers open them on an HTTP/2 connection): on or off.",
+        flags=("--http2-websocket",), metavar="{on,off}", group="http2",
+    ),
     # -- WebSocket
     Option(
         "websocket_timeout", 86400.0, _number, "Longest life of a WebSocket connection in "

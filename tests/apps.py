@@ -68,6 +68,20 @@ def scope_json(scope):
     return out
 
 
+# A page that opens a WebSocket to /ws/scope on its own origin and shows what the server
+# saw (the scope's http_version and scheme), then an echo, in #result.
+WS_PAGE = b"""<!doctype html><title>ws</title><p id="result">waiting</p><script>
+const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host
+                         + "/ws/scope");
+let scope = null;
+ws.onmessage = (event) => {
+  if (scope === null) { scope = JSON.parse(event.data); ws.send("echo me"); return; }
+  document.getElementById("result").textContent =
+    scope.http_version + " " + scope.scheme + " " + event.data;
+};
+ws.onerror = () => { document.getElementById("result").textContent = "error"; };
+</script>"""
+
 ws_disconnects: list = []  # [path, code, reason] seen by WebSocket apps
 
 
@@ -279,6 +293,8 @@ async def app(scope, receive, send):
         return await respond(send, body=json.dumps(names).encode())
     if path == "/pid":
         return await respond(send, body=str(os.getpid()).encode())
+    if path == "/ws-page":
+        return await respond(send, body=WS_PAGE, content_type=b"text/html; charset=utf-8")
     if path == "/headers":
         return await respond(send, body=b"", headers=[
             (b"x-one", b"1"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")])

@@ -174,6 +174,7 @@ class HTTP2Connection:
         self.shutting_down = False
         self.server_header = config.server_name.encode("latin-1") if config.server_name else b""
         self.streams: dict[int, H2Stream] = {}
+        self.tunnels: set = set()  # WebSockets over a stream (RFC 8441), while open
         self.orphans: list[HTTPStream] = []  # apps of reset streams, still running
         # streams whose response waits for the client to open its window, and since when
         self.blocked: dict[H2Stream, float] = {}
@@ -193,6 +194,7 @@ class HTTP2Connection:
             settings.INITIAL_WINDOW_SIZE: config.http2_initial_window_size,
             settings.MAX_FRAME_SIZE: config.http2_max_frame_size,
             settings.MAX_HEADER_LIST_SIZE: config.http2_max_header_list_size,
+            settings.ENABLE_CONNECT_PROTOCOL: int(config.http2_websocket),
         })
         # h2 applies these only once the client acknowledges them: apply them at once
         self.h2.max_inbound_frame_size = config.http2_max_frame_size
@@ -316,7 +318,7 @@ class HTTP2Connection:
                 # a client that keeps opening streams over the limit is one that resets
                 self._count_reset()
                 return
-        method = path = scheme = authority = None
+        method = path = scheme = authority = protocol = None
         headers = []
         for name, value in event.headers:
             if name[:1] == b":":
@@ -328,13 +330,25 @@ class HTTP2Connection:
                     scheme = value
                 elif name == b":authority":
                     authority = value
+                elif name == b":protocol":
+                    protocol = value
             else:
                 headers.append((name, value))
         if authority is not None and not any(n == b"host" for n, _ in headers):
             headers.insert(0, (b"host", authority))
         ended = event.stream_ended is not None
         if method == b"CONNECT":
-            self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            if protocol is None or not self.config.http2_websocket:
+                # we are no proxy; and :protocol unannounced is malformed (RFC 8441 3)
+                self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            elif protocol != b"websocket":
+                self._refuse(stream_id, ended, "unsupported :protocol %r" % protocol, 501)
+            elif path is None or not _PATH(path) or path[0] != 0x2F:
+                self._refuse(stream_id, ended, "invalid :path %r" % path)
+            elif ended:
+                self._refuse(stream_id, ended, "a WebSocket stream must stay open")
+            else:
+                self._start_websocket(stream_id, scheme, path, headers)
         elif method is None or not _TOKEN(method):
             self._refuse(stream_id, ended, "invalid :method %r" % method)
         elif path is None or not _PATH(path) or not (
@@ -371,7 +385,35 @@ class HTTP2Connection:
         self._update_deadline()
         stream.start()
 
-    def _refuse(self, stream_id: int, ended: bool, reason: str, status: int = 400) -> None:
+    def _start_websocket(self, stream_id: int, scheme: bytes | None, path: bytes,
+                         headers: list) -> None:
+        """Extended CONNECT with :protocol websocket: a WebSocket on this stream."""
+        from .http2_websocket import H2Tunnel
+        from .websocket import HandshakeError
+
+        try:
+            tunnel = H2Tunnel(self, stream_id, scheme, path, headers)
+        except HandshakeError as exc:
+            self._refuse(stream_id, False, exc.reason, exc.status, exc.headers)
+            return
+        except BadRequest as exc:
+            self._refuse(stream_id, False, exc.reason, exc.status)
+            return
+        self.streams[stream_id] = tunnel.wire
+        self.tunnels.add(tunnel)
+        self._update_deadline()
+        tunnel.start()
+
+    def tunnel_deadline_changed(self) -> None:
+        if not self.closed:
+            self._update_deadline()
+
+    def tunnel_closed(self, tunnel: Any) -> None:
+        self.tunnels.discard(tunnel)
+        self.tunnel_deadline_changed()
+
+    def _refuse(self, stream_id: int, ended: bool, reason: str, status: int = 400,
+                headers: list = ()) -> None:
         """Answer a malformed request (RFC 9113 8.1.1 allows a response) without an app."""
         logger.info("Refused an HTTP/2 request from %s: %d %s", self.conn.client, status,
                     reason)
@@ -379,7 +421,8 @@ class HTTP2Connection:
         wire.body_ended = ended
         self.streams[stream_id] = wire
         body = reason.encode("latin-1", "replace") + b"\n"
-        wire.response_start(status, [(b"content-type", b"text/plain; charset=utf-8")])
+        wire.response_start(status, [(b"content-type", b"text/plain; charset=utf-8"),
+                                     *headers])
         wire.response_body(body, False)
         self.stream_finished(wire)
         if self.server.access_log is not None:
@@ -563,17 +606,25 @@ class HTTP2Connection:
 
     def _update_deadline(self) -> None:
         """Streams came or went: idle from now, or (stopping) done once the last is gone;
-        with streams, the send timeout of the one that has waited longest for window."""
+        with streams, the send timeout of the one that has waited longest for window, or
+        the next keepalive check of a WebSocket stream, whichever comes first."""
         if self.closed:
             self.conn.deadline = None
-        elif self.streams:
-            self.conn.deadline = min(self.blocked.values()) + self.config.send_timeout \
+            return
+        if self.streams:
+            deadline = min(self.blocked.values()) + self.config.send_timeout \
                 if self.blocked else None
         elif self.shutting_down:
             self.flush()
             self.conn.close()
+            return
         else:
-            self.conn.deadline = self.server.clock + self.config.http2_idle_timeout
+            deadline = self.server.clock + self.config.http2_idle_timeout
+        for tunnel in self.tunnels:
+            due = tunnel.deadline
+            if due is not None and (deadline is None or due < deadline):
+                deadline = due
+        self.conn.deadline = deadline
 
     def _terminate(self, code: int) -> None:
         try:
@@ -599,7 +650,14 @@ class HTTP2Connection:
 
     def deadline_passed(self) -> None:
         """Idle too long: say goodbye. Or a client opened no window for a stream's response
-        within the send timeout: that stream is reset, and its application told."""
+        within the send timeout: that stream is reset, and its application told. Or a
+        WebSocket stream's keepalive is due."""
+        if self.closed:
+            return
+        now = self.server.clock
+        due = [t for t in self.tunnels if t.deadline is not None and t.deadline <= now]
+        for tunnel in due:
+            tunnel.deadline_passed()
         if self.closed:
             return
         if self.blocked:
@@ -610,9 +668,10 @@ class HTTP2Connection:
                                 "response within %ss", wire.stream_id, self.conn.client,
                                 self.config.send_timeout)
                     self.reset(wire.stream_id, ErrorCodes.CANCEL)
-            self._update_deadline()
         elif not self.streams:
             self.shutdown()
+            return
+        self._update_deadline()
 
     def shutdown(self) -> None:
         """Graceful stop: GOAWAY with the last stream we took; in-flight streams finish."""
@@ -626,5 +685,7 @@ class HTTP2Connection:
                              error_code=ErrorCodes.NO_ERROR)
         if not self.conn.closed:
             self.conn.transport.write(goaway.serialize())
+        for tunnel in list(self.tunnels):
+            tunnel.shutdown()  # close 1001, going away
         if not self.streams:
             self.conn.close()

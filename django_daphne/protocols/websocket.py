@@ -51,8 +51,20 @@ def check_handshake(head: Any) -> None:
         raise HandshakeError(400, "a WebSocket handshake needs HTTP/1.1")
     if head.has_body:
         raise HandshakeError(400, "a WebSocket handshake must not have a body")
+    seen = check_handshake_headers(head.headers)
+    try:
+        key = base64.b64decode(seen.get(b"sec-websocket-key", b""), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 16:
+        raise HandshakeError(400, "missing or invalid Sec-WebSocket-Key")
+
+
+def check_handshake_headers(headers: list) -> dict[bytes, bytes]:
+    """The header rules an opening handshake follows over HTTP/1.1 and HTTP/2 alike: no
+    duplicates of the headers it acts on, ASCII only, version 13."""
     seen: dict[bytes, bytes] = {}
-    for name, value in head.headers:
+    for name, value in headers:
         if name in _HANDSHAKE_HEADERS:
             if name in seen and name not in (b"sec-websocket-protocol",
                                              b"sec-websocket-extensions"):
@@ -65,12 +77,7 @@ def check_handshake(head: Any) -> None:
             426, "unsupported WebSocket version (only 13 is)",
             [(b"sec-websocket-version", b"13")],
         )
-    try:
-        key = base64.b64decode(seen.get(b"sec-websocket-key", b""), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != 16:
-        raise HandshakeError(400, "missing or invalid Sec-WebSocket-Key")
+    return seen
 
 
 def usable_deflate_offers(values: list[bytes]) -> bytes:
@@ -168,7 +175,8 @@ class _Framing(WebSocketServerProtocol):
 
 
 class WebSocketConnection:
-    """The wire side of one WebSocket, living on an HTTP1Connection's transport."""
+    """The wire side of one WebSocket, living on an HTTP1Connection's transport, or on an
+    HTTP/2 stream through the same interface (:class:`~.http2_websocket.H2Tunnel`)."""
 
     def __init__(self, conn: Any, head: Any, pending: bytes = b"") -> None:
         self.conn = conn
@@ -255,7 +263,10 @@ class WebSocketConnection:
         headers = self.head.headers
         lines = [b"GET / HTTP/1.1", b"Host: localhost", b"Upgrade: websocket",
                  b"Connection: Upgrade", b"Sec-WebSocket-Version: 13"]
-        lines.extend(b"Sec-WebSocket-Key: " + v for n, v in headers if n == b"sec-websocket-key")
+        # over HTTP/2 (RFC 8441) there is no key: autobahn gets one of its own, and its
+        # answer (Sec-WebSocket-Accept) is dropped with the rest of its HTTP/1.1 response
+        key = next((v for n, v in headers if n == b"sec-websocket-key"), None)
+        lines.append(b"Sec-WebSocket-Key: " + (key or base64.b64encode(os.urandom(16))))
         if subprotocol is not None:
             lines.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1"))
         if self.conn.server.config.websocket_compression:

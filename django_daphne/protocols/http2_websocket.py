@@ -1,0 +1,204 @@
+"""WebSocket over an HTTP/2 stream (RFC 8441, extended CONNECT), which Daphne never had.
+
+A client that sees SETTINGS_ENABLE_CONNECT_PROTOCOL opens a stream with ``:method CONNECT``
+and ``:protocol websocket``; the stream's DATA then carries ordinary WebSocket frames.  The
+WebSocket code is the HTTP/1.1 one: an :class:`H2Tunnel` presents the stream to
+:class:`~.websocket.WebSocketConnection` as the connection it lives on, and gives autobahn a
+transport whose bytes become DATA on that stream, sent as flow control allows.  autobahn's
+HTTP/1.1 handshake answer is turned into the ``:status 200`` HEADERS that RFC 8441 wants.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.python.failure import Failure
+
+from .http2 import H2Stream
+from .websocket import WebSocketConnection, check_handshake_headers
+
+# what autobahn's 101 response says that the HEADERS frame carries on (the rest, such as
+# Upgrade and Sec-WebSocket-Accept, has no meaning over HTTP/2)
+_NEGOTIATED = b"sec-websocket-extensions"
+
+
+class H2Tunnel:
+    """One extended-CONNECT stream: the "connection" a WebSocketConnection writes to, and the
+    object the HTTP/2 connection hands the stream's events to."""
+
+    def __init__(self, h2conn: Any, stream_id: int, scheme: bytes | None, path: bytes,
+                 headers: list) -> None:
+        conn = h2conn.conn
+        self.h2conn = h2conn
+        self.server = h2conn.server
+        # as for requests: the :scheme a TLS-terminating proxy reports, else ours
+        self.scheme = scheme.decode("ascii") if scheme in (b"http", b"https") else conn.scheme
+        self.client = conn.client
+        self.server_addr = conn.server_addr
+        self.wire = H2Stream(h2conn, stream_id, False)
+        self.wire.stream = self
+        self.transport = _StreamTransport(self, conn.transport)
+        self._deadline: float | None = None
+        self.finished = False  # our side of the stream is ended (or reset)
+        self.lost = False  # the WebSocket heard its connection is gone
+        self.handshake = b""  # autobahn's HTTP/1.1 answer, until its end is seen
+        self.answered = False
+        check_handshake_headers(headers)
+        head = SimpleNamespace(http_version="2", target=path, headers=headers)
+        self.websocket = WebSocketConnection(self, head)
+
+    # -- what the HTTP/2 connection reads and calls (as it would an HTTPStream)
+
+    @property
+    def deadline(self) -> float | None:
+        return self._deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        # the keepalive's next check: the HTTP/2 connection folds it into its own deadline
+        self._deadline = value
+        self.h2conn.tunnel_deadline_changed()
+
+    @property
+    def task(self) -> Any:
+        return self.websocket.stream.task
+
+    @property
+    def state(self) -> int:
+        return 2 if self.finished else 1  # 2: done, as HTTPStream says it
+
+    def start(self) -> None:
+        self.websocket.stream.start()
+
+    def body_received(self, data: bytes) -> None:
+        if not self.lost:
+            self.websocket.data_received(data)
+
+    def body_finished(self) -> None:
+        """The client ended its side: the WebSocket's connection is closed, as by a FIN."""
+        self._lose(ConnectionDone())
+        self.end()
+
+    def connection_lost(self) -> None:
+        """The stream was reset, or the HTTP/2 connection is gone."""
+        self.finished = True
+        self._lose(ConnectionLost())
+
+    def _lose(self, reason: Exception) -> None:
+        if not self.lost:
+            self.lost = True
+            self.h2conn.tunnel_closed(self)
+            self.websocket.connection_lost(Failure(reason))
+
+    def deadline_passed(self) -> None:
+        self._deadline = None
+        self.websocket.deadline_passed()
+
+    def shutdown(self) -> None:
+        self.websocket.shutdown()
+
+    # -- what WebSocketConnection calls on "its connection"
+
+    def close(self) -> None:
+        """Drop the WebSocket at once: the stream is cancelled."""
+        if not self.finished:
+            self.finished = True
+            self.h2conn.reset(self.wire.stream_id, 0x8)  # CANCEL
+        self._lose(ConnectionLost())
+
+    def begin_denial(self, status: int, headers: list) -> None:
+        self.wire.response_start(status, headers)
+
+    def response_body(self, body: bytes, more: bool) -> None:
+        self.wire.response_body(body, more)
+
+    def response_complete(self) -> None:
+        self.finished = True
+        self.h2conn.stream_finished(self.wire)
+        self._lose(ConnectionDone())
+
+    def pause_reading(self) -> None:
+        self.wire.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.wire.resume_reading()
+
+    @property
+    def write_paused(self) -> bool:
+        return self.wire.write_paused
+
+    async def drain(self) -> None:
+        await self.wire.drain()
+
+    # -- what autobahn's transport does
+
+    def write(self, data: bytes) -> None:
+        if self.finished:
+            return
+        if not self.answered:
+            self.handshake += data
+            end = self.handshake.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.answered = True
+            head, data = self.handshake[:end], self.handshake[end + 4:]
+            self.handshake = b""
+            self._answer(head)
+        self.wire.response_body(data, True)
+
+    def _answer(self, head: bytes) -> None:
+        """HEADERS with :status 200, the application's accept headers and what autobahn
+        negotiated, from its HTTP/1.1 answer."""
+        websocket = self.websocket
+        headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                   for name, values in websocket.response_headers.items() for value in values]
+        if websocket.subprotocol is not None:
+            headers.append((b"sec-websocket-protocol",
+                            websocket.subprotocol.encode("latin-1")))
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == _NEGOTIATED:
+                headers.append((_NEGOTIATED, value.strip()))
+        self.wire.response_start(200, headers)
+
+    def end(self) -> None:
+        """autobahn closes the connection (after the close handshake): end our side."""
+        if not self.finished:
+            self.finished = True
+            self.wire.response_body(b"", False)
+            self.h2conn.stream_finished(self.wire)
+        self.server.loop.call_soon(self._lose, ConnectionDone())
+
+
+class _StreamTransport:
+    """The transport autobahn writes to: the tunnel's stream."""
+
+    def __init__(self, tunnel: H2Tunnel, transport: Any) -> None:
+        self.tunnel = tunnel
+        self.real = transport
+
+    def write(self, data: bytes) -> None:
+        self.tunnel.write(data)
+
+    def writeSequence(self, data: list) -> None:  # noqa: N802 - Twisted's name
+        self.tunnel.write(b"".join(data))
+
+    def loseConnection(self) -> None:  # noqa: N802
+        self.tunnel.end()
+
+    def abortConnection(self) -> None:  # noqa: N802
+        self.tunnel.close()
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
+        """Flow control is the stream's (see H2Tunnel.pause_reading and drain)."""
+
+    def unregisterProducer(self) -> None:  # noqa: N802
+        """autobahn calls this when it drops the connection: nothing to undo."""
+
+    def getPeer(self) -> Any:  # noqa: N802
+        return self.real.getPeer()
+
+    def getHost(self) -> Any:  # noqa: N802
+        return self.real.getHost()

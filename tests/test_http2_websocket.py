@@ -1,0 +1,374 @@
+"""WebSocket over HTTP/2 (RFC 8441, extended CONNECT) over real sockets.
+
+The client is the h2 library (tests/h2client.py) for the stream, with wsproto's sans-I/O
+WebSocket framing (the client side, masking included) for what the stream carries: the
+same frames a browser sends on an HTTP/2 connection.  And headless Chromium, which opens
+its WebSockets this way on an HTTP/2 connection that announces it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+
+import pytest
+from h2.errors import ErrorCodes
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason
+
+from tests.certs import make_certificate
+from tests.h2client import SETTINGS, H2Client
+from tests.test_http2 import client_context, progress, start, tls_server
+
+
+@pytest.fixture(scope="module")
+def h2server():
+    proc = start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return make_certificate(tmp_path_factory.mktemp("certs"))
+
+
+class H2WebSocket:
+    """One WebSocket on one stream of an H2Client."""
+
+    def __init__(self, client: H2Client, path: str, *, headers: list | None = None,
+                 scheme: str = "http", deflate: bool = False) -> None:
+        self.client = client
+        fields = [(b":method", b"CONNECT"), (b":protocol", b"websocket"),
+                  (b":scheme", scheme.encode()), (b":authority", b"localhost"),
+                  (b":path", path.encode()), (b"sec-websocket-version", b"13")]
+        if deflate:
+            fields.append((b"sec-websocket-extensions",
+                           b"permessage-deflate; client_max_window_bits"))
+        fields.extend(headers or [])
+        self.stream_id = client.send_headers(fields, end_stream=False)
+        self.response = client.responses[self.stream_id]
+        self.deflate = PerMessageDeflate() if deflate else None
+        self.ws: Connection | None = None
+        self.seen = 0  # bytes of the stream's body fed to wsproto so far
+        self.events: list = []
+
+    def wait_answer(self) -> int:
+        self.client.wait(lambda: self.response.headers or self.response.done,
+                         what=f"an answer on stream {self.stream_id}")
+        status = self.response.status
+        if status == 200:
+            extensions = []
+            offer = self.response.header(b"sec-websocket-extensions")
+            if self.deflate is not None and offer is not None:
+                self.deflate.finalize(offer.decode())
+                extensions = [self.deflate]
+            self.ws = Connection(ConnectionType.CLIENT, extensions=extensions)
+        return status
+
+    def send(self, event) -> None:
+        self.client.send_data(self.stream_id, self.ws.send(event))
+
+    def _feed(self) -> None:
+        body = self.response.body
+        if len(body) > self.seen:
+            self.ws.receive_data(bytes(body[self.seen:]))
+            self.seen = len(body)
+            self.events.extend(self.ws.events())
+
+    def next_event(self, timeout: float = 10.0):
+        def ready() -> bool:
+            self._feed()
+            return bool(self.events) or self.response.done
+        self.client.wait(ready, timeout, f"a WebSocket event on stream {self.stream_id}")
+        self._feed()
+        if not self.events:
+            raise AssertionError(f"stream {self.stream_id} ended: {self.response}")
+        return self.events.pop(0)
+
+    def message(self) -> str | bytes:
+        """The next whole message (text or bytes), answering pings on the way."""
+        parts: list = []
+        while True:
+            event = self.next_event()
+            if isinstance(event, Ping):
+                self.send(event.response())
+                continue
+            assert isinstance(event, Message), event
+            parts.append(event.data)
+            if event.message_finished:
+                return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
+
+
+def open_ws(client: H2Client, path: str, **kwargs) -> H2WebSocket:
+    ws = H2WebSocket(client, path, **kwargs)
+    assert ws.wait_answer() == 200, ws.response
+    return ws
+
+
+# -- negotiation
+
+
+def test_settings_announce_extended_connect(h2server):
+    with H2Client(h2server.port) as client:
+        client.wait(lambda: SETTINGS.ENABLE_CONNECT_PROTOCOL in client.server_settings,
+                    what="SETTINGS_ENABLE_CONNECT_PROTOCOL")
+        assert client.server_settings[SETTINGS.ENABLE_CONNECT_PROTOCOL] == 1
+
+
+def test_echo_text_and_bytes_with_the_scope(h2server):
+    with H2Client(h2server.port) as client:
+        ws = open_ws(client, "/ws/scope?room=1",
+                     headers=[(b"sec-websocket-protocol", b"chat, superchat")])
+        assert ws.response.header(b"x-accepted") == b"yes"
+        assert ws.response.header(b"sec-websocket-protocol") == b"chat"
+        assert ws.response.header(b"sec-websocket-accept") is None
+        scope = json.loads(ws.message())
+        assert scope["type"] == "websocket"
+        assert scope["http_version"] == "2"
+        assert scope["scheme"] == "ws"
+        assert scope["path"] == "/ws/scope"
+        assert scope["query_string"] == "room=1"
+        assert scope["subprotocols"] == ["chat", "superchat"]
+        assert ["host", "localhost"] in scope["headers"]
+        ws.send(TextMessage("héllo"))
+        assert ws.message() == "héllo"
+        ws.send(BytesMessage(b"\x00\x01binary"))
+        assert ws.message() == b"\x00\x01binary"
+
+
+def test_over_tls_with_alpn_the_scheme_is_wss(start_server, certificate):
+    server = tls_server(start_server, certificate)
+    with H2Client(server.port, tls=client_context(certificate)) as client:
+        assert client.sock.selected_alpn_protocol() == "h2"
+        ws = open_ws(client, "/ws/scope", scheme="https")
+        assert json.loads(ws.message())["scheme"] == "wss"
+
+
+def test_websockets_and_requests_share_one_connection(h2server):
+    with H2Client(h2server.port) as client:
+        sockets = [open_ws(client, f"/ws/echo{i}") for i in range(5)]
+        request = client.request("/echo")
+        for i, ws in enumerate(sockets):
+            ws.send(TextMessage(f"message {i}"))
+        assert [ws.message() for ws in sockets] == [f"message {i}" for i in range(5)]
+        assert client.response(request).status == 200
+
+
+def test_permessage_deflate(h2server):
+    with H2Client(h2server.port) as client:
+        ws = open_ws(client, "/ws/echo", deflate=True)
+        assert ws.response.header(b"sec-websocket-extensions").startswith(
+            b"permessage-deflate")
+        text = "compress me " * 1000
+        ws.send(TextMessage(text))
+        assert ws.message() == text
+        # what crossed the wire was compressed, both ways
+        assert len(ws.response.body) < len(text) // 10
+
+
+# -- refusals
+
+
+def test_app_closing_before_accept_gives_403(h2server):
+    with H2Client(h2server.port) as client:
+        ws = H2WebSocket(client, "/ws/deny")
+        assert ws.wait_answer() == 403
+        assert client.response(ws.stream_id).done
+
+
+def test_denial_response_extension(h2server):
+    with H2Client(h2server.port) as client:
+        ws = H2WebSocket(client, "/ws/deny-custom")
+        assert ws.wait_answer() == 418
+        response = client.response(ws.stream_id)
+        assert response.header(b"x-why") == b"teapot"
+        assert bytes(response.body) == b"I am a teapot"
+
+
+def test_wrong_version_gets_426_naming_13(h2server):
+    with H2Client(h2server.port) as client:
+        stream_id = client.send_headers([
+            (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+            (b":authority", b"localhost"), (b":path", b"/ws/echo"),
+            (b"sec-websocket-version", b"8")], end_stream=False)
+        response = client.response(stream_id)
+        assert response.status == 426
+        assert response.header(b"sec-websocket-version") == b"13"
+        assert client.response(client.request("/echo")).status == 200
+
+
+def test_unknown_protocol_gets_501(h2server):
+    with H2Client(h2server.port) as client:
+        stream_id = client.send_headers([
+            (b":method", b"CONNECT"), (b":protocol", b"bytestream"), (b":scheme", b"http"),
+            (b":authority", b"localhost"), (b":path", b"/")], end_stream=False)
+        assert client.response(stream_id).status == 501
+
+
+def test_off_announces_nothing_and_refuses_the_stream(start_server):
+    server = start_server("--http2-websocket", "off")
+    with H2Client(server.port) as client:
+        client.wait(lambda: client.server_settings, what="the server's SETTINGS")
+        assert client.server_settings.get(SETTINGS.ENABLE_CONNECT_PROTOCOL, 0) == 0
+        stream_id = client.send_headers([
+            (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+            (b":authority", b"localhost"), (b":path", b"/ws/echo"),
+            (b"sec-websocket-version", b"13")], end_stream=False)
+        assert client.response(stream_id).reset == ErrorCodes.PROTOCOL_ERROR
+        assert client.response(client.request("/echo")).status == 200
+
+
+# -- closing
+
+
+def disconnects(client: H2Client) -> list:
+    return json.loads(bytes(client.response(client.request("/ws-disconnects")).body))
+
+
+def test_app_closes_with_code_and_reason_then_the_stream_ends(h2server):
+    with H2Client(h2server.port) as client:
+        ws = open_ws(client, "/ws/echo")
+        ws.send(TextMessage("close"))
+        event = ws.next_event()
+        assert isinstance(event, CloseConnection)
+        assert (event.code, event.reason) == (4000, "bye")
+        ws.send(event.response())
+        client.wait(lambda: ws.response.done, what="the end of the WebSocket stream")
+        assert ws.response.ended
+
+
+def test_client_close_reaches_the_app(h2server):
+    with H2Client(h2server.port) as client:
+        ws = open_ws(client, "/ws/client-close")
+        ws.send(CloseConnection(code=3001, reason="done here"))
+        assert isinstance(ws.next_event(), CloseConnection)  # the server's reply
+        client.wait(lambda: ws.response.done, what="the end of the WebSocket stream")
+        assert ["/ws/client-close", 3001, "done here"] in disconnects(client)
+
+
+def test_client_reset_disconnects_that_websocket_alone(h2server):
+    with H2Client(h2server.port) as client:
+        gone = open_ws(client, "/ws/reset-me")
+        stays = open_ws(client, "/ws/stays")
+        client.reset(gone.stream_id)
+        client.wait(lambda: any(d[:2] == ["/ws/reset-me", 1006] for d in disconnects(client)),
+                    what="the reset WebSocket's disconnect")
+        stays.send(TextMessage("still here"))
+        assert stays.message() == "still here"
+
+
+def test_oversized_message_is_closed_with_1009(start_server):
+    server = start_server("--websocket-max-message-size", "1000")
+    with H2Client(server.port) as client:
+        ws = open_ws(client, "/ws/echo")
+        ws.send(BytesMessage(b"x" * 2000))
+        event = ws.next_event()
+        assert isinstance(event, CloseConnection)
+        assert event.code == CloseReason.MESSAGE_TOO_BIG
+
+
+# -- keepalive, backpressure, shutdown
+
+
+def test_keepalive_pings_and_a_silent_peer_is_dropped(start_server):
+    server = start_server("--ping-interval", "0.2", "--ping-timeout", "0.3")
+    with H2Client(server.port) as client:
+        answered = open_ws(client, "/ws/answers")
+        silent = open_ws(client, "/ws/silent")
+        # the answering peer gets pings and stays; the silent one gets a ping, then is cut
+        for _ in range(3):
+            event = answered.next_event()
+            assert isinstance(event, Ping), event
+            answered.send(event.response())
+        client.wait(lambda: silent.response.reset is not None, what="the silent stream reset")
+        assert silent.response.reset == ErrorCodes.CANCEL
+        silent._feed()
+        assert any(isinstance(e, Ping) for e in silent.events)  # it was asked, in vain
+        answered.send(TextMessage("alive"))
+        assert answered.message() == "alive"
+
+
+def test_client_not_reading_holds_back_the_app(h2server):
+    with H2Client(h2server.port, auto_ack=False) as client:
+        ws = H2WebSocket(client, "/ws/firehose?name=h2ws&total=67108864")
+        assert ws.wait_answer() == 200
+        # the client never opens its windows: the app's sends wait, memory stays bounded
+        client.wait(lambda: client.received_data >= 60000, what="the first window's worth")
+        before = progress(h2server, "h2ws")
+        assert 0 < before < 8 * 1024 * 1024
+        with H2Client(h2server.port) as other:
+            for _ in range(3):  # the server is not busy pushing: other work goes on
+                assert other.response(other.request("/echo")).status == 200
+        assert progress(h2server, "h2ws") < 8 * 1024 * 1024
+
+
+def test_graceful_shutdown_closes_with_1001(start_server):
+    server = start_server()
+    with H2Client(server.port) as client:
+        ws = open_ws(client, "/ws/echo")
+        server.signal(signal.SIGTERM)
+        event = ws.next_event()
+        assert isinstance(event, CloseConnection)
+        assert event.code == 1001
+        ws.send(event.response())
+        client.wait_goaway()
+        client.wait_closed()
+    assert server.wait_exit() == 0
+
+
+def test_pong_for_a_client_ping(h2server):
+    with H2Client(h2server.port) as client:
+        ws = open_ws(client, "/ws/echo")
+        ws.send(Ping(b"are you there"))
+        event = ws.next_event()
+        assert isinstance(event, Pong) and event.payload == b"are you there"
+
+
+# -- a real browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--ignore-certificate-errors"):
+        options.add_argument(argument)
+    service = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def page_result(browser, url: str) -> str:
+    browser.get(url)
+    WebDriverWait(browser, 20).until(
+        lambda driver: driver.find_element(By.ID, "result").text != "waiting")
+    return browser.find_element(By.ID, "result").text
+
+
+@pytest.mark.parametrize("setting, expected", [("on", "2 wss echo me"),
+                                               ("off", "1.1 wss echo me")])
+def test_chromium_opens_its_websocket_over_http2(start_server, certificate, browser,
+                                                 setting, expected):
+    """Chromium uses the HTTP/2 connection of the page for its WebSocket when the server
+    announces extended CONNECT, and a connection of its own over HTTP/1.1 when not."""
+    server = tls_server(start_server, certificate, "--http2-websocket", setting)
+    assert page_result(browser, f"https://localhost:{server.port}/ws-page") == expected
