@@ -33,7 +33,7 @@ def draw(data: dict, path: str) -> None:
         raise SystemExit("no measured workload to chart")
     servers = data["servers"]
     fig, axes = plt.subplots(
-        len(workloads), 1, figsize=(8, 1.1 + 0.45 * len(servers) * len(workloads)),
+        len(workloads), 1, figsize=(8, 0.6 + (0.8 + 0.4 * len(servers)) * len(workloads)),
         squeeze=False,
     )
     for ax, workload in zip(axes[:, 0], workloads, strict=True):
@@ -46,15 +46,19 @@ def draw(data: dict, path: str) -> None:
         ax.barh(list(y), values, color=[COLOURS.get(s["name"], "#555") for s in names])
         ax.set_yticks(list(y), [s["label"] for s in names])
         ax.invert_yaxis()
-        ax.set_title(f"{workload['name']}: {workload['title']}", fontsize=9, loc="left")
-        ax.set_xlabel(workload["unit"], fontsize=8)
+        short = workload["title"].split(" (")[0]  # the table has the whole title
+        ax.set_title(f"{workload['name']}: {short}", fontsize=9, loc="left")
+        ax.set_xlabel(workload["unit"] + ("" if workload.get("higher_is_better", True)
+                                          else " (lower is better)"), fontsize=8)
         ax.tick_params(labelsize=8)
         top = max(values)
         ax.set_xlim(0, top * 1.65)
+        better = workload.get("higher_is_better", True)
         for i, value in enumerate(values):
-            ratios = [f"{value / ref:.2f}× {who}" for ref, who in
-                      ((base, "Daphne"), (uvicorn, "Uvicorn")) if ref]
-            label = f"{value:,.0f}" + (f"  ({', '.join(ratios)})" if ratios else "")
+            ratios = [f"{(value / ref if better else ref / value):.2f}× {who}"
+                      for ref, who in ((base, "Daphne"), (uvicorn, "Uvicorn")) if ref and value]
+            shown = f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+            label = shown + (f"  ({', '.join(ratios)})" if ratios else "")
             ax.text(value + top * 0.01, i, label, va="center", fontsize=7)
     meta = data["meta"]
     fig.suptitle(

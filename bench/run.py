@@ -2,7 +2,8 @@
 """Benchmark django-daphne side by side with Daphne, Uvicorn, Hypercorn and Granian.
 
 In one run on this machine, each server in turn (one process, access log off) serves the
-same ASGI application, bench/app.py, while wrk loads it from its own CPU.  Several rounds,
+same ASGI application, bench/app.py (or the example Django project), while a load generator
+(wrk, h2load or bench/wsload.py) loads it from its own CPU.  Several rounds,
 interleaved across servers so background noise falls on all of them alike; the median is
 reported with each server's ratio to Daphne and to Uvicorn, as a Markdown table
 (RESULTS.md), the raw figures (results.json) and a bar chart (results.png).
@@ -36,17 +37,23 @@ from bench.servers import (  # noqa: E402
     SERVERS,
     ServerError,
     ServerProcess,
+    main_python,
     snapshot,
 )
+from bench.tls import make_certificate  # noqa: E402
 from bench.workloads import (  # noqa: E402
     WORKLOADS,
     Context,
     Measurement,
     machine_noise,
-    run_wrk,
+    raise_fd_limit,
+    start_server,
 )
 
-PEER_PACKAGES = ["daphne", "uvicorn[standard]", "hypercorn", "granian", "matplotlib", "py-spy"]
+# Daphne speaks HTTP/2 over TLS only with Twisted's tls and http2 extras; Django and Channels
+# serve the example project (pinned by --setup to the versions django-daphne runs with).
+PEER_PACKAGES = ["daphne", "twisted[tls,http2]", "uvicorn[standard]", "hypercorn", "granian",
+                 "django", "channels", "matplotlib", "py-spy"]
 APT_PACKAGES = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux"}
 RESULTS_HEADER = """# Benchmark results
 
@@ -129,7 +136,8 @@ def setup() -> int:
     if not python.exists():
         say(f"creating {PEERS_VENV} with {sys.executable}")
         subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-    command = [str(python), "-m", "pip", "install", "--upgrade", *PEER_PACKAGES]
+    command = [str(python), "-m", "pip", "install", "--upgrade",
+               *(_same_version(p) for p in PEER_PACKAGES)]
     say("running: " + shlex.join(command))
     subprocess.run(command, check=True)
     missing = [f"{tool} (apt-get install {pkg})" for tool, pkg in APT_PACKAGES.items()
@@ -140,14 +148,37 @@ def setup() -> int:
     return 0
 
 
+def _same_version(package: str) -> str:
+    """``django`` -> ``django==5.2.x`` when the project's environment has it, so that every
+    server runs the Django view on the same Django."""
+    if package not in ("django", "channels"):
+        return package
+    done = subprocess.run(
+        [main_python(), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+        capture_output=True, text=True,
+    )
+    return f"{package}=={done.stdout.strip()}" if done.returncode == 0 else package
+
+
+def missing_tools(workloads: list[str]) -> dict[str, str]:
+    """Workload name -> why it cannot run, for those whose generator is not installed."""
+    missing = {}
+    for name in workloads:
+        tool = WORKLOADS[name].tool
+        if tool in APT_PACKAGES and shutil.which(tool) is None:
+            missing[name] = f"needs {tool}: apt-get install {APT_PACKAGES[tool]}"
+    return missing
+
+
 def requirements(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """(missing things that stop the run, missing things that only lose a feature)."""
     fatal, optional = [], []
-    if any(WORKLOADS[w].measure for w in args.workloads) and shutil.which("wrk") is None:
+    if shutil.which("wrk") is None:  # the warm-up and every HTTP/1.1 row use it
         fatal.append("wrk: apt-get install wrk")
-    if shutil.which("h2load") is None:
-        optional.append("h2load (for the HTTP/2 rows, once built): apt-get install "
-                        "nghttp2-client")
+    h2 = [w for w in args.workloads if WORKLOADS[w].tool == "h2load"]
+    if h2 and shutil.which("h2load") is None:
+        optional.append(f"h2load (for {', '.join(h2)}, listed as n/a without it): "
+                        "apt-get install nghttp2-client")
     if not args.no_pin and shutil.which("taskset") is None:
         optional.append("taskset (to pin server and wrk to separate CPUs): apt-get install "
                         "util-linux")
@@ -180,8 +211,8 @@ def pinning(no_pin: bool) -> tuple[int | None, int | None, str]:
         return None, None, "One CPU only: server and wrk share it (no pinning)."
     if shutil.which("taskset") is None:
         return None, None, "No pinning (taskset missing)."
-    return cpus[0], cpus[1], (f"Server pinned to CPU {cpus[0]}, wrk to CPU {cpus[1]} "
-                              "(taskset).")
+    return cpus[0], cpus[1], (f"Server pinned to CPU {cpus[0]}, the load generator to CPU "
+                              f"{cpus[1]} (taskset), except where a table says otherwise.")
 
 
 def say(message: str) -> None:
@@ -190,12 +221,16 @@ def say(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     server_cpu, wrk_cpu, pin_text = pinning(args.no_pin)
-    measured = [w for w in args.workloads if WORKLOADS[w].measure]
-    per_server = 1 + (args.warmup if measured else 0) + len(measured) * (args.duration + 0.7)
+    unavailable = missing_tools(args.workloads)
+    measured = [w for w in args.workloads if WORKLOADS[w].measure and w not in unavailable]
+    starts = len({WORKLOADS[w].launch for w in measured})
+    per_server = (1 + args.warmup) * starts + sum(
+        (2 if w == "workers-keepalive" else 1) * (args.duration + 0.7) for w in measured)
     say(f"{len(args.servers)} server(s) × {len(measured)} measured workload(s) × "
         f"{args.rounds} round(s) × {args.duration:g} s: about "
         f"{per_server * len(args.servers) * args.rounds / 60:.1f} min on a quiet machine, more "
         f"where measurements are taken again for noise (--max-noise {args.max_noise:g})")
+    raise_fd_limit()
     specs = [SERVERS[name] for name in args.servers]
     versions = {spec.name: spec.version() for spec in specs}
     rounds: dict[str, dict[str, list[Measurement]]] = {w: {} for w in args.workloads}
@@ -207,39 +242,18 @@ def run(args: argparse.Namespace) -> int:
         source = Path(tmp) / "src"
         code = snapshot(source)
         say(f"serving from a copy of django_daphne/ ({code}) in {source}")
-        ctx = Context(duration=args.duration, loadgen_cpu=wrk_cpu, tmpdir=Path(tmp))
+        ctx = Context(duration=args.duration, loadgen_cpu=wrk_cpu, tmpdir=Path(tmp),
+                      server_cpu=server_cpu, source=source, warmup=args.warmup)
+        if any(WORKLOADS[w].launch.tls for w in measured):
+            ctx.certificate = make_certificate(Path(tmp))
         for round_no in range(1, args.rounds + 1):
             for spec in specs:
                 todo = [w for w in measured if WORKLOADS[w].needs in spec.features
                         and (w, spec.name) not in failures]
-                if not todo:
-                    continue
-                server = ServerProcess(spec, server_cpu, Path(tmp) / f"{spec.name}.log",
-                                       source)
-                try:
-                    server.wait_ready()
-                    if args.warmup:
-                        run_wrk(ctx, server, "/", connections=50, duration=args.warmup)
-                    for name in todo:
-                        try:
-                            m = measure_quietly(args, ctx, server, name)
-                        except (RuntimeError, OSError) as exc:
-                            failures[(name, spec.name)] = f"failed: {exc}"
-                            say(f"round {round_no} {spec.label} {name}: FAILED {exc}\n"
-                                f"{server.output()}")
-                            continue
-                        rounds[name].setdefault(spec.name, []).append(m)
-                        say(f"round {round_no}/{args.rounds} {spec.label:13} {name:10} "
-                            f"{m.value:>10,.0f} {WORKLOADS[name].unit}  p99 {m.p99_ms:.2f} ms  "
-                            f"server CPU {m.server_cpu:.0%}  wrk CPU {m.wrk_cpu:.0%}  "
-                            f"other {m.other_cpu:.2f}  attempts {m.attempts}")
-                except (ServerError, RuntimeError, OSError) as exc:
-                    for name in todo:
-                        failures[(name, spec.name)] = f"failed: {str(exc).splitlines()[0]}"
-                    say(f"{spec.label}: {exc}")
-                finally:
-                    server.stop()
-
+                launches = list(dict.fromkeys(WORKLOADS[w].launch for w in todo))
+                for launch in launches:
+                    group = [w for w in todo if WORKLOADS[w].launch == launch]
+                    run_group(args, ctx, spec, launch, group, round_no, rounds, failures)
     data = {
         "meta": {
             "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -269,7 +283,9 @@ def run(args: argparse.Namespace) -> int:
     for name in args.workloads:
         w = WORKLOADS[name]
         data["workloads"].append({"name": name, "title": w.title, "unit": w.unit,
-                                  "pending": w.pending, "higher_is_better": w.higher_is_better})
+                                  "pending": w.pending, "higher_is_better": w.higher_is_better,
+                                  "note": w.note,
+                                  "extra_columns": [list(c) for c in w.extra_columns]})
         results = data["results"][name] = {}
         for spec in specs:
             if (name, spec.name) in failures:
@@ -278,9 +294,46 @@ def run(args: argparse.Namespace) -> int:
                 results[spec.name] = report.summarise(rounds[name][spec.name], args.max_noise)
             elif w.pending:
                 results[spec.name] = {"na": w.pending}
+            elif w.needs not in spec.features:
+                results[spec.name] = {"na": spec.why_not(w.needs)}
+            elif name in unavailable:
+                results[spec.name] = {"na": unavailable[name]}
             else:
-                results[spec.name] = {"na": f"{spec.label} does not support it"}
+                results[spec.name] = {"na": "not measured"}
     return write_outputs(args, data)
+
+
+def run_group(args: argparse.Namespace, ctx: Context, spec, launch, group: list[str],
+              round_no: int, rounds: dict, failures: dict) -> None:
+    """One server start for the workloads that share its launch; each measured in turn."""
+    try:
+        with start_server(ctx, spec, launch) as server:
+            for name in group:
+                try:
+                    m = measure_quietly(args, ctx, server, name)
+                except (RuntimeError, OSError, ServerError) as exc:
+                    failures[(name, spec.name)] = f"failed: {exc}"
+                    say(f"round {round_no} {spec.label} {name}: FAILED {exc}\n"
+                        f"{server.output()}")
+                    continue
+                rounds[name].setdefault(spec.name, []).append(m)
+                say(f"round {round_no}/{args.rounds} {spec.label:13} {name:17} "
+                    f"{m.value:>10,.1f} {WORKLOADS[name].unit}  p99 {_opt(m.p99_ms, 'ms')}  "
+                    f"server CPU {_opt(m.server_cpu, '%')}  {m.generator} CPU "
+                    f"{_opt(m.load_cpu, '%')}  other {_opt(m.other_cpu)}  attempts {m.attempts}"
+                    + "".join(f"  {k} {v:,.2f}" for k, v in m.extra.items()))
+    except (ServerError, RuntimeError, OSError) as exc:
+        for name in group:
+            failures.setdefault((name, spec.name), f"failed: {str(exc).splitlines()[0]}")
+        say(f"{spec.label} ({launch.kind}): {exc}")
+
+
+def _opt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if unit == "%":
+        return f"{value:.0%}"
+    return f"{value:.2f}" + (f" {unit}" if unit else "")
 
 
 def measure_quietly(args: argparse.Namespace, ctx: Context, server: ServerProcess,

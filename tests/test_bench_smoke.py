@@ -1,4 +1,5 @@
-"""The benchmark script runs end to end on a tiny workload and writes its Markdown table.
+"""The benchmark script runs end to end on a tiny workload and writes its Markdown table,
+and its WebSocket load generator counts only correct echoes.
 
 No timing is asserted: the figures only have to exist.  Needs Debian's ``wrk``.
 """
@@ -30,7 +31,7 @@ def test_tiny_run_writes_a_markdown_table(tmp_path):
         f"# Kept title\n\n{BEGIN}: old -->\nOLD TABLE\n{END}\n\n## Where the time goes\nkept\n"
     )
     done = run_bench(
-        "--servers", "django-daphne", "--workloads", "keepalive,h2-tls",
+        "--servers", "django-daphne", "--workloads", "keepalive",
         "--duration", "1", "--rounds", "1", "--warmup", "0", "--no-chart",
         "--output", str(tmp_path),
     )
@@ -45,8 +46,6 @@ def test_tiny_run_writes_a_markdown_table(tmp_path):
                     r"([\d.]+) \| ([\d.]+) \|", text, re.M)
     assert row, text
     assert int(row.group(1).replace(",", "")) > 0
-    # A workload not built yet is listed as n/a, not dropped.
-    assert re.search(r"^\| h2-tls \(req/s\) \| n/a \|$", text, re.M), text
     # The earlier generated block is replaced; the hand-written text around it is kept.
     assert "OLD TABLE" not in text
     assert text.startswith("# Kept title\n")
@@ -63,3 +62,65 @@ def test_unknown_server_is_a_one_line_error_naming_the_flag():
     done = run_bench("--servers", "django-daphne,nginx", "--check")
     assert done.returncode == 2
     assert "--servers: unknown nginx; choose from django-daphne, daphne," in done.stderr
+
+
+WSLOAD = ROOT / "bench" / "wsload.py"
+
+
+def wsload(port: int, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WSLOAD), *args, "--port", str(port)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_wsload_counts_checked_echo_round_trips(start_server):
+    server = start_server(app="bench.app:app")
+    proc = wsload(server.port, "echo", "--connections", "3", "--duration", "0.3")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    start, result = out.splitlines()
+    assert json.loads(start.removeprefix("START ")) == {"connections": 3}
+    figures = json.loads(result.removeprefix("RESULT "))
+    assert figures["round_trips"] > 0
+    assert figures["mismatch"] is None and figures["errors"] == {}
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+
+
+def test_wsload_reports_a_wrong_echo_instead_of_counting_it(start_server):
+    server = start_server(app="tests.test_bench_smoke:shouting_echo")
+    proc = wsload(server.port, "echo", "--connections", "2", "--duration", "0.3")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    figures = json.loads(out.splitlines()[-1].removeprefix("RESULT "))
+    assert figures["round_trips"] == 0
+    assert figures["errors"] == {"mismatch": 2}
+    assert "wrong echo: sent b'm000000'" in figures["mismatch"] or (
+        "wrong echo: sent b'm000001'" in figures["mismatch"])
+    assert "M000000" in figures["mismatch"] or "M000001" in figures["mismatch"]
+
+
+def test_wsload_holds_idle_connections_until_told(start_server):
+    server = start_server(app="bench.app:app")
+    proc = wsload(server.port, "idle", "--connections", "20")
+    ready = proc.stdout.readline()
+    assert json.loads(ready.removeprefix("READY ")) == {"connections": 20, "errors": {}}
+    proc.stdin.write("close\n")
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert json.loads(out.removeprefix("DONE ")) == {"lost_while_idle": 0}
+
+
+async def shouting_echo(scope, receive, send):
+    """A broken echo server: sends every text message back upper-cased."""
+    if scope["type"] != "websocket":
+        return
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message["text"].upper()})
+        else:
+            return
