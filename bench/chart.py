@@ -57,6 +57,9 @@ def draw(data: dict, path: str) -> None:
         for i, value in enumerate(values):
             ratios = [f"{(value / ref if better else ref / value):.2f}× {who}"
                       for ref, who in ((base, "Daphne"), (uvicorn, "Uvicorn")) if ref and value]
+            ratio_1w = results[names[i]["name"]].get("extra", {}).get("ratio")
+            if ratio_1w:  # the workers row: two workers against one
+                ratios.insert(0, f"{ratio_1w:.2f}× 1 worker")
             shown = f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
             label = shown + (f"  ({', '.join(ratios)})" if ratios else "")
             ax.text(value + top * 0.01, i, label, va="center", fontsize=7)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -39,6 +40,7 @@ def summarise(rounds: list[Measurement], max_noise: float = NOISY) -> dict[str, 
         "p50_ms": med("p50_ms"),
         "p99_ms": med("p99_ms"),
         "load_cpu": med("load_cpu"),
+        "load_cpus": max(m.load_cpus for m in rounds),
         "generator": rounds[0].generator,
         "extra": extra,
         "server_cpu": med("server_cpu"),
@@ -78,7 +80,7 @@ def _pct(value: float | None) -> str:
 def notes_for(row: dict[str, Any]) -> str:
     notes = []
     generator = row.get("generator", "wrk")
-    if (row.get("load_cpu") or 0) >= SATURATED:
+    if (row.get("load_cpu") or 0) >= SATURATED * row.get("load_cpus", 1.0):
         notes.append(f"**{generator} saturated its CPU**: the load generator was the "
                      "bottleneck, the server may be faster than shown")
     if row.get("noisy_rounds"):
@@ -195,39 +197,48 @@ def _workload_table(data: dict[str, Any], workload: dict[str, Any],
         return out
     if workload.get("note"):
         out += [workload["note"], ""]
-    unit = workload["unit"]
     hib = workload.get("higher_is_better", True)
-    extras = workload.get("extra_columns") or []
-    columns = 13 + len(extras)
-    out += [
-        f"| server | {unit} | × Daphne | × Uvicorn | rounds min–max | "
-        + "".join(f"{header} | " for _, header, _ in extras)
-        + "p50 ms | p99 ms | per server CPU-s | × Daphne | × Uvicorn | server CPU | load CPU | "
-        "other CPU | server RSS MiB | notes |",
-        "|---|" + "---:|" * columns + "---|",
-    ]
     d = results.get("daphne", {})
     u = results.get("uvicorn", {})
+    # (header, the cell for a measured row, the figure that must exist somewhere for the
+    # column to be shown): columns empty for every server are left out
+    columns: list[tuple[str, Callable[[dict], str], str | None]] = [
+        (workload["unit"], lambda r: _value(r["value"]), None),
+        ("× Daphne", lambda r: ratio(r["value"], d.get("value"), hib), None),
+        ("× Uvicorn", lambda r: ratio(r["value"], u.get("value"), hib), None),
+        ("rounds min–max", lambda r: f"{_value(r['min'])}–{_value(r['max'])}", None),
+    ]
+    for key, header, digits in workload.get("extra_columns") or []:
+        columns.append((header, lambda r, k=key, n=digits: _num((r.get("extra") or {}).get(k), n),
+                        None))
+    columns += [
+        ("p50 ms", lambda r: _ms(r["p50_ms"]), "p50_ms"),
+        ("p99 ms", lambda r: _ms(r["p99_ms"]), "p99_ms"),
+        ("per server CPU-s", lambda r: _num(r.get("per_cpu")), "per_cpu"),
+        ("× Daphne", lambda r: ratio(r.get("per_cpu"), d.get("per_cpu")), "per_cpu"),
+        ("× Uvicorn", lambda r: ratio(r.get("per_cpu"), u.get("per_cpu")), "per_cpu"),
+        ("server CPU", lambda r: _pct(r["server_cpu"]), "server_cpu"),
+        ("load CPU", lambda r: _pct(r["load_cpu"]), "load_cpu"),
+        ("other CPU", lambda r: _num(r["other_cpu"], 2), "other_cpu"),
+        ("server RSS MiB", lambda r: _num(r["rss_mib"], 1), "rss_mib"),
+    ]
+    measured = [r for r in results.values() if "value" in r]
+    columns = [c for c in columns
+               if c[2] is None or any(r.get(c[2]) is not None for r in measured)]
+    out += [
+        "| server | " + " | ".join(c[0] for c in columns) + " | notes |",
+        "|---|" + "---:|" * len(columns) + "---|",
+    ]
     for server in data["servers"]:
         row = results.get(server["name"])
         if row is None:
             continue
         label = labels[server["name"]]
         if "value" not in row:
-            out.append(f"| {label} | n/a |" + " |" * (columns - 1) + f" {row['na']} |")
+            out.append(f"| {label} | n/a |" + " |" * (len(columns) - 1) + f" {row['na']} |")
             continue
-        extra = row.get("extra") or {}
-        out.append(
-            f"| {label} | {_value(row['value'])} | {ratio(row['value'], d.get('value'), hib)} | "
-            f"{ratio(row['value'], u.get('value'), hib)} | "
-            f"{_value(row['min'])}–{_value(row['max'])} | "
-            + "".join(f"{_num(extra.get(key), digits)} | " for key, _, digits in extras)
-            + f"{_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} | {_num(row.get('per_cpu'))} | "
-            f"{ratio(row.get('per_cpu'), d.get('per_cpu'))} | "
-            f"{ratio(row.get('per_cpu'), u.get('per_cpu'))} | {_pct(row['server_cpu'])} | "
-            f"{_pct(row['load_cpu'])} | {_num(row['other_cpu'], 2)} | "
-            f"{_num(row['rss_mib'], 1)} | {notes_for(row)} |"
-        )
+        out.append(f"| {label} | " + " | ".join(c[1](row) for c in columns)
+                   + f" | {notes_for(row)} |")
     return out
 
 

@@ -61,6 +61,7 @@ class Measurement:
     requests: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     load_cpu: float | None = None  # share of one CPU used by the load generator
+    load_cpus: float = 1.0  # how many CPUs' worth it could use (its threads, when unpinned)
     server_cpu: float | None = None  # share of one CPU used by the server's processes
     other_cpu: float | None = None  # CPUs' worth used by everything else meanwhile
     rss_mib: float | None = None  # server's resident memory after the run
@@ -233,6 +234,7 @@ def run_wrk(
         other_cpu=cpu["other_cpu"],
         rss_mib=server.rss_bytes() / MIB,
         extra={"busiest_share": cpu["busiest_share"]} if per_process else {},
+        load_cpus=1.0 if pinned and ctx.loadgen_cpu is not None else float(threads),
     )
 
 
