@@ -299,7 +299,8 @@ class HTTP1Connection(Protocol):
         """
         transport = self.transport
         sock = self.sock
-        if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer:
+        if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer \
+                and not transport.disconnecting:
             try:
                 sent = sock.send(data)
             except (BlockingIOError, InterruptedError):

@@ -174,6 +174,24 @@ class _Framing(WebSocketServerProtocol):
         super()._closeConnection(abort and not self.wasClean)
 
 
+class _FramingTransport:
+    """The transport autobahn writes to: the connection's own ``write`` (straight to the
+    socket while nothing is queued, where Twisted's transport.write would register a writer
+    and wait a loop turn for every frame), and the real transport for everything else."""
+
+    __slots__ = ("write", "real")
+
+    def __init__(self, conn: Any) -> None:
+        self.write = conn.write
+        self.real = conn.transport
+
+    def writeSequence(self, data: list) -> None:  # noqa: N802 - Twisted's name
+        self.write(b"".join(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
 class WebSocketConnection:
     """The wire side of one WebSocket, living on an HTTP1Connection's transport, or on an
     HTTP/2 stream through the same interface (:class:`~.http2_websocket.H2Tunnel`)."""
@@ -259,7 +277,11 @@ class WebSocketConnection:
         framing.factory = self.conn.server.autobahn_factory
         framing.owner = self
         self.framing = framing
-        framing.makeConnection(self.conn.transport)
+        conn = self.conn
+        # plain TCP and UNIX: frames straight to the socket (TLS and HTTP/2 streams
+        # have their own transports, which autobahn also inspects for TLS details)
+        framing.makeConnection(_FramingTransport(conn) if getattr(conn, "sock", None)
+                               is not None else conn.transport)
         headers = self.head.headers
         lines = [b"GET / HTTP/1.1", b"Host: localhost", b"Upgrade: websocket",
                  b"Connection: Upgrade", b"Sec-WebSocket-Version: 13"]
