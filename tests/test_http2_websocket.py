@@ -30,6 +30,7 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 
 from tests.certs import make_certificate
+from tests.conftest import ServerProcess
 from tests.h2client import SETTINGS, H2Client
 from tests.test_http2 import client_context, progress, start, tls_server
 
@@ -372,3 +373,180 @@ def test_chromium_opens_its_websocket_over_http2(start_server, certificate, brow
     announces extended CONNECT, and a connection of its own over HTTP/1.1 when not."""
     server = tls_server(start_server, certificate, "--http2-websocket", setting)
     assert page_result(browser, f"https://localhost:{server.port}/ws-page") == expected
+
+
+# -- adversarial cases: every application hears its disconnect, every slot and byte of
+# window comes back, nothing one stream does breaks the connection it shares
+
+
+@pytest.fixture(scope="module")
+def xserver():
+    """tests.h2ws_apps:app (recording WebSocket routes) with a short connect timeout."""
+    proc = ServerProcess(["-p", "0", "--websocket_connect_timeout", "2", "tests.h2ws_apps:app"])
+    try:
+        yield proc.wait_ready()
+    finally:
+        proc.stop()
+
+
+def heard(client: H2Client) -> list:
+    return json.loads(bytes(client.response(client.request("/wsx-heard")).body))
+
+
+def wait_heard(client: H2Client, entry: list) -> None:
+    client.wait(lambda: entry in heard(client), what=f"the application to hear {entry}")
+
+
+def test_client_ending_its_side_before_the_answer_resets_the_stream(xserver):
+    """No DATA may precede the response HEADERS (RFC 9113 8.1): a client that gives up (an
+    END_STREAM, the analogue of a FIN) before the application answers gets RST_STREAM, and
+    the application its disconnect."""
+    with H2Client(xserver.port) as client:
+        ws = H2WebSocket(client, "/wsx/pending?id=halfclose")
+        xserver.wait_for("app: wsx pending halfclose")
+        client.send_data(ws.stream_id, b"", end_stream=True)
+        client.wait(lambda: ws.response.done or client.error is not None,
+                    what="the stream's end")
+        assert client.error is None
+        assert ws.response.reset == ErrorCodes.CANCEL
+        wait_heard(client, ["/wsx/pending", "websocket.disconnect"])
+        assert client.response(client.request("/echo")).status == 200
+
+
+def test_connection_dropped_mid_handshake_tells_the_app(xserver):
+    with H2Client(xserver.port) as client:
+        before = heard(client).count(["/wsx/pending", "websocket.disconnect"])
+        H2WebSocket(client, "/wsx/pending?id=drop")
+        xserver.wait_for("app: wsx pending drop")
+    with H2Client(xserver.port) as client:
+        client.wait(lambda: heard(client).count(["/wsx/pending", "websocket.disconnect"])
+                    > before, what="the disconnect of the dropped handshake")
+
+
+def test_a_sec_websocket_key_is_ignored_over_http2(h2server):
+    """RFC 8441 5: the key has no meaning on a stream; one a client sends anyway (here not
+    even valid base64) must not break the WebSocket the application accepted."""
+    with H2Client(h2server.port) as client:
+        ws = open_ws(client, "/ws/echo", headers=[(b"sec-websocket-key", b"not a key")])
+        ws.send(TextMessage("still works"))
+        assert ws.message() == "still works"
+
+
+def test_content_length_on_extended_connect_is_refused(h2server):
+    """A WebSocket stream carries no content; with a content-length h2 would count the
+    frames against it and end the whole connection at the first message."""
+    with H2Client(h2server.port) as client:
+        ws = H2WebSocket(client, "/ws/echo", headers=[(b"content-length", b"0")])
+        assert ws.wait_answer() == 400
+        other = open_ws(client, "/ws/echo")
+        other.send(TextMessage("the connection goes on"))
+        assert other.message() == "the connection goes on"
+
+
+def test_no_content_length_in_the_200(xserver):
+    """RFC 9110 9.3.6: no Content-Length in a 2xx answer to CONNECT, even one the
+    application puts among its accept headers (a client would count DATA against it)."""
+    with H2Client(xserver.port) as client:
+        ws = open_ws(client, "/wsx/echo?h=content-length:0,x-kept:1")
+        assert ws.response.header(b"content-length") is None
+        assert ws.response.header(b"x-kept") == b"1"
+        ws.send(TextMessage("through"))
+        assert ws.message() == "through"
+        assert client.error is None
+
+
+def test_headers_on_an_established_tunnel_reset_it(xserver):
+    """RFC 9113 8.5: only DATA and stream management frames on a connected stream; a
+    HEADERS frame (trailers) is a stream error, not an orderly close."""
+    with H2Client(xserver.port) as client:
+        ws = open_ws(client, "/wsx/echo?id=trailers")
+        client.h2.send_headers(ws.stream_id, [(b"x-trailer", b"1")], end_stream=True)
+        client.flush()
+        client.wait(lambda: ws.response.done, what="the tunnel's end")
+        assert ws.response.reset == ErrorCodes.PROTOCOL_ERROR
+        wait_heard(client, ["/wsx/echo", "websocket.disconnect", 1006])
+
+
+@pytest.mark.parametrize("offer, accepted", [
+    (b"permessage-deflate; server_max_window_bits=8", None),
+    (b"permessage-deflate; unknown=1", None),
+    (b"permessage-deflate; client_max_window_bits=abc", None),
+    (b"permessage-deflate; server_no_context_takeover; server_no_context_takeover", None),
+    (b"x-webkit-deflate-frame", None),
+    (b"permessage-deflate; server_max_window_bits=99, permessage-deflate",
+     b"permessage-deflate"),
+])
+def test_bad_deflate_offers_are_declined_not_refused(h2server, offer, accepted):
+    with H2Client(h2server.port) as client:
+        ws = open_ws(client, "/ws/echo", headers=[(b"sec-websocket-extensions", offer)])
+        assert ws.response.header(b"sec-websocket-extensions") == accepted
+        if accepted is None:
+            ws.send(TextMessage("plain"))
+            assert ws.message() == "plain"
+
+
+def flood(client: H2Client, stream_id: int, frame: bytes, limit: int) -> int:
+    """Send copies of ``frame`` on the stream as long as the server keeps opening its window,
+    up to ``limit`` bytes; return how much went. Whether the window is still closed is asked
+    after a request on another stream is answered: the server acknowledges the DATA it
+    took while it reads it, before any application can answer."""
+    block = frame * (16000 // len(frame))
+    sent = 0
+    while sent < limit:
+        room = min(client.h2.local_flow_control_window(stream_id), len(block))
+        if room < len(frame):
+            client.response(client.request("/echo"))
+            if client.h2.local_flow_control_window(stream_id) < len(frame):
+                return sent
+            continue
+        size = room // len(frame) * len(frame)
+        client.send_data(stream_id, block[:size])
+        sent += size
+        while client.pump(0):
+            pass
+    return sent
+
+
+def test_ping_flood_from_a_client_that_takes_no_pongs_is_bounded(h2server):
+    """Every ping asks for a pong, which waits while the client keeps the stream's window
+    closed: the server stops taking the client's frames once pongs back up, as an HTTP/1.1
+    WebSocket stops reading a socket it cannot write to."""
+    with H2Client(h2server.port, auto_ack=False) as client:
+        client.open_window(2**30)  # the connection's window only: the stream's stays shut
+        ws = open_ws(client, "/ws/echo")
+        ping = bytes([0x89, 0x80 | 125]) + b"\0\0\0\0" + b"p" * 125  # masked, key 0
+        assert flood(client, ws.stream_id, ping, 8 * 1024 * 1024) < 1024 * 1024
+        assert client.response(client.request("/echo")).status == 200
+
+
+def test_half_close_of_a_paused_tunnel_gives_back_the_connection_window(start_server):
+    """Body bytes held unacknowledged while the application does not read still count
+    against the connection's window: a tunnel that ends must hand them back, or each such
+    tunnel shrinks the window every stream of the connection shares, until none can send."""
+    # two streams' windows make the connection's whole window: a few such tunnels exhaust it
+    server = start_server("--http2-max-concurrent-streams", "2")
+    message = bytes([0x82, 0x80 | 125]) + b"\0\0\0\0" + b"m" * 125
+    with H2Client(server.port) as client:
+        for i in range(3):
+            ws = open_ws(client, f"/ws/gated?gate=halfclose{i}")
+            # the application takes none of it (it waits on a gate never opened): the
+            # stream's window closes on bytes held unacknowledged
+            assert 60000 < flood(client, ws.stream_id, message, 1024 * 1024) < 1024 * 1024
+            client.send_data(ws.stream_id, b"", end_stream=True)
+            client.response(ws.stream_id)  # its end
+        stream_id = client.request("/count-body", "POST", end_stream=False)
+        client.upload(stream_id, b"u" * 200_000)
+        assert bytes(client.response(stream_id).body).startswith(b"200000 bytes")
+
+
+def test_a_body_left_unread_gives_back_the_connection_window(start_server):
+    """The same for an ordinary request: a body the application never reads, whose end
+    arrived before the response, still hands back the bytes held unacknowledged."""
+    server = start_server("--http2-max-concurrent-streams", "2", app="tests.h2ws_apps:app")
+    with H2Client(server.port) as client:
+        for i in range(5):
+            stream_id = client.request(f"/wsx-no-read?unread{i}", "POST", end_stream=False)
+            # past the stream's high-water mark the server holds the rest unacknowledged
+            client.upload(stream_id, b"b" * 100_000)
+            client.response(client.request(f"/open-gate?gate=unread{i}"))
+            assert bytes(client.response(stream_id).body) == b"not read"

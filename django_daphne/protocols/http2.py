@@ -49,6 +49,7 @@ class H2Stream:
         "conn", "stream_id", "stream", "is_head", "start", "pending", "end_after",
         "trailers", "ended", "paused", "unacked", "waiters", "body_ended",
     )
+    tunnel = False  # a WebSocket stream (RFC 8441), whose wire is a subclass
 
     def __init__(self, conn: HTTP2Connection, stream_id: int, is_head: bool) -> None:
         self.conn = conn
@@ -253,7 +254,11 @@ class HTTP2Connection:
             elif kind is h2.events.StreamReset:
                 self._stream_reset(event)
             elif kind is h2.events.TrailersReceived:
-                if event.stream_ended:
+                wire = self.streams.get(event.stream_id)
+                if wire is not None and wire.tunnel:
+                    # RFC 9113 8.5: only DATA and stream management frames on a tunnel
+                    self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                elif event.stream_ended:
                     self._body_ended(event.stream_id)
             elif kind is h2.events.ConnectionTerminated:
                 self.closed = True
@@ -593,6 +598,7 @@ class HTTP2Connection:
             wire.stream is None or wire.stream.state == 2
         ):
             del self.streams[wire.stream_id]
+            held = wire.unacked
             if not wire.body_ended:
                 # answered before the request body ended: ask the client to stop sending
                 # it, without error (RFC 9113 8.1)
@@ -600,7 +606,10 @@ class HTTP2Connection:
                     self.h2.reset_stream(wire.stream_id, ErrorCodes.NO_ERROR)
                 except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
                     pass
-                self._give_back_window(wire)
+            # bytes held unacknowledged count against the connection's window even when
+            # the body ended: they are given back whichever way the stream went
+            self._give_back_window(wire)
+            if held or not wire.body_ended:
                 self.flush()
         self._update_deadline()
 

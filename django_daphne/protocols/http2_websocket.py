@@ -10,18 +10,36 @@ HTTP/1.1 handshake answer is turned into the ``:status 200`` HEADERS that RFC 84
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 from typing import Any
 
+from h2.errors import ErrorCodes
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.python.failure import Failure
 
 from .http2 import H2Stream
-from .websocket import WebSocketConnection, check_handshake_headers
+from .websocket import HandshakeError, WebSocketConnection, check_handshake_headers
+
+logger = logging.getLogger("django_daphne.websocket")
 
 # what autobahn's 101 response says that the HEADERS frame carries on (the rest, such as
 # Upgrade and Sec-WebSocket-Accept, has no meaning over HTTP/2)
 _NEGOTIATED = b"sec-websocket-extensions"
+# Stop taking the client's frames while more than this waits for its window: what it sends
+# (pings above all) makes us write, and what we cannot send would otherwise pile up.
+_BACKLOG_HIGH_WATER = 65536
+
+
+class _TunnelWire(H2Stream):
+    """The stream under a tunnel: tells the tunnel when what waited for window is sent."""
+
+    __slots__ = ()
+    tunnel = True
+
+    def wake(self) -> None:
+        super().wake()
+        self.stream.drained()
 
 
 class H2Tunnel:
@@ -37,15 +55,24 @@ class H2Tunnel:
         self.scheme = scheme.decode("ascii") if scheme in (b"http", b"https") else conn.scheme
         self.client = conn.client
         self.server_addr = conn.server_addr
-        self.wire = H2Stream(h2conn, stream_id, False)
+        self.wire = _TunnelWire(h2conn, stream_id, False)
         self.wire.stream = self
         self.transport = _StreamTransport(self, conn.transport)
         self._deadline: float | None = None
         self.finished = False  # our side of the stream is ended (or reset)
         self.lost = False  # the WebSocket heard its connection is gone
         self.handshake = b""  # autobahn's HTTP/1.1 answer, until its end is seen
-        self.answered = False
+        self.answered = False  # the 200 HEADERS went out
+        self.app_paused = False  # the application's queue of messages is full
+        self.backlogged = False  # what we write waits for the client's window
         check_handshake_headers(headers)
+        if any(name == b"content-length" for name, _ in headers):
+            # DATA on the stream is a byte stream, not content: h2 would hold the frames to
+            # the length and end the whole connection at the first message past it
+            raise HandshakeError(400, "a WebSocket stream has no content-length")
+        # RFC 8441 5: no Sec-WebSocket-Key on a stream; one sent anyway (valid or not) must
+        # not reach autobahn, which would take it for the key it answers and may refuse it
+        headers = [(name, value) for name, value in headers if name != b"sec-websocket-key"]
         head = SimpleNamespace(http_version="2", target=path, headers=headers)
         self.websocket = WebSocketConnection(self, head)
 
@@ -102,10 +129,14 @@ class H2Tunnel:
     # -- what WebSocketConnection calls on "its connection"
 
     def close(self) -> None:
-        """Drop the WebSocket at once: the stream is cancelled."""
+        """Drop the WebSocket at once: the stream is cancelled (RFC 8441 5: CANCEL is
+        what a TCP reset is to a WebSocket on its own connection)."""
+        self._cancel(ErrorCodes.CANCEL)
+
+    def _cancel(self, code: int) -> None:
         if not self.finished:
             self.finished = True
-            self.h2conn.reset(self.wire.stream_id, 0x8)  # CANCEL
+            self.h2conn.reset(self.wire.stream_id, code)
         self._lose(ConnectionLost())
 
     def begin_denial(self, status: int, headers: list) -> None:
@@ -120,10 +151,20 @@ class H2Tunnel:
         self._lose(ConnectionDone())
 
     def pause_reading(self) -> None:
+        self.app_paused = True
         self.wire.pause_reading()
 
     def resume_reading(self) -> None:
-        self.wire.resume_reading()
+        self.app_paused = False
+        if not self.backlogged:
+            self.wire.resume_reading()
+
+    def drained(self) -> None:
+        """What we wrote has all gone out (or the stream is gone)."""
+        if self.backlogged:
+            self.backlogged = False
+            if not (self.app_paused or self.finished or self.wire.ended):
+                self.wire.resume_reading()
 
     @property
     def write_paused(self) -> bool:
@@ -145,15 +186,30 @@ class H2Tunnel:
             self.answered = True
             head, data = self.handshake[:end], self.handshake[end + 4:]
             self.handshake = b""
+            if not head.startswith(b"HTTP/1.1 101 "):
+                # our canonical handshake should never be refused; if autobahn does refuse
+                # it, the client must not see a 200 and then nothing
+                logger.error("WebSocket handshake on HTTP/2 stream %d refused by the framing "
+                             "layer: %r", self.wire.stream_id, head.split(b"\r\n", 1)[0])
+                self._cancel(ErrorCodes.INTERNAL_ERROR)
+                return
             self._answer(head)
-        self.wire.response_body(data, True)
+        wire = self.wire
+        wire.response_body(data, True)
+        if wire.pending and not self.backlogged and (
+            sum(map(len, wire.pending)) > _BACKLOG_HIGH_WATER
+        ):
+            self.backlogged = True
+            wire.pause_reading()
 
     def _answer(self, head: bytes) -> None:
         """HEADERS with :status 200, the application's accept headers and what autobahn
-        negotiated, from its HTTP/1.1 answer."""
+        negotiated, from its HTTP/1.1 answer.  No content-length: RFC 9110 9.3.6 forbids it
+        in a 2xx answer to CONNECT, and a client would count the stream's DATA against it."""
         websocket = self.websocket
         headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                   for name, values in websocket.response_headers.items() for value in values]
+                   for name, values in websocket.response_headers.items()
+                   if name.lower() != "content-length" for value in values]
         if websocket.subprotocol is not None:
             headers.append((b"sec-websocket-protocol",
                             websocket.subprotocol.encode("latin-1")))
@@ -164,8 +220,13 @@ class H2Tunnel:
         self.wire.response_start(200, headers)
 
     def end(self) -> None:
-        """autobahn closes the connection (after the close handshake): end our side."""
+        """autobahn closes the connection (after the close handshake), or the client ended
+        its side: end ours.  Before the 200 (or while a refusal is unfinished) there is no
+        response to end in order, and no DATA may go before HEADERS: the stream is reset."""
         if not self.finished:
+            if not self.answered:
+                self._cancel(ErrorCodes.CANCEL)
+                return
             self.finished = True
             self.wire.response_body(b"", False)
             self.h2conn.stream_finished(self.wire)

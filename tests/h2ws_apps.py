@@ -1,0 +1,67 @@
+"""The extra routes tests/test_http2_websocket.py needs, in front of tests.apps:app.
+
+/wsx/... are WebSocket routes whose application records what it heard (read back through
+/wsx-heard), so that a test can see an application hear websocket.disconnect whether or not
+it accepted; /wsx-page/... are pages on which Chromium opens and closes a WebSocket."""
+
+import json
+
+from tests.apps import app as base_app
+from tests.apps import gate, respond
+
+heard: list = []  # [path, what the application heard], in order
+
+
+async def websocket_app(scope, receive, send):
+    path = scope["path"]
+    query = dict(
+        part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
+    )
+    message = await receive()
+    if path == "/wsx/pending":
+        # never answers the handshake: tells the test it waits, then records what comes
+        print("app: wsx pending", query.get("id"), flush=True)
+        heard.append([path, (await receive())["type"]])
+        return
+    headers = [tuple(part.encode().split(b":", 1)) for part in query.get("h", "").split(",")
+               if ":" in part]
+    await send({"type": "websocket.accept", "headers": headers})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            heard.append([path, message["type"], message["code"]])
+            return
+        text = message.get("text")
+        if text == "close":
+            await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+        elif text is not None:
+            await send({"type": "websocket.send", "text": text})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+# Opens a WebSocket to /wsx/echo over whatever connection Chromium picks for the page, then
+# closes it from the page (?by=client) or has the server close it (?by=server), and shows
+# how the close went: "<http_version?> <code> <wasClean>".
+PAGE = b"""<!doctype html><title>ws close</title><p id="result">waiting</p><script>
+const by = new URLSearchParams(location.search).get("by");
+const ws = new WebSocket("wss://" + location.host + "/wsx/echo");
+ws.onopen = () => { if (by === "client") ws.close(3001, "done"); else ws.send("close"); };
+ws.onclose = (event) => {
+  document.getElementById("result").textContent = event.code + " " + event.wasClean;
+};
+</script>"""
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "websocket" and scope["path"].startswith("/wsx/"):
+        return await websocket_app(scope, receive, send)
+    if scope["type"] == "http" and scope["path"] == "/wsx-heard":
+        return await respond(send, body=json.dumps(heard).encode())
+    if scope["type"] == "http" and scope["path"] == "/wsx-no-read":
+        # answers once its gate opens, having read none of the request body
+        await gate(scope["query_string"].decode()).wait()
+        return await respond(send, body=b"not read")
+    if scope["type"] == "http" and scope["path"] == "/wsx-page":
+        return await respond(send, body=PAGE, content_type=b"text/html; charset=utf-8")
+    return await base_app(scope, receive, send)
