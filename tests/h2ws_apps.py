@@ -32,7 +32,9 @@ async def websocket_app(scope, receive, send):
             heard.append([path, message["type"], message["code"]])
             return
         text = message.get("text")
-        if text == "close":
+        if text == "version":
+            await send({"type": "websocket.send", "text": scope["http_version"]})
+        elif text == "close":
             await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
         elif text is not None:
             await send({"type": "websocket.send", "text": text})
@@ -40,15 +42,21 @@ async def websocket_app(scope, receive, send):
             await send({"type": "websocket.send", "bytes": message["bytes"]})
 
 
-# Opens a WebSocket to /wsx/echo over whatever connection Chromium picks for the page, then
-# closes it from the page (?by=client) or has the server close it (?by=server), and shows
-# how the close went: "<http_version?> <code> <wasClean>".
+# Opens a WebSocket to /wsx/echo over whatever connection Chromium picks for the page, asks
+# it the scope's http_version, then closes it from the page (?by=client) or has the server
+# close it (?by=server), and shows how the close went: "<http_version> <code> <wasClean>".
 PAGE = b"""<!doctype html><title>ws close</title><p id="result">waiting</p><script>
 const by = new URLSearchParams(location.search).get("by");
 const ws = new WebSocket("wss://" + location.host + "/wsx/echo");
-ws.onopen = () => { if (by === "client") ws.close(3001, "done"); else ws.send("close"); };
+let version = "?";
+ws.onopen = () => ws.send("version");
+ws.onmessage = (event) => {
+  version = event.data;
+  if (by === "client") ws.close(3001, "done"); else ws.send("close");
+};
 ws.onclose = (event) => {
-  document.getElementById("result").textContent = event.code + " " + event.wasClean;
+  document.getElementById("result").textContent =
+    version + " " + event.code + " " + event.wasClean;
 };
 </script>"""
 

@@ -550,3 +550,144 @@ def test_a_body_left_unread_gives_back_the_connection_window(start_server):
             client.upload(stream_id, b"b" * 100_000)
             client.response(client.request(f"/open-gate?gate=unread{i}"))
             assert bytes(client.response(stream_id).body) == b"not read"
+
+
+def test_closed_websockets_free_their_stream_slots(start_server):
+    """Closed either way, and the client never ending its side: the server's END_STREAM and
+    RST_STREAM(NO_ERROR) free the slot, so SETTINGS_MAX_CONCURRENT_STREAMS is never used
+    up by WebSockets that are gone."""
+    server = start_server("--http2-max-concurrent-streams", "2")
+    with H2Client(server.port) as client:
+        for i in range(6):
+            ws = open_ws(client, f"/ws/slot{i}")
+            if i % 2:
+                ws.send(TextMessage("close"))  # the application closes
+                event = ws.next_event()
+            else:
+                ws.send(CloseConnection(code=1000))
+                event = ws.next_event()
+            assert isinstance(event, CloseConnection)
+            if i % 2:
+                ws.send(event.response())
+            response = client.response(ws.stream_id)
+            assert response.ended and response.reset == ErrorCodes.NO_ERROR
+        assert client.response(client.request("/echo")).status == 200
+
+
+def test_reset_while_the_app_waits_on_the_window_tells_it(xserver):
+    """The client resets a tunnel whose echo waits for window it never opens: the pending
+    data is dropped and the application, blocked in send, hears websocket.disconnect."""
+    with H2Client(xserver.port, auto_ack=False) as client:
+        client.open_window(2**30)
+        ws = open_ws(client, "/wsx/echo?id=pending")
+        client.upload(ws.stream_id, ws.ws.send(BytesMessage(b"e" * 200_000)), False)
+        client.wait(lambda: client.received_data >= 65535, what="the stream's window used up")
+        client.reset(ws.stream_id)
+        wait_heard(client, ["/wsx/echo", "websocket.disconnect", 1006])
+
+
+def test_connect_timeout_lifetime_and_send_timeout(start_server):
+    """--websocket_connect_timeout cancels a stream the application never answers,
+    --websocket_timeout closes an open one with 1001, and --send-timeout cancels one whose
+    client never opens its window; each application hears its disconnect."""
+    server = start_server("--websocket_connect_timeout", "0.3", "--websocket_timeout", "0.6",
+                          "--send-timeout", "0.3", app="tests.h2ws_apps:app")
+    with H2Client(server.port) as client:
+        pending = H2WebSocket(client, "/wsx/pending?id=timeout")
+        aged = open_ws(client, "/wsx/echo")
+        assert client.response(pending.stream_id).reset == ErrorCodes.CANCEL
+        wait_heard(client, ["/wsx/pending", "websocket.disconnect"])
+        event = aged.next_event()
+        assert isinstance(event, CloseConnection) and event.code == 1001
+        aged.send(event.response())
+        assert client.response(aged.stream_id).ended
+    with H2Client(server.port, auto_ack=False) as client:
+        client.open_window(2**30)
+        stuck = open_ws(client, "/ws/firehose?name=sendtimeout&total=67108864")
+        assert client.response(stuck.stream_id).reset == ErrorCodes.CANCEL
+        assert client.response(client.request("/echo")).status == 200
+
+
+def test_a_tunnel_keeps_the_connection_from_idling_out(start_server):
+    """The idle timeout is for a connection without streams: a WebSocket answering its
+    pings holds it open past that timeout; a silent one dropped by its ping timeout does
+    not end the connection before it is idle for that long."""
+    server = start_server("--http2-idle-timeout", "0.4", "--ping-interval", "0.3",
+                          "--ping-timeout", "0.3")
+    with H2Client(server.port) as client:
+        ws = open_ws(client, "/ws/echo")
+        for _ in range(3):  # 0.9 s and more, over twice the idle timeout
+            event = ws.next_event()
+            assert isinstance(event, Ping)
+            ws.send(event.response())
+        ws.send(TextMessage("alive"))
+        assert ws.message() == "alive"
+        assert client.goaway is None
+    server = start_server("--ping-interval", "0.2", "--ping-timeout", "0.2")
+    with H2Client(server.port) as client:
+        silent = open_ws(client, "/ws/silent")
+        assert client.response(silent.stream_id).reset == ErrorCodes.CANCEL
+        assert client.response(client.request("/echo")).status == 200
+        assert client.goaway is None
+
+
+def test_graceful_shutdown_with_tunnels_and_requests_mixed(start_server):
+    """SIGTERM: GOAWAY naming the last stream; open WebSockets get 1001 (one that never
+    answers is cancelled after the close handshake timeout), one the application has not
+    answered yet gets 503, an ordinary request in flight finishes; then a clean exit."""
+    server = start_server(app="tests.h2ws_apps:app")
+    with H2Client(server.port) as client:
+        polite = open_ws(client, "/wsx/echo")
+        deaf = open_ws(client, "/wsx/echo")
+        waiting = H2WebSocket(client, "/wsx/pending?id=shutdown")
+        server.wait_for("app: wsx pending shutdown")
+        slow = client.request("/sleep?seconds=0.5")
+        server.wait_for("app: sleeping")
+        server.signal(signal.SIGTERM)
+        assert client.wait_goaway().last_stream_id == slow
+        event = polite.next_event()
+        assert isinstance(event, CloseConnection) and event.code == 1001
+        polite.send(event.response())
+        event = deaf.next_event()
+        assert isinstance(event, CloseConnection) and event.code == 1001
+        assert waiting.wait_answer() == 503
+        assert bytes(client.response(slow).body) == b"slept"
+        assert client.response(polite.stream_id).ended
+        assert client.response(deaf.stream_id).reset == ErrorCodes.CANCEL
+        client.wait_closed()
+    assert server.wait_exit() == 0
+
+
+def test_access_log_over_http2(start_server):
+    server = start_server()
+    with H2Client(server.port) as client:
+        ws = open_ws(client, "/ws/echo?log=1")
+        ws.send(CloseConnection(code=1000))
+        client.response(ws.stream_id)
+        assert H2WebSocket(client, "/ws/deny?log=1").wait_answer() == 403
+        refused = client.send_headers([
+            (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+            (b":authority", b"localhost"), (b":path", b"/ws/echo?log=2"),
+            (b"sec-websocket-version", b"8")], end_stream=False)
+        assert client.response(refused).status == 426
+    server.wait_for(r'"WSHANDSHAKING /ws/echo"')
+    server.wait_for(r'"WSCONNECT /ws/echo"')
+    server.wait_for(r'"WSDISCONNECT /ws/echo"')
+    server.wait_for(r'"WSREJECT /ws/deny"')
+    server.wait_for(r'"-" 426 ')
+
+
+def test_chromium_closes_cleanly_both_ways_over_http2(start_server, certificate, browser):
+    """The close handshake over a stream, as a browser sees it: the server's END_STREAM
+    (and RST_STREAM NO_ERROR) after the close frames make a clean close whichever side
+    began it, and the application hears the code."""
+    key, cert = certificate
+    server = start_server("-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+                          app="tests.h2ws_apps:app")
+    page = f"https://localhost:{server.port}/wsx-page"
+    # (autobahn answers a client's close with 1000, whatever code it carried)
+    assert page_result(browser, page + "?by=client") == "2 1000 true"
+    assert page_result(browser, page + "?by=server") == "2 4000 true"
+    with H2Client(server.port, tls=client_context(certificate)) as client:
+        assert ["/wsx/echo", "websocket.disconnect", 3001] in heard(client)
+        assert ["/wsx/echo", "websocket.disconnect", 4000] in heard(client)

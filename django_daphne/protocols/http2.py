@@ -663,6 +663,9 @@ class HTTP2Connection:
         WebSocket stream's keepalive is due."""
         if self.closed:
             return
+        # idle before any keepalive ran: a WebSocket dropped just now for not answering its
+        # pings leaves the connection without streams, not idle for the idle timeout
+        idle = not self.streams
         now = self.server.clock
         due = [t for t in self.tunnels if t.deadline is not None and t.deadline <= now]
         for tunnel in due:
@@ -677,7 +680,7 @@ class HTTP2Connection:
                                 "response within %ss", wire.stream_id, self.conn.client,
                                 self.config.send_timeout)
                     self.reset(wire.stream_id, ErrorCodes.CANCEL)
-        elif not self.streams:
+        elif idle:
             self.shutdown()
             return
         self._update_deadline()
