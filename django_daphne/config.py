@@ -243,6 +243,14 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--workers",), metavar="N", minimum=1, group="http",
     ),
     Option(
+        "reuse_port", True, _bool, "With --workers: give each worker its own listening "
+        "socket on every TCP port (SO_REUSEPORT, Linux), so the kernel spreads new "
+        "connections evenly; off: the workers share one socket, where the first to wake can "
+        "take a whole burst, but one stuck in blocking code leaves new connections to the "
+        "others. UNIX sockets and --fd are always shared. on or off.",
+        flags=("--reuse-port",), metavar="{on,off}", group="http",
+    ),
+    Option(
         "http_parser", "auto", _str, "The HTTP/1.1 parser: httptools (llhttp, fast), python "
         "(pure Python) or auto (httptools where installed). Both are equally strict.",
         flags=("--http-parser",), choices=("auto", "httptools", "python"), group="http",

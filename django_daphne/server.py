@@ -137,9 +137,10 @@ class Server:
         if self.lifespan.supported:
             state.lifespan_state = self.lifespan.state
         factory = ConnectionFactory(state)
-        from .supervisor import worker_endpoints
+        from .supervisor import accept_one_at_a_time, worker_endpoints
 
-        descriptions = worker_endpoints() or self.config.endpoint_descriptions()
+        inherited = worker_endpoints()
+        descriptions = inherited or self.config.endpoint_descriptions()
         for description in descriptions:
             try:
                 endpoint = make_endpoint(self.reactor, description)
@@ -149,6 +150,8 @@ class Server:
                 port = await endpoint.listen(factory).asFuture(loop)
             except Exception as exc:
                 raise StartupError(str(listen_error(description, exc))) from None
+            if inherited:
+                accept_one_at_a_time(port)  # the socket is shared with the other workers
             self.ports.append(port)
             where = describe_port(description, port)
             self.listening.append(where)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import ssl
 import threading
 
 import httpx
+import pytest
 
 from tests.certs import make_certificate
+from tests.conftest import read_response
 
 
 def worker_pids(server) -> set[int]:
@@ -49,11 +52,33 @@ def alive(pid: int) -> bool:
     return True
 
 
-def test_two_workers_both_serve(start_server):
-    server = start_server("--workers", "2")
+@pytest.mark.parametrize("reuse_port", ["on", "off"])
+def test_two_workers_both_serve(start_server, reuse_port):
+    server = start_server("--workers", "2", "--reuse-port", reuse_port)
     pids = worker_pids(server)
     assert len(pids) == 2 and server.proc.pid not in pids
     assert pids_answering(server.url, pids) == pids
+
+
+def test_a_burst_of_keepalive_connections_is_shared(start_server):
+    """Connections that arrive together (a load balancer's pool, wrk's) are spread over the
+    workers: each has its own socket on the port (SO_REUSEPORT), so a worker that woke
+    first cannot take the whole burst and keep it, as it can from one shared socket."""
+    server = start_server("--workers", "2")
+    pids = worker_pids(server)
+    connections = [socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                   for _ in range(40)]
+    answered = set()
+    try:
+        for sock in connections:
+            sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        for sock in connections:
+            _status, _headers, body = read_response(sock, bytearray())
+            answered.add(int(body))
+    finally:
+        for sock in connections:
+            sock.close()
+    assert answered == pids
 
 
 def test_a_killed_worker_is_replaced_and_service_goes_on(start_server):
