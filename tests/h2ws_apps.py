@@ -23,6 +23,17 @@ async def websocket_app(scope, receive, send):
         print("app: wsx pending", query.get("id"), flush=True)
         heard.append([path, (await receive())["type"]])
         return
+    if path == "/wsx/deny":
+        # refuses with the status asked for, through the denial-response extension
+        try:
+            await send({"type": "websocket.http.response.start",
+                        "status": int(query["status"]), "headers": []})
+            await send({"type": "websocket.http.response.body", "body": b"refused"})
+        except Exception as exc:
+            heard.append([path, type(exc).__name__])
+            raise
+        heard.append([path, "sent"])
+        return
     headers = [tuple(part.encode().split(b":", 1)) for part in query.get("h", "").split(",")
                if ":" in part]
     await send({"type": "websocket.accept", "headers": headers})

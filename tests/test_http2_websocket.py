@@ -691,3 +691,18 @@ def test_chromium_closes_cleanly_both_ways_over_http2(start_server, certificate,
     with H2Client(server.port, tls=client_context(certificate)) as client:
         assert ["/wsx/echo", "websocket.disconnect", 3001] in heard(client)
         assert ["/wsx/echo", "websocket.disconnect", 4000] in heard(client)
+
+
+@pytest.mark.parametrize("status", [200, 204, 103])
+def test_a_denial_that_would_read_as_an_accept_is_not_sent(xserver, status):
+    """Over HTTP/2 any 2xx answer to CONNECT opens the tunnel (and a 1xx is no final
+    answer): a denial response with such a status, which HTTP/1.1 clients read as a
+    failed handshake, would pass here for an accepted WebSocket whose frames are the
+    denial's body. The stream is reset instead, and the error logged."""
+    with H2Client(xserver.port) as client:
+        ws = H2WebSocket(client, f"/wsx/deny?status={status}")
+        assert client.response(ws.stream_id).reset == ErrorCodes.INTERNAL_ERROR
+        assert not any(name == b":status" and value[:1] in b"12" for name, value
+                       in ws.response.headers)
+        assert client.response(client.request("/echo")).status == 200
+    xserver.wait_for(f"denial status {status}")

@@ -140,6 +140,14 @@ class H2Tunnel:
         self._lose(ConnectionLost())
 
     def begin_denial(self, status: int, headers: list) -> None:
+        if status < 300:
+            # a 2xx answer to CONNECT opens the tunnel, and a 1xx is no final answer: sent,
+            # the denial would read as an accepted WebSocket (or break the stream)
+            logger.error("WebSocket application for %s sent denial status %d, which over "
+                         "HTTP/2 cannot refuse a WebSocket; the stream is reset",
+                         self.websocket.stream.scope["path"], status)
+            self._cancel(ErrorCodes.INTERNAL_ERROR)
+            return
         self.wire.response_start(status, headers)
 
     def response_body(self, body: bytes, more: bool) -> None:
