@@ -298,6 +298,9 @@ async def app(scope, receive, send):
     if path == "/headers":
         return await respond(send, body=b"", headers=[
             (b"x-one", b"1"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")])
+    if path == "/odd-headers":
+        return await respond(send, body=b"odd", headers=[
+            (b"X-Mixed-Case", b"  padded\t"), (b"Keep-Alive", b"timeout=5"), (b"x-empty", b"")])
     if path == "/chunked":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ab", "more_body": True})

@@ -341,6 +341,21 @@ def test_trailers(h2server):
     assert response.trailers == [(b"x-checksum", b"abc"), (b"x-count", b"2")]
 
 
+def test_response_headers_made_fit_for_http2(h2server):
+    """Names lower-cased, connection-specific fields dropped, values without surrounding
+    whitespace (RFC 9113 8.2): a strict client (httpx's h2, which validates what it
+    receives) takes the response."""
+    with H2Client(h2server.port) as client:
+        response = client.response(client.request("/odd-headers"))
+    assert (b"x-mixed-case", b"padded") in response.headers
+    assert (b"x-empty", b"") in response.headers
+    assert response.header(b"keep-alive") is None
+    with httpx.Client(http1=False, http2=True) as strict:
+        answer = strict.get(h2server.url + "/odd-headers")
+    assert answer.http_version == "HTTP/2"
+    assert answer.headers["x-mixed-case"] == "padded" and answer.text == "odd"
+
+
 def test_no_body_after_204(h2server):
     with H2Client(h2server.port) as client:
         response = client.response(client.request("/no-content"))

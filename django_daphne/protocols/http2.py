@@ -34,12 +34,29 @@ _HOP_BY_HOP = frozenset((
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 _PATH = re.compile(rb"[\x21-\x7e]+").fullmatch  # what HTTP/1.1 accepts in a request target
 _NO_BODY_STATUSES = frozenset((204, 304))
+_SPACE = (b" ", b"\t")
 # the HPACK table for response headers: a client's larger SETTINGS_HEADER_TABLE_SIZE is only a
 # ceiling (RFC 7541 4.2), and honouring 4 GiB of it would let a connection's memory grow
 # with every distinct header value sent
 _ENCODER_TABLE_SIZE = 4096
 # more than this many control frames (PING, SETTINGS, empty DATA, PRIORITY, ...) a second
 _CONTROL_FRAMES_PER_SECOND = 1000
+
+
+def _response_fields(headers: list) -> list:
+    """Header fields as HTTP/2 carries them: lower-case names, no connection-specific field,
+    no whitespace around a value (RFC 9113 8.2.1).  The ASGI layer has already checked that
+    names are tokens (so never a pseudo-header) and values free of CR, LF and NUL, so h2 is
+    not asked to check every response again (its outbound validation is off)."""
+    fields = []
+    for name, value in headers:
+        name = name.lower()
+        if name in _HOP_BY_HOP:
+            continue
+        if value[:1] in _SPACE or value[-1:] in _SPACE:
+            value = value.strip(b" \t")
+        fields.append((name, value))
+    return fields
 
 
 class H2Stream:
@@ -76,7 +93,7 @@ class H2Stream:
         if self.unacked:
             self.conn.acknowledge(self.stream_id, self.unacked)
             self.unacked = 0
-            self.conn.flush()
+            self.conn.flush_soon()
 
     def send_continue(self) -> None:
         """HTTP/2 clients do not wait for 100-continue; nothing to send."""
@@ -89,8 +106,7 @@ class H2Stream:
     def _send_headers(self, end_stream: bool) -> None:
         status, headers = self.start
         self.start = None
-        fields = [(b":status", b"%d" % status)]
-        fields.extend((n.lower(), v) for n, v in headers if n.lower() not in _HOP_BY_HOP)
+        fields = [(b":status", b"%d" % status), *_response_fields(headers)]
         conn = self.conn
         if conn.server_header:
             if not any(n == b"server" for n, _ in fields):
@@ -115,7 +131,7 @@ class H2Stream:
             no_body = self.is_head or not (body or more)
             self._send_headers(end_stream=no_body and not more and self.trailers is None)
             if self.ended:
-                self.conn.flush()
+                self.conn.flush_soon()
                 return
         if self.is_head:
             body = b""
@@ -124,16 +140,15 @@ class H2Stream:
         if not more:
             self.end_after = True
         self.conn.send_pending(self)
-        self.conn.flush()
+        self.conn.flush_soon()
 
     def response_trailers(self, headers: list) -> None:
         if self.ended or self.conn.closed:
             return
-        lowered = ((n.lower(), v) for n, v in headers)
-        self.trailers = [(n, v) for n, v in lowered if n not in _HOP_BY_HOP]
+        self.trailers = _response_fields(headers)
         self.end_after = True
         self.conn.send_pending(self)
-        self.conn.flush()
+        self.conn.flush_soon()
 
     @property
     def write_paused(self) -> bool:
@@ -173,6 +188,7 @@ class HTTP2Connection:
         self.config = config
         self.closed = False
         self.shutting_down = False
+        self.flush_pending = False
         self.server_header = config.server_name.encode("latin-1") if config.server_name else b""
         self.streams: dict[int, H2Stream] = {}
         self.tunnels: set = set()  # WebSockets over a stream (RFC 8441), while open
@@ -189,6 +205,7 @@ class HTTP2Connection:
         settings = h2.settings.SettingCodes
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding=None, validate_inbound_headers=True,
+            validate_outbound_headers=False, normalize_outbound_headers=False,
         ))
         self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
             settings.MAX_CONCURRENT_STREAMS: config.http2_max_concurrent_streams,
@@ -576,6 +593,17 @@ class HTTP2Connection:
         data = self.h2.data_to_send()
         if data and not self.conn.closed:
             self.conn.write(data)
+
+    def flush_soon(self) -> None:
+        """Write what the streams' applications sent, once per turn of the loop: the
+        responses of many streams finishing together leave in one write, not one each."""
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.server.loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self.flush_pending = False
+        self.flush()
 
     def reset(self, stream_id: int, code: int) -> None:
         wire = self.streams.pop(stream_id, None)
