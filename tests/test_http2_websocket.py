@@ -706,3 +706,20 @@ def test_a_denial_that_would_read_as_an_accept_is_not_sent(xserver, status):
                        in ws.response.headers)
         assert client.response(client.request("/echo")).status == 200
     xserver.wait_for(f"denial status {status}")
+
+
+def test_the_client_may_send_while_a_large_echo_waits_on_its_window(h2server):
+    """Only frames autobahn writes by itself count against the backlog bound: an
+    application's large message waiting for window does not stop the server taking the
+    client's messages, which would deadlock a client that reads only once it has sent."""
+    with H2Client(h2server.port, auto_ack=False) as client:
+        client.open_window(2**30)
+        ws = open_ws(client, "/ws/echo")
+        first, second = b"1" * 300_000, b"2" * 100_000
+        client.upload(ws.stream_id, ws.ws.send(BytesMessage(first)), False)
+        client.wait(lambda: client.received_data >= 65535, what="the stream's window used up")
+        client.upload(ws.stream_id, ws.ws.send(BytesMessage(second)), False)
+        client.auto_ack = True
+        client.open_window(len(ws.response.body), ws.stream_id)
+        assert ws.message() == first
+        assert ws.message() == second

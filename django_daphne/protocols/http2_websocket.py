@@ -26,9 +26,11 @@ logger = logging.getLogger("django_daphne.websocket")
 # what autobahn's 101 response says that the HEADERS frame carries on (the rest, such as
 # Upgrade and Sec-WebSocket-Accept, has no meaning over HTTP/2)
 _NEGOTIATED = b"sec-websocket-extensions"
-# Stop taking the client's frames while more than this waits for its window: what it sends
-# (pings above all) makes us write, and what we cannot send would otherwise pile up.
-_BACKLOG_HIGH_WATER = 65536
+# Stop taking the client's frames while more frames than this wait for its window: what it
+# sends (pings above all) makes autobahn answer on its own, and what cannot be sent would
+# otherwise pile up. The application's messages do not count towards it: its send waits
+# until they are out, one at a time, so they never make more than a frame or two here.
+_BACKLOG_FRAMES = 64
 
 
 class _TunnelWire(H2Stream):
@@ -204,9 +206,7 @@ class H2Tunnel:
             self._answer(head)
         wire = self.wire
         wire.response_body(data, True)
-        if wire.pending and not self.backlogged and (
-            sum(map(len, wire.pending)) > _BACKLOG_HIGH_WATER
-        ):
+        if len(wire.pending) > _BACKLOG_FRAMES and not self.backlogged:
             self.backlogged = True
             wire.pause_reading()
 
