@@ -9,7 +9,7 @@ import json
 from tests.apps import app as base_app
 from tests.apps import gate, respond
 
-heard: list = []  # [path, what the application heard], in order
+heard: list = []  # [path (with "#id" when ?id= is given), what the application heard, ...]
 
 
 async def websocket_app(scope, receive, send):
@@ -17,11 +17,12 @@ async def websocket_app(scope, receive, send):
     query = dict(
         part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
     )
+    label = f"{path}#{query['id']}" if "id" in query else path
     message = await receive()
     if path == "/wsx/pending":
         # never answers the handshake: tells the test it waits, then records what comes
         print("app: wsx pending", query.get("id"), flush=True)
-        heard.append([path, (await receive())["type"]])
+        heard.append([label, (await receive())["type"]])
         return
     if path == "/wsx/deny":
         # refuses with the status asked for, through the denial-response extension
@@ -30,9 +31,9 @@ async def websocket_app(scope, receive, send):
                         "status": int(query["status"]), "headers": []})
             await send({"type": "websocket.http.response.body", "body": b"refused"})
         except Exception as exc:
-            heard.append([path, type(exc).__name__])
+            heard.append([label, type(exc).__name__])
             raise
-        heard.append([path, "sent"])
+        heard.append([label, "sent"])
         return
     headers = [tuple(part.encode().split(b":", 1)) for part in query.get("h", "").split(",")
                if ":" in part]
@@ -40,7 +41,7 @@ async def websocket_app(scope, receive, send):
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":
-            heard.append([path, message["type"], message["code"]])
+            heard.append([label, message["type"], message["code"]])
             return
         text = message.get("text")
         if text == "version":

@@ -409,18 +409,16 @@ def test_client_ending_its_side_before_the_answer_resets_the_stream(xserver):
                     what="the stream's end")
         assert client.error is None
         assert ws.response.reset == ErrorCodes.CANCEL
-        wait_heard(client, ["/wsx/pending", "websocket.disconnect"])
+        wait_heard(client, ["/wsx/pending#halfclose", "websocket.disconnect"])
         assert client.response(client.request("/echo")).status == 200
 
 
 def test_connection_dropped_mid_handshake_tells_the_app(xserver):
     with H2Client(xserver.port) as client:
-        before = heard(client).count(["/wsx/pending", "websocket.disconnect"])
         H2WebSocket(client, "/wsx/pending?id=drop")
         xserver.wait_for("app: wsx pending drop")
     with H2Client(xserver.port) as client:
-        client.wait(lambda: heard(client).count(["/wsx/pending", "websocket.disconnect"])
-                    > before, what="the disconnect of the dropped handshake")
+        wait_heard(client, ["/wsx/pending#drop", "websocket.disconnect"])
 
 
 def test_a_sec_websocket_key_is_ignored_over_http2(h2server):
@@ -464,7 +462,7 @@ def test_headers_on_an_established_tunnel_reset_it(xserver):
         client.flush()
         client.wait(lambda: ws.response.done, what="the tunnel's end")
         assert ws.response.reset == ErrorCodes.PROTOCOL_ERROR
-        wait_heard(client, ["/wsx/echo", "websocket.disconnect", 1006])
+        wait_heard(client, ["/wsx/echo#trailers", "websocket.disconnect", 1006])
 
 
 @pytest.mark.parametrize("offer, accepted", [
@@ -583,7 +581,7 @@ def test_reset_while_the_app_waits_on_the_window_tells_it(xserver):
         client.upload(ws.stream_id, ws.ws.send(BytesMessage(b"e" * 200_000)), False)
         client.wait(lambda: client.received_data >= 65535, what="the stream's window used up")
         client.reset(ws.stream_id)
-        wait_heard(client, ["/wsx/echo", "websocket.disconnect", 1006])
+        wait_heard(client, ["/wsx/echo#pending", "websocket.disconnect", 1006])
 
 
 def test_connect_timeout_lifetime_and_send_timeout(start_server):
@@ -596,7 +594,8 @@ def test_connect_timeout_lifetime_and_send_timeout(start_server):
         pending = H2WebSocket(client, "/wsx/pending?id=timeout")
         aged = open_ws(client, "/wsx/echo")
         assert client.response(pending.stream_id).reset == ErrorCodes.CANCEL
-        wait_heard(client, ["/wsx/pending", "websocket.disconnect"])
+        server.wait_for("did not accept within 0.3s")
+        wait_heard(client, ["/wsx/pending#timeout", "websocket.disconnect"])
         event = aged.next_event()
         assert isinstance(event, CloseConnection) and event.code == 1001
         aged.send(event.response())
@@ -605,6 +604,7 @@ def test_connect_timeout_lifetime_and_send_timeout(start_server):
         client.open_window(2**30)
         stuck = open_ws(client, "/ws/firehose?name=sendtimeout&total=67108864")
         assert client.response(stuck.stream_id).reset == ErrorCodes.CANCEL
+        server.wait_for(f"Reset stream {stuck.stream_id} .*no flow-control window")
         assert client.response(client.request("/echo")).status == 200
 
 
