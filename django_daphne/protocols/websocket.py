@@ -178,6 +178,16 @@ class _Framing(WebSocketServerProtocol):
         if self.logOctets:
             self.logTxOctets(data, False)
 
+    def onMessageEnd(self) -> None:  # noqa: N802 - autobahn's name
+        # autobahn's also fires a "message" event to observers (a Deferred and callbacks per
+        # message) that nothing here registers
+        if not self.failedByMe:
+            payload = b"".join(self.message_data)
+            if self.trackedTimings:
+                self.trackedTimings.track("onMessage")
+            self._onMessage(payload, self.message_is_binary)
+        self.message_data = None
+
     def onFrameBegin(self) -> None:
         pmce = self._perMessageCompress
         if pmce is not None and not self.inside_message:
