@@ -723,3 +723,15 @@ def test_the_client_may_send_while_a_large_echo_waits_on_its_window(h2server):
         client.open_window(len(ws.response.body), ws.stream_id)
         assert ws.message() == first
         assert ws.message() == second
+
+
+def test_frames_sent_before_the_answer_are_bounded(xserver):
+    """What a client sends before the application accepts waits for it, up to 64 KiB; past
+    that the stream is cancelled and the application told, whatever the window allows."""
+    with H2Client(xserver.port) as client:
+        ws = H2WebSocket(client, "/wsx/pending?id=early")
+        xserver.wait_for("app: wsx pending early")
+        frame = bytes([0x82, 0x80 | 125]) + b"\0\0\0\0" + b"e" * 125
+        client.upload(ws.stream_id, frame * 600, end_stream=False)  # 78,600 bytes
+        assert client.response(ws.stream_id).reset == ErrorCodes.CANCEL
+        wait_heard(client, ["/wsx/pending#early", "websocket.disconnect"])
