@@ -126,6 +126,7 @@ class Server:
             )
         self.state = state = ServerState(self.app, self.config, loop)
         state.access_log = self.access_log
+        state.autobahn_factory  # noqa: B018 - loads autobahn now, not on the first WebSocket
         if self.install_signal_handlers:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, self.request_stop, signum)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from email.utils import formatdate
 from typing import Any
 
 from .config import Config
+
+logger = logging.getLogger("django_daphne.server")
 
 
 class ServerState:
@@ -47,9 +50,11 @@ class ServerState:
         self.http_date = ""
         self.tick()
 
+
     @property
     def autobahn_factory(self) -> Any:
-        """autobahn's factory, made on the first WebSocket (autobahn loads only if used)."""
+        """autobahn's factory (the server makes it before it listens: importing autobahn on
+        the first WebSocket would stall every connection for that long)."""
         if self._autobahn_factory is None:
             from .protocols.websocket import make_autobahn_factory
 
@@ -80,14 +85,24 @@ class ServerState:
         return max(0.05, min(1.0, min(timeouts) / 4))
 
     def sweep(self) -> None:
-        """Fire every deadline that has passed; called by the server every interval."""
+        """Fire every deadline that has passed; called by the server every interval.
+
+        A timeout handler that raises is logged and the sweep goes on: one broken
+        connection must not stop every other connection's timeouts for good."""
         self.tick()
         now = self.clock
         for stream in [s for s in self.streams if s.deadline is not None and s.deadline <= now]:
-            stream.deadline_passed()
+            _guarded(stream.deadline_passed)
         for conn in [c for c in self.connections if c.deadline is not None and c.deadline <= now]:
-            conn.deadline_passed()
+            _guarded(conn.deadline_passed)
         for conn in [c for c in self.stalled if c.stalled_until <= now]:
-            conn.send_timed_out()
+            _guarded(conn.send_timed_out)
         if self.access_log is not None:
-            self.access_log.flush()
+            _guarded(self.access_log.flush)
+
+
+def _guarded(handler: Any) -> None:
+    try:
+        handler()
+    except Exception:
+        logger.exception("Error in a timeout handler (%r); serving goes on", handler)

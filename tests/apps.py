@@ -101,6 +101,11 @@ async def websocket_app(scope, receive, send):
         await send({"type": "websocket.http.response.body", "body": b"I am ", "more_body": True})
         await send({"type": "websocket.http.response.body", "body": b"a teapot"})
         return
+    if path == "/ws/deny-status":
+        await send({"type": "websocket.http.response.start", "status": int(query["code"]),
+                    "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"denied"})
+        return
     if path == "/ws/raise":
         raise RuntimeError("websocket app broke before accepting")
     if path == "/ws/never-accept":

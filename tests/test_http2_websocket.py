@@ -693,12 +693,22 @@ def test_chromium_closes_cleanly_both_ways_over_http2(start_server, certificate,
         assert ["/wsx/echo", "websocket.disconnect", 4000] in heard(client)
 
 
-@pytest.mark.parametrize("status", [200, 204, 103])
+def test_a_1xx_denial_is_refused_as_an_application_error(xserver):
+    """A 1xx is no final answer, over HTTP/2 as over HTTP/1.1: the ASGI layer refuses the
+    message, and the client gets a 500."""
+    with H2Client(xserver.port) as client:
+        ws = H2WebSocket(client, "/wsx/deny?status=103")
+        assert ws.wait_answer() == 500
+        assert client.response(client.request("/echo")).status == 200
+    xserver.wait_for(r"must be a final HTTP status \(200-599\), got 103")
+
+
+@pytest.mark.parametrize("status", [200, 204])
 def test_a_denial_that_would_read_as_an_accept_is_not_sent(xserver, status):
-    """Over HTTP/2 any 2xx answer to CONNECT opens the tunnel (and a 1xx is no final
-    answer): a denial response with such a status, which HTTP/1.1 clients read as a
-    failed handshake, would pass here for an accepted WebSocket whose frames are the
-    denial's body. The stream is reset instead, and the error logged."""
+    """Over HTTP/2 any 2xx answer to CONNECT opens the tunnel: a denial response with such
+    a status, which HTTP/1.1 clients read as a failed handshake, would pass here for an
+    accepted WebSocket whose frames are the denial's body. The stream is reset instead,
+    and the error logged."""
     with H2Client(xserver.port) as client:
         ws = H2WebSocket(client, f"/wsx/deny?status={status}")
         assert client.response(ws.stream_id).reset == ErrorCodes.INTERNAL_ERROR

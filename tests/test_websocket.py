@@ -85,6 +85,16 @@ def test_denial_response_extension(server):
     assert response.body == b"I am a teapot"
 
 
+@pytest.mark.parametrize("code", [100, 101, 103, 600])
+def test_denial_without_a_final_status_is_an_app_error(server, code):
+    """A 1xx is no answer to a handshake (the client would wait, or read what follows as
+    the handshake's): the application's message is refused and the client gets a 500."""
+    with pytest.raises(InvalidStatus) as info:
+        run(websockets.connect(ws_url(server, f"/ws/deny-status?code={code}")).__aenter__())
+    assert info.value.response.status_code == 500
+    server.wait_for(rf"must be a final HTTP status \(200-599\), got {code}")
+
+
 def test_app_close_code_and_reason_reach_the_client(server):
     async def scenario():
         async with websockets.connect(ws_url(server, "/ws/echo")) as ws:

@@ -211,10 +211,12 @@ class WebSocketStream(ApplicationInstance):
             return
         if state == CONNECTING and kind == "websocket.http.response.start":
             status = message.get("status")
-            if type(status) is not int or not 100 <= status <= 599 or status == 101:
+            if type(status) is not int or not 200 <= status <= 599:
+                # 1xx is no final answer: the client would wait, or take what follows as
+                # the handshake's
                 raise UnexpectedMessage(
-                    f"websocket.http.response.start: 'status' must be an HTTP status "
-                    f"other than 101, got {status!r}"
+                    f"websocket.http.response.start: 'status' must be a final HTTP status "
+                    f"(200-599), got {status!r}"
                 )
             headers = check_headers(message.get("headers", ()), "websocket.http.response.start")
             self.state = DENYING
