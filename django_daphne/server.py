@@ -4,6 +4,7 @@ graceful stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -199,7 +200,12 @@ class Server:
         state.shutting_down = True
         await self._close_ports()
         for conn in list(state.connections):
-            conn.shutdown()
+            try:
+                conn.shutdown()
+            except Exception:  # one broken connection must not stop the others' drain
+                logger.exception("Error while asking a connection to finish; dropping it")
+                with contextlib.suppress(Exception):
+                    conn.transport.abortConnection()
         deadline = self.loop.time() + self.config.shutdown_timeout
         while (state.connections or state.streams) and self.loop.time() < deadline:
             for stream in list(state.streams):
