@@ -40,7 +40,6 @@ from bench.servers import (  # noqa: E402
     main_python,
     snapshot,
 )
-from bench.tls import make_certificate  # noqa: E402
 from bench.workloads import (  # noqa: E402
     WORKLOADS,
     Context,
@@ -49,6 +48,7 @@ from bench.workloads import (  # noqa: E402
     raise_fd_limit,
     start_server,
 )
+from tests.certs import make_certificate  # noqa: E402 - the tests' throwaway CA
 
 # Daphne speaks HTTP/2 over TLS only with Twisted's tls and http2 extras; Django and Channels
 # serve the example project (pinned by --setup to the versions django-daphne runs with).

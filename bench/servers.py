@@ -170,7 +170,7 @@ def _granian(s: Start) -> list[str]:
     argv = [peers_bin("granian"), "--interface", "asgi", "--host", "127.0.0.1",
             "--port", str(s.port), "--workers", str(s.workers), "--no-access-log",
             "--log-level", "warning"]
-    if s.launch.tls:  # its key must be PKCS#8, as tls.py writes it
+    if s.launch.tls:  # its key must be PKCS#8, as tests/certs.py writes it
         argv += ["--ssl-certificate", str(s.cert), "--ssl-keyfile", str(s.key)]
     return [*argv, s.app]
 

@@ -40,7 +40,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     key_path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.PrivateFormat.PKCS8,  # the form every server reads
             serialization.NoEncryption(),
         )
     )
