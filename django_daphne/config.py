@@ -280,6 +280,13 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--header-timeout",), metavar="SECONDS", minimum=0.001, group="limits",
     ),
     Option(
+        "body_timeout", 60.0, _number, "Seconds an HTTP/1.1 client may pause while sending "
+        "a request body (between two pieces of it, while the server is reading); slower "
+        "clients get 408 and are disconnected. Time the application takes to read is not "
+        "counted.",
+        flags=("--body-timeout",), metavar="SECONDS", minimum=0.001, group="limits",
+    ),
+    Option(
         "keep_alive_timeout", 5.0, _number, "Seconds an idle keep-alive connection stays "
         "open waiting for its next request.",
         flags=("--keep-alive-timeout",), metavar="SECONDS", minimum=0, group="limits",

@@ -33,6 +33,7 @@ class ServerState:
         self.http_timeout: float | None = config.http_timeout
         self.close_timeout: float = config.application_close_timeout
         self.header_timeout: float = config.header_timeout
+        self.body_timeout: float = config.body_timeout
         self.keep_alive_timeout: float = config.keep_alive_timeout
         self.root_path: str = config.root_path
         self.proxy_headers: bool = config.proxy_headers
@@ -74,8 +75,8 @@ class ServerState:
     def sweep_interval(self) -> float:
         """How often to check deadlines: a second, or finer when a timeout is short."""
         config = self.config
-        timeouts = [self.header_timeout, self.close_timeout, config.ping_interval,
-                    config.ping_timeout, config.send_timeout]
+        timeouts = [self.header_timeout, self.body_timeout, self.close_timeout,
+                    config.ping_interval, config.ping_timeout, config.send_timeout]
         if self.keep_alive_timeout:
             timeouts.append(self.keep_alive_timeout)
         if config.http2:

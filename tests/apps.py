@@ -207,6 +207,11 @@ async def app(scope, receive, send):
         chunks = [first.get("body", b"")] + (
             await read_body(receive) if first.get("more_body") else [])
         return await respond(send, body=b"%d" % sum(map(len, chunks)))
+    if path == "/gate-then-body":
+        # asks for nothing (so no 100 Continue goes out) until /open-gate
+        print("app: waiting before the body", flush=True)
+        await gate(query["gate"]).wait()
+        return await respond(send, body=b"".join(await read_body(receive)))
     if path == "/open-gate":
         gate(query["gate"]).set()
         return await respond(send, body=b"open")

@@ -414,6 +414,108 @@ def test_slow_body_is_not_cut_by_the_header_timeout(slow_server):
     assert status == 200 and body == b"helloworld"
 
 
+@pytest.fixture(scope="module", params=PARSER_KINDS)
+def body_server(request):
+    """A short body timeout; the header and keep-alive timeouts are long."""
+    proc = ServerProcess([
+        "-p", "0", "--http-parser", request.param, "--body-timeout", "0.3",
+        "--header-timeout", "30", "--keep-alive-timeout", "30", "tests.apps:app",
+    ])
+    try:
+        yield proc.wait_ready()
+    finally:
+        proc.stop()
+
+
+def test_stalled_body_gets_408_and_the_app_hears_the_disconnect(body_server):
+    request_id = tag("stalled-body")
+    with connect(body_server.port) as sock:
+        sock.sendall(R(request_id) + b"Content-Length: 10\r\n\r\nhello")
+        response, closed = read_to_close(sock)
+    check_refusal(response, 408, "request body not received in time")
+    assert closed
+    seen = recorded(body_server)
+    assert request_id in seen and request_id + ":disconnect" in seen
+
+
+def test_a_body_that_keeps_coming_is_not_cut_off(body_server):
+    request_id = tag("steady-body")
+    with connect(body_server.port) as sock:
+        sock.sendall(R(request_id) + b"Content-Length: 8\r\n\r\n")
+        sock.settimeout(0.15)
+        for piece in (b"ab", b"cd", b"ef", b"gh"):
+            # a piece every 0.15 s (while checking nothing came back): each within the
+            # 0.3 s timeout, the whole body well over it
+            try:
+                received = sock.recv(65536)
+            except TimeoutError:
+                received = b""
+            assert received == b"", received
+            sock.sendall(piece)
+        sock.settimeout(5)
+        status, _, body = read_response(sock, bytearray())
+    assert status == 200 and body == b"abcdefgh"
+
+
+def test_time_the_app_takes_to_read_is_not_counted(body_server):
+    """The server stops reading while the application does not take the body: the client
+    is not to blame for that pause, however long."""
+    total = 8 * 1024 * 1024
+    with connect(body_server.port) as sock:
+        sock.sendall(b"POST /gated-body?gate=bt1 HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: %d\r\n\r\n" % total)
+        body_server.wait_for("app: gated")
+        sock.setblocking(False)
+        sent, block = 0, b"b" * 65536
+        while True:  # until the server's buffer and the kernel's are full
+            try:
+                sent += sock.send(block)
+            except BlockingIOError:
+                break
+        sock.settimeout(1.0)  # more than three body timeouts with the server not reading
+        received, closed = read_to_close(sock)
+        assert received == b"" and not closed
+        with connect(body_server.port) as other:
+            other.sendall(b"GET /open-gate?gate=bt1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(other, bytearray())[0] == 200
+        sock.settimeout(10)
+        while sent < total:
+            sent += sock.send(block[: total - sent])
+        status, _, body = read_response(sock, bytearray())
+    assert status == 200 and int(body) == total
+
+
+def test_a_client_waiting_for_100_continue_is_not_cut_off(body_server):
+    with connect(body_server.port, timeout=1.0) as sock:
+        sock.sendall(b"POST /gate-then-body?gate=bt2 HTTP/1.1\r\nHost: x\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        body_server.wait_for("app: waiting before the body")
+        received, closed = read_to_close(sock)  # a second: three body timeouts
+        assert received == b"" and not closed
+        with connect(body_server.port) as other:
+            other.sendall(b"GET /open-gate?gate=bt2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(other, bytearray())[0] == 200
+        sock.settimeout(5)
+        buffer = bytearray()
+        while b"\r\n\r\n" not in buffer:
+            buffer += sock.recv(65536)
+        assert buffer.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        del buffer[:25]
+        sock.sendall(b"hello")
+        status, _, body = read_response(sock, buffer)
+    assert status == 200 and body == b"hello"
+
+
+def test_a_client_that_stalls_after_100_continue_gets_408(body_server):
+    request_id = tag("stall-after-continue")
+    with connect(body_server.port) as sock:
+        sock.sendall(R(request_id) + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        response, closed = read_to_close(sock)
+    assert response.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    check_refusal(response[25:], 408, "request body not received in time")
+    assert closed
+
+
 def test_good_then_bad_pipelined_are_answered_in_order(server):
     good, bad = tag("pipelined-good"), tag("pipelined-bad")
     with connect(server.port) as sock:

@@ -230,10 +230,16 @@ class HTTP1Connection(Protocol):
         self.response_start(status, headers)
 
     def on_body(self, data: bytes) -> None:
-        self.receiving.body_received(data)
+        receiving = self.receiving
+        receiving.body_received(data)
+        if receiving is self.current:
+            self.deadline = self.server.clock + self.server.body_timeout
 
     def on_message_complete(self) -> None:
-        self.receiving.body_finished()
+        receiving = self.receiving
+        receiving.body_finished()
+        if receiving is self.current and self.deadline is not None:
+            self.deadline = None
 
     def _begin(self, stream: HTTPStream, head: Any) -> None:
         self.current = stream
@@ -243,6 +249,10 @@ class HTTP1Connection(Protocol):
         self.pending_start = None
         self.chunked = False
         self.length_left = None
+        if head.has_body and not head.expect_continue and not stream.body_done:
+            # the body must keep coming (a client waiting for 100 Continue is armed when
+            # it is sent)
+            self.deadline = self.server.clock + self.server.body_timeout
         stream.start()
 
     def refuse(self, error: ParseError) -> None:
@@ -319,10 +329,18 @@ class HTTP1Connection(Protocol):
 
     def resume_reading(self) -> None:
         self._resume(_PAUSE_BODY)
+        self._arm_body_timeout()
 
     def send_continue(self) -> None:
         if not self.http10 and not self.closed:
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._arm_body_timeout()
+
+    def _arm_body_timeout(self) -> None:
+        """From now, the client has the body timeout to send the next piece of the body."""
+        current = self.current
+        if current is not None and current is self.receiving and not current.body_done:
+            self.deadline = self.server.clock + self.server.body_timeout
 
     def response_start(self, status: int, headers: list) -> None:
         self.pending_start = (status, headers)
@@ -519,12 +537,24 @@ class HTTP1Connection(Protocol):
         self.transport.abortConnection()
 
     def deadline_passed(self) -> None:
-        """The header or keep-alive timeout passed (the server's sweep calls this)."""
+        """The header, body or keep-alive timeout passed (the server's sweep calls this)."""
         self.deadline = None
         if self.upgraded is not None:
             self.upgraded.deadline_passed()
             return
-        if self.current is not None or self.closed:
+        if self.closed:
+            return
+        current = self.current
+        if current is not None:
+            if current is self.receiving and not current.body_done:
+                if self.paused:
+                    # not the client's doing: we stopped reading (the app is not taking the
+                    # body, or our writes wait); look again later
+                    self._arm_body_timeout()
+                    return
+                logger.info("Request body from %s stalled for %ss", self.client,
+                            self.server.body_timeout)
+                self.refuse(ParseError(408, "request body not received in time"))
             return
         if self.idle:
             self.close()
