@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+import time
 from http import HTTPStatus
 
 import pytest
@@ -462,16 +463,21 @@ def test_time_the_app_takes_to_read_is_not_counted(body_server):
     is not to blame for that pause, however long."""
     total = 8 * 1024 * 1024
     with connect(body_server.port) as sock:
+        block = b"b" * 65536
         sock.sendall(b"POST /gated-body?gate=bt1 HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Length: %d\r\n\r\n" % total)
-        body_server.wait_for("app: gated")
+                     b"Content-Length: %d\r\n\r\n" % total + block)
+        sent = len(block)
+        body_server.wait_for("app: gated")  # it took the first piece, and waits
         sock.setblocking(False)
-        sent, block = 0, b"b" * 65536
-        while True:  # until the server's buffer and the kernel's are full
+        stalled_since = None
+        while True:  # until the server's buffer and the kernel's stay full: it stopped reading
             try:
                 sent += sock.send(block)
+                stalled_since = None
             except BlockingIOError:
-                break
+                stalled_since = stalled_since or time.monotonic()
+                if time.monotonic() - stalled_since > 0.5:
+                    break
         sock.settimeout(1.0)  # more than three body timeouts with the server not reading
         received, closed = read_to_close(sock)
         assert received == b"" and not closed
