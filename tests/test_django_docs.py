@@ -41,7 +41,8 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_runtests_installs_the_system_packages_and_extras_the_tests_use():
     script = (ROOT / "runtests").read_text()
-    for package in ("redis-server", "chromium", "chromium-driver", "wrk", "python3-venv"):
+    for package in ("redis-server", "chromium", "chromium-driver", "wrk", "nghttp2-client",
+                    "curl", "python3-venv"):
         assert f"missing+=({package})" in script
     assert '-e ".[tls,redis,test]"' in script
     assert 'python -m pytest "$@"' in script
