@@ -224,6 +224,127 @@ def test_malformed_requests_get_400_and_the_connection_goes_on(h2server):
         assert client.response(client.request("/echo")).status == 200
 
 
+def lenient(client: H2Client) -> H2Client:
+    """Let the test client send header blocks that h2 would refuse to send."""
+    client.h2.config.validate_outbound_headers = False
+    client.h2.config.normalize_outbound_headers = False
+    return client
+
+
+def fields(*extra, method=b"GET", path=b"/echo", authority=b"localhost", scheme=b"http"):
+    """A request header block; ``None`` for a pseudo-header leaves it out."""
+    pseudo = [(b":method", method), (b":scheme", scheme), (b":authority", authority),
+              (b":path", path)]
+    return [(n, v) for n, v in pseudo if v is not None] + list(extra)
+
+
+MALFORMED = {
+    "uppercase name": fields((b"X-Upper", b"v")),
+    "space in name": fields((b"x y", b"v")),
+    "colon in name": fields((b"x:y", b"v")),
+    "empty name": fields((b"", b"v")),
+    "connection": fields((b"connection", b"keep-alive")),
+    "transfer-encoding": fields((b"transfer-encoding", b"chunked")),
+    "upgrade": fields((b"upgrade", b"websocket")),
+    "keep-alive": fields((b"keep-alive", b"5")),
+    "proxy-connection": fields((b"proxy-connection", b"close")),
+    "te gzip": fields((b"te", b"gzip")),
+    "NUL in value": fields((b"x-v", b"a\x00b")),
+    "CR in value": fields((b"x-v", b"a\rb")),
+    "LF in value": fields((b"x-v", b"a\nb")),
+    "vertical tab in value": fields((b"x-v", b"a\x0bb")),
+    "NEL in value": fields((b"x-v", b"a\x85b")),
+    "leading space in value": fields((b"x-v", b" a")),
+    "trailing tab in value": fields((b"x-v", b"a\t")),
+    "NUL in :authority": fields(authority=b"local\x00host"),
+    "pseudo after field": [*fields(path=None), (b"x-v", b"1"), (b":path", b"/echo")],
+    "unknown pseudo": [(b":foo", b"bar"), *fields()],
+    "response pseudo": [(b":status", b"200"), *fields()],
+    "repeated :path": [(b":path", b"/echo"), *fields()],
+    "no :scheme": fields(scheme=None),
+    "no :path": fields(path=None),
+    "no :method": fields(method=None),
+    ":protocol on GET": [(b":protocol", b"websocket"), *fields()],
+    "two hosts": fields((b"host", b"localhost"), (b"host", b"localhost")),
+    "host differs from :authority": fields((b"host", b"evil.example")),
+    "no host at all": fields(authority=None),
+    "content-length not a number": fields((b"content-length", b"abc")),
+    "signed content-length": fields((b"content-length", b"+5")),
+    "differing content-lengths": fields((b"content-length", b"5"), (b"content-length", b"6")),
+    "content-length with an ended stream": fields((b"content-length", b"5")),
+}
+
+
+@pytest.mark.parametrize("block", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_header_block_refuses_its_stream_alone(h2server, block):
+    """RFC 9113 8.1.1: a malformed request is an error of its stream. h2 alone would end the
+    whole connection, with every other request on it: here the stream gets a 400 that no
+    application wrote, and the connection goes on."""
+    with lenient(H2Client(h2server.port)) as client:
+        before = client.request("/record?id=h2-before", method="POST", body=b"x",
+                                end_stream=False)
+        bad = client.send_headers(block)
+        response = client.response(bad)
+        assert response.status == 400, response
+        assert b"{" not in response.body  # the reason, not the /echo app's JSON scope
+        client.send_data(before, b"y", end_stream=True)
+        assert bytes(client.response(before).body) == b"xy"
+        assert client.response(client.request("/echo")).status == 200
+        assert client.goaway is None
+
+
+def test_header_blocks_at_the_edge_of_malformed_are_served(h2server):
+    with lenient(H2Client(h2server.port)) as client:
+        for block in (fields((b"te", b"trailers")), fields((b"host", b"localhost")),
+                      fields((b"content-length", b"0"), (b"content-length", b"0")),
+                      fields((b"x-v", b"inner space and \x80 latin-1"), (b"x-empty", b"")),
+                      fields(authority=None) + [(b"host", b"localhost")]):
+            assert client.response(client.send_headers(block)).status == 200, block
+
+
+def test_body_that_disagrees_with_its_content_length_resets_its_stream(h2server):
+    """Longer than its content-length, or ended shorter: the stream is reset with
+    PROTOCOL_ERROR, its application hears http.disconnect, and the connection goes on."""
+    def recorded():
+        return httpx.get(h2server.url + "/recorded").json()
+
+    with H2Client(h2server.port) as client:
+        long = client.request("/record?id=h2len-long", method="POST",
+                              headers=[(b"content-length", b"3")], end_stream=False)
+        short = client.request("/record?id=h2len-short", method="POST",
+                               headers=[(b"content-length", b"10")], end_stream=False)
+        deadline = time.monotonic() + 10
+        while not {"h2len-long", "h2len-short"} <= set(recorded()):
+            assert time.monotonic() < deadline, recorded()
+        client.send_data(long, b"12345", end_stream=True)
+        client.send_data(short, b"12345", end_stream=True)
+        assert client.response(long).reset == ErrorCodes.PROTOCOL_ERROR
+        assert client.response(short).reset == ErrorCodes.PROTOCOL_ERROR
+        exact = client.request("/record?id=h2len-exact", method="POST",
+                               headers=[(b"content-length", b"5")], body=b"12345")
+        assert bytes(client.response(exact).body) == b"12345"
+        assert client.goaway is None
+    seen = [entry for entry in recorded() if entry.startswith("h2len-")]
+    assert sorted(seen) == ["h2len-exact", "h2len-exact:complete", "h2len-long",
+                            "h2len-long:disconnect", "h2len-short", "h2len-short:disconnect"]
+
+
+def test_malformed_trailers_reset_their_stream(h2server):
+    with lenient(H2Client(h2server.port)) as client:
+        for trailer in ((b":path", b"/other"), (b"X-Upper", b"v"), (b"x-v", b"a\r\nb")):
+            sid = client.request("/record?id=h2trailer", method="POST", body=b"x",
+                                 end_stream=False)
+            client.h2.send_headers(sid, [trailer], end_stream=True)
+            client.flush()
+            assert client.response(sid).reset == ErrorCodes.PROTOCOL_ERROR, trailer
+        sid = client.request("/record?id=h2trailer-ok", method="POST", body=b"x",
+                             end_stream=False)
+        client.h2.send_headers(sid, [(b"x-checksum", b"abc")], end_stream=True)
+        client.flush()
+        assert bytes(client.response(sid).body) == b"x"
+        assert client.goaway is None
+
+
 def test_many_streams_run_at_once_each_with_its_own_app(h2server):
     """20 requests that each answer only once all 20 are in flight, on one connection."""
     with H2Client(h2server.port) as client:

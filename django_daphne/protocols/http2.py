@@ -19,6 +19,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -32,6 +33,15 @@ _HOP_BY_HOP = frozenset((
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te",
 ))
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+# a field name as HTTP/2 carries it: a token, in lower case (RFC 9113 8.2.1)
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
+# a field value: what the HTTP/1.1 parser accepts (no NUL, CR, LF, nor the characters other
+# parsers split lines on), so that one request means the same over either protocol
+_VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\x84\x86-\xff](?:[\t\x20-\x7e\x80-\x84\x86-\xff]*"
+                    rb"[\x21-\x7e\x80-\x84\x86-\xff])?)?").fullmatch
+_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
+_FORBIDDEN = _HOP_BY_HOP - {b"te"}
+_LENGTH = re.compile(rb"[0-9]{1,18}").fullmatch
 _PATH = re.compile(rb"[\x21-\x7e]+").fullmatch  # what HTTP/1.1 accepts in a request target
 _NO_BODY_STATUSES = frozenset((204, 304))
 _SPACE = (b" ", b"\t")
@@ -59,12 +69,68 @@ def _response_fields(headers: list) -> list:
     return fields
 
 
+def _malformed(fields: list, trailers: bool = False) -> str | None:
+    """Why a header block is malformed (RFC 9113 8.1.1, 8.2, 8.3), or None when it is not.
+
+    h2 would end the whole connection for any of these; checked here instead, a malformed
+    request is refused on its own stream, and the other streams of the connection go on.
+    What makes sense only with the pseudo-headers' values is checked in ``_request``."""
+    seen: set = set()
+    regular = False
+    for name, value in fields:
+        if name[:1] == b":":
+            if trailers or regular:
+                return "pseudo-header %s after the header fields" % _show(name) \
+                    if regular else "pseudo-header %s in trailers" % _show(name)
+            if name not in _PSEUDO:
+                return "unknown pseudo-header %s" % _show(name)
+            if name in seen:
+                return "repeated pseudo-header %s" % _show(name)
+            seen.add(name)
+        else:
+            regular = True
+            if not _NAME(name):
+                return "invalid header name %s" % _show(name)
+            if name in _FORBIDDEN:
+                return "connection-specific header %s" % _show(name)
+            if name == b"te" and value.lower() != b"trailers":
+                return "te other than trailers"
+        if not _VALUE(value):
+            return "invalid value for %s" % _show(name)
+    return None
+
+
+def _show(name: bytes) -> str:
+    return repr(name.decode("latin-1"))
+
+
+class _H2StreamState(h2.stream.H2Stream):
+    """h2's stream state, less its content-length checks: h2 makes a wrong content-length
+    an error of the whole connection, where RFC 9113 8.1.1 makes it an error of the stream
+    alone, so HTTP2Connection checks it per stream."""
+
+    __slots__ = ()
+
+    def _initialize_content_length(self, headers: Any) -> None:
+        self._expected_content_length = None
+
+    def _track_content_length(self, length: int, end_stream: bool) -> None:
+        pass
+
+
+class _H2Connection(h2.connection.H2Connection):
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> h2.stream.H2Stream:
+        state = super()._begin_new_stream(stream_id, allowed_ids)
+        state.__class__ = _H2StreamState
+        return state
+
+
 class H2Stream:
     """The wire side of one HTTP/2 stream: what HTTPStream calls to answer."""
 
     __slots__ = (
         "conn", "stream_id", "stream", "is_head", "start", "pending", "end_after",
-        "trailers", "ended", "paused", "unacked", "waiters", "body_ended",
+        "trailers", "ended", "paused", "unacked", "waiters", "body_ended", "length_left",
     )
     tunnel = False  # a WebSocket stream (RFC 8441), whose wire is a subclass
 
@@ -82,6 +148,7 @@ class H2Stream:
         self.unacked = 0  # request body bytes received but not yet acknowledged
         self.waiters: list = []
         self.body_ended = False  # the client ended its side of the stream
+        self.length_left: int | None = None  # of the request's content-length, if it had one
 
     # -- reading: the window reopens only as the application takes the body
 
@@ -203,8 +270,8 @@ class HTTP2Connection:
         self.max_frame_size = config.http2_max_frame_size
         self.max_header_block = config.http2_max_header_list_size
         settings = h2.settings.SettingCodes
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True,
+        self.h2 = _H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=False,
             validate_outbound_headers=False, normalize_outbound_headers=False,
         ))
         self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
@@ -275,6 +342,11 @@ class HTTP2Connection:
                 if wire is not None and wire.tunnel:
                     # RFC 9113 8.5: only DATA and stream management frames on a tunnel
                     self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                elif _malformed(event.headers, trailers=True) is not None:
+                    logger.info("HTTP/2 client %s sent malformed trailers on stream %d: %s",
+                                self.conn.client, event.stream_id,
+                                _malformed(event.headers, trailers=True))
+                    self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
                 elif event.stream_ended:
                     self._body_ended(event.stream_id)
             elif kind is h2.events.ConnectionTerminated:
@@ -321,9 +393,20 @@ class HTTP2Connection:
     def _body_ended(self, stream_id: int) -> None:
         wire = self.streams.get(stream_id)
         if wire is not None:
+            if wire.length_left:
+                self._wrong_length(wire)
+                return
             wire.body_ended = True
             if wire.stream is not None:
                 wire.stream.body_finished()
+
+    def _wrong_length(self, wire: H2Stream) -> None:
+        """A body longer, or ended shorter, than its content-length: malformed (RFC 9113
+        8.1.1). Its application has had only what the content-length allowed; it hears
+        http.disconnect, as if the client had gone, and the stream is reset."""
+        logger.info("HTTP/2 client %s sent a body that does not match its content-length "
+                    "on stream %d", self.conn.client, wire.stream_id)
+        self.reset(wire.stream_id, ErrorCodes.PROTOCOL_ERROR)
 
     def _request(self, event: Any) -> None:
         stream_id = event.stream_id
@@ -340,9 +423,15 @@ class HTTP2Connection:
                 # a client that keeps opening streams over the limit is one that resets
                 self._count_reset()
                 return
-        method = path = scheme = authority = protocol = None
+        ended = event.stream_ended is not None
+        fields = event.headers
+        problem = _malformed(fields)
+        if problem is not None:
+            self._refuse(stream_id, ended, problem)
+            return
+        method = path = scheme = authority = protocol = host = length = None
         headers = []
-        for name, value in event.headers:
+        for name, value in fields:
             if name[:1] == b":":
                 if name == b":method":
                     method = value
@@ -355,10 +444,34 @@ class HTTP2Connection:
                 elif name == b":protocol":
                     protocol = value
             else:
+                if name == b"host":
+                    if host is not None:
+                        self._refuse(stream_id, ended, "more than one host header")
+                        return
+                    host = value
+                elif name == b"content-length":
+                    if not _LENGTH(value) or (length is not None and value != length):
+                        self._refuse(stream_id, ended, "invalid content-length")
+                        return
+                    length = value
                 headers.append((name, value))
-        if authority is not None and not any(n == b"host" for n, _ in headers):
-            headers.insert(0, (b"host", authority))
-        ended = event.stream_ended is not None
+        if authority is not None:
+            if host is None:
+                headers.insert(0, (b"host", authority))
+            elif host != authority:
+                # RFC 9113 8.3.1: the two name the same thing, or the request is suspect
+                self._refuse(stream_id, ended, "host differs from :authority")
+                return
+        elif host is None:
+            self._refuse(stream_id, ended, "no :authority or host")
+            return
+        if method != b"CONNECT":
+            if protocol is not None:
+                self._refuse(stream_id, ended, ":protocol on a request other than CONNECT")
+                return
+            if scheme is None:
+                self._refuse(stream_id, ended, "no :scheme")
+                return
         if method == b"CONNECT":
             if protocol is None or not self.config.http2_websocket:
                 # we are no proxy; and :protocol unannounced is malformed (RFC 8441 3)
@@ -367,6 +480,8 @@ class HTTP2Connection:
                 self._refuse(stream_id, ended, "unsupported :protocol %r" % protocol, 501)
             elif path is None or not _PATH(path) or path[0] != 0x2F:
                 self._refuse(stream_id, ended, "invalid :path %r" % path)
+            elif scheme is None:
+                self._refuse(stream_id, ended, "no :scheme")
             elif ended:
                 self._refuse(stream_id, ended, "a WebSocket stream must stay open")
             else:
@@ -378,11 +493,14 @@ class HTTP2Connection:
         ):
             # RFC 9113 8.3.1: "/..." always, "*" for OPTIONS; and what HTTP/1.1 would take
             self._refuse(stream_id, ended, "invalid :path %r" % path)
+        elif ended and length is not None and length != b"0":
+            self._refuse(stream_id, ended, "the body is shorter than its content-length")
         else:
-            self._start_stream(stream_id, method, scheme, path, headers, ended)
+            self._start_stream(stream_id, method, scheme, path, headers, ended, length)
 
     def _start_stream(self, stream_id: int, method: bytes, scheme: bytes | None,
-                      path: bytes, headers: list, ended: bool) -> None:
+                      path: bytes, headers: list, ended: bool,
+                      length: bytes | None = None) -> None:
         conn = self.conn
         try:
             scope = build_scope(
@@ -396,6 +514,8 @@ class HTTP2Connection:
         scope["extensions"] = {"http.response.trailers": {}}
         wire = H2Stream(self, stream_id, method == b"HEAD")
         wire.body_ended = ended
+        if length is not None:
+            wire.length_left = int(length)
         stream = HTTPStream(self.server, wire, scope, False)
         # the stream's window reopens as the application takes the body: hold no more
         # than about one window's worth on its behalf
@@ -458,6 +578,12 @@ class HTTP2Connection:
         if wire is None or wire.stream is None:
             self.acknowledge(event.stream_id, size)
             return
+        if wire.length_left is not None:
+            wire.length_left -= len(event.data)
+            if wire.length_left < 0:
+                self.acknowledge(event.stream_id, size)
+                self._wrong_length(wire)
+                return
         wire.stream.body_received(event.data)
         if wire.paused:
             wire.unacked += size
