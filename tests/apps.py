@@ -360,6 +360,20 @@ async def app(scope, receive, send):
                     "headers": [(b"x-checksum", b"abc")]})
         await send({"type": "http.response.trailers", "headers": [(b"x-count", b"2")]})
         return
+    if path == "/two-receivers":
+        # a task listens for http.disconnect while the app polls receive() and cancels the
+        # poll (Starlette's is_disconnected()): the listener must still hear the disconnect
+        await read_body(receive)
+        listener = asyncio.ensure_future(receive())
+        await asyncio.sleep(0)  # let the listener start waiting
+        poll = asyncio.ensure_future(receive())
+        await asyncio.sleep(0)
+        poll.cancel()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"streaming", "more_body": True})
+        message = await listener
+        print("mark: listener heard", message["type"], query["id"], flush=True)
+        return
     if path == "/recorded":
         return await respond(send, body=json.dumps(recorded).encode(),
                              content_type=b"application/json")

@@ -236,3 +236,14 @@ def test_disconnect_reaches_the_app(server):
         if "/wait-disconnect" in seen:
             break
     assert "/wait-disconnect" in seen
+
+
+def test_a_listener_hears_the_disconnect_while_another_receive_is_cancelled(server):
+    # two coroutines in receive() at once, one of them cancelled: the other one still wakes
+    tag = "two-%d" % server.port
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /two-receivers?id=%s HTTP/1.1\r\nHost: x\r\n\r\n" % tag.encode())
+        buffer = b""
+        while b"streaming" not in buffer:
+            buffer += sock.recv(65536)
+    server.wait_for(r"mark: listener heard http.disconnect %s" % tag)

@@ -42,9 +42,19 @@ class ApplicationInstance:
         self.task = server.loop.create_task(self.run())
 
     async def _wait(self) -> None:
-        """Sleep until the wire has something for ``receive()``."""
-        self.waiter = self.server.loop.create_future()
-        await self.waiter
+        """Sleep until the wire has something for ``receive()``.
+
+        Two coroutines may wait at once (a task listening for http.disconnect while the
+        application polls ``receive()`` and cancels the poll, as Starlette's
+        ``is_disconnected()`` does): the newest waiter wakes the one before it when it ends,
+        woken or cancelled, so no wake-up is lost; a waiter woken early just looks again.
+        """
+        waiter = self.server.loop.create_future()
+        previous = self.waiter
+        if previous is not None and not previous.done():
+            waiter.add_done_callback(lambda _: previous.done() or previous.set_result(None))
+        self.waiter = waiter
+        await waiter
 
     def _wake(self) -> None:
         waiter = self.waiter
