@@ -17,8 +17,10 @@ The server runs in a separate process, so it sees the test database only through
 for SQLite set ``DATABASES["default"]["TEST"]["NAME"]`` to a file path (the class refuses
 an in-memory test database and says so).  It is a ``TransactionTestCase``: data a test
 creates is committed, so the server sees it.  The server process is started from the
-settings module with the test database names; ``override_settings`` in a test does not
-reach it (use ``server_settings`` for DAPHNE options).
+settings module with the test database names and the test runner's ``DEBUG`` (off),
+``EMAIL_BACKEND`` (locmem) and ``ALLOWED_HOSTS`` (plus the server's host), as Django's and
+Channels' live servers run; ``override_settings`` in a test does not reach it (use
+``server_settings`` for DAPHNE options).
 
 :class:`LiveServer` is the same server as a context manager, for test runners other than
 Django's (``with LiveServer() as server: server.url``).
@@ -54,9 +56,28 @@ def _test_databases() -> dict[str, str]:
     return names
 
 
+def _test_environment(host: str) -> dict[str, Any]:
+    """The settings the test runner changed in this process (``setup_test_environment``)
+    that the server process must share, as Django's and Channels' live servers do: DEBUG
+    (off under the test runner), the mail backend (locmem: a view never sends real mail),
+    and ALLOWED_HOSTS with the server's own host added."""
+    from django.conf import settings
+
+    allowed = list(settings.ALLOWED_HOSTS)
+    own = f"[{host}]" if ":" in host else host  # a Host header's IPv6 literal
+    if own not in allowed:
+        allowed.append(own)
+    return {
+        "DEBUG": settings.DEBUG,
+        "EMAIL_BACKEND": settings.EMAIL_BACKEND,
+        "ALLOWED_HOSTS": allowed,
+    }
+
+
 def _serve(
     settings_module: str,
     databases: dict[str, Any],
+    environment: dict[str, Any],
     host: str,
     port: int,
     serve_static: bool,
@@ -71,6 +92,8 @@ def _serve(
 
         for alias, name in databases.items():
             settings.DATABASES[alias]["NAME"] = name
+        for key, value in environment.items():
+            setattr(settings, key, value)
         import django
 
         django.setup()
@@ -159,7 +182,8 @@ class LiveServer:
         receiver, sender = context.Pipe(duplex=False)
         self.process = context.Process(
             target=_serve,
-            args=(settings_module, _test_databases(), self.host, self.requested_port,
+            args=(settings_module, _test_databases(), _test_environment(self.host),
+                  self.host, self.requested_port,
                   self.serve_static, self.server_settings, sender),
             name="django-daphne live server",
             daemon=True,

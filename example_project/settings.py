@@ -6,6 +6,7 @@ that several server processes share the chat rooms.
 """
 
 import os
+import sys
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -99,10 +100,15 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = os.environ.get("EXAMPLE_STATIC_ROOT", BASE_DIR / "staticfiles")
 # content-hashed names (cached for a year by `manage.py daphne --static`) with .gz and .br
-# siblings written by collectstatic
+# siblings written by collectstatic.  `manage.py test` runs with DEBUG off (the live server
+# too), where hashed names need collectstatic's manifest: the tests use the plain storage.
+TESTING = sys.argv[1:2] == ["test"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django_daphne.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": (
+        "django.contrib.staticfiles.storage.StaticFilesStorage" if TESTING
+        else "django_daphne.storage.CompressedManifestStaticFilesStorage"
+    )},
 }
 
 # Django's default logging, plus the example's own lines (lifespan startup and shutdown).

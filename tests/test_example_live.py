@@ -43,3 +43,58 @@ def test_live_server_refuses_an_in_memory_test_database(tmp_path):
         result.stdout
     )
     assert "DATABASES['default']['TEST']['NAME'] to a file path" in result.stdout
+
+
+LIVE_URLS = '''
+from django.conf import settings
+from django.core import mail
+from django.http import JsonResponse
+from django.urls import path
+
+
+def env(request):
+    mail.send_mail("subject", "body", "from@example.com", ["to@example.com"])
+    return JsonResponse({"debug": settings.DEBUG, "email_backend": settings.EMAIL_BACKEND})
+
+
+urlpatterns = [path("env/", env)]
+'''
+
+LIVE_TESTS = '''
+import httpx
+from django_daphne.testing import DaphneLiveServerTestCase
+
+
+class ServerSettingsTests(DaphneLiveServerTestCase):
+    def test_env(self):
+        response = httpx.get(self.live_server_url + "/env/", timeout=30)
+        print("SERVER SAYS", response.status_code, response.text[:300])
+        assert response.status_code == 200
+        assert response.json() == {
+            "debug": False,
+            "email_backend": "django.core.mail.backends.locmem.EmailBackend",
+        }
+'''
+
+
+def test_live_server_runs_in_the_test_environment(tmp_path):
+    """As with Django's LiveServerTestCase and Channels' ChannelsLiveServerTestCase: the
+    server accepts its own host whatever ALLOWED_HOSTS says, runs with the test runner's
+    DEBUG (off), and sends mail to the locmem backend, never to a real SMTP server."""
+    (tmp_path / "live_urls.py").write_text(LIVE_URLS)
+    (tmp_path / "test_live_env.py").write_text(LIVE_TESTS)
+    module = settings_module(tmp_path, """
+        DEBUG = True
+        ALLOWED_HOSTS = ["www.example.com"]
+        ROOT_URLCONF = "live_urls"
+        EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        EMAIL_PORT = 1  # nothing listens: a real send fails
+    """)
+    result = run_manage(
+        "test", "test_live_env", "--noinput", "--settings", module,
+        env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
+             "EXAMPLE_TEST_DB": str(tmp_path / "test-db.sqlite3")},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout
+    assert "SERVER SAYS 200" in result.stdout
