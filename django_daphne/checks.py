@@ -20,6 +20,7 @@ from .conf import (
     application_path,
     build_config,
     daphne_settings,
+    setting_label,
 )
 from .config import OPTIONS_BY_NAME, SETTING_NAMES, Config, ConfigError, suggest
 from .endpoints import check_description
@@ -103,7 +104,7 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         try:
             valid[key] = option.clean(raw)
         except ValueError as exc:
-            errors.append(Error(f"{SETTING}[{key!r}]: {exc}", id="django_daphne.E005"))
+            errors.append(Error(f"{setting_label(key)}: {exc}", id="django_daphne.E005"))
     if not valid.get("PROXY_HEADERS"):
         for name in ("proxy_headers_host", "proxy_headers_port", "proxy_headers_proto"):
             option = OPTIONS_BY_NAME[name]

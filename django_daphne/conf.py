@@ -2,7 +2,9 @@
 
 The ``DAPHNE`` dict holds the ``daphne`` command's long options in upper case
 (``DAPHNE = {"PORT": 8001, "PROXY_HEADERS": True}``); ``ROOT_PATH`` defaults to
-``FORCE_SCRIPT_NAME``; the application is ``ASGI_APPLICATION``.  One precedence rule
+``FORCE_SCRIPT_NAME``, the WebSocket size limits to Daphne's
+``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE`` and ``DAPHNE_WEBSOCKET_MAX_FRAME_SIZE``; the
+application is ``ASGI_APPLICATION``.  One precedence rule
 everywhere: command line, then ``DAPHNE``, then the default.
 """
 
@@ -11,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .config import COMMAND_LINE, DEFAULT, SETTINGS, Config, ConfigError, Option, _bool
+from .config import (
+    COMMAND_LINE,
+    DEFAULT,
+    SETTING_NAMES,
+    SETTINGS,
+    Config,
+    ConfigError,
+    Option,
+    _bool,
+)
 
 SETTING = "DAPHNE"
 
@@ -26,6 +37,13 @@ DJANGO_OPTIONS: tuple[Option, ...] = (
     ),
 )
 DJANGO_SETTING_NAMES = {option.setting: option for option in DJANGO_OPTIONS}
+
+# Settings Daphne's runserver reads, kept for projects that switch: the default of their
+# ``DAPHNE`` key (which wins when both are set).
+DAPHNE_COMPAT_SETTINGS = {
+    "DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE": "WEBSOCKET_MAX_MESSAGE_SIZE",
+    "DAPHNE_WEBSOCKET_MAX_FRAME_SIZE": "WEBSOCKET_MAX_FRAME_SIZE",
+}
 
 
 def _settings(settings: Any = None) -> Any:
@@ -51,7 +69,22 @@ def daphne_settings(settings: Any = None) -> dict[str, Any]:
     script_name = getattr(settings, "FORCE_SCRIPT_NAME", None)
     if "ROOT_PATH" not in values and script_name:
         values["ROOT_PATH"] = script_name.rstrip("/")
+    for name, key in DAPHNE_COMPAT_SETTINGS.items():
+        if key not in values and getattr(settings, name, None) is not None:
+            values[key] = getattr(settings, name)
     return values
+
+
+def setting_label(key: str, settings: Any = None) -> str:
+    """How a ``daphne_settings()`` key is spelt in settings.py, for messages:
+    ``DAPHNE['PORT']``, or ``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE`` when the value came from
+    Daphne's setting."""
+    raw = getattr(_settings(settings), SETTING, None) or {}
+    if isinstance(raw, Mapping) and key not in raw:
+        for name, compat_key in DAPHNE_COMPAT_SETTINGS.items():
+            if compat_key == key and getattr(_settings(settings), name, None) is not None:
+                return name
+    return f"{SETTING}[{key!r}]"
 
 
 def build_config(
@@ -63,6 +96,13 @@ def build_config(
     The Django-only options (``DJANGO_OPTIONS``) are in it too, with their sources.
     """
     values = daphne_settings(settings)
+    for key in DAPHNE_COMPAT_SETTINGS.values():
+        label = setting_label(key, settings)
+        if key in values and not label.startswith(SETTING + "["):
+            try:
+                SETTING_NAMES[key].clean(values[key])
+            except ValueError as exc:
+                raise ConfigError(f"{label}: {exc}") from None
     command_line = dict(command_line or {})
     django_values = {key: values.pop(key) for key in list(values) if key in DJANGO_SETTING_NAMES}
     django_flags = {o.name: command_line.pop(o.name, None) for o in DJANGO_OPTIONS}

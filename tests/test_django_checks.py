@@ -51,6 +51,10 @@ CASES = {
         'DAPHNE = {"LIFESPAN": "sometimes"}', "django_daphne.E005",
         "DAPHNE['LIFESPAN']: expected one of auto, on, off",
     ),
+    "E005 Daphne's own setting, named as it is spelt": (
+        'DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = "big"', "django_daphne.E005",
+        "DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE: expected a whole number, got 'big'",
+    ),
     "E006 proxy header name without PROXY_HEADERS": (
         'DAPHNE = {"PROXY_HEADERS_HOST": "X-Real-IP"}', "django_daphne.E006",
         "DAPHNE['PROXY_HEADERS_HOST'] has no effect without DAPHNE['PROXY_HEADERS'] = True",

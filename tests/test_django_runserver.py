@@ -4,6 +4,7 @@ static files, request log, autoreload, Ctrl-C, ``--noasgi``, and the DAPHNE limi
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 
@@ -219,3 +220,52 @@ def test_websocket_chat_and_its_log_lines(runserver):
     client = r"\[127\.0\.0\.1:\d+\]$"
     for action in ("HANDSHAKING", "CONNECT", "DISCONNECT", "REJECT"):
         server.wait_for(rf"^\[[^]]+\] WebSocket {action} /ws/chat/lobby/ {client}")
+
+
+def test_daphnes_runserver_flags_are_accepted_and_applied(runserver, tmp_path):
+    """Daphne's runserver flags (--http_timeout, --websocket_handshake_timeout,
+    --websocket-max-message-size, --websocket-max-frame-size) keep working for a project
+    that switches; its DAPHNE_WEBSOCKET_MAX_* settings too, with the flags winning."""
+    from websockets.exceptions import ConnectionClosedError
+
+    module = settings_module(tmp_path, """
+        ASGI_APPLICATION = "tests.apps.app"
+        DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = 100
+        DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 100
+    """)
+    server = runserver("127.0.0.1:0", "--noreload", "--settings", module,
+                       "--http_timeout", "1", "--websocket_handshake_timeout", "3",
+                       "--websocket-max-message-size", "1000")
+    base = url(server, "")
+    assert httpx.get(base + "/hang", timeout=30).status_code == 503
+    with connect("ws" + base[len("http"):] + "/ws/echo", open_timeout=30,
+                 compression=None) as ws:
+        ws.send("a" * 100)  # within the settings' frame limit
+        assert ws.recv(timeout=10) == "a" * 100
+        ws.send("b" * 101)  # one frame over DAPHNE_WEBSOCKET_MAX_FRAME_SIZE
+        with pytest.raises(ConnectionClosedError) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1009
+    with connect("ws" + base[len("http"):] + "/ws/echo", open_timeout=30,
+                 compression=None, max_size=None) as ws:
+        # fragments under the frame limit: the message limit is the flag's 1000, not 100
+        ws.send(["c" * 100] * 5)
+        assert ws.recv(timeout=10) == "c" * 500
+        ws.send(["d" * 100] * 11)
+        with pytest.raises(ConnectionClosedError) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1009
+    result = run_manage("daphne", "--show-config", "--settings", module,
+                        env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stdout
+    rows = {line.split()[0]: tuple(re.split(r"\s{2,}", line.strip())[1:])
+            for line in result.stdout.splitlines() if line.strip()}
+    assert rows["WEBSOCKET_MAX_MESSAGE_SIZE"] == ("100", "settings")
+    assert rows["WEBSOCKET_MAX_FRAME_SIZE"] == ("100", "settings")
+
+
+def test_bad_daphne_runserver_flag_names_it(env):
+    result = run_manage("runserver", "--noreload", "--http_timeout", "soon", "0", env=env)
+    assert result.returncode == 1
+    assert "--http_timeout: expected a number of seconds, got 'soon'" in result.stdout
+    assert "Traceback" not in result.stdout

@@ -25,7 +25,7 @@ from django.utils import autoreload
 
 from ... import __version__
 from ...conf import application_path, build_config
-from ...config import DEFAULT, Config, ConfigError
+from ...config import DEFAULT, OPTIONS_BY_NAME, Config, ConfigError
 from ...loading import AppImportError
 from ..serving import (
     DjangoServerLog,
@@ -34,6 +34,14 @@ from ..serving import (
     load_application,
     with_static_files,
 )
+
+# Daphne's runserver flags and the options they set
+DAPHNE_RUNSERVER_FLAGS = {
+    "--http_timeout": "http_timeout",
+    "--websocket_handshake_timeout": "websocket_connect_timeout",
+    "--websocket-max-message-size": "websocket_max_message_size",
+    "--websocket-max-frame-size": "websocket_max_frame_size",
+}
 
 
 class Command(StaticfilesRunserver):
@@ -48,6 +56,14 @@ class Command(StaticfilesRunserver):
             "--noasgi", action="store_false", dest="use_asgi",
             help="Run Django's own WSGI development server instead of django-daphne.",
         )
+        # Daphne's runserver flags, for projects that switch; each overrides its DAPHNE key
+        for flag, name in DAPHNE_RUNSERVER_FLAGS.items():
+            option = OPTIONS_BY_NAME[name]
+            parser.add_argument(
+                flag, dest=name, default=None, metavar=option.metavar,
+                help=f"As {option.flag} of manage.py daphne (DAPHNE['{option.setting}']): "
+                + option.help.replace("%", "%%"),
+            )
 
     def run(self, **options: Any) -> None:
         reloader_parent = os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) != "true"
@@ -74,7 +90,7 @@ class Command(StaticfilesRunserver):
         for connection in connections.all(initialized_only=True):
             connection.close()
         try:
-            config = self.server_config()
+            config = self.server_config(options)
             application = self.get_application(**options)
         except (ConfigError, AppImportError) as exc:
             raise CommandError(str(exc)) from None
@@ -106,15 +122,23 @@ class Command(StaticfilesRunserver):
             self.stdout.write(shutdown_message)
         sys.exit(code)
 
-    def server_config(self) -> Config:
-        """The ``DAPHNE`` settings (timeouts, limits, ...) listening on addrport only, with
-        the server's own lines at warning level unless ``DAPHNE['VERBOSITY']`` asks for
-        more: the banner and the request log say the rest."""
+    def server_config(self, options: dict[str, Any] | None = None) -> Config:
+        """The ``DAPHNE`` settings (timeouts, limits, ...) and Daphne's runserver flags,
+        listening on addrport only, with the server's own lines at warning level unless
+        ``DAPHNE['VERBOSITY']`` asks for more: the banner and the request log say the rest."""
         config = build_config()
         verbosity = config.verbosity if config.sources["verbosity"] != DEFAULT else 1
+        changes: dict[str, Any] = {}
+        for flag, name in DAPHNE_RUNSERVER_FLAGS.items():
+            raw = (options or {}).get(name)
+            if raw is not None:
+                try:
+                    changes[name] = OPTIONS_BY_NAME[name].clean(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{flag}: {exc}") from None
         return config.replace(
             bind=self.addr, port=int(self.port), unix_socket=None, fd=None, endpoints=[],
-            verbosity=0 if verbosity < 2 else verbosity,
+            verbosity=0 if verbosity < 2 else verbosity, **changes,
         )
 
     def get_application(self, **options: Any) -> Any:
