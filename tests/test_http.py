@@ -247,3 +247,35 @@ def test_a_listener_hears_the_disconnect_while_another_receive_is_cancelled(serv
         while b"streaming" not in buffer:
             buffer += sock.recv(65536)
     server.wait_for(r"mark: listener heard http.disconnect %s" % tag)
+
+
+def echo_raw(server, header_lines: bytes) -> dict:
+    response = raw_request(
+        server.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + header_lines
+        + b"Connection: close\r\n\r\n")
+    head, body = response.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), response
+    return json.loads(body)
+
+
+def test_header_names_with_underscores_never_reach_the_app(server):
+    # Django maps both X-Forwarded-For and X_Forwarded_For to HTTP_X_FORWARDED_FOR: a client
+    # must not pass for what a proxy vouches for (Daphne drops these names too)
+    scope = echo_raw(server, b"X_Forwarded_For: 6.6.6.6\r\nX-Kept: a_b\r\nCookie: _ga=1\r\n")
+    assert scope["headers"] == [
+        ["host", "x"], ["x-kept", "a_b"], ["cookie", "_ga=1"], ["connection", "close"]]
+
+
+@pytest.mark.parametrize("name", [b"Daphne-Root-Path", b"daphne-root-path", b"dAPHNE-rOOT-pATH"])
+def test_daphne_root_path_header_sets_root_path(server, name):
+    # Daphne's documented way for a proxy to say where the app is mounted
+    scope = echo_raw(server, name + b": /mounted%20here\r\n")
+    assert scope["root_path"] == "/mounted here"
+    assert [n for n, _ in scope["headers"]] == ["host", "connection"]
+
+
+def test_daphne_root_path_that_is_not_utf8_is_refused(server):
+    response = raw_request(server.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n"
+                           b"Daphne-Root-Path: /%ff\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 400")
+    assert b"Daphne-Root-Path is not UTF-8" in response

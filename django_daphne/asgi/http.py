@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .instance import ApplicationInstance
-from .scope import BadRequest, apply_proxy_headers, split_target
+from .scope import BadRequest, apply_proxy_headers, screen_headers, split_target
 
 __all__ = ["BadRequest", "HTTPStream", "build_scope", "check_headers"]
 
@@ -303,10 +303,19 @@ def build_scope(
     headers: list[tuple[bytes, bytes]],
     client: list[Any] | None,
     server_addr: list[Any] | None,
+    screen: bool = True,
 ) -> dict:
     """The HTTP connection scope, for any wire protocol.  Raises BadRequest for a target
-    that cannot be represented."""
+    that cannot be represented.
+
+    ``screen``: the headers may hold a name with an underscore or Daphne-Root-Path (see
+    :func:`~.scope.screen_headers`); a wire protocol that can rule both out cheaply (HTTP/1.1
+    scans the raw head) passes False and skips the per-header look.
+    """
     path, raw_path, query = split_target(target)
+    root_path = server.root_path
+    if screen:
+        headers, root_path = screen_headers(headers, root_path)
     if server.proxy_headers:
         client, scheme = apply_proxy_headers(
             headers, client, scheme, server.proxy_address_header,
@@ -321,7 +330,7 @@ def build_scope(
         "path": path,
         "raw_path": raw_path,
         "query_string": query,
-        "root_path": server.root_path,
+        "root_path": root_path,
         "headers": headers,
         "client": client,
         "server": server_addr,

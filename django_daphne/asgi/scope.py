@@ -50,6 +50,32 @@ def split_target(target: bytes) -> tuple[str, bytes, bytes]:
     return path, raw_path, query
 
 
+ROOT_PATH_HEADER = b"daphne-root-path"
+
+
+def screen_headers(
+    headers: list[tuple[bytes, bytes]], root_path: str
+) -> tuple[list[tuple[bytes, bytes]], str]:
+    """The headers an application may see, and the root path, as Daphne decides them.
+
+    A header whose name holds an underscore is dropped: Django (like CGI) turns ``-`` into
+    ``_`` in ``request.META`` names, so ``X_Forwarded_For`` would pass for the
+    ``X-Forwarded-For`` a proxy vouches for (CVE-2015-0219); Daphne and Django's runserver
+    drop them too.  ``Daphne-Root-Path`` (percent-encoded) sets the scope's ``root_path``
+    for this request, as it does in Daphne, and is not passed on.
+    """
+    kept = []
+    for name, value in headers:
+        if name == ROOT_PATH_HEADER:
+            try:
+                root_path = unquote_to_bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("Daphne-Root-Path is not UTF-8 once percent-decoded") from None
+        elif b"_" not in name:
+            kept.append((name, value))
+    return kept, root_path
+
+
 def address(addr: Any) -> list[Any] | None:
     """A Twisted address as the ASGI ``[host, port]`` pair (None for UNIX sockets)."""
     host = getattr(addr, "host", None)

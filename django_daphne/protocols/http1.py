@@ -170,7 +170,7 @@ class HTTP1Connection(Protocol):
         try:
             scope = build_scope(
                 server, head.http_version, head.method, self.scheme, head.target,
-                head.headers, self.client, self.server_addr,
+                head.headers, self.client, self.server_addr, head.odd_names,
             )
         except BadRequest as exc:
             raise ParseError(exc.status, exc.reason) from None

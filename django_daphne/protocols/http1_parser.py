@@ -64,7 +64,7 @@ class RequestHead:
 
     __slots__ = (
         "method", "target", "http_version", "headers", "keep_alive",
-        "expect_continue", "upgrade", "has_body",
+        "expect_continue", "upgrade", "has_body", "odd_names",
     )
 
     def __init__(
@@ -86,6 +86,9 @@ class RequestHead:
         self.expect_continue = expect_continue
         self.upgrade = upgrade
         self.has_body = has_body
+        # a header name may hold an underscore or be Daphne-Root-Path: the scope screens
+        # the headers (False only when a scan of the raw head rules both out)
+        self.odd_names = True
 
 
 class Limits:
@@ -386,6 +389,13 @@ class _Parser:
         head_ = RequestHead(
             method, target, http_version, headers, keep_alive, expect, upgrade, has_body
         )
+        if lines:
+            find = buffer.find
+            if find(b"_", first, end) < 0 and find(b"t-p", first, end) < 0 and find(
+                b"T-P", first, end
+            ) < 0 and find(b"t-P", first, end) < 0 and find(b"T-p", first, end) < 0:
+                # no underscore, and "daphne-root-path" in no case: nothing to screen
+                head_.odd_names = False
         self._head_parsed(head_)
         if chunked:
             self.state = _CHUNK_SIZE_LINE
