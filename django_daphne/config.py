@@ -280,10 +280,10 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--header-timeout",), metavar="SECONDS", minimum=0.001, group="limits",
     ),
     Option(
-        "body_timeout", 60.0, _number, "Seconds an HTTP/1.1 client may pause while sending "
-        "a request body (between two pieces of it, while the server is reading); slower "
-        "clients get 408 and are disconnected. Time the application takes to read is not "
-        "counted.",
+        "body_timeout", 60.0, _number, "Seconds a client may pause while sending a request "
+        "body (between two pieces of it, while the server is reading); slower clients get "
+        "408 (over HTTP/1.1 also disconnected, over HTTP/2 the stream reset). Time the "
+        "application takes to read is not counted.",
         flags=("--body-timeout",), metavar="SECONDS", minimum=0.001, group="limits",
     ),
     Option(

@@ -389,6 +389,82 @@ def test_request_body_backpressure_per_stream(h2server):
         assert bytes(response.body) == b"%d" % (2 * MIB)
 
 
+@pytest.fixture(scope="module")
+def h2_body_server():
+    """A short body timeout; the idle timeout is long."""
+    proc = start("--body-timeout", "0.3", "--http2-idle-timeout", "30")
+    yield proc
+    proc.stop()
+
+
+def recorded_by(server: ServerProcess) -> list:
+    return httpx.get(server.url + "/recorded").json()
+
+
+def test_stalled_body_gets_408_and_only_its_stream_is_reset(h2_body_server):
+    with H2Client(h2_body_server.port) as client:
+        steady = client.request("/count-body", method="POST", end_stream=False)
+        stalled = client.request("/record?id=h2bt-stalled", method="POST", body=b"hello",
+                                 headers=[(b"content-length", b"10")], end_stream=False)
+        deadline = time.monotonic() + 10
+        pieces = 0
+        while not client.responses[stalled].done:
+            # meanwhile the other upload keeps coming, a piece every 0.1 s
+            assert time.monotonic() < deadline and not client.closed, client.responses
+            client.pump(0.1)
+            client.send_data(steady, b"s")
+            pieces += 1
+        assert not client.responses[steady].done, client.responses[steady]
+        response = client.response(stalled)
+        assert response.status == 408
+        assert bytes(response.body) == b"request body not received in time\n"
+        client.send_data(steady, b"", end_stream=True)
+        assert bytes(client.response(steady).body).startswith(b"%d bytes in " % pieces)
+        assert client.goaway is None
+    seen = recorded_by(h2_body_server)
+    assert "h2bt-stalled" in seen and "h2bt-stalled:disconnect" in seen
+
+
+def test_an_http2_body_that_keeps_coming_is_not_cut_off(h2_body_server):
+    with H2Client(h2_body_server.port) as client:
+        sid = client.request("/count-body", method="POST", end_stream=False)
+        for piece in (b"ab", b"cd", b"ef", b"gh", b"ij"):
+            # a piece every 0.15 s (while checking nothing came back): each within the
+            # 0.3 s timeout, the whole body well over it
+            client.pump(0.15)
+            assert not client.responses[sid].done, client.responses[sid]
+            client.send_data(sid, piece)
+        client.send_data(sid, b"", end_stream=True)
+        assert bytes(client.response(sid).body).startswith(b"10 bytes in ")
+
+
+def test_time_the_app_takes_to_read_an_http2_body_is_not_counted(h2_body_server):
+    """The stream's window stays closed while the application does not read: the client
+    is not to blame for that pause, however long."""
+    with H2Client(h2_body_server.port) as client:
+        client.wait(lambda: client.server_settings, what="server SETTINGS")
+        sid = client.request("/gated-body?gate=h2bt", method="POST", end_stream=False)
+        sent = 0
+        while True:  # until the server stops reopening the window: it stopped reading
+            room = min(client.h2.local_flow_control_window(sid), 16384)
+            if room:
+                client.send_data(sid, b"g" * room)
+                sent += room
+                continue
+            client.pump(0.5)  # a WINDOW_UPDATE answers within this when not paused
+            if not client.h2.local_flow_control_window(sid):
+                break
+            assert sent < MIB // 2, "the server kept reopening the window"
+        h2_body_server.wait_for("app: gated")
+        deadline = time.monotonic() + 1.0  # more than three body timeouts
+        while time.monotonic() < deadline:
+            client.pump(deadline - time.monotonic())
+        assert not client.responses[sid].done, client.responses[sid]
+        assert httpx.get(h2_body_server.url + "/open-gate?gate=h2bt").text == "open"
+        client.upload(sid, b"g" * (MIB - sent))
+        assert bytes(client.response(sid).body) == b"%d" % MIB
+
+
 def test_early_response_stops_the_upload_without_error(h2server):
     with H2Client(h2server.port) as client:
         sid = client.request("/no-read", method="POST", body=b"x" * 1000, end_stream=False)

@@ -23,7 +23,7 @@ import h2.stream
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
-from ..asgi.http import BadRequest, HTTPStream, build_scope
+from ..asgi.http import DONE, START, BadRequest, HTTPStream, build_scope
 
 logger = logging.getLogger("django_daphne.http2")
 
@@ -131,6 +131,7 @@ class H2Stream:
     __slots__ = (
         "conn", "stream_id", "stream", "is_head", "start", "pending", "end_after",
         "trailers", "ended", "paused", "unacked", "waiters", "body_ended", "length_left",
+        "body_at",
     )
     tunnel = False  # a WebSocket stream (RFC 8441), whose wire is a subclass
 
@@ -149,6 +150,7 @@ class H2Stream:
         self.waiters: list = []
         self.body_ended = False  # the client ended its side of the stream
         self.length_left: int | None = None  # of the request's content-length, if it had one
+        self.body_at = conn.server.clock  # when the body last moved: arrived, or was taken
 
     # -- reading: the window reopens only as the application takes the body
 
@@ -157,6 +159,7 @@ class H2Stream:
 
     def resume_reading(self) -> None:
         self.paused = False
+        self.body_at = self.conn.server.clock
         if self.unacked:
             self.conn.acknowledge(self.stream_id, self.unacked)
             self.unacked = 0
@@ -262,6 +265,7 @@ class HTTP2Connection:
         self.orphans: list[HTTPStream] = []  # apps of reset streams, still running
         # streams whose response waits for the client to open its window, and since when
         self.blocked: dict[H2Stream, float] = {}
+        self.body_check: float | None = None  # when to look for stalled request bodies
         self.last_stream_id = 0
         self.window_start = server.clock
         self.resets = 0
@@ -584,6 +588,7 @@ class HTTP2Connection:
                 self.acknowledge(event.stream_id, size)
                 self._wrong_length(wire)
                 return
+        wire.body_at = self.server.clock
         wire.stream.body_received(event.data)
         if wire.paused:
             wire.unacked += size
@@ -777,6 +782,12 @@ class HTTP2Connection:
         if self.streams:
             deadline = min(self.blocked.values()) + self.config.send_timeout \
                 if self.blocked else None
+            # a request body may stall: look for that now and then, not at every change
+            check = self.body_check
+            if check is None:
+                check = self.body_check = self.server.clock + self.config.body_timeout
+            if deadline is None or check < deadline:
+                deadline = check
         elif self.shutting_down:
             self.flush()
             self.conn.close()
@@ -826,6 +837,8 @@ class HTTP2Connection:
             tunnel.deadline_passed()
         if self.closed:
             return
+        if self.body_check is not None and self.body_check <= now:
+            self._check_bodies(now)
         if self.blocked:
             cutoff = self.server.clock - self.config.send_timeout
             for wire, since in list(self.blocked.items()):
@@ -838,6 +851,50 @@ class HTTP2Connection:
             self.shutdown()
             return
         self._update_deadline()
+
+    def _check_bodies(self, now: float) -> None:
+        """Time out the streams whose client paused sending the request body for the body
+        timeout (time their application took to read does not count), as HTTP/1.1 does:
+        408 if the application had not answered yet, and http.disconnect for it."""
+        timeout = self.config.body_timeout
+        cutoff = now - timeout
+        earliest = None
+        for wire in list(self.streams.values()):
+            stream = wire.stream
+            if wire.body_ended or wire.paused or wire.tunnel or stream is None \
+                    or stream.state == DONE:
+                continue
+            if wire.body_at > cutoff:
+                if earliest is None or wire.body_at < earliest:
+                    earliest = wire.body_at
+                continue
+            logger.info("HTTP/2 request body from %s stalled for %ss on stream %d",
+                        self.conn.client, timeout, wire.stream_id)
+            stream_id = wire.stream_id
+            answer = stream.state == START and wire.start is None
+            del self.streams[stream_id]
+            self._drop(wire)
+            code = ErrorCodes.CANCEL
+            if answer:
+                body = b"request body not received in time\n"
+                try:
+                    self.h2.send_headers(stream_id, [
+                        (b":status", b"408"), (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", b"%d" % len(body)),
+                        (b"date", self.server.http_date.encode("ascii")),
+                    ])
+                    self.h2.send_data(stream_id, body, end_stream=True)
+                    code = ErrorCodes.NO_ERROR  # answered: stop sending the body
+                except h2.exceptions.ProtocolError:
+                    pass  # no window for even that: the reset says it
+                if self.server.access_log is not None:
+                    self.server.access_log.refused(self.conn.client, 408, len(body))
+            try:
+                self.h2.reset_stream(stream_id, code)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                pass
+        self.body_check = None if earliest is None else earliest + timeout
+        self.flush()
 
     def shutdown(self) -> None:
         """Graceful stop: GOAWAY with the last stream we took; in-flight streams finish."""
