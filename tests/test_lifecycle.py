@@ -162,6 +162,20 @@ def test_proxy_headers(start_server):
     assert scope["scheme"] == "https"
 
 
+def test_proxy_headers_take_the_port_and_brackets_off_an_address(start_server):
+    # some proxies (IIS, Azure) write the client's port into X-Forwarded-For
+    server = start_server("--proxy-headers")
+    cases = [
+        ({"X-Forwarded-For": "203.0.113.7:5678"}, ["203.0.113.7", 5678]),
+        ({"X-Forwarded-For": "10.0.0.1, [2001:db8::7]:443", "X-Forwarded-Port": "80"},
+         ["2001:db8::7", 443]),
+        ({"X-Forwarded-For": "[2001:db8::7]", "X-Forwarded-Port": "80"}, ["2001:db8::7", 80]),
+        ({"X-Forwarded-For": "2001:db8::7"}, ["2001:db8::7", 0]),
+    ]
+    for headers, client in cases:
+        assert httpx.get(server.url + "/echo", headers=headers).json()["client"] == client
+
+
 def test_proxy_header_names_are_configurable(start_server):
     server = start_server("--proxy-headers", "--proxy-headers-host", "X-Real-IP",
                           "--proxy-headers-port", "X-Real-Port")

@@ -95,6 +95,29 @@ def server_address(addr: Any) -> list[Any] | None:
     return None
 
 
+def _port(raw: bytes) -> int | None:
+    return int(raw) if raw.isdigit() and len(raw) <= 5 and int(raw) < 65536 else None
+
+
+def _host_and_port(entry: bytes) -> tuple[str, int | None]:
+    """An X-Forwarded-For entry as (host, port or None): ``203.0.113.7``, ``::1``, and with
+    the port some proxies add (IIS, Azure): ``203.0.113.7:5678``, ``[2001:db8::1]:5678``,
+    or brackets alone, ``[2001:db8::1]``."""
+    if entry[:1] == b"[":
+        close = entry.find(b"]")
+        if close > 1:
+            rest = entry[close + 1:]
+            if not rest:
+                return entry[1:close].decode("latin-1"), None
+            if rest[:1] == b":" and _port(rest[1:]) is not None:
+                return entry[1:close].decode("latin-1"), _port(rest[1:])
+    elif entry.count(b":") == 1:
+        host, _, port = entry.partition(b":")
+        if host and _port(port) is not None:
+            return host.decode("latin-1"), _port(port)
+    return entry.decode("latin-1"), None
+
+
 def apply_proxy_headers(
     headers: list[tuple[bytes, bytes]],
     client: list[Any] | None,
@@ -107,6 +130,8 @@ def apply_proxy_headers(
 
     From a list such as ``X-Forwarded-For: spoofed, 203.0.113.7`` the last entry is used:
     it is the one the proxy in front of us added, the earlier ones are the client's word.
+    A port in that entry (``203.0.113.7:5678``, ``[2001:db8::1]:5678``) is the client's
+    port; without one, X-Forwarded-Port gives it.
     """
     forwarded_for = forwarded_port = forwarded_proto = None
     for name, value in headers:
@@ -117,13 +142,12 @@ def apply_proxy_headers(
         elif name == proto_header:
             forwarded_proto = value
     if forwarded_for is not None:
-        host = forwarded_for.rsplit(b",", 1)[-1].strip().decode("latin-1")
+        host, port = _host_and_port(forwarded_for.rsplit(b",", 1)[-1].strip())
         if host:
-            port = 0
-            if forwarded_port is not None:
-                raw = forwarded_port.rsplit(b",", 1)[-1].strip()
-                if raw.isdigit() and int(raw) < 65536:
-                    port = int(raw)
+            if port is None:
+                port = 0
+                if forwarded_port is not None:
+                    port = _port(forwarded_port.rsplit(b",", 1)[-1].strip()) or 0
             client = [host, port]
     if forwarded_proto is not None:
         proto = forwarded_proto.rsplit(b",", 1)[-1].strip().lower().decode("latin-1")
