@@ -209,14 +209,19 @@ def test_access_log_to_a_file(start_server, tmp_path):
     server = start_server("--access-log", str(log))
     httpx.get(server.url + "/echo?q=1")
     httpx.post(server.url + "/no-read", content=b"abc")
+    httpx.head(server.url + "/no-read")
+    httpx.get(server.url + "/no-content")
     server.signal(signal.SIGTERM)
     assert server.wait_exit() == 0
     lines = log.read_text().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 4
     assert lines[0].startswith("127.0.0.1:")
     assert " - - [" in lines[0]
     assert lines[0].split("] ", 1)[1].startswith('"GET /echo?q=1" 200 ')
     assert '"POST /no-read" 200 21' in lines[1]
+    # no body goes out for HEAD, 204 or 304: the size is "-", as Daphne logs it
+    assert lines[2].endswith('"HEAD /no-read" 200 -')
+    assert lines[3].endswith('"GET /no-content" 204 -')
 
 
 def test_access_log_on_stdout_by_default_and_off_at_verbosity_0(start_server):

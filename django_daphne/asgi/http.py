@@ -267,6 +267,8 @@ class HTTPStream(ApplicationInstance):
         """The response is complete (or abandoned): log it, let the wire move on."""
         server = self.server
         self._linger()
+        if self.status in (204, 304) or self.scope["method"] == "HEAD":
+            self.sent = 0  # no body went out, whatever the application sent (logged "-")
         if server.access_log is not None:
             server.access_log.http(self)
         if self.waiter is not None:
