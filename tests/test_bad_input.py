@@ -402,6 +402,19 @@ def test_partial_head_after_keep_alive_gets_408(slow_server):
     assert closed
 
 
+def test_partial_head_sent_with_the_previous_request_gets_408(slow_server):
+    # the start of the next head came in the same packet as the request before it: once
+    # that response is out, the header timeout (not the 30 s keep-alive) runs for it
+    with connect(slow_server.port) as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET /status HTTP/1.1\r\nHost: a\r\n\r\nGET /status HTTP/1.1\r\nHo")
+        status, _, _ = read_response(sock, buffer)
+        assert status == 200
+        response, closed = read_to_close(sock, bytes(buffer))
+    check_refusal(response, 408, "request head not received in time")
+    assert closed
+
+
 def test_slow_body_is_not_cut_by_the_header_timeout(slow_server):
     request_id = tag("slow-body")
     with connect(slow_server.port, timeout=1.0) as sock:

@@ -497,6 +497,11 @@ class HTTP1Connection(Protocol):
         if self.server.shutting_down:
             self.close()
             return
+        if self.parser.buffer:
+            # part of the next request's head came with this one: it has the header
+            # timeout to arrive whole (and a 408 after it), not the keep-alive timeout
+            self.deadline = self.server.clock + self.server.header_timeout
+            return
         self.idle = True
         self.deadline = self.server.clock + self.server.keep_alive_timeout
 
