@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .config import OPTIONS, Config, ConfigError, Option
+from .config import OPTIONS, Config, ConfigError, Option, asgi_threads
 
 logger = logging.getLogger("django_daphne")
 
@@ -49,7 +49,9 @@ def add_option_arguments(
 def _argument_kwargs(option: Option) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"dest": option.name, "default": None}
     help_text = option.help
-    if option.default not in (None, [], False, ""):
+    if option.metavar == "{on,off}":
+        help_text += f" Default: {'on' if option.default else 'off'}."
+    elif option.default not in (None, [], False, ""):
         help_text += f" Default: {option.default}."
     kwargs["help"] = help_text.replace("%", "%%")
     if option.action == "store_true":
@@ -143,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"daphne: error: {exc}", file=sys.stderr)
         return 2
+    try:
+        asgi_threads()
+    except ConfigError as exc:
+        return fail(str(exc))
     configure_logging(config)
     from . import reactor
 

@@ -204,3 +204,13 @@ def test_log_fmt_and_verbosity(manage):
     # -v 0: warnings only, and no access log
     assert "Listening on" not in quiet.output
     assert "GET /json/" not in quiet.output
+
+
+@pytest.mark.parametrize("command", [
+    ["daphne", "-p", "0"], ["runserver", "--noreload", "0"], ["runserver", "0"],
+])
+def test_bad_asgi_threads_is_one_line(command, project):
+    result = run_manage(*command, env={**project, "ASGI_THREADS": "many"})
+    assert result.returncode == 1, result.stdout
+    assert "CommandError: ASGI_THREADS must be a whole number, got 'many'" in result.stdout
+    assert "Traceback" not in result.stdout

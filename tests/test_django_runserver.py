@@ -264,8 +264,11 @@ def test_daphnes_runserver_flags_are_accepted_and_applied(runserver, tmp_path):
     assert rows["WEBSOCKET_MAX_FRAME_SIZE"] == ("100", "settings")
 
 
-def test_bad_daphne_runserver_flag_names_it(env):
-    result = run_manage("runserver", "--noreload", "--http_timeout", "soon", "0", env=env)
+@pytest.mark.parametrize("reload", [[], ["--noreload"]], ids=["autoreload", "noreload"])
+def test_bad_daphne_runserver_flag_names_it(env, reload):
+    # refused before the autoreloader starts: no traceback in its thread, no waiting for a
+    # file change that cannot fix a flag
+    result = run_manage("runserver", *reload, "--http_timeout", "soon", "0", env=env)
     assert result.returncode == 1
     assert "--http_timeout: expected a number of seconds, got 'soon'" in result.stdout
     assert "Traceback" not in result.stdout

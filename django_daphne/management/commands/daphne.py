@@ -17,7 +17,15 @@ from django.core.management.base import BaseCommand, CommandError
 from ... import __version__
 from ...cli import add_option_arguments, open_access_log
 from ...conf import DJANGO_OPTIONS, application_path, build_config, import_path
-from ...config import COMMAND_LINE, DEFAULT, OPTIONS, SETTINGS, Config, ConfigError
+from ...config import (
+    COMMAND_LINE,
+    DEFAULT,
+    OPTIONS,
+    SETTINGS,
+    Config,
+    ConfigError,
+    asgi_threads,
+)
 from ...loading import AppImportError
 from ..serving import configure_logging, ensure_reactor, load_application, static_files
 
@@ -115,6 +123,7 @@ class Command(BaseCommand):
                 command_line["bind"] = addr
         try:
             config = build_config(command_line)
+            asgi_threads()
             if options["application"]:
                 app_path, app_source = import_path(options["application"]), COMMAND_LINE
             else:

@@ -25,7 +25,7 @@ from django.utils import autoreload
 
 from ... import __version__
 from ...conf import application_path, build_config
-from ...config import DEFAULT, OPTIONS_BY_NAME, Config, ConfigError
+from ...config import DEFAULT, OPTIONS_BY_NAME, Config, ConfigError, asgi_threads
 from ...loading import AppImportError
 from ..serving import (
     DjangoServerLog,
@@ -64,6 +64,16 @@ class Command(StaticfilesRunserver):
                 help=f"As {option.flag} of manage.py daphne (DAPHNE['{option.setting}']): "
                 + option.help.replace("%", "%%"),
             )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("use_asgi", True):
+            # what no file change can fix is refused here, before the autoreloader starts
+            try:
+                self.server_flags(options)
+                asgi_threads()
+            except ConfigError as exc:
+                raise CommandError(str(exc)) from None
+        super().handle(*args, **options)
 
     def run(self, **options: Any) -> None:
         reloader_parent = os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) != "true"
@@ -128,18 +138,24 @@ class Command(StaticfilesRunserver):
         ``DAPHNE['VERBOSITY']`` asks for more: the banner and the request log say the rest."""
         config = build_config()
         verbosity = config.verbosity if config.sources["verbosity"] != DEFAULT else 1
+        return config.replace(
+            bind=self.addr, port=int(self.port), unix_socket=None, fd=None, endpoints=[],
+            verbosity=0 if verbosity < 2 else verbosity, **self.server_flags(options or {}),
+        )
+
+    @staticmethod
+    def server_flags(options: dict[str, Any]) -> dict[str, Any]:
+        """The options Daphne's runserver flags set, validated (ConfigError naming the
+        flag)."""
         changes: dict[str, Any] = {}
         for flag, name in DAPHNE_RUNSERVER_FLAGS.items():
-            raw = (options or {}).get(name)
+            raw = options.get(name)
             if raw is not None:
                 try:
                     changes[name] = OPTIONS_BY_NAME[name].clean(raw)
                 except ValueError as exc:
                     raise ConfigError(f"{flag}: {exc}") from None
-        return config.replace(
-            bind=self.addr, port=int(self.port), unix_socket=None, fd=None, endpoints=[],
-            verbosity=0 if verbosity < 2 else verbosity, **changes,
-        )
+        return changes
 
     def get_application(self, **options: Any) -> Any:
         """ASGI_APPLICATION (Django's own ASGI handler when unset), behind the static files
