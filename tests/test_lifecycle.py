@@ -185,6 +185,15 @@ def test_proxy_header_names_are_configurable(start_server):
     assert scope["client"] == ["198.51.100.4", 99]
 
 
+def test_proxy_header_named_with_an_underscore_still_counts(start_server):
+    # names with underscores never reach the application, but a proxy header configured
+    # with one is still read (as Daphne reads it)
+    server = start_server("--proxy-headers", "--proxy-headers-host", "X_Real_IP")
+    scope = httpx.get(server.url + "/echo", headers={"X_Real_IP": "198.51.100.4"}).json()
+    assert scope["client"] == ["198.51.100.4", 0]
+    assert "x_real_ip" not in [name for name, _ in scope["headers"]]
+
+
 def test_proxy_header_names_without_proxy_headers_is_an_error(start_server):
     server = start_server("--proxy-headers-host", "X-Real-IP", ready=False)
     assert server.wait_exit() == 2

@@ -315,14 +315,15 @@ def build_scope(
     scans the raw head) passes False and skips the per-header look.
     """
     path, raw_path, query = split_target(target)
-    root_path = server.root_path
-    if screen:
-        headers, root_path = screen_headers(headers, root_path)
     if server.proxy_headers:
+        # before the screening: a proxy header configured with an underscore still counts
         client, scheme = apply_proxy_headers(
             headers, client, scheme, server.proxy_address_header,
             server.proxy_port_header, server.proxy_proto_header,
         )
+    root_path = server.root_path
+    if screen:
+        headers, root_path = screen_headers(headers, root_path)
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
