@@ -19,6 +19,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
+    GoAwayFrame,
     HeadersFrame,
     PingFrame,
     SettingsFrame,
@@ -768,6 +769,58 @@ def test_stream_without_window_is_reset_after_the_send_timeout(start_server):
         assert client.response(client.request("/echo")).status == 200
         assert client.goaway is None
     assert progress(server, "h2shut") == 65536  # its send raised: it stopped there
+
+
+def test_client_goaway_lets_its_streams_finish(h2server):
+    """RFC 9113 6.8: a client that sends GOAWAY still waits for the answers to the streams
+    it opened. They come; then the server says GOAWAY too and closes."""
+    with H2Client(h2server.port) as client:
+        sid = client.request("/gated-body?gate=h2goaway", method="POST", body=b"abc",
+                             end_stream=False)
+        h2server.wait_for("app: gated")
+        client.raw(GoAwayFrame(0, last_stream_id=0, error_code=ErrorCodes.NO_ERROR))
+        assert httpx.get(h2server.url + "/open-gate?gate=h2goaway").text == "open"
+        client.send_data(sid, b"de", end_stream=True)
+        assert bytes(client.response(sid).body) == b"5"
+        assert client.wait_goaway().error_code == ErrorCodes.NO_ERROR
+        client.wait_closed()
+
+
+def test_client_goaway_with_an_error_ends_the_connection_at_once(h2server):
+    with H2Client(h2server.port) as client:
+        sid = client.request("/record?id=h2goaway-err", method="POST", body=b"x",
+                             end_stream=False)
+        client.wait(lambda: "h2goaway-err" in recorded_by(h2server), what="app started")
+        client.raw(GoAwayFrame(0, last_stream_id=0, error_code=ErrorCodes.INTERNAL_ERROR))
+        client.wait_closed()
+        assert not client.responses[sid].done
+    assert "h2goaway-err:disconnect" in recorded_by(h2server)
+
+
+def test_goaway_is_found_however_the_bytes_are_split():
+    """The frame walk that takes a client's GOAWAY out of the byte stream, fed every way
+    the bytes could arrive: what reaches h2 is the rest, in order, untouched."""
+    from types import SimpleNamespace
+
+    from django_daphne.protocols.http2 import HTTP2Connection
+
+    before = (PREFACE + SettingsFrame(0).serialize()
+              + HeadersFrame(1, data=b"h" * 30, flags=["END_HEADERS"]).serialize()
+              + DataFrame(1, data=b"d" * 100).serialize())
+    goaway = GoAwayFrame(0, last_stream_id=0, error_code=5).serialize()
+    after = PingFrame(0, opaque_data=b"12345678").serialize()
+    wire = before + goaway + after
+    for first in range(len(wire) + 1):
+        for second in (first, min(first + 7, len(wire)), min(first + 40, len(wire))):
+            state = SimpleNamespace(skip=24, held=b"")
+            passed, codes = [], []
+            for piece in (wire[:first], wire[first:second], wire[second:]):
+                out, code = HTTP2Connection._take_goaway(state, piece)
+                passed.append(out)
+                if code is not None:
+                    codes.append(code)
+            assert b"".join(passed) == before + after, (first, second)
+            assert codes == [5] and state.held == b"" and state.skip == 0, (first, second)
 
 
 def test_graceful_shutdown_goaway_and_inflight_stream_finishes(start_server):

@@ -266,6 +266,11 @@ class HTTP2Connection:
         # streams whose response waits for the client to open its window, and since when
         self.blocked: dict[H2Stream, float] = {}
         self.body_check: float | None = None  # when to look for stalled request bodies
+        # the frame walk that takes the client's GOAWAY out (see _take_goaway): payload
+        # bytes of a frame passed on whose end is still to come (the preface first), and
+        # the bytes held back until a frame header, or a whole GOAWAY, is in
+        self.skip = 24
+        self.held = b""
         self.last_stream_id = 0
         self.window_start = server.clock
         self.resets = 0
@@ -319,6 +324,11 @@ class HTTP2Connection:
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        goaway = None
+        if self.held or len(data) > self.skip:
+            data, goaway = self._take_goaway(data)
+        else:
+            self.skip -= len(data)
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -372,7 +382,60 @@ class HTTP2Connection:
                 self._count_control_frame()
             if self.closed:
                 return
+        if goaway is not None:
+            self._client_goaway(goaway)
         self.flush()
+
+    def _take_goaway(self, data: bytes) -> tuple[bytes, int | None]:
+        """The bytes for h2 with any GOAWAY from the client taken out, and its error code.
+
+        h2 takes a client's GOAWAY for the end of the connection and refuses to send
+        anything more, but the client still waits for the responses of the streams it
+        opened (RFC 9113 6.8): those are finished here first. Only frame headers are
+        looked at; the payloads pass untouched."""
+        if self.held:
+            data = self.held + data
+            self.held = b""
+        size = len(data)
+        pos = self.skip
+        code = None
+        kept = []
+        start = 0
+        while pos < size:
+            if size - pos < 9:  # the header's end is still to come
+                self.held = data[pos:]
+                break
+            length = int.from_bytes(data[pos:pos + 3], "big")
+            end = pos + 9 + length
+            if data[pos + 3] == 0x7 and length >= 8 and not any(data[pos + 5:pos + 9]):
+                if end > size:  # a GOAWAY is taken whole or not at all
+                    self.held = data[pos:]
+                    break
+                code = int.from_bytes(data[pos + 13:pos + 17], "big")
+                kept.append(data[start:pos])
+                start = end
+            pos = end
+        else:
+            self.skip = pos - size
+            if start:
+                kept.append(data[start:])
+                return b"".join(kept), code
+            return data, code
+        # stopped at bytes held back: pass on what came before them
+        self.skip = 0
+        kept.append(data[start:pos])
+        return b"".join(kept), code
+
+    def _client_goaway(self, code: int) -> None:
+        """The client goes away: after an error at once, else once the streams it opened
+        are answered (it opens no new ones)."""
+        if code:
+            logger.info("HTTP/2 client %s went away with error code %d", self.conn.client,
+                        code)
+            self.closed = True
+            self.conn.close()
+            return
+        self.shutdown()
 
     def _over_bounds(self) -> bool:
         """What h2 buffers before it looks at it, bounded: it reads a frame only once the
