@@ -31,6 +31,7 @@ static_on_command_line = False
 # set by `manage.py runserver`, which serves static files its own way in development
 development_server = False
 STATICFILES = "django.contrib.staticfiles"
+DAPHNE_APP = "daphne"  # Daphne's own Django app
 
 
 @register()
@@ -51,6 +52,35 @@ def check_app_order(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="django_daphne.E001",
         )]
     return []
+
+
+@register()
+def check_runserver_command(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``manage.py runserver`` must be ours: an app listed before django_daphne that has a
+    runserver of its own (Daphne's ``daphne``, ``whitenoise.runserver_nostatic``, channels
+    3, ...) takes it over, as staticfiles would (E001)."""
+    from django.core.management import get_commands
+
+    owner = get_commands().get("runserver")
+    errors: list[Any] = []
+    if owner not in (None, APP, STATICFILES, "django.core"):
+        errors.append(Error(
+            f"`manage.py runserver` is the command of {owner!r}, listed before {APP} in "
+            "INSTALLED_APPS, so it does not serve with django-daphne.",
+            hint=f"Move '{APP}' before '{owner}' (first in INSTALLED_APPS is best)"
+            + (", or remove 'daphne': django_daphne replaces Daphne's app."
+               if owner == DAPHNE_APP else "."),
+            id="django_daphne.E009",
+        ))
+    if owner != DAPHNE_APP and apps.is_installed(DAPHNE_APP):
+        errors.append(Warning(
+            f"Daphne's own app {DAPHNE_APP!r} is in INSTALLED_APPS beside {APP}: it is not "
+            "needed, and imports Daphne's server at every start.",
+            hint=f"Remove '{DAPHNE_APP}' from INSTALLED_APPS (and uninstall Daphne: both "
+            "packages install a `daphne` command, and the last one installed wins).",
+            id="django_daphne.W004",
+        ))
+    return errors
 
 
 @register()

@@ -156,3 +156,51 @@ def test_skip_checks_serves_anyway(tmp_path):
         assert "django_daphne.E001" not in server.output
     finally:
         server.stop()
+
+
+def fake_daphne_app(directory):
+    """A stand-in for Daphne's own app (``daphne``, with its runserver), which is not
+    installed here: the checks know it by its app name and its command."""
+    package = directory / "daphne"
+    (package / "management" / "commands").mkdir(parents=True)
+    for init in (package, package / "management", package / "management" / "commands"):
+        (init / "__init__.py").write_text("")
+    (package / "management" / "commands" / "runserver.py").write_text(
+        "from django.core.management.commands.runserver import Command  # noqa\n"
+    )
+
+
+@pytest.mark.parametrize("position,check_id,message", [
+    ("first", "django_daphne.E009",
+     "`manage.py runserver` is the command of 'daphne', listed before django_daphne"),
+    ("after", "django_daphne.W004",
+     "Daphne's own app 'daphne' is in INSTALLED_APPS beside django_daphne"),
+])
+def test_daphnes_own_app_beside_ours(tmp_path, position, check_id, message):
+    fake_daphne_app(tmp_path)
+    where = "0" if position == "first" else 'INSTALLED_APPS.index("django_daphne") + 1'
+    module = settings_module(tmp_path, f'INSTALLED_APPS.insert({where}, "daphne")')
+    result = run_manage("check", "--settings", module,
+                        env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")})
+    assert f"({check_id})" in result.stdout, result.stdout
+    assert message in result.stdout, result.stdout
+    assert result.returncode == (1 if check_id.endswith("E009") else 0)
+    assert "django_daphne.E001" not in result.stdout
+
+
+def test_another_apps_runserver_before_ours_is_named(tmp_path):
+    """whitenoise.runserver_nostatic, channels 3 and the like override runserver when they
+    come first, as staticfiles does."""
+    package = tmp_path / "otherserver"
+    (package / "management" / "commands").mkdir(parents=True)
+    for init in (package, package / "management", package / "management" / "commands"):
+        (init / "__init__.py").write_text("")
+    (package / "management" / "commands" / "runserver.py").write_text(
+        "from django.core.management.commands.runserver import Command  # noqa\n"
+    )
+    module = settings_module(tmp_path, 'INSTALLED_APPS.insert(0, "otherserver")')
+    result = run_manage("check", "--settings", module,
+                        env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")})
+    assert "(django_daphne.E009)" in result.stdout, result.stdout
+    assert "the command of 'otherserver'" in result.stdout
+    assert "Move 'django_daphne' before 'otherserver'" in result.stdout
