@@ -374,6 +374,13 @@ async def app(scope, receive, send):
         message = await listener
         print("mark: listener heard", message["type"], query["id"], flush=True)
         return
+    if path == "/trailers-short":
+        # trailers announced, and a body shorter than its Content-Length
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-length", b"10")]})
+        await send({"type": "http.response.body", "body": b"12345"})
+        await send({"type": "http.response.trailers", "headers": []})
+        return
     if path == "/recorded":
         return await respond(send, body=json.dumps(recorded).encode(),
                              content_type=b"application/json")

@@ -279,3 +279,13 @@ def test_daphne_root_path_that_is_not_utf8_is_refused(server):
                            b"Daphne-Root-Path: /%ff\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 400")
     assert b"Daphne-Root-Path is not UTF-8" in response
+
+
+def test_body_short_of_its_content_length_before_trailers_closes(server):
+    # without chunked framing the trailers are dropped; the body must still be whole, or the
+    # next response would be read as the rest of it
+    response = raw_request(server.port, b"GET /trailers-short HTTP/1.1\r\nHost: x\r\n\r\n"
+                           b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 200")
+    assert response.count(b"HTTP/1.1") == 1 and response.endswith(b"\r\n\r\n12345")
+    server.wait_for(r"Application sent less body than its Content-Length")

@@ -394,6 +394,10 @@ class HTTP1Connection(Protocol):
         if self.chunked:
             self.write(
                 b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n")
+        elif self.length_left:
+            # the body ended short of its Content-Length: the next response would be read
+            # as the rest of this one
+            self._count(b"", False)
 
     def _count(self, body: bytes, more: bool) -> bool:
         """Hold the body to the Content-Length the application declared."""
