@@ -381,6 +381,10 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"12345"})
         await send({"type": "http.response.trailers", "headers": []})
         return
+    if path == "/enum-status":
+        from http import HTTPStatus
+
+        return await respond(send, status=HTTPStatus.CREATED, body=b"created")
     if path == "/recorded":
         return await respond(send, body=json.dumps(recorded).encode(),
                              content_type=b"application/json")

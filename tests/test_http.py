@@ -289,3 +289,9 @@ def test_body_short_of_its_content_length_before_trailers_closes(server):
     assert response.startswith(b"HTTP/1.1 200")
     assert response.count(b"HTTP/1.1") == 1 and response.endswith(b"\r\n\r\n12345")
     server.wait_for(r"Application sent less body than its Content-Length")
+
+
+def test_status_may_be_an_int_enum(server):
+    # http.HTTPStatus members are ints: Daphne and Uvicorn send them as such
+    response = httpx.get(server.url + "/enum-status")
+    assert response.status_code == 201 and response.text == "created"

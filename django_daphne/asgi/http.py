@@ -192,6 +192,8 @@ class HTTPStream(ApplicationInstance):
                 self._finished()
         elif state == START and kind == "http.response.start":
             status = message.get("status")
+            if type(status) is not int and isinstance(status, int) and type(status) is not bool:
+                status = int(status)  # an IntEnum such as http.HTTPStatus.OK
             if type(status) is not int or not 200 <= status <= 599:
                 raise UnexpectedMessage(
                     f"http.response.start: 'status' must be an int from 200 to 599, "
