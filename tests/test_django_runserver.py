@@ -272,3 +272,19 @@ def test_bad_daphne_runserver_flag_names_it(env, reload):
     assert result.returncode == 1
     assert "--http_timeout: expected a number of seconds, got 'soon'" in result.stdout
     assert "Traceback" not in result.stdout
+
+
+def test_a_request_in_flight_delays_a_stop_by_two_seconds_at_most(runserver, tmp_path):
+    """Ctrl-C (and each autoreload restart) lets requests in flight finish for at most 2 s
+    in development, not the production SHUTDOWN_TIMEOUT: an open stream (server-sent
+    events, a long poll) must not hold every reload for 30 s."""
+    module = settings_module(tmp_path, 'DAPHNE = {"SHUTDOWN_TIMEOUT": 600}')
+    server = runserver("127.0.0.1:0", "--noreload", "--settings", module)
+    match = server.wait_for(BANNER_RE)
+    with socket.create_connection((match.group(1), int(match.group(2))), timeout=30) as sock:
+        sock.sendall(b"GET /stream/?count=100000&delay=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 200 ")
+        server.signal(signal.SIGINT, group=True)
+        assert server.wait_exit() == 0
+    assert "Shutdown timeout (2.0s) passed with 1 connection(s) still open" in server.output
+    assert "Example project shutting down" in server.output

@@ -35,6 +35,11 @@ from ..serving import (
     with_static_files,
 )
 
+# The longest a stop (Ctrl-C, or an autoreload restart) waits for requests in flight in
+# development, whatever SHUTDOWN_TIMEOUT says for production: an open stream or long poll
+# must not hold every reload.
+DEVELOPMENT_SHUTDOWN_TIMEOUT = 2.0
+
 # Daphne's runserver flags and the options they set
 DAPHNE_RUNSERVER_FLAGS = {
     "--http_timeout": "http_timeout",
@@ -134,13 +139,16 @@ class Command(StaticfilesRunserver):
 
     def server_config(self, options: dict[str, Any] | None = None) -> Config:
         """The ``DAPHNE`` settings (timeouts, limits, ...) and Daphne's runserver flags,
-        listening on addrport only, with the server's own lines at warning level unless
-        ``DAPHNE['VERBOSITY']`` asks for more: the banner and the request log say the rest."""
+        listening on addrport only, stopping within ``DEVELOPMENT_SHUTDOWN_TIMEOUT``, with
+        the server's own lines at warning level unless ``DAPHNE['VERBOSITY']`` asks for
+        more: the banner and the request log say the rest."""
         config = build_config()
         verbosity = config.verbosity if config.sources["verbosity"] != DEFAULT else 1
         return config.replace(
             bind=self.addr, port=int(self.port), unix_socket=None, fd=None, endpoints=[],
-            verbosity=0 if verbosity < 2 else verbosity, **self.server_flags(options or {}),
+            verbosity=0 if verbosity < 2 else verbosity,
+            shutdown_timeout=min(config.shutdown_timeout, DEVELOPMENT_SHUTDOWN_TIMEOUT),
+            **self.server_flags(options or {}),
         )
 
     @staticmethod
