@@ -157,6 +157,16 @@ class _Framing(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
         self.owner.stream.closed(code, reason)
 
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:  # noqa: N802,N803
+        # autobahn's list of close codes a peer may send stops at 1013 and fails the
+        # connection for 1014 (Bad Gateway, registered with IANA in 2016, sent by proxies):
+        # taken as a normal close, then reported with its own code
+        if code != 1014:
+            return super().onCloseFrame(code, reasonRaw)
+        failed = super().onCloseFrame(1000, reasonRaw)
+        self.remoteCloseCode = 1014
+        return failed
+
     # autobahn's own dataReceived and sendData format the arguments of a debug log line
     # (qualified function names) on every read and every frame, even with that log off:
     # about a sixth of the server's time in a WebSocket echo.  The same work, without it.

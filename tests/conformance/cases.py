@@ -535,11 +535,7 @@ VALID_CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
                      1014, 3000, 3999, 4000, 4999]
 INVALID_CLOSE_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
 # case id -> (why, the close codes the server sends instead)
-DEVIATIONS = {
-    "7.7.12": ("autobahn (26.x) treats 1014 (Bad Gateway, IANA-registered in 2016) as "
-               "reserved: it fails the connection with 1002 instead of replying 1014/1000",
-               (1002,)),
-}
+DEVIATIONS: dict = {}
 
 
 def group7(limits: Limits) -> list[Case]:
