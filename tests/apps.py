@@ -145,6 +145,8 @@ async def websocket_app(scope, receive, send):
         count += len(message["bytes"] or message["text"] or "")
         if message.get("text") == "close":
             await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+        elif (message.get("text") or "").startswith("close "):
+            await send({"type": "websocket.close", "code": int(message["text"][6:])})
         elif message.get("text") == "count":
             await send({"type": "websocket.send", "text": str(count)})
         elif path != "/ws/sink":

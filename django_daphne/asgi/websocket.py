@@ -26,6 +26,11 @@ QUEUE_HIGH_WATER = 64
 
 CONNECTING, OPEN, DENYING, CLOSED = 0, 1, 2, 3
 
+# What an endpoint may put in a close frame (RFC 6455 7.4 and IANA's registry): not 1004-1006
+# or 1015, which are reserved or mean "no frame"; 1008, the policy violation that Starlette's
+# WebSocketException sends, is one of them
+_SENDABLE_CLOSE_CODES = frozenset((*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)))
+
 
 def build_websocket_scope(
     server: Any,
@@ -186,9 +191,10 @@ class WebSocketStream(ApplicationInstance):
                 return
             if state != OPEN:
                 raise UnexpectedMessage("websocket.close while the socket is not open")
-            if type(code) is not int or not (code == 1000 or 3000 <= code <= 4999):
+            if type(code) is not int or code not in _SENDABLE_CLOSE_CODES:
                 raise UnexpectedMessage(
-                    f"websocket.close: 'code' must be 1000 or 3000-4999, got {code!r}"
+                    "websocket.close: 'code' must be 1000-1003, 1007-1014 or 3000-4999 "
+                    f"(RFC 6455 7.4), got {code!r}"
                 )
             if not isinstance(reason, str) or len(reason.encode("utf-8")) > 123:
                 raise UnexpectedMessage(
