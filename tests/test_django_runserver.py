@@ -288,3 +288,19 @@ def test_a_request_in_flight_delays_a_stop_by_two_seconds_at_most(runserver, tmp
         assert server.wait_exit() == 0
     assert "Shutdown timeout (2.0s) passed with 1 connection(s) still open" in server.output
     assert "Example project shutting down" in server.output
+
+
+def test_production_warning_as_djangos_runserver_prints_it(runserver):
+    """Django's runserver warns that it is no production server (hidden by
+    DJANGO_RUNSERVER_HIDE_WARNING=true); ours names the production server to use."""
+    warned = runserver("127.0.0.1:0", "--noreload")
+    warned.wait_for(BANNER_RE)
+    warned.wait_for(r"^WARNING: This is a development server\. Do not use it in a production "
+                    r"setting\. Use `manage\.py daphne` instead\.$")
+    hidden = runserver("127.0.0.1:0", "--noreload",
+                       extra_env={"DJANGO_RUNSERVER_HIDE_WARNING": "true"})
+    hidden.wait_for(BANNER_RE)
+    hidden.signal(signal.SIGINT, group=True)
+    assert hidden.wait_exit() == 0
+    assert "Quit the server with CONTROL-C." in hidden.output
+    assert "WARNING: This is a development server" not in hidden.output

@@ -195,6 +195,12 @@ class Command(StaticfilesRunserver):
             f"{self.protocol}://{addr}:{server_port}/\n"
             f"Quit the server with {quit_command}."
         )
+        if os.environ.get("DJANGO_RUNSERVER_HIDE_WARNING") != "true":
+            # as Django's runserver warns, naming the production server to use instead
+            self.stdout.write(self.style.WARNING(
+                "WARNING: This is a development server. Do not use it in a production "
+                "setting. Use `manage.py daphne` instead."
+            ))
         self.stdout.flush()
 
 
