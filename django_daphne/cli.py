@@ -120,6 +120,15 @@ def open_access_log(config: Config) -> Any:
     return AccessLog(stream) if stream is not None else None
 
 
+def binding_problems(config: Config) -> str | None:
+    """What makes a binding fail before it is tried (a missing TLS file, a missing UNIX
+    socket directory, an endpoint that does not parse), in one line; None when nothing."""
+    from .endpoints import check_description
+
+    problems = [p for d in config.endpoint_descriptions() for p in check_description(d)]
+    return "; ".join(problems) or None
+
+
 def serve(application: Any, config: Config, access_log: Any = None) -> int:
     """Run the server for ``application`` (already imported) until it stops."""
     from .server import Server
@@ -149,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asgi_threads()
     except ConfigError as exc:
         return fail(str(exc))
+    problem = binding_problems(config)
+    if problem is not None:
+        return fail(problem)
     configure_logging(config)
     from . import reactor
 

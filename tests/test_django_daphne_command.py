@@ -214,3 +214,21 @@ def test_bad_asgi_threads_is_one_line(command, project):
     assert result.returncode == 1, result.stdout
     assert "CommandError: ASGI_THREADS must be a whole number, got 'many'" in result.stdout
     assert "Traceback" not in result.stdout
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["-e", "ssl:8443:privateKey=/nonexistent/k.pem:certKey=/nonexistent/c.pem"],
+     "Endpoint 'ssl:8443:privateKey=/nonexistent/k.pem:certKey=/nonexistent/c.pem': TLS "
+     "private key file '/nonexistent/k.pem' does not exist"),
+    (["-u", "/nonexistent/dir/s.sock"],
+     "Endpoint 'unix:/nonexistent/dir/s.sock': directory '/nonexistent/dir' of the UNIX "
+     "socket does not exist"),
+])
+def test_a_binding_that_cannot_work_is_refused_before_serving(project, flags, message):
+    """What system check E007 says of DAPHNE's bindings, said of the command line's too:
+    one line, before the application starts or any other address is bound."""
+    result = run_manage("daphne", "-p", "0", *flags, env=project)
+    assert result.returncode == 1, result.stdout
+    assert f"CommandError: {message}" in result.stdout
+    assert "Example project started" not in result.stdout
+    assert "Listening on" not in result.stdout

@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from ... import __version__
-from ...cli import add_option_arguments, open_access_log
+from ...cli import add_option_arguments, binding_problems, open_access_log
 from ...conf import DJANGO_OPTIONS, application_path, build_config, import_path
 from ...config import (
     COMMAND_LINE,
@@ -136,6 +136,9 @@ class Command(BaseCommand):
             shown = app_path or "django.core.asgi.get_asgi_application()"
             self.stdout.write(format_config(config, shown, app_source), ending="")
             return
+        problem = binding_problems(config)
+        if problem is not None:  # the command line's bindings (check E007 did DAPHNE's)
+            raise CommandError(problem)
         configure_logging(config)
         try:
             ensure_reactor(config.loop)
