@@ -25,7 +25,10 @@ def _loop_kind() -> str:
         return "auto"
 
 
-reactor.install(_loop_kind())
+try:
+    reactor.install(_loop_kind())
+except RuntimeError:  # LOOP = "uvloop" without uvloop: check E005 says so, commands still run
+    reactor.install("asyncio")
 
 
 class DjangoDaphneConfig(AppConfig):

@@ -147,6 +147,13 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="django_daphne.E006",
                 ))
                 valid.pop(option.setting)
+    if valid.get("LOOP") == "uvloop" and not _uvloop_installed():
+        errors.append(Error(
+            f"{SETTING}['LOOP']: 'uvloop' needs the uvloop package, which is not installed "
+            "(auto and asyncio work without it).",
+            hint="pip install uvloop, or set LOOP to 'auto'.",
+            id="django_daphne.E005",
+        ))
     valid = {key: value for key, value in valid.items() if key in SETTING_NAMES}
     try:
         config = Config.build(settings=valid)
@@ -156,6 +163,14 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         for problem in check_description(description):
             errors.append(Error(problem, id="django_daphne.E007"))
     return errors
+
+
+def _uvloop_installed() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _static_serving() -> str | None:

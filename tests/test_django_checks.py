@@ -204,3 +204,17 @@ def test_another_apps_runserver_before_ours_is_named(tmp_path):
     assert "(django_daphne.E009)" in result.stdout, result.stdout
     assert "the command of 'otherserver'" in result.stdout
     assert "Move 'django_daphne' before 'otherserver'" in result.stdout
+
+
+def test_loop_uvloop_without_uvloop_is_a_check_error_not_a_crash(tmp_path):
+    """DAPHNE['LOOP'] = 'uvloop' where uvloop is missing (hidden here by a module that
+    refuses to import): every management command still runs, and the check names it."""
+    (tmp_path / "uvloop.py").write_text('raise ImportError("uvloop is hidden")\n')
+    module = settings_module(tmp_path, 'DAPHNE = {"LOOP": "uvloop"}')
+    result = run_manage("check", "--settings", module,
+                        env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")})
+    assert "Traceback" not in result.stdout, result.stdout
+    assert "(django_daphne.E005)" in result.stdout, result.stdout
+    assert ("DAPHNE['LOOP']: 'uvloop' needs the uvloop package, which is not installed "
+            "(auto and asyncio work without it)") in result.stdout
+    assert result.returncode == 1
