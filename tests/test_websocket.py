@@ -8,6 +8,7 @@ import json
 import signal
 import socket
 import time
+import urllib.parse
 
 import httpx
 import pytest
@@ -397,3 +398,167 @@ def test_access_log_records_websocket_events(start_server):
     server.wait_for(r'"WSCONNECT /ws/echo"')
     server.wait_for(r'"WSDISCONNECT /ws/echo"')
     server.wait_for(r'"WSREJECT /ws/deny"')
+
+
+# -- what Channels, Starlette and FastAPI applications send (tests/ws_interop_apps.py)
+
+
+@pytest.fixture(scope="module")
+def interop():
+    from tests.conftest import ServerProcess
+
+    proc = ServerProcess(["-p", "0", "tests.ws_interop_apps:app"])
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def heard(server, name, count):
+    """What /wsi/... with ?id=name recorded, once it holds ``count`` entries."""
+    for _ in range(500):
+        seen = httpx.get(server.url + "/wsi-heard", params={"id": name}).json()
+        if len(seen) >= count:
+            return seen
+    return seen
+
+
+def response_head_lines(head: bytes) -> list[bytes]:
+    return head.split(b"\r\n")[1:-2]
+
+
+def test_accept_headers_go_out_byte_for_byte_and_in_order(interop):
+    """websocket.accept's headers are bytes: a UTF-8 or Latin-1 value is sent as given (it
+    was decoded as Latin-1 and re-encoded as UTF-8), and the application's order holds,
+    repeated names included (ASGI: "order must be preserved")."""
+    sock, head = handshake(
+        interop.port,
+        "/wsi/hdrs?h=x-a:1,set-cookie:a%3D1,x-b:2,set-cookie:b%3D2,x-utf:%C3%A9,x-latin:%E9",
+    )
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 101 ")
+    sent = [line for line in response_head_lines(head)
+            if line.split(b":")[0] in (b"x-a", b"set-cookie", b"x-b", b"x-utf", b"x-latin")]
+    assert sent == [b"x-a: 1", b"set-cookie: a=1", b"x-b: 2", b"set-cookie: b=2",
+                    b"x-utf: \xc3\xa9", b"x-latin: \xe9"]
+
+
+@pytest.mark.parametrize("name", [
+    "sec-websocket-extensions", "sec-websocket-protocol", "sec-websocket-accept", "upgrade",
+    "connection", "content-length",
+])
+def test_accept_headers_the_handshake_owns_are_dropped(interop, name):
+    """A header the opening handshake itself decides, given in websocket.accept (a Channels
+    consumer adding Sec-WebSocket-Extensions by hand, daphne#326; a subprotocol given as a
+    header instead of 'subprotocol'), would repeat or contradict the server's own and make
+    the client fail the connection: it is dropped, with a warning that names it."""
+    async def scenario():
+        # the client offers no extension and no subprotocol: any such answer fails it
+        async with websockets.connect(
+            ws_url(interop, f"/wsi/hdrs?h={name}:x,x-kept:1"), compression=None,
+        ) as ws:
+            scope = json.loads(await ws.recv())
+            return ws.response.headers, scope
+    headers, scope = run(scenario())
+    assert headers["x-kept"] == "1"
+    assert "x" not in headers.get_all(name)
+    interop.wait_for(rf"websocket.accept: dropped the {name} header")
+
+
+def test_underscore_headers_and_daphne_root_path_as_in_daphne(interop):
+    """As for HTTP requests, and as Daphne does for WebSockets: a header name with an
+    underscore does not reach the application (X_Forwarded_For passing for X-Forwarded-For,
+    CVE-2015-0219), and Daphne-Root-Path sets the scope's root_path and is not passed on."""
+    async def scenario():
+        async with websockets.connect(
+            ws_url(interop, "/wsi/scope"),
+            additional_headers={"X_Forwarded_For": "203.0.113.9", "X-Kept": "1",
+                                "Daphne-Root-Path": "/mnt%20x"},
+        ) as ws:
+            return json.loads(await ws.recv())
+    scope = run(scenario())
+    names = [name for name, _ in scope["headers"]]
+    assert "x-kept" in names
+    assert "x_forwarded_for" not in names and "daphne-root-path" not in names
+    assert scope["root_path"] == "/mnt x"
+
+
+def test_proxy_header_with_an_underscore_still_counts_for_websockets(start_server):
+    server = start_server("--proxy-headers", "--proxy-headers-host", "X_Real_IP",
+                          app="tests.ws_interop_apps:app")
+
+    async def scenario():
+        async with websockets.connect(ws_url(server, "/wsi/scope"),
+                                      additional_headers={"X_Real_IP": "203.0.113.7"}) as ws:
+            return json.loads(await ws.recv())
+    scope = run(scenario())
+    assert scope["client"][0] == "203.0.113.7"
+    assert "x_real_ip" not in [name for name, _ in scope["headers"]]
+
+
+def test_close_with_code_none_closes_with_1000(interop):
+    """websocket.close with "code": None (as Daphne takes it, and as code written for it
+    sends) is a normal close, not an application error."""
+    message = json.dumps({"type": "websocket.close", "code": None})
+    sock, head = handshake(interop.port, "/wsi/bad-send?id=code-none&m="
+                           + urllib.parse.quote(message))
+    assert head.startswith(b"HTTP/1.1 101")
+    opcode, payload = read_frame(sock)
+    sock.close()
+    assert opcode == 0x8 and close_code(payload) == 1000
+    assert heard(interop, "code-none", 2) == ["websocket.connect", "sent"]
+
+
+def test_compressed_message_of_exactly_the_limit_in_fragments(start_server):
+    """A compressed message exactly as large as the limit, sent in fragments, the last
+    one empty (as the websockets library ends a fragmented message): autobahn counted that
+    frame's compressed byte on top of the full message and refused it with 1009."""
+    server = start_server("--websocket-max-message-size", str(MIB))
+
+    async def scenario():
+        async with websockets.connect(ws_url(server, "/ws/echo"), max_size=None) as ws:
+            assert "permessage-deflate" in ws.response.headers["sec-websocket-extensions"]
+            await ws.send([b"b" * (MIB // 4)] * 4)
+            assert len(await ws.recv()) == MIB
+            await ws.send([b"b" * (MIB // 4)] * 4 + [b"c"])
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            return info.value.rcvd.code
+    assert run(scenario()) == 1009
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_the_message_limit_is_on_what_clients_send_not_on_the_application(interop,
+                                                                          compression):
+    """--websocket-max-message-size bounds what the server takes in; autobahn also held the
+    application's own messages to it (their compressed size, even), and a Channels consumer
+    sending a 2 MiB JSON update failed with 1011, where Daphne and Uvicorn send it."""
+    async def scenario():
+        async with websockets.connect(ws_url(interop, f"/wsi/big?n={2 * MIB}"),
+                                      max_size=None, compression=compression) as ws:
+            return len(await ws.recv()), len(await ws.recv())
+    assert run(scenario()) == (2 * MIB, 2 * MIB)
+
+
+def test_incompressible_message_within_the_limit_passes_compressed(interop):
+    """A message that does not compress is a little larger on the wire than the limit it
+    keeps to (deflate's stored blocks): it is the inflated size that counts, for the
+    message and for its frame; one byte more is still refused."""
+    import os
+
+    async def scenario():
+        async with websockets.connect(ws_url(interop, "/wsi/big?n=0"), max_size=None) as ws:
+            assert "permessage-deflate" in ws.response.headers["sec-websocket-extensions"]
+            await ws.recv(), await ws.recv()
+            sizes = []
+            for size in (MIB - 2000, MIB):
+                await ws.send(os.urandom(size))
+                sizes.append(int(await ws.recv()))
+            await ws.send([os.urandom(MIB // 4) for _ in range(4)])  # in fragments
+            sizes.append(int(await ws.recv()))
+            await ws.send(os.urandom(MIB + 1))
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            return sizes, info.value.rcvd.code
+    assert run(scenario()) == ([MIB - 2000, MIB, MIB], 1009)

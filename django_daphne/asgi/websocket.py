@@ -17,7 +17,7 @@ from typing import Any
 
 from .http import ClientDisconnected, UnexpectedMessage, check_headers
 from .instance import ApplicationInstance
-from .scope import apply_proxy_headers, split_target
+from .scope import apply_proxy_headers, screen_headers, split_target
 
 logger = logging.getLogger("django_daphne.websocket")
 
@@ -30,6 +30,15 @@ CONNECTING, OPEN, DENYING, CLOSED = 0, 1, 2, 3
 # or 1015, which are reserved or mean "no frame"; 1008, the policy violation that Starlette's
 # WebSocketException sends, is one of them
 _SENDABLE_CLOSE_CODES = frozenset((*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)))
+
+# Response headers the opening handshake itself decides: given in websocket.accept they would
+# repeat or contradict the server's own (an extension or subprotocol the client did not
+# offer, two Sec-WebSocket-Accept), and the client would fail the connection.  ASGI says
+# to give the subprotocol as 'subprotocol', never as a header.
+_HANDSHAKE_OWNED = frozenset((
+    b"sec-websocket-accept", b"sec-websocket-protocol", b"sec-websocket-extensions",
+    b"upgrade", b"connection", b"content-length", b"transfer-encoding",
+))
 
 
 def build_websocket_scope(
@@ -44,10 +53,14 @@ def build_websocket_scope(
     """The WebSocket connection scope; raises BadRequest for an unusable target."""
     path, raw_path, query = split_target(target)
     if server.proxy_headers:
+        # before the screening: a proxy header configured with an underscore still counts
         client, scheme = apply_proxy_headers(
             headers, client, scheme, server.proxy_address_header,
             server.proxy_port_header, server.proxy_proto_header,
         )
+    # as for HTTP, and as Daphne does for WebSockets: no header names with an underscore,
+    # and Daphne-Root-Path sets root_path
+    headers, root_path = screen_headers(headers, server.root_path)
     subprotocols = []
     for name, value in headers:
         if name == b"sec-websocket-protocol":
@@ -62,7 +75,7 @@ def build_websocket_scope(
         "path": path,
         "raw_path": raw_path,
         "query_string": query,
-        "root_path": server.root_path,
+        "root_path": root_path,
         "headers": headers,
         "client": client,
         "server": server_addr,
@@ -183,7 +196,9 @@ class WebSocketStream(ApplicationInstance):
         if state == CLOSED and self.disconnected:
             raise ClientDisconnected("the WebSocket is closed")
         if kind == "websocket.close":
-            code = message.get("code", 1000)
+            code = message.get("code")
+            if code is None:  # missing, or None as Daphne takes it: a normal close
+                code = 1000
             reason = message.get("reason") or ""
             if state == CONNECTING:
                 self.state = CLOSED
@@ -211,6 +226,8 @@ class WebSocketStream(ApplicationInstance):
                     f"client (offered: {self.scope['subprotocols']})"
                 )
             headers = check_headers(message.get("headers", ()), "websocket.accept")
+            if any(name.lower() in _HANDSHAKE_OWNED for name, _ in headers):
+                headers = self._drop_handshake_headers(headers)
             self.state = OPEN
             self.deadline = None
             self.wire.accept(subprotocol, headers)
@@ -249,6 +266,20 @@ class WebSocketStream(ApplicationInstance):
             CLOSED: "nothing (the socket is closed)",
         }[state]
         raise UnexpectedMessage(f"expected {expected}, got {kind!r}")
+
+    def _drop_handshake_headers(self, headers: list) -> list:
+        kept = []
+        for name, value in headers:
+            if name.lower() in _HANDSHAKE_OWNED:
+                logger.warning(
+                    "websocket.accept: dropped the %s header for %s: the server writes it "
+                    "from the handshake%s", name.decode("ascii").lower(), self.scope["path"],
+                    " (give the subprotocol as 'subprotocol')"
+                    if name.lower() == b"sec-websocket-protocol" else "",
+                )
+            else:
+                kept.append((name, value))
+        return kept
 
     def _deny_plain(self, status: int) -> None:
         self.status = status

@@ -141,8 +141,10 @@ class _Framing(WebSocketServerProtocol):
     owner: WebSocketConnection
 
     def onConnect(self, request: Any) -> tuple:
-        owner = self.owner
-        return owner.subprotocol, owner.response_headers
+        # the application's headers are not autobahn's to write: it would encode them as
+        # UTF-8 from str (a Latin-1 byte would become two) and group repeated names;
+        # sendData puts them in the 101 as given
+        return self.owner.subprotocol, {}
 
     def onOpen(self) -> None:
         self.owner.opened()
@@ -176,6 +178,10 @@ class _Framing(WebSocketServerProtocol):
 
     def sendData(self, data: bytes, sync: bool = False,  # noqa: N802 - autobahn's name
                  chopsize: int | None = None) -> None:
+        if self.state == self.STATE_CONNECTING and data.startswith(b"HTTP/1.1 101 "):
+            # the handshake's answer, ending in a blank line: the application's headers
+            # go in before it, byte for byte and in order
+            data = data[:-2] + self.owner.raw_accept_headers + b"\r\n"
         if sync or chopsize or self.send_queue:
             super().sendData(data, sync, chopsize)
             return
@@ -197,6 +203,37 @@ class _Framing(WebSocketServerProtocol):
                 self.trackedTimings.track("onMessage")
             self._onMessage(payload, self.message_is_binary)
         self.message_data = None
+
+    # The size limits are on the application's data, which for a compressed message is
+    # the inflated size.  autobahn adds each frame's compressed length to the message's
+    # count when the frame begins, and takes it back out only as the frame inflates, in
+    # reads: a compressed message that fits was refused with 1009 when its compressed
+    # frames (larger than their content, for data that does not compress) or an empty
+    # closing fragment took the count past the limit before inflating.  Here the count is
+    # the inflated size so far, plus the part of the frame being inflated, which is what
+    # autobahn's own check after inflating expects.  A compressed frame may be larger on
+    # the wire than the frame limit by what deflate adds to data it cannot compress (5
+    # bytes a block, 4% at worst with zlib's smallest blocks); the message limit still
+    # holds what it inflates to.
+
+    def onMessageFrameBegin(self, length: int) -> None:  # noqa: N802 - autobahn's name
+        if not self._isMessageCompressed:
+            super().onMessageFrameBegin(length)
+            return
+        message_limit, frame_limit = self.maxMessagePayloadSize, self.maxFramePayloadSize
+        self.maxMessagePayloadSize = 0
+        if frame_limit > 0:
+            self.maxFramePayloadSize = frame_limit + frame_limit // 16 + 64
+        try:
+            super().onMessageFrameBegin(length)
+        finally:
+            self.maxMessagePayloadSize, self.maxFramePayloadSize = message_limit, frame_limit
+        self.message_data_total_length -= length
+
+    def onFrameData(self, payload: bytes) -> bool | None:  # noqa: N802 - autobahn's name
+        if self.current_frame.opcode <= 7 and self._isMessageCompressed:
+            self.message_data_total_length += len(payload)
+        return super().onFrameData(payload)
 
     def onFrameBegin(self) -> None:
         pmce = self._perMessageCompress
@@ -243,7 +280,8 @@ class WebSocketConnection:
         self.pending = pending  # bytes that followed the head, handed to autobahn on accept
         self.framing: _Framing | None = None
         self.subprotocol: str | None = None
-        self.response_headers: dict[str, list[str]] = {}
+        self.response_headers: dict[str, list[str]] = {}  # read by the HTTP/2 tunnel
+        self.raw_accept_headers = b""  # the same, as lines of the HTTP/1.1 101
         self.active = False  # a message arrived since the last keepalive check
         self.ping_payload: bytes | None = None  # the ping awaiting its pong
         server = conn.server
@@ -314,6 +352,8 @@ class WebSocketConnection:
             response_headers.setdefault(name.decode("latin-1"), []).append(
                 value.decode("latin-1"))
         self.response_headers = response_headers
+        self.raw_accept_headers = b"".join(
+            name + b": " + value + b"\r\n" for name, value in headers)
         framing = _Framing()
         framing.factory = self.conn.server.autobahn_factory
         framing.owner = self
@@ -351,7 +391,14 @@ class WebSocketConnection:
     def send_message(self, data: bytes, binary: bool) -> None:
         framing = self.framing
         if framing is not None and framing.state == framing.STATE_OPEN:
-            framing.sendMessage(data, binary)
+            # the size limits are on what the client sends; autobahn would hold the
+            # application's messages to them too (Daphne and Uvicorn do not)
+            limit = framing.maxMessagePayloadSize
+            framing.maxMessagePayloadSize = 0
+            try:
+                framing.sendMessage(data, binary)
+            finally:
+                framing.maxMessagePayloadSize = limit
 
     def close(self, code: int, reason: str) -> None:
         framing = self.framing
