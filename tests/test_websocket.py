@@ -484,6 +484,12 @@ def test_underscore_headers_and_daphne_root_path_as_in_daphne(interop):
     assert scope["root_path"] == "/mnt x"
 
 
+def test_daphne_root_path_that_is_not_utf8_refuses_the_handshake(interop):
+    sock, head = handshake(interop.port, "/wsi/scope", extra=b"Daphne-Root-Path: /%ff\r\n")
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 400 "), head
+
+
 def test_proxy_header_with_an_underscore_still_counts_for_websockets(start_server):
     server = start_server("--proxy-headers", "--proxy-headers-host", "X_Real_IP",
                           app="tests.ws_interop_apps:app")
