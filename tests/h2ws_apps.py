@@ -5,6 +5,7 @@
 it accepted; /wsx-page/... are pages on which Chromium opens and closes a WebSocket."""
 
 import json
+from urllib.parse import unquote_to_bytes
 
 from tests.apps import app as base_app
 from tests.apps import gate, respond
@@ -35,8 +36,9 @@ async def websocket_app(scope, receive, send):
             raise
         heard.append([label, "sent"])
         return
-    headers = [tuple(part.encode().split(b":", 1)) for part in query.get("h", "").split(",")
-               if ":" in part]
+    # ?h=name:value,name:value, each percent-decoded to bytes
+    headers = [tuple(unquote_to_bytes(piece) for piece in part.split(":", 1))
+               for part in query.get("h", "").split(",") if ":" in part]
     await send({"type": "websocket.accept", "headers": headers})
     while True:
         message = await receive()

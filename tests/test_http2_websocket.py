@@ -453,6 +453,18 @@ def test_no_content_length_in_the_200(xserver):
         assert client.error is None
 
 
+def test_accept_headers_keep_their_order_and_bytes(xserver):
+    """Repeated names stay apart and in the application's order; a Latin-1 byte goes out as
+    that byte (the query's %C3%A9 is the UTF-8 of é: two bytes, each sent as it is)."""
+    with H2Client(xserver.port) as client:
+        ws = open_ws(client, "/wsx/echo?h=set-cookie:a%3D1,x-mid:m,set-cookie:b%3D2,"
+                             "x-utf:%C3%A9")
+        headers = [(n, v) for n, v in ws.response.headers
+                   if n in (b"set-cookie", b"x-mid", b"x-utf")]
+        assert headers == [(b"set-cookie", b"a=1"), (b"x-mid", b"m"),
+                           (b"set-cookie", b"b=2"), (b"x-utf", "é".encode())]
+
+
 def test_headers_on_an_established_tunnel_reset_it(xserver):
     """RFC 9113 8.5: only DATA and stream management frames on a connected stream; a
     HEADERS frame (trailers) is a stream error, not an orderly close."""

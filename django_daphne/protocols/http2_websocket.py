@@ -215,9 +215,8 @@ class H2Tunnel:
         negotiated, from its HTTP/1.1 answer.  No content-length: RFC 9110 9.3.6 forbids it
         in a 2xx answer to CONNECT, and a client would count the stream's DATA against it."""
         websocket = self.websocket
-        headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                   for name, values in websocket.response_headers.items()
-                   if name.lower() != "content-length" for value in values]
+        headers = [(name.lower(), value) for name, value in websocket.accept_headers
+                   if name.lower() != b"content-length"]
         if websocket.subprotocol is not None:
             headers.append((b"sec-websocket-protocol",
                             websocket.subprotocol.encode("latin-1")))

@@ -280,7 +280,7 @@ class WebSocketConnection:
         self.pending = pending  # bytes that followed the head, handed to autobahn on accept
         self.framing: _Framing | None = None
         self.subprotocol: str | None = None
-        self.response_headers: dict[str, list[str]] = {}  # read by the HTTP/2 tunnel
+        self.accept_headers: list = []  # the application's, in order: read by the HTTP/2 tunnel
         self.raw_accept_headers = b""  # the same, as lines of the HTTP/1.1 101
         self.active = False  # a message arrived since the last keepalive check
         self.ping_payload: bytes | None = None  # the ping awaiting its pong
@@ -347,11 +347,7 @@ class WebSocketConnection:
 
     def accept(self, subprotocol: str | None, headers: list) -> None:
         self.subprotocol = subprotocol
-        response_headers: dict[str, list[str]] = {}
-        for name, value in headers:
-            response_headers.setdefault(name.decode("latin-1"), []).append(
-                value.decode("latin-1"))
-        self.response_headers = response_headers
+        self.accept_headers = headers
         self.raw_accept_headers = b"".join(
             name + b": " + value + b"\r\n" for name, value in headers)
         framing = _Framing()
