@@ -187,9 +187,10 @@ OPTIONS: tuple[Option, ...] = (
     # -- HTTP behaviour
     Option(
         "http_timeout", None, _number, "Seconds an application has to start its response "
-        "before the client gets a 503 and the application is cancelled (default: no limit).",
+        "before the client gets a 503 and the application is cancelled (default, or 0: no "
+        "limit).",
         flags=("-t", "--http-timeout"), metavar="SECONDS", none_ok=True, minimum=0.001,
-        group="http",
+        unlimited=0, group="http",
     ),
     Option(
         "application_close_timeout", 10.0, _number, "Seconds an application may keep running "
@@ -352,13 +353,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "ping_interval", 20.0, _number, "Seconds a WebSocket may be idle before the server "
-        "pings it.",
-        flags=("--ping-interval",), metavar="SECONDS", minimum=0.001, group="websocket",
+        "pings it; 0 for no pings.",
+        flags=("--ping-interval",), metavar="SECONDS", minimum=0.001, unlimited=0,
+        group="websocket",
     ),
     Option(
         "ping_timeout", 30.0, _number, "Seconds after an unanswered ping before the "
-        "WebSocket is closed.",
-        flags=("--ping-timeout",), metavar="SECONDS", minimum=0.001, group="websocket",
+        "WebSocket is closed; 0 to never close it for that.",
+        flags=("--ping-timeout",), metavar="SECONDS", minimum=0.001, unlimited=0,
+        group="websocket",
     ),
     Option(
         "websocket_max_message_size", 1 * MIB, _int, "Largest WebSocket message in bytes "

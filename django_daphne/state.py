@@ -30,7 +30,7 @@ class ServerState:
         self.access_log = None  # an AccessLog, or None when it is off
         self.shutting_down = False
         # per-request values, read as attributes rather than through Config
-        self.http_timeout: float | None = config.http_timeout
+        self.http_timeout: float | None = config.http_timeout or None  # 0: no limit
         self.close_timeout: float = config.application_close_timeout
         self.header_timeout: float = config.header_timeout
         self.body_timeout: float = config.body_timeout
@@ -76,7 +76,9 @@ class ServerState:
         """How often to check deadlines: a second, or finer when a timeout is short."""
         config = self.config
         timeouts = [self.header_timeout, self.body_timeout, self.close_timeout,
-                    config.ping_interval, config.ping_timeout, config.send_timeout]
+                    config.send_timeout]
+        # 0: no pings, or no limit on waiting for the pong
+        timeouts.extend(t for t in (config.ping_interval, config.ping_timeout) if t)
         if self.keep_alive_timeout:
             timeouts.append(self.keep_alive_timeout)
         if config.http2:

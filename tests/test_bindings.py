@@ -185,4 +185,7 @@ def test_bad_flag_value_names_the_flag(start_server):
     code, output = run_failing(start_server, "-p", "0", "--http-timeout", "soon")
     assert code == 2
     assert "--http-timeout: expected a number of seconds, got 'soon'" in output
+    code, output = run_failing(start_server, "-p", "0", "--ping-interval", "-1")
+    assert code == 2
+    assert "--ping-interval: must be at least 0.001 (or 0 for no limit), got -1.0" in output
 

@@ -136,6 +136,12 @@ def test_http_timeout_answers_503_and_cancels(start_server):
     assert httpx.get(server.url + "/echo").status_code == 200
 
 
+def test_http_timeout_0_is_no_limit_as_in_daphne(start_server):
+    server = start_server("-t", "0")
+    response = httpx.get(server.url + "/sleep?seconds=0.3")
+    assert response.status_code == 200 and response.text == "slept"
+
+
 def test_application_close_timeout_kills_a_lingering_app(start_server):
     server = start_server("--application-close-timeout", "0.2")
     response = httpx.get(server.url + "/ignore-disconnect")

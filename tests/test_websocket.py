@@ -296,6 +296,38 @@ def test_peer_that_never_answers_pings_is_closed(start_server):
     run(scenario())
 
 
+def test_ping_timeout_0_pings_but_never_drops_a_silent_peer(start_server):
+    """As in Daphne (autobahn's autoPingTimeout): 0 means pings go out, unanswered ones
+    are no reason to close."""
+    server = start_server("--ping-interval", "0.2", "--ping-timeout", "0")
+    sock, head = handshake(server.port, "/ws/echo")
+    assert head.startswith(b"HTTP/1.1 101")
+    sock.settimeout(5)
+    # three pings unanswered: well past any timeout a 0 could be taken for
+    assert [read_frame(sock)[0] for _ in range(3)] == [0x9, 0x9, 0x9]
+    sock.sendall(frame(0x1, b"still here"))
+    opcode, payload = read_frame(sock)
+    while opcode == 0x9:
+        opcode, payload = read_frame(sock)
+    assert (opcode, payload) == (0x1, b"still here")
+    sock.close()
+
+
+def test_ping_interval_0_sends_no_pings(start_server):
+    """As in Daphne: 0 turns the keepalive off. A ping timeout this short would drop the
+    silent peer at once if a ping went out."""
+    server = start_server("--ping-interval", "0", "--ping-timeout", "0.2")
+    sock, head = handshake(server.port, "/ws/echo")
+    assert head.startswith(b"HTTP/1.1 101")
+    sock.settimeout(1.0)  # five ping timeouts
+    with pytest.raises(TimeoutError):
+        read_frame(sock)
+    sock.settimeout(5)
+    sock.sendall(frame(0x1, b"no pings"))
+    assert read_frame(sock) == (0x1, b"no pings")
+    sock.close()
+
+
 def test_connection_lifetime_limit(start_server):
     server = start_server("--websocket_timeout", "0.3")
 

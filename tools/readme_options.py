@@ -35,6 +35,9 @@ def _flags(option: Option) -> str:
 def _default(option: Option) -> str:
     if option.default is None:
         return "not set"
+    if option.metavar == "{on,off}":
+        # the flag says on or off; DAPHNE takes True or False
+        return f"``{'on' if option.default else 'off'}`` (``{option.default!r}``)"
     return f"``{option.default!r}``"
 
 

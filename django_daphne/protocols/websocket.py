@@ -293,8 +293,12 @@ class WebSocketConnection:
 
     # -- keepalive, driven by the server's sweep through the connection's deadline
 
+    def _next_keepalive(self) -> None:
+        interval = self.conn.server.config.ping_interval
+        self.conn.deadline = self.conn.server.clock + interval if interval else None
+
     def opened(self) -> None:
-        self.conn.deadline = self.conn.server.clock + self.conn.server.config.ping_interval
+        self._next_keepalive()
         self.stream.opened()
 
     def shutdown(self) -> None:
@@ -315,17 +319,21 @@ class WebSocketConnection:
             return
         if self.active:
             self.active = False
-            self.conn.deadline = server.clock + server.config.ping_interval
+            self._next_keepalive()
             return
-        self.ping_payload = os.urandom(8)
-        framing.sendPing(self.ping_payload)
-        self.conn.deadline = server.clock + server.config.ping_timeout
+        payload = os.urandom(8)
+        framing.sendPing(payload)
+        if server.config.ping_timeout:
+            self.ping_payload = payload
+            self.conn.deadline = server.clock + server.config.ping_timeout
+        else:  # pings keep the connection alive through proxies, but no answer is required
+            self._next_keepalive()
 
     def pong_received(self, payload: bytes) -> None:
         if self.ping_payload is not None and payload == self.ping_payload:
             self.ping_payload = None
             self.active = False
-            self.conn.deadline = self.conn.server.clock + self.conn.server.config.ping_interval
+            self._next_keepalive()
 
     # -- bytes from the connection
 
