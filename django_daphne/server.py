@@ -101,6 +101,9 @@ class Server:
             logger.error("%s", exc)
             self.exit_code = 1
             await self._close_ports()
+            if self.lifespan is not None:
+                # a binding failed after the application started up: let it clean up
+                await self.lifespan.shutdown(max(1.0, self.config.shutdown_timeout))
             self.reactor.stop()
             return
         except BaseException:

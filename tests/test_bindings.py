@@ -130,17 +130,21 @@ def assert_one_line_error(output: str, expected: str) -> None:
     assert "Traceback" not in output, output
 
 
-def test_port_in_use(start_server):
+def test_port_in_use(start_server, tmp_path):
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
     port = busy.getsockname()[1]
+    marker = tmp_path / "shutdown"
     try:
-        code, output = run_failing(start_server, "-p", str(port))
+        code, output = run_failing(start_server, "-p", str(port),
+                                   env={"TEST_LIFESPAN_SHUTDOWN_FILE": str(marker)})
     finally:
         busy.close()
     assert code == 1
     assert_one_line_error(output, f"Cannot listen on 127.0.0.1:{port}: address already in use")
+    # the application's startup ran (it is run before binding): its shutdown runs too
+    assert marker.read_text() == "shutdown"
 
 
 def test_unparseable_endpoint(start_server):
