@@ -220,6 +220,14 @@ class Server:
                 "Shutdown timeout (%ss) passed with %d connection(s) still open; closing them",
                 self.config.shutdown_timeout, len(state.connections),
             )
+            for conn in list(state.connections):
+                conn.transport.abortConnection()
+            # Their applications hear the disconnect: a moment to end on their own (Django's
+            # handler then cancels its view itself, and collects its own tasks) before the
+            # ones still running are cancelled.
+            grace = self.loop.time() + 0.25
+            while state.streams and self.loop.time() < grace:
+                await asyncio.sleep(0.01)
             self._abort_everything()
             await asyncio.sleep(0)
         if self._sweeper is not None:

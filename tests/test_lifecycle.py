@@ -142,6 +142,25 @@ def test_http_timeout_0_is_no_limit_as_in_daphne(start_server):
     assert response.status_code == 200 and response.text == "slept"
 
 
+def test_shutdown_timeout_ends_a_django_view_without_a_stray_traceback(start_server):
+    """Past the shutdown timeout, Django's handler first hears http.disconnect and cancels
+    its own view; cancelled from outside at once, its disconnect listener would raise
+    RequestAborted where nobody waits ("Task exception was never retrieved")."""
+    server = start_server("--shutdown-timeout", "0.3", app="tests.django_slow_app:application")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /slow/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        server.wait_for("view: waiting")
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            received = sock.recv(65536)
+        except ConnectionResetError:  # cut off: the connection is aborted, not closed
+            received = b""
+        assert received == b""  # the request unanswered
+    assert server.wait_exit() == 0
+    assert "Shutdown timeout (0.3s) passed" in server.output
+    assert "Traceback" not in server.output and "never retrieved" not in server.output
+
+
 def test_application_close_timeout_kills_a_lingering_app(start_server):
     server = start_server("--application-close-timeout", "0.2")
     response = httpx.get(server.url + "/ignore-disconnect")
