@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+import time
 
 import httpx
 import pytest
@@ -131,9 +132,24 @@ def test_http_timeout_answers_503_and_cancels(start_server):
     server = start_server("-t", "0.3")
     response = httpx.get(server.url + "/hang")
     assert response.status_code == 503
-    # the cancelled app ran its cleanup (recorded by the test app)
-    assert "/hang" in httpx.get(server.url + "/disconnects").json()
+    # after a moment to end on its own, the app is cancelled and runs its cleanup
+    # (recorded by the test app)
+    deadline = time.monotonic() + 10
+    while "/hang" not in httpx.get(server.url + "/disconnects").json():
+        assert time.monotonic() < deadline, "the application was never cancelled"
     assert httpx.get(server.url + "/echo").status_code == 200
+
+
+def test_http_timeout_ends_a_django_view_without_a_stray_traceback(start_server):
+    """Django's handler hears http.disconnect once the 503 is out and cancels its own view;
+    cancelled from outside at once, its disconnect listener would raise RequestAborted where
+    nobody waits ("Task exception was never retrieved")."""
+    server = start_server("-t", "0.3", app="tests.django_slow_app:application")
+    assert httpx.get(server.url + "/slow/").status_code == 503
+    server.wait_for("answered 503")
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    assert "Traceback" not in server.output and "never retrieved" not in server.output
 
 
 def test_http_timeout_0_is_no_limit_as_in_daphne(start_server):

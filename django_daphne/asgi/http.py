@@ -27,6 +27,8 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]").search
 
 # Stop reading the socket once this much request body waits for the application.
 BODY_HIGH_WATER = 256 * 1024
+# seconds an application told its client is gone has to return before it is cancelled
+CANCEL_GRACE = 0.25
 
 START, BODY, DONE, TRAILERS = 0, 1, 2, 3
 
@@ -290,6 +292,10 @@ class HTTPStream(ApplicationInstance):
             )
             self.cancelled_because = "http_timeout"
             self._fail(503)
+            # its receive() now says http.disconnect: a moment to end on that (Django's
+            # handler cancels its own view, and collects its own tasks) before the cancel
+            self.deadline = self.server.clock + CANCEL_GRACE
+        elif self.cancelled_because == "http_timeout":
             task.cancel()
         else:
             self._kill()

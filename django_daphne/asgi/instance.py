@@ -63,8 +63,9 @@ class ApplicationInstance:
             waiter.set_result(None)
 
     def _linger(self) -> None:
-        """The exchange is over: the application has the close timeout to return."""
-        if self.task is not None and not self.task.done():
+        """The exchange is over: the application has the close timeout to return (unless
+        it is already due to be cancelled sooner)."""
+        if self.task is not None and not self.task.done() and self.cancelled_because is None:
             self.deadline = self.server.clock + self.server.close_timeout
 
     async def run(self) -> None:
