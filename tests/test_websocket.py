@@ -107,26 +107,25 @@ def test_app_close_code_and_reason_reach_the_client(server):
     assert rcvd.code == 4000 and rcvd.reason == "bye"
 
 
-@pytest.mark.parametrize("code", [1001, 1003, 1008, 1011, 1014, 3000, 4999])
-def test_app_may_close_with_any_code_an_endpoint_may_send(server, code):
+def close_asked_of_the_app(server, code: int):
+    """The close frame that comes back when the echo app is asked to close with ``code``."""
     async def scenario():
         async with websockets.connect(ws_url(server, "/ws/echo")) as ws:
             await ws.send(f"close {code}")
             with pytest.raises(ConnectionClosed) as info:
                 await ws.recv()
             return info.value.rcvd
-    assert run(scenario()).code == code
+    return run(scenario())
+
+
+@pytest.mark.parametrize("code", [1001, 1003, 1008, 1011, 1014, 3000, 4999])
+def test_app_may_close_with_any_code_an_endpoint_may_send(server, code):
+    assert close_asked_of_the_app(server, code).code == code
 
 
 @pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 2000, 5000])
 def test_app_close_with_a_reserved_code_is_an_application_error(server, code):
-    async def scenario():
-        async with websockets.connect(ws_url(server, "/ws/echo")) as ws:
-            await ws.send(f"close {code}")
-            with pytest.raises(ConnectionClosed) as info:
-                await ws.recv()
-            return info.value.rcvd
-    assert run(scenario()).code == 1011
+    assert close_asked_of_the_app(server, code).code == 1011
     server.wait_for(rf"'code' must be 1000-1003, 1007-1014 or 3000-4999 .*got {code}")
 
 
