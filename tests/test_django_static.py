@@ -30,10 +30,13 @@ def static_root(tmp_path_factory):
     (root / "big.bin").write_bytes(os.urandom(5 * 1024 * 1024 + 123))
     (base / "secret.txt").write_text("outside the root\n")
     (root / "escape.txt").symlink_to(base / "secret.txt")
+    (root / "linked.txt").symlink_to(base / "secret.txt")
     (root / "inside.css").symlink_to(root / "demo" / "site.css")
     (root / "stale.css").write_bytes(b"body { color: green }\n" * 40)
     (root / "stale.css.gz").write_bytes(gzip.compress(b"an older version\n" * 40))
     os.utime(root / "stale.css.gz", (1_000_000_000, 1_000_000_000))
+    (root / "empty.txt").write_bytes(b"")
+    os.mkfifo(root / "pipe.css")
     return root
 
 
@@ -129,6 +132,56 @@ def test_precompressed_siblings_by_accept_encoding(server, accept, encoding):
         assert response.headers["etag"].endswith(f'-{"br" if encoding == "br" else "gzip"}"')
 
 
+@pytest.mark.parametrize("accept, encoding", [
+    ("gzip;q=1, br;q=0.1", "gzip"),  # the client's preference wins over the server's
+    ("br;q=0.5, gzip;q=0.5", "br"),  # a tie goes to the smaller one
+    ("*", "br"),
+    ("br;q=0, *", "gzip"),
+    ("*;q=0, identity", None),
+    ("x-gzip", "gzip"),  # RFC 9110 12.5.3: x-gzip is gzip
+    ("gzip;q=0.5\r\nAccept-Encoding: br;q=0", "gzip"),  # two header lines are one list
+])
+def test_accept_encoding_preferences(server, accept, encoding):
+    status, headers, body = raw_get(server.port, "/static/demo/site.css",
+                                    f"Accept-Encoding: {accept}\r\n")
+    assert status == 200
+    assert headers.get("content-encoding") == encoding, accept
+    decoded = {"br": brotli.decompress, "gzip": gzip.decompress, None: bytes}[encoding](body)
+    assert decoded == CSS
+
+
+def test_a_compressed_file_asked_for_by_name_is_not_labelled_as_its_content(server):
+    """site.css.gz is gzip data: sent as text/css it would show the browser binary junk."""
+    for name, kind in (("site.css.gz", "application/gzip"),
+                       ("site.css.br", "application/octet-stream")):
+        status, headers, body = raw_get(server.port, f"/static/demo/{name}",
+                                        "Accept-Encoding: identity\r\n")
+        assert status == 200
+        assert headers["content-type"] == kind, name
+        assert "content-encoding" not in headers
+
+
+def test_web_types_do_not_depend_on_the_platform_table():
+    """Windows' registry (read by mimetypes) maps .js to text/plain, which browsers refuse
+    to run with nosniff; the types browsers insist on come from a fixed table."""
+    import mimetypes
+
+    from django_daphne.static import content_type
+
+    saved = mimetypes.guess_type("a.js"), mimetypes.guess_type("a.css")
+    mimetypes.add_type("text/plain", ".js")
+    mimetypes.add_type("application/x-css", ".css")
+    try:
+        assert content_type("app.js") == b"text/javascript; charset=utf-8"
+        assert content_type("app.mjs") == b"text/javascript; charset=utf-8"
+        assert content_type("site.css") == b"text/css; charset=utf-8"
+        assert content_type("app.wasm") == b"application/wasm"
+        assert content_type("app.js.map") == b"application/json"
+    finally:
+        mimetypes.add_type(saved[0][0], ".js")
+        mimetypes.add_type(saved[1][0], ".css")
+
+
 def test_a_sibling_older_than_its_file_is_not_used(server):
     response = get(server, "/static/stale.css", **{"Accept-Encoding": "gzip"})
     assert "content-encoding" not in response.headers
@@ -160,6 +213,52 @@ def test_range_requests(server, static_root):
     etag = get(server, "/static/big.bin", Range="bytes=0-0").headers["etag"]
     assert get(server, "/static/big.bin", Range="bytes=0-9", **{"If-Range": etag}
                ).status_code == 206
+
+
+@pytest.mark.parametrize("header, status, content_range", [
+    ("bytes=\xb2-", 200, None),  # a Latin-1 superscript two is not a digit here
+    ("bytes=0-\xb9", 200, None),
+    ("bytes=" + "9" * 5000 + "-", 416, "bytes */311"),  # past Python's int() digit limit
+    ("bytes=0-" + "9" * 5000, 206, "bytes 0-310/311"),
+    ("bytes=-" + "9" * 5000, 206, "bytes 0-310/311"),
+])
+def test_odd_range_numbers_are_not_server_errors(server, header, status, content_range):
+    got, headers, body = raw_get(server.port, "/static/demo/site.css",
+                                 f"Range: {header}\r\nAccept-Encoding: identity\r\n")
+    assert len(CSS) == 311
+    assert got == status, header[:20]
+    assert headers.get("content-range") == content_range
+    if status in (200, 206):
+        assert body == CSS
+
+
+def test_range_on_an_empty_file(server):
+    """No Content-Range can describe part of nothing ("bytes 0--1/0" is not one)."""
+    for header in ("bytes=-5", "bytes=0-", "bytes=0-0"):
+        status, headers, body = raw_get(server.port, "/static/empty.txt",
+                                        f"Range: {header}\r\n")
+        assert status in (200, 416), header
+        assert headers["content-range" if status == 416 else "content-length"] in (
+            "bytes */0", "0"), header
+        assert body == b""
+
+
+def test_list_headers_on_several_lines_are_one_list(server):
+    etag = get(server, "/static/demo/site.css", **{"Accept-Encoding": "identity"}
+               ).headers["etag"]
+    status, _, _ = raw_get(server.port, "/static/demo/site.css",
+                           f'If-None-Match: {etag}\r\nIf-None-Match: "other"\r\n'
+                           "Accept-Encoding: identity\r\n")
+    assert status == 304
+
+
+def test_if_modified_since_that_is_not_an_http_date_is_ignored(server):
+    """RFC 9110 13.1.3: a date without its GMT zone is not an HTTP-date; read as local time
+    it would be off by the server's offset."""
+    modified = get(server, "/static/demo/site.css").headers["last-modified"]
+    status, _, _ = raw_get(server.port, "/static/demo/site.css",
+                           f"If-Modified-Since: {modified.removesuffix(' GMT')}\r\n")
+    assert status == 200
 
 
 def test_large_file_streams_whole(server, static_root):
@@ -197,6 +296,9 @@ def test_post_is_not_allowed(server):
     "/static//etc/passwd",
     "/static/escape.txt",
     "/static/missing.css",
+    "/static/pipe.css",  # a FIFO: opening it would block a worker thread for ever
+    "/static/" + "a" * 300 + ".css",
+    "/static/" + "a/" * 3000 + "b.css",
 ])
 def test_refused_paths_are_404_before_django(server, target):
     status, headers, body = raw_get(server.port, target)
@@ -205,6 +307,16 @@ def test_refused_paths_are_404_before_django(server, target):
         # answered by the static server, not by Django's HTML 404 page
         assert body == b"Not Found\n"
     assert b"outside the root" not in body
+
+
+def test_a_symlink_out_of_the_root_is_logged(server):
+    """``collectstatic --link`` fills STATIC_ROOT with links to the apps' own static
+    directories; every one of them is refused, so the operator must be told why."""
+    start = server.line_count()
+    status, _, body = raw_get(server.port, "/static/linked.txt")
+    assert status == 404 and body == b"Not Found\n"
+    server.wait_for(r"WARNING .*linked\.txt resolves to .*secret\.txt, outside STATIC_ROOT",
+                    start=start)
 
 
 def test_symlink_inside_the_root_is_served(server):
