@@ -4,13 +4,15 @@ Daphne serves no static files, so every Channels deployment needs WhiteNoise or 
 its CSS and JS.  :class:`StaticFiles` is an ASGI wrapper put in front of the application by
 ``manage.py daphne --static``: requests under ``STATIC_URL`` never reach Django.
 
-What it does: ``ETag`` and ``Last-Modified`` with 304 answers; a year of ``immutable``
-caching for files whose names carry a content hash (``ManifestStaticFilesStorage``);
-precompressed ``.br``/``.gz`` siblings chosen by ``Accept-Encoding`` (with ``Vary``);
-single ``Range`` requests (206/416); HEAD.  What it refuses (404): directories, ``..``,
-encoded slashes and backslashes, NUL, and any path, symlinks included, that resolves
-outside ``STATIC_ROOT``.  Files are opened and read in the thread pool, never on the event
-loop, and sent in chunks so a large file never sits whole in memory.
+What it does: ``ETag`` and ``Last-Modified`` with 304 answers (and 412 for ``If-Match`` and
+``If-Unmodified-Since``, in RFC 9110's order); a year of ``immutable`` caching for files
+whose names carry a content hash (``ManifestStaticFilesStorage``); precompressed
+``.br``/``.gz`` siblings chosen by ``Accept-Encoding`` q-values (with ``Vary``); single
+``Range`` requests (206/416); HEAD.  What it refuses (404): directories, ``..``, encoded
+slashes and backslashes, NUL, anything but a regular file, and any path, symlinks
+included, that resolves outside ``STATIC_ROOT`` (logged once per name).  Files are opened
+and read in the thread pool, never on the event loop, and sent in chunks at the pace the
+client reads them, so a large file never sits whole in memory.
 """
 
 from __future__ import annotations
@@ -209,6 +211,9 @@ class StaticFiles:
             response_headers.append((b"vary", b"Accept-Encoding"))
         if found.encoding:
             response_headers.append((b"content-encoding", found.encoding.encode("ascii")))
+        if precondition_failed(headers, found):
+            await respond(send, 412, b"Precondition Failed\n", [(b"etag", found.etag)])
+            return
         if not_modified(headers, found):
             await send({"type": "http.response.start", "status": 304,
                         "headers": [h for h in response_headers if h[0] != b"content-type"]})
@@ -283,8 +288,8 @@ async def respond(send: Any, status: int, body: bytes, headers: list | None = No
 def request_headers(scope: dict) -> dict[bytes, bytes]:
     """The request headers this handler reads; a name sent on several lines is one
     comma-separated list (RFC 9110 5.3), which for a single-valued header makes it invalid."""
-    wanted = (b"accept-encoding", b"if-none-match", b"if-modified-since", b"range",
-              b"if-range")
+    wanted = (b"accept-encoding", b"if-match", b"if-unmodified-since", b"if-none-match",
+              b"if-modified-since", b"range", b"if-range")
     found: dict[bytes, bytes] = {}
     for name, value in scope["headers"]:
         if name in wanted:
@@ -360,8 +365,21 @@ def http_date(value: bytes) -> float | None:
         return None
 
 
+def precondition_failed(headers: dict[bytes, bytes], found: Found) -> bool:
+    """RFC 9110 13.2.2, steps 1 and 2: If-Match (strong comparison) decides when present,
+    else If-Unmodified-Since."""
+    if_match = headers.get(b"if-match")
+    if if_match is not None:
+        tags = [tag.strip() for tag in if_match.split(b",")]
+        return not (b"*" in tags or found.etag in tags)
+    since = headers.get(b"if-unmodified-since")
+    when = None if since is None else http_date(since)
+    return when is not None and int(found.mtime) > when
+
+
 def not_modified(headers: dict[bytes, bytes], found: Found) -> bool:
-    """RFC 9110 13.2.2: If-None-Match decides when present, else If-Modified-Since."""
+    """RFC 9110 13.2.2, steps 3 and 4: If-None-Match decides when present, else
+    If-Modified-Since."""
     if_none_match = headers.get(b"if-none-match")
     if if_none_match is not None:
         tags = _etags(if_none_match)

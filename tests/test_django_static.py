@@ -243,6 +243,29 @@ def test_range_on_an_empty_file(server):
         assert body == b""
 
 
+def test_if_match_and_if_unmodified_since_give_412(server):
+    """RFC 9110 13.1.1 and 13.1.4: an origin server MUST evaluate them (resuming downloaders
+    send them to be sure the rest is of the same file)."""
+    first = get(server, "/static/big.bin")
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    older = "Mon, 01 Jan 2001 00:00:00 GMT"
+    cases = [
+        ({"If-Match": '"other"'}, 412),
+        ({"If-Match": f"W/{etag}"}, 412),  # weak tags never match If-Match
+        ({"If-Match": f'"other", {etag}'}, 206),
+        ({"If-Match": "*"}, 206),
+        ({"If-Unmodified-Since": older}, 412),
+        ({"If-Unmodified-Since": modified}, 206),
+        ({"If-Match": etag, "If-Unmodified-Since": older}, 206),  # If-Match decides
+        ({"If-Unmodified-Since": "garbage"}, 206),
+    ]
+    for headers, status in cases:
+        response = get(server, "/static/big.bin", Range="bytes=0-9", **headers)
+        assert response.status_code == status, headers
+        if status == 412:
+            assert response.content == b"Precondition Failed\n"
+
+
 def test_list_headers_on_several_lines_are_one_list(server):
     etag = get(server, "/static/demo/site.css", **{"Accept-Encoding": "identity"}
                ).headers["etag"]
