@@ -8,7 +8,7 @@ import socket
 import stat
 from typing import Any
 
-from twisted.internet import endpoints
+from twisted.internet import defer, endpoints, tcp, unix
 from twisted.internet.error import CannotListenError
 
 
@@ -105,6 +105,82 @@ def _remove_stale_unix_socket(description: str) -> None:
 _FAMILIES = {"INET": socket.AF_INET, "INET6": socket.AF_INET6, "UNIX": socket.AF_UNIX}
 
 
+def systemd_fd(description: str) -> int:
+    """The file descriptor a ``systemd:domain=...:index=N`` (or ``name=NAME``) endpoint
+    names, or EndpointError saying why there is none.
+
+    Twisted reads LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES once, when
+    twisted.internet.endpoints is imported, and takes them out of the environment (so
+    that no child process believes they are its own); its list is what we look in."""
+    _kind, _args, kwargs = _fields(description)
+    index, name = kwargs.get("index"), kwargs.get("name")
+    if (index is None) == (name is None):
+        raise EndpointError(f"Endpoint {description!r}: give exactly one of index=N or name=NAME")
+    listen_fds = endpoints._SystemdParser._sddaemon
+    inherited = listen_fds.inheritedDescriptors()
+    if not inherited:
+        raise EndpointError(
+            f"Endpoint {description!r}: this process was given no socket by systemd socket "
+            "activation (LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES unset or not for it)"
+        )
+    if name is not None:
+        named = listen_fds.inheritedNamedDescriptors()
+        if name not in named:
+            raise EndpointError(f"Endpoint {description!r}: systemd passed no socket named "
+                                f"{name!r}; it passed {', '.join(sorted(named))}")
+        return named[name]
+    try:
+        return inherited[int(index)]
+    except (ValueError, IndexError):
+        raise EndpointError(f"Endpoint {description!r}: systemd passed {len(inherited)} "
+                            f"socket(s): index must be 0 to {len(inherited) - 1}") from None
+
+
+class _InheritedUNIXPort(unix.Port):
+    """A listening UNIX socket this process did not bind (``--fd``, ``systemd:``, or the
+    --workers supervisor's).  Its file belongs to whoever bound it: Twisted's own adopted
+    port makes it mode 0666 on start (or fails when another user owns it), and on stop
+    shuts the socket down and removes the file, taking it from every other process that
+    serves it (the other workers, or systemd's socket unit)."""
+
+    def startListening(self) -> None:
+        skt, self._preexistingSocket = self._preexistingSocket, None
+        self._shouldShutdown = False
+        skt.setblocking(False)
+        tcp._reservedFD.reserve()
+        self.factory.doStart()
+        self.connected = True
+        self.socket = skt
+        self.fileno = skt.fileno
+        self.numberAccepts = 100
+        self.startReading()
+
+    def connectionLost(self, reason: Any) -> None:
+        tcp.Port.connectionLost(self, reason)  # not unix.Port's: it unlinks the file
+
+
+class _InheritedUNIXEndpoint:
+    def __init__(self, reactor: Any, fileno: int) -> None:
+        self.reactor = reactor
+        self.fileno = fileno
+
+    def listen(self, factory: Any) -> Any:
+        try:
+            port = _InheritedUNIXPort._fromListeningDescriptor(self.reactor, self.fileno,
+                                                                factory)
+            port.startListening()
+            os.close(self.fileno)  # the port holds its own duplicate, as Twisted's does
+        except Exception:
+            return defer.fail()
+        return defer.succeed(port)
+
+
+def _adopted(reactor: Any, fileno: int, domain: str) -> Any:
+    if domain == "UNIX":
+        return _InheritedUNIXEndpoint(reactor, fileno)
+    return endpoints.AdoptedStreamServerEndpoint(reactor, fileno, _FAMILIES[domain])
+
+
 class _AdoptedTLSEndpoint:
     """An inherited listening socket served with TLS."""
 
@@ -123,6 +199,15 @@ def make_endpoint(reactor: Any, description: str) -> Any:
     problems = check_description(description)
     if problems:
         raise EndpointError(problems[0])
+    kind, args, kwargs = _fields(description)
+    if kind == "systemd":
+        # Twisted's own systemd: parser reads the environment once, at import, and says
+        # "list index out of range" when socket activation passed nothing
+        fileno = systemd_fd(description)
+        domain = kwargs.get("domain")
+        if domain not in _FAMILIES:
+            raise EndpointError(f"Endpoint {description!r}: domain must be INET, INET6 or UNIX")
+        return _adopted(reactor, fileno, domain)
     description = _complete_fd(description)
     _remove_stale_unix_socket(description)
     kind, args, kwargs = _fields(description)
@@ -136,8 +221,7 @@ def make_endpoint(reactor: Any, description: str) -> Any:
     if kind == "fd":
         # Twisted has no "fd:" parser of its own; Daphne registered one, so we build it here
         fileno = int(kwargs.get("fileno") or args[0])
-        return endpoints.AdoptedStreamServerEndpoint(reactor, fileno,
-                                                     _FAMILIES[kwargs["domain"]])
+        return _adopted(reactor, fileno, kwargs["domain"])
     try:
         return endpoints.serverFromString(reactor, description)
     except (ValueError, TypeError, KeyError) as exc:
@@ -172,6 +256,6 @@ def describe_port(description: str, port: Any) -> str:
     where = f"[{host.host}]:{host.port}" if ":" in host.host else f"{host.host}:{host.port}"
     if kind == "ssl":
         return f"TLS address {where}"
-    if kind == "fd":
+    if kind in ("fd", "systemd"):
         return f"TCP address {where} (inherited fd)"
     return f"TCP address {where}"

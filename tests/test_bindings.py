@@ -3,8 +3,12 @@ plugins, several at once; and the one-line errors when a binding cannot be had."
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import ssl
+import stat
+import sys
 
 import httpx
 import pytest
@@ -71,6 +75,69 @@ def test_inherited_ipv6_fd_gets_its_family(start_server):
     server = start_server("--fd", str(fd), pass_fds=(fd,))
     listener.close()
     assert httpx.get(f"http://[::1]:{port}/pid").text == str(server.proc.pid)
+
+
+def test_inherited_unix_socket_is_left_as_its_owner_made_it(start_server, tmp_path):
+    """A UNIX socket handed over by systemd (--fd, or a systemd: endpoint) keeps the mode
+    its owner gave it (SocketMode=0600 here; Twisted's adopted port made it 0666, and failed
+    on a socket another user owns), and stays after the server stops (it was removed, so
+    clients of the still-active socket unit found no file)."""
+    path = str(tmp_path / "activated.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    fd = listener.fileno()
+    try:
+        server = start_server("--fd", str(fd), pass_fds=(fd,), count=0)
+        server.wait_for("Listening on UNIX socket " + path)
+        with httpx.Client(transport=httpx.HTTPTransport(uds=path)) as client:
+            assert client.get("http://localhost/pid").text == str(server.proc.pid)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit() == 0
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+        # and the socket still listens: the next activation's connections queue on it
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+    finally:
+        listener.close()
+
+
+def systemd_launcher(tmp_path, fd: int) -> str:
+    """An executable that does what systemd does for a socket-activated service: the
+    socket as fd 3, LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES for this process, then exec."""
+    launcher = tmp_path / "systemd-launch"
+    launcher.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        f"if {fd} != 3:\n    os.dup2({fd}, 3)\n    os.close({fd})\n"
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', "
+        "LISTEN_FDNAMES='web')\n"
+        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
+    )
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
+def test_systemd_endpoint(start_server, tmp_path, monkeypatch):
+    listener = socket.socket(socket.AF_INET6)
+    listener.bind(("::1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    monkeypatch.setattr(sys, "executable", systemd_launcher(tmp_path, listener.fileno()))
+    server = start_server("-e", "systemd:domain=INET6:index=0",
+                          pass_fds=(listener.fileno(),))
+    listener.close()
+    assert server.port == port
+    assert httpx.get(f"http://[::1]:{port}/pid").text == str(server.proc.pid)
+
+
+def test_systemd_endpoint_without_socket_activation(start_server):
+    code, output = run_failing(start_server, "-e", "systemd:domain=INET:index=0")
+    assert code == 1
+    assert_one_line_error(output, "Endpoint 'systemd:domain=INET:index=0': this process was "
+                                  "given no socket by systemd socket activation")
 
 
 def test_several_bindings_at_once(start_server, tmp_path):
