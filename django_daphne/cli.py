@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
@@ -146,7 +149,19 @@ def fail(message: str, verbosity: int = 1, exc: BaseException | None = None) -> 
     return 1
 
 
+def _stop_during_startup(signum: int, frame: Any) -> None:
+    """SIGTERM before the server installs its own handler (while the application imports,
+    say): die of it, as without a handler.  As PID 1 in a container the kernel ignores a
+    signal left to its default action, so `docker stop` would wait its 10 seconds and
+    SIGKILL a server that went on to start: exit instead."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_during_startup)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

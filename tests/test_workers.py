@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import ssl
+import sys
 import threading
 
 import httpx
@@ -131,3 +132,45 @@ def test_workers_refuse_an_endpoint_they_cannot_share(start_server):
     server = start_server("--workers", "2", "-e", "nosuch:1", ready=False)
     assert server.wait_exit() == 1
     assert "--workers cannot share endpoint 'nosuch:1'" in server.output
+
+
+def app_module(tmp_path, source: str) -> str:
+    (tmp_path / "opsapp.py").write_text(source)
+    return "opsapp:app"
+
+
+IN_WORKER = 'os.environ.get("DJANGO_DAPHNE_WORKER_ENDPOINTS")'
+
+
+def test_sigterm_during_startup_stops_pid_1(tmp_path):
+    """As PID 1 in a container the kernel drops a signal left to its default action: a
+    SIGTERM (docker stop) while the application imported was lost, the server started, and
+    docker killed it 10 s later. It now exits at once."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run(
+            [unshare, "--pid", "--fork", "--map-root-user", "true"]).returncode != 0:
+        pytest.skip("needs unshare and user/PID namespaces to run a PID 1")
+    app = app_module(tmp_path, "import time\nprint('app: importing', flush=True)\n"
+                               "time.sleep(120)\nfrom tests.apps import app\n")
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}")
+    proc = subprocess.Popen(
+        [unshare, "--pid", "--fork", "--map-root-user", "--kill-child",
+         sys.executable, "-m", "django_daphne", "-p", "0", app],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "app: importing"
+        children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        assert len(children) == 1
+        os.kill(int(children[0]), signal.SIGTERM)
+        assert proc.wait(20) == 128 + signal.SIGTERM
+        assert "Server ready" not in proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
