@@ -206,6 +206,9 @@ class StaticFiles:
             (b"accept-ranges", b"bytes"),
             (b"content-type", content_type(relative)),
             (b"x-content-type-options", b"nosniff"),
+            # public files: fonts and modules loaded by pages of another origin (a CDN in
+            # front, a second site) need it, as WhiteNoise sends it by default
+            (b"access-control-allow-origin", b"*"),
         ]
         if found.vary:
             response_headers.append((b"vary", b"Accept-Encoding"))

@@ -365,6 +365,36 @@ def test_without_static_django_answers_and_the_check_warns(tmp_path, static_root
         process.stop()
 
 
+def test_a_cdn_static_url_is_served_at_its_path(tmp_path, static_root):
+    """STATIC_URL on a CDN that pulls from this server (as WhiteNoise documents it): the
+    files are served at the URL's path, open to pages of other origins (fonts, modules)."""
+    module = settings_module(tmp_path, 'STATIC_URL = "https://cdn.example.com/static/"')
+    env = {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
+           "EXAMPLE_STATIC_ROOT": str(static_root), "DJANGO_DEBUG": "0"}
+    process = ManageProcess(["daphne", "-p", "0", "--static", "--settings", module], env=env)
+    try:
+        match = process.wait_for(LISTEN_RE)
+        process.wait_for("Server ready")
+        response = httpx.get(f"http://127.0.0.1:{match.group(2)}/static/demo/site.css",
+                             headers={"Accept-Encoding": "identity"})
+        assert response.status_code == 200 and response.content == CSS
+        assert response.headers["cache-control"] == "no-cache"  # ours, not Django's
+        assert response.headers["access-control-allow-origin"] == "*"
+    finally:
+        process.stop()
+
+
+def test_static_url_at_the_root_is_refused(tmp_path, static_root):
+    module = settings_module(tmp_path, 'STATIC_URL = "/"')
+    env = {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
+           "EXAMPLE_STATIC_ROOT": str(static_root), "DJANGO_DEBUG": "0"}
+    result = run_manage("daphne", "-p", "0", "--static", "--settings", module, env=env)
+    assert result.returncode != 0
+    assert "cannot serve STATIC_URL '/': it would take over every URL of the site" in (
+        result.stdout), result.stdout
+    assert "Traceback" not in result.stdout
+
+
 def test_static_setting_source_in_show_config(tmp_path):
     env = {"EXAMPLE_DB": str(tmp_path / "db.sqlite3")}
     result = run_manage("daphne", "--show-config", env=env)

@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..access_log import AccessLog
 from ..config import Config
@@ -162,11 +163,16 @@ def static_files(application: Any) -> Any:
     if not settings.STATIC_ROOT:
         raise ImproperlyConfigured("--static (DAPHNE['STATIC']) needs STATIC_ROOT set.")
     if "://" in url or url.startswith("//"):
-        raise ImproperlyConfigured(
-            f"--static (DAPHNE['STATIC']) serves a path, but STATIC_URL is {url!r}, "
-            "another host."
-        )
+        # a CDN in front (https://cdn.example.com/static/) pulls the files from this
+        # server at the URL's path, as with WhiteNoise
+        url = urlsplit(url).path or "/"
     script_prefix = settings.FORCE_SCRIPT_NAME or ""
     if script_prefix and url.startswith(script_prefix.rstrip("/") + "/"):
         url = url[len(script_prefix.rstrip("/")):]
+    if url.strip("/") == "":
+        raise ImproperlyConfigured(
+            f"--static (DAPHNE['STATIC']) cannot serve STATIC_URL {settings.STATIC_URL!r}: it "
+            "would take over every URL of the site; give static files a prefix of their "
+            "own, such as '/static/'."
+        )
     return StaticFiles(application, str(settings.STATIC_ROOT), url)
