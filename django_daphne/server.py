@@ -142,7 +142,7 @@ class Server:
         if self.lifespan.supported:
             state.lifespan_state = self.lifespan.state
         factory = ConnectionFactory(state)
-        from .supervisor import accept_one_at_a_time, worker_endpoints
+        from .supervisor import accept_one_at_a_time, notify_ready, worker_endpoints
 
         inherited = worker_endpoints()
         descriptions = inherited or self.config.endpoint_descriptions()
@@ -166,6 +166,8 @@ class Server:
                     "" if len(self.ports) == 1 else "s")
         if self.on_ready is not None:
             self.on_ready(self.listening)
+        if inherited:
+            notify_ready()  # to the --workers supervisor
 
     def _schedule_sweep(self) -> None:
         state = self.state
@@ -185,6 +187,14 @@ class Server:
     def request_stop(self, signum: int | None = None) -> None:
         """Begin a graceful stop; a second request stops at once."""
         if self._stopping:
+            from .supervisor import worker_endpoints
+
+            if signum == signal.SIGTERM and worker_endpoints() is not None:
+                # A --workers worker: systemd's stop sends SIGTERM to every process of the
+                # service and the supervisor forwards its own; the supervisor's second
+                # stop signal reaches us as SIGINT.
+                logger.info("Received SIGTERM again; still stopping gracefully")
+                return
             logger.warning("Second stop signal: closing every connection now")
             self.exit_code = 1
             self._abort_everything()

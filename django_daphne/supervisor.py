@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import stat
@@ -26,20 +27,47 @@ import time
 from typing import Any
 
 from .config import Config
-from .endpoints import EndpointError, _fields, _remove_stale_unix_socket, check_description
+from .endpoints import (
+    EndpointError,
+    _fields,
+    _remove_stale_unix_socket,
+    check_description,
+    systemd_fd,
+)
 
 logger = logging.getLogger("django_daphne.supervisor")
 
 WORKER_ENV = "DJANGO_DAPHNE_WORKER_ENDPOINTS"
-# a worker that dies this soon after starting, this many times in a row, stops the service
-QUICK_DEATH_SECONDS = 2.0
-QUICK_DEATHS_ALLOWED = 5
+READY_ENV = "DJANGO_DAPHNE_WORKER_READY_FD"
+# workers that exit before they are ready this many times in a row (none becoming ready in
+# between) stop the service; each restart after such a failure waits twice as long
+FAILED_STARTS_ALLOWED = 5
+FIRST_RETRY_DELAY = 0.1
+MAX_RETRY_DELAY = 5.0
+# after the stop signal, a worker still running this long past twice --shutdown-timeout
+# (its drain, then its lifespan shutdown) is killed
+STOP_MARGIN = 5.0
+# a worker that ends for the stop signal: gracefully (0), or killed by it before it could
+# install its handler
+STOPPED_STATUSES = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
 
 
 def worker_endpoints() -> list[str] | None:
     """In a worker: the endpoint descriptions of the inherited sockets; else None."""
     raw = os.environ.get(WORKER_ENV)
     return json.loads(raw) if raw else None
+
+
+def notify_ready() -> None:
+    """In a worker: tell the supervisor that this worker listens on every socket."""
+    raw = os.environ.pop(READY_ENV, None)
+    if not raw:
+        return
+    try:
+        os.write(int(raw), b"R")
+        os.close(int(raw))
+    except (OSError, ValueError):
+        pass  # the supervisor is gone: our parent-death signal is on its way
 
 
 def accept_one_at_a_time(port: Any) -> None:
@@ -142,8 +170,13 @@ def bind(description: str, copies: int = 1) -> tuple[list[Bound], str]:
         sock.set_inheritable(True)
         return [(sock, sock.fileno(), f"fd:fileno={sock.fileno()}:domain=UNIX")] * copies, \
             f"UNIX socket {path}"
-    if kind == "fd":
-        fd = int(kwargs.get("fileno") or args[0])
+    if kind in ("fd", "systemd"):
+        fd = systemd_fd(description) if kind == "systemd" else \
+            int(kwargs.get("fileno") or args[0])
+        if kind == "systemd":
+            description = f"fd:fileno={fd}"
+            if kwargs.get("domain"):
+                description += f":domain={kwargs['domain']}"
         try:
             mode = os.fstat(fd).st_mode
         except OSError as exc:
@@ -154,40 +187,77 @@ def bind(description: str, copies: int = 1) -> tuple[list[Bound], str]:
         return [(None, fd, description)] * copies, f"inherited fd {fd}"
     raise EndpointError(
         f"--workers cannot share endpoint {description!r}: the supervisor binds tcp:, ssl:, "
-        "unix: and fd: endpoints only"
+        "unix:, fd: and systemd: endpoints only"
     )
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: a worker gets SIGTERM if the supervisor is killed outright."""
-    try:
-        import ctypes
+def _die_with_parent(parent: int) -> Any:
+    def preexec() -> None:  # pragma: no cover - runs in the child before exec
+        """Linux: a worker gets SIGTERM if the supervisor is killed outright (kill -9, the
+        OOM killer), and drains as on a stop.  The parent-death signal is per thread and
+        survives exec; a supervisor that died before it was set is noticed here."""
+        try:
+            import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        except OSError:
+            pass
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+class Worker:
+    """One worker process: its slot, and the pipe it says it is ready on."""
+
+    def __init__(self, process: subprocess.Popen, slot: int, ready_fd: int) -> None:
+        self.process = process
+        self.slot = slot
+        self.ready_fd: int | None = ready_fd
+        self.ready = False
+
+    def close_ready_fd(self) -> None:
+        if self.ready_fd is not None:
+            os.close(self.ready_fd)
+            self.ready_fd = None
 
 
 class Supervisor:
-    """Binds, spawns, restarts and drains the worker processes."""
+    """Binds, spawns, restarts and drains the worker processes.
+
+    One loop, woken by signals (a wakeup fd) and by the workers' ready pipes, reaps the
+    workers that exit (it reaps any child, so it can run as PID 1 in a container), restarts
+    them, and stops them: SIGTERM or SIGINT asks every worker to drain; a second signal
+    asks them to stop at once; a worker still running well past the shutdown timeout is
+    killed.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.count = config.workers
         self.sockets: list[socket.socket] = []
+        self.unix_paths: list[str] = []
         # what each worker slot serves: its fds and their endpoint descriptions (a slot's
         # replacement worker inherits the same sockets, and whatever waits in their backlog)
         self.slots: list[tuple[list[int], list[str]]] = [([], []) for _ in range(self.count)]
-        self.workers: dict[int, tuple[subprocess.Popen, float, int]] = {}
+        self.workers: dict[int, Worker] = {}
+        self.restarts: dict[int, float] = {}  # slot -> when to start its next worker
+        self.stop_signals: list[int] = []
+        self.stops_handled = 0
         self.stopping = False
-        self.signals = 0
-        self.quick_deaths = 0
+        self.stop_deadline: float | None = None
+        self.failed_starts = 0
+        self.announced = False
+        self.exit_code = 0
 
     def run(self) -> int:
         try:
             own = self.count if self.config.reuse_port and reuse_port_available() else 1
             for description in self.config.endpoint_descriptions():
                 bound, name = bind(description, own)
+                if name.startswith("UNIX socket "):
+                    self.unix_paths.append(name[len("UNIX socket "):])
                 for slot, (sock, fd, worker_description) in enumerate(
                         bound[slot % len(bound)] for slot in range(self.count)):
                     if sock is not None and sock not in self.sockets:
@@ -197,73 +267,193 @@ class Supervisor:
                 logger.info("Listening on %s", name)
         except EndpointError as exc:
             logger.error("%s", exc)
+            self._close_sockets()
             return 1
+        wakeup_r, wakeup_w = os.pipe()
+        os.set_blocking(wakeup_r, False)
+        os.set_blocking(wakeup_w, False)
+        self.wakeup_fd = wakeup_r
+        signal.set_wakeup_fd(wakeup_w)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the loop
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        for slot in range(self.count):
-            self._spawn(slot)
-        logger.info("Server ready (%d workers: %s)", self.count,
-                    ", ".join(str(pid) for pid in self.workers))
-        code = self._watch()
+        try:
+            for slot in range(self.count):
+                if self.stop_signals:  # a stop signal during startup: start no more
+                    break
+                self._spawn(slot)
+            self._watch()
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(wakeup_r)
+            os.close(wakeup_w)
+            for worker in self.workers.values():
+                worker.close_ready_fd()
+            self._close_sockets()
+        logger.info("Server stopped")
+        return self.exit_code
+
+    def _close_sockets(self) -> None:
         for sock in self.sockets:
             sock.close()
-        logger.info("Server stopped")
-        return code
+        for path in self.unix_paths:  # the workers leave the file to the one who bound it
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+            except OSError:
+                pass
 
     def _spawn(self, slot: int) -> None:
         fds, descriptions = self.slots[slot]
+        ready_r, ready_w = os.pipe()
+        os.set_blocking(ready_r, False)  # a worker's own child may hold the other end
         env = dict(os.environ)
         env[WORKER_ENV] = json.dumps(descriptions)
+        env[READY_ENV] = str(ready_w)
         argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
-        process = subprocess.Popen(
-            argv, env=env, pass_fds=fds, start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
-        self.workers[process.pid] = (process, time.monotonic(), slot)
+        try:
+            process = subprocess.Popen(
+                argv, env=env, pass_fds=[*fds, ready_w], start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid())
+                if sys.platform.startswith("linux") else None,
+            )
+        except BaseException:
+            os.close(ready_r)
+            raise
+        finally:
+            os.close(ready_w)
+        self.workers[process.pid] = Worker(process, slot, ready_r)
         logger.info("Started worker %d", process.pid)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        self.signals += 1
-        if not self.stopping:
-            logger.info("Received %s, stopping %d workers gracefully",
-                        signal.Signals(signum).name, len(self.workers))
-        else:
-            logger.warning("Second stop signal: workers stop at once")
-        self.stopping = True
-        for process, _, _ in self.workers.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+        self.stop_signals.append(signum)  # acted on by the loop, which the wakeup fd wakes
 
-    def _watch(self) -> int:
-        exit_code = 0
-        while self.workers:
+    def _send(self, signum: int) -> None:
+        for pid in self.workers:
             try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            entry = self.workers.pop(pid, None)
-            if entry is None:
-                continue
-            process, started, slot = entry
-            process.returncode = os.waitstatus_to_exitcode(status)
-            if self.stopping:
-                if process.returncode not in (0, -signal.SIGTERM):
-                    exit_code = 1
-                continue
-            logger.warning("Worker %d exited with status %s; starting a new one",
-                           pid, process.returncode)
-            if time.monotonic() - started < QUICK_DEATH_SECONDS:
-                self.quick_deaths += 1
-                if self.quick_deaths >= QUICK_DEATHS_ALLOWED:
-                    logger.error("Workers keep dying at startup; stopping the server")
-                    self.stopping = True
-                    for other, _, _ in self.workers.values():
-                        other.send_signal(signal.SIGTERM)
-                    exit_code = 1
-                    continue
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _handle_stop_signals(self) -> None:
+        while self.stops_handled < len(self.stop_signals):
+            signum = self.stop_signals[self.stops_handled]
+            self.stops_handled += 1
+            if not self.stopping:
+                logger.info("Received %s, stopping %d workers gracefully",
+                            signal.Signals(signum).name, len(self.workers))
+                self._begin_stop()
             else:
-                self.quick_deaths = 0
-            self._spawn(slot)
-        if self.signals > 1:
-            exit_code = 1
-        return exit_code
+                # SIGINT: a worker takes a repeated SIGTERM (systemd sends one to every
+                # process of the service, besides ours) as the same graceful stop
+                logger.warning("Second stop signal: workers stop at once")
+                self.exit_code = 1
+                self._send(signal.SIGINT)
+                if self.stop_deadline is not None:
+                    self.stop_deadline = min(self.stop_deadline,
+                                             time.monotonic() + STOP_MARGIN)
+
+    def _begin_stop(self) -> None:
+        self.stopping = True
+        self.restarts.clear()
+        self.stop_deadline = (time.monotonic() + 2 * self.config.shutdown_timeout
+                              + STOP_MARGIN)
+        self._send(signal.SIGTERM)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue  # not ours: as PID 1 we reap whatever is orphaned to us
+            self._check_ready(worker)
+            worker.close_ready_fd()
+            code = os.waitstatus_to_exitcode(status)
+            worker.process.returncode = code
+            self._exited(pid, worker, code)
+
+    def _exited(self, pid: int, worker: Worker, code: int) -> None:
+        if self.stopping:
+            if code not in STOPPED_STATUSES:
+                logger.warning("Worker %d exited with status %s while stopping", pid, code)
+                self.exit_code = 1
+            return
+        if worker.ready:
+            logger.warning("Worker %d exited with status %s; starting a new one", pid, code)
+            self.restarts[worker.slot] = time.monotonic()
+            return
+        self.failed_starts += 1
+        if self.failed_starts >= FAILED_STARTS_ALLOWED:
+            logger.error(
+                "Worker %d exited with status %s before it was ready: %d workers in a row "
+                "failed to start (see their errors above); stopping the server",
+                pid, code, self.failed_starts,
+            )
+            self.exit_code = 1
+            self._begin_stop()
+            return
+        delay = min(FIRST_RETRY_DELAY * 2 ** (self.failed_starts - 1), MAX_RETRY_DELAY)
+        logger.warning("Worker %d exited with status %s before it was ready; starting a new "
+                       "one in %.1fs", pid, code, delay)
+        self.restarts[worker.slot] = time.monotonic() + delay
+
+    def _check_ready(self, worker: Worker) -> None:
+        if worker.ready_fd is None:
+            return
+        try:
+            data = os.read(worker.ready_fd, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            worker.ready = True
+            self.failed_starts = 0
+            logger.info("Worker %d ready", worker.process.pid)
+        worker.close_ready_fd()  # ready, or the worker closed it on its way out
+        if not self.announced and not self.stopping and len(self.workers) == self.count \
+                and all(w.ready for w in self.workers.values()):
+            self.announced = True
+            logger.info("Server ready (%d workers: %s)", self.count,
+                        ", ".join(str(pid) for pid in self.workers))
+
+    def _watch(self) -> None:
+        while True:
+            self._handle_stop_signals()
+            self._reap()
+            now = time.monotonic()
+            for slot, due in list(self.restarts.items()):
+                if due <= now and not self.stopping:
+                    del self.restarts[slot]
+                    self._spawn(slot)
+            if self.stopping and self.stop_deadline is not None and now >= self.stop_deadline:
+                for pid in self.workers:
+                    logger.error("Worker %d did not stop in time; killing it", pid)
+                self._send(signal.SIGKILL)
+                self.exit_code = 1
+                self.stop_deadline = None
+            if not self.workers and (self.stopping or not self.restarts):
+                return
+            waits = [*self.restarts.values()]
+            if self.stopping and self.stop_deadline is not None:
+                waits.append(self.stop_deadline)
+            timeout = max(0.0, min(waits) - now) if waits else None
+            readers = [self.wakeup_fd, *(w.ready_fd for w in self.workers.values()
+                                         if w.ready_fd is not None)]
+            readable, _, _ = select.select(readers, [], [], timeout)
+            for fd in readable:
+                if fd == self.wakeup_fd:
+                    try:
+                        while os.read(fd, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+                else:
+                    for worker in list(self.workers.values()):
+                        if worker.ready_fd == fd:
+                            self._check_ready(worker)

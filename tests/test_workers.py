@@ -16,6 +16,7 @@ import pytest
 
 from tests.certs import make_certificate
 from tests.conftest import read_response
+from tests.test_bindings import systemd_launcher
 
 
 def worker_pids(server) -> set[int]:
@@ -134,12 +135,184 @@ def test_workers_refuse_an_endpoint_they_cannot_share(start_server):
     assert "--workers cannot share endpoint 'nosuch:1'" in server.output
 
 
+def wait_gone(pids: set[int], timeout: float = 20.0) -> set[int]:
+    """Wait until every pid has exited (pidfds: no polling); return those still alive."""
+    import select
+
+    left = set()
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not select.select([fd], [], [], timeout)[0]:
+                left.add(pid)
+        finally:
+            os.close(fd)
+    return left
+
+
 def app_module(tmp_path, source: str) -> str:
     (tmp_path / "opsapp.py").write_text(source)
     return "opsapp:app"
 
 
 IN_WORKER = 'os.environ.get("DJANGO_DAPHNE_WORKER_ENDPOINTS")'
+
+
+def test_unix_socket_survives_a_worker_restart(start_server, tmp_path):
+    """A worker that stops gracefully (SIGTERM to it) and is replaced leaves the shared UNIX
+    socket file alone: Twisted's adopted UNIX port removed it (and shut the shared socket
+    down), so no client could connect and every replacement failed to start."""
+    path = str(tmp_path / "w.sock")
+    server = start_server("--workers", "2", "-u", path, count=0)
+    pids = worker_pids(server)
+    victim = min(pids)
+    os.kill(victim, signal.SIGTERM)
+    server.wait_for(rf"Worker {victim} exited with status 0; starting a new one")
+    started = lines_matching(server, r"Started worker (\d+)$", count=3)
+    replacement = int(started[-1].rsplit(" ", 1)[1])
+    server.wait_for(rf"Worker {replacement} ready")
+    assert oct(os.stat(path).st_mode & 0o777) == "0o666"
+    survivors = (pids - {victim}) | {replacement}
+    seen = set()
+    with httpx.Client(transport=httpx.HTTPTransport(uds=path)) as client:
+        for _ in range(400):
+            seen.add(int(client.get("http://localhost/pid",
+                                    headers={"Connection": "close"}).text))
+            if seen == survivors:
+                break
+    assert seen == survivors
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    assert not os.path.exists(path)  # the supervisor, who bound it, removes it
+
+
+def test_systemd_stop_signals_every_process_and_the_drain_still_finishes(start_server):
+    """systemd's default KillMode=control-group sends SIGTERM to every process of the
+    service at once: each worker hears it from systemd and again from the supervisor.
+    The second SIGTERM used to mean 'stop at once', cutting the requests in flight."""
+    server = start_server("--workers", "2")
+    pids = worker_pids(server)
+    responses = []
+    request = threading.Thread(
+        target=lambda: responses.append(httpx.get(server.url + "/sleep?seconds=1",
+                                                  timeout=10)))
+    request.start()
+    server.wait_for("app: sleeping")
+    for pid in (server.proc.pid, *pids):
+        os.kill(pid, signal.SIGTERM)
+    assert server.wait_exit() == 0
+    request.join(10)
+    assert responses and responses[0].text == "slept"
+    assert "Second stop signal" not in server.output
+
+
+def test_second_signal_to_the_supervisor_stops_workers_at_once(start_server):
+    server = start_server("--workers", "2", "--shutdown-timeout", "60")
+    worker_pids(server)
+    failed = []
+
+    def hang():
+        try:
+            httpx.get(server.url + "/hang", timeout=30)
+        except httpx.HTTPError as exc:
+            failed.append(exc)
+
+    request = threading.Thread(target=hang)
+    request.start()
+    server.wait_for("app: hanging")
+    server.signal(signal.SIGTERM)
+    server.wait_for("stopping 2 workers gracefully")
+    server.signal(signal.SIGINT)
+    assert server.wait_exit(timeout=15) == 1
+    request.join(10)
+    assert failed
+    assert "Second stop signal: closing every connection now" in server.output
+
+
+def test_workers_that_fail_to_start_stop_the_server(start_server, tmp_path):
+    """Workers that die before they are ready (here: the lifespan startup fails after a
+    slow import, as a large Django project's may) are restarted with a growing delay, and
+    five failures in a row stop the server with status 1.  Counting only deaths within 2 s
+    of the start let a worker slower than that to fail restart for ever."""
+    app = app_module(tmp_path, "import os, time\n"
+                               f"if {IN_WORKER}:\n    time.sleep(2.1)\n"
+                               "from tests.apps import app\n")
+    server = start_server("--workers", "3", app=app, cwd=tmp_path, ready=False,
+                          env={"TEST_LIFESPAN_FAIL": "1"})
+    assert server.wait_exit(timeout=60) == 1
+    output = server.output
+    assert "5 workers in a row failed to start (see their errors above); stopping the " \
+           "server" in output
+    assert "before it was ready; starting a new one in 0.1s" in output
+    assert "Application startup failed: database is down" in output
+    assert output.count("exited with status 1 before it was ready") == 5
+    assert "Server ready (3 workers" not in output
+
+
+def test_a_worker_that_does_not_stop_is_killed(start_server, tmp_path):
+    """A worker whose event loop is stuck (a synchronous call in an async view) cannot
+    hear SIGTERM: the supervisor kills it past twice the shutdown timeout (plus a margin)
+    instead of waiting for ever, and exits 1."""
+    app = app_module(tmp_path, "import time\nfrom tests.apps import app as inner\n\n"
+                               "async def app(scope, receive, send):\n"
+                               "    if scope['type'] == 'http' and scope['path'] == '/block':\n"
+                               "        print('app: blocking', flush=True)\n"
+                               "        time.sleep(120)\n"
+                               "    return await inner(scope, receive, send)\n")
+    server = start_server("--workers", "2", "--shutdown-timeout", "0.2", app=app,
+                          cwd=tmp_path)
+    pids = worker_pids(server)
+    request = threading.Thread(target=lambda: pytest.raises(
+        httpx.HTTPError, httpx.get, server.url + "/block", timeout=60))
+    request.start()
+    server.wait_for("app: blocking")
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(timeout=30) == 1
+    assert re.search(r"Worker \d+ did not stop in time; killing it", server.output)
+    assert not wait_gone(pids)
+    request.join(10)
+
+
+def test_killing_the_supervisor_stops_its_workers(start_server):
+    """kill -9 of the supervisor (the OOM killer, supervisord's SIGKILL): its workers get
+    SIGTERM from the kernel (parent-death signal), drain and exit; none is left serving."""
+    server = start_server("--workers", "2")
+    pids = worker_pids(server)
+    server.signal(signal.SIGKILL)
+    assert server.wait_exit() == -signal.SIGKILL
+    assert not wait_gone(pids)
+
+
+def test_sigterm_while_workers_start_stops_them(start_server, tmp_path):
+    """SIGTERM while the workers are still importing the application: they die of it and
+    the supervisor exits 0, without ever saying it is ready."""
+    app = app_module(tmp_path, "import os, time\n"
+                               f"if {IN_WORKER}:\n    print('app: importing', flush=True)\n"
+                               "    time.sleep(120)\n"
+                               "from tests.apps import app\n")
+    server = start_server("--workers", "2", app=app, cwd=tmp_path, ready=False)
+    lines_matching(server, r"app: importing", count=2)
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    assert "Server ready" not in server.output
+
+
+def test_systemd_socket_activation_with_workers(start_server, tmp_path, monkeypatch):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    launcher = systemd_launcher(tmp_path, listener.fileno())
+    monkeypatch.setattr(sys, "executable", launcher)
+    server = start_server("--workers", "2", "-e", "systemd:domain=INET:name=web",
+                          pass_fds=(listener.fileno(),), count=0)
+    listener.close()
+    pids = worker_pids(server)
+    assert "Listening on inherited fd 3" in server.output
+    assert pids_answering(f"http://127.0.0.1:{port}", pids) == pids
 
 
 def test_sigterm_during_startup_stops_pid_1(tmp_path):
@@ -174,3 +347,19 @@ def test_sigterm_during_startup_stops_pid_1(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_workers_keep_the_unix_socket_mode_asked_for(start_server, tmp_path):
+    """unix:...:mode=600 with --workers: each worker adopting the socket made it 0666."""
+    path = str(tmp_path / "private.sock")
+    server = start_server("--workers", "2", "-e", f"unix:{path}:mode=600", count=0)
+    pids = worker_pids(server)
+    seen = set()
+    with httpx.Client(transport=httpx.HTTPTransport(uds=path)) as client:
+        for _ in range(400):  # until both workers served it, so both have adopted it
+            if seen == pids:
+                break
+            seen.add(int(client.get("http://localhost/pid",
+                                    headers={"Connection": "close"}).text))
+    assert seen == pids
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
