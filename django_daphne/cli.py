@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .config import OPTIONS, Config, ConfigError, Option, asgi_threads
+from .config import OPTIONS, Config, ConfigError, Option, asgi_threads, log_format
 
 logger = logging.getLogger("django_daphne")
 
@@ -96,7 +96,7 @@ def configure_logging(config: Config) -> None:
     level = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}[
         config.verbosity
     ]
-    logging.basicConfig(level=level, format=config.log_fmt)
+    logging.basicConfig(level=level, format=log_format(config))
     if config.verbosity < 3:
         logging.getLogger("twisted").setLevel(logging.WARNING)
     from twisted.python import log
@@ -149,7 +149,7 @@ def fail(message: str, verbosity: int = 1, exc: BaseException | None = None) -> 
     return 1
 
 
-def _stop_during_startup(signum: int, frame: Any) -> None:
+def stop_during_startup(signum: int, frame: Any) -> None:
     """SIGTERM before the server installs its own handler (while the application imports,
     say): die of it, as without a handler.  As PID 1 in a container the kernel ignores a
     signal left to its default action, so `docker stop` would wait its 10 seconds and
@@ -161,7 +161,7 @@ def _stop_during_startup(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop_during_startup)
+        signal.signal(signal.SIGTERM, stop_during_startup)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -138,6 +138,7 @@ class Option:
         return value
 
 
+DEFAULT_LOG_FMT = "%(asctime)-15s %(levelname)-8s %(message)s"  # Daphne's
 KIB = 1024
 MIB = 1024 * 1024
 
@@ -180,7 +181,7 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--access-log",), metavar="FILE", none_ok=True, group="logging",
     ),
     Option(
-        "log_fmt", "%(asctime)-15s %(levelname)-8s %(message)s", _str,
+        "log_fmt", DEFAULT_LOG_FMT, _str,
         "The format of log lines (Python logging syntax).",
         flags=("--log-fmt",), metavar="FORMAT", group="logging",
     ),
@@ -518,6 +519,14 @@ class Config:
     def describe(self) -> list[tuple[str, Any, str]]:
         """(setting key, value, source) for every option, for ``--show-config``."""
         return [(o.setting, self.values[o.name], self.sources[o.name]) for o in OPTIONS]
+
+
+def log_format(config: Config) -> str:
+    """LOG_FMT; with --workers and the default format, each line also names its process,
+    so that the workers' (and the supervisor's) lines can be told apart."""
+    if config.workers > 1 and config.log_fmt == DEFAULT_LOG_FMT:
+        return "%(asctime)-15s %(levelname)-8s [%(process)d] %(message)s"
+    return config.log_fmt
 
 
 def asgi_threads() -> int | None:

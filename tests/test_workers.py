@@ -60,6 +60,10 @@ def test_two_workers_both_serve(start_server, reuse_port):
     pids = worker_pids(server)
     assert len(pids) == 2 and server.proc.pid not in pids
     assert pids_answering(server.url, pids) == pids
+    # each log line names its process: the supervisor's and each worker's can be told apart
+    assert f"[{server.proc.pid}] Server ready" in server.output
+    for pid in pids:
+        assert re.search(rf"\[{pid}\] Listening on ", server.output), server.output
 
 
 def test_a_burst_of_keepalive_connections_is_shared(start_server):
@@ -315,7 +319,8 @@ def test_systemd_socket_activation_with_workers(start_server, tmp_path, monkeypa
     assert pids_answering(f"http://127.0.0.1:{port}", pids) == pids
 
 
-def test_sigterm_during_startup_stops_pid_1(tmp_path):
+@pytest.mark.parametrize("command", ["daphne", "manage.py daphne"])
+def test_sigterm_during_startup_stops_pid_1(tmp_path, command):
     """As PID 1 in a container the kernel drops a signal left to its default action: a
     SIGTERM (docker stop) while the application imported was lost, the server started, and
     docker killed it 10 s later. It now exits at once."""
@@ -331,10 +336,13 @@ def test_sigterm_during_startup_stops_pid_1(tmp_path):
     app = app_module(tmp_path, "import time\nprint('app: importing', flush=True)\n"
                                "time.sleep(120)\nfrom tests.apps import app\n")
     env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}")
+               PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}",
+               EXAMPLE_DB=str(tmp_path / "db.sqlite3"))
     proc = subprocess.Popen(
-        [unshare, "--pid", "--fork", "--map-root-user", "--kill-child",
-         sys.executable, "-m", "django_daphne", "-p", "0", app],
+        [unshare, "--pid", "--fork", "--map-root-user", "--kill-child", sys.executable,
+         *(["-m", "django_daphne", "-p", "0", app] if command == "daphne" else
+           [str(ROOT / "manage.py"), "daphne", "-p", "0", "--skip-checks",
+            "--application", app])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
     )
     try:

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..access_log import AccessLog
-from ..config import Config
+from ..config import Config, log_format
 
 LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
@@ -72,7 +72,7 @@ def configure_logging(config: Config, django_logging: bool = True) -> None:
             continue
         if handler is None:
             handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter(config.log_fmt))
+            handler.setFormatter(logging.Formatter(log_format(config)))
         logger.addHandler(handler)
         logger.setLevel(wanted)
         logger.propagate = False

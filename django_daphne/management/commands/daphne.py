@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
+import threading
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from ... import __version__
-from ...cli import add_option_arguments, binding_problems, open_access_log
+from ...cli import (
+    add_option_arguments,
+    binding_problems,
+    open_access_log,
+    stop_during_startup,
+)
 from ...conf import DJANGO_OPTIONS, application_path, build_config, import_path
 from ...config import (
     COMMAND_LINE,
@@ -113,6 +120,10 @@ class Command(BaseCommand):
         return super().execute(*args, **options)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            # as the daphne command: a SIGTERM before the server's own handler is in place
+            # ends the process (as PID 1 in a container it would otherwise be ignored)
+            signal.signal(signal.SIGTERM, stop_during_startup)
         command_line = {o.name: options.get(o.name) for o in (*OPTIONS, *DJANGO_OPTIONS)}
         if options["addrport"]:
             if options["bind"] is not None or options["port"] is not None:
