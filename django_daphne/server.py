@@ -141,6 +141,10 @@ class Server:
             raise StartupError(str(exc)) from None
         if self.lifespan.supported:
             state.lifespan_state = self.lifespan.state
+        if self._stopping:
+            # a stop signal came while the application started up: nothing to serve
+            logger.info("Stopping before listening: a stop was asked for during startup")
+            return
         factory = ConnectionFactory(state)
         from .supervisor import accept_one_at_a_time, notify_ready, worker_endpoints
 

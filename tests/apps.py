@@ -24,6 +24,10 @@ async def lifespan(scope, receive, send):
             if os.environ.get("TEST_LIFESPAN_FAIL"):
                 await send({"type": "lifespan.startup.failed", "message": "database is down"})
                 return
+            if os.environ.get("TEST_LIFESPAN_SLOW"):
+                # a slow startup (a database warming up), long enough for a stop signal
+                print("lifespan: starting", flush=True)
+                await asyncio.sleep(float(os.environ["TEST_LIFESPAN_SLOW"]))
             scope["state"]["started"] = "yes"
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":

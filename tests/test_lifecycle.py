@@ -152,6 +152,17 @@ def test_http_timeout_ends_a_django_view_without_a_stray_traceback(start_server)
     assert "Traceback" not in server.output and "never retrieved" not in server.output
 
 
+def test_a_stop_during_lifespan_startup_never_listens(start_server, tmp_path):
+    marker = tmp_path / "shutdown"
+    server = start_server(env={"TEST_LIFESPAN_SLOW": "1",
+                               "TEST_LIFESPAN_SHUTDOWN_FILE": str(marker)}, ready=False)
+    server.wait_for("lifespan: starting")
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    assert "Listening on" not in server.output and "Server ready" not in server.output
+    assert marker.read_text() == "shutdown"  # what startup opened is closed
+
+
 def test_http_timeout_0_is_no_limit_as_in_daphne(start_server):
     server = start_server("-t", "0")
     response = httpx.get(server.url + "/sleep?seconds=0.3")
