@@ -2,7 +2,8 @@
 
 /wsx/... are WebSocket routes whose application records what it heard (read back through
 /wsx-heard), so that a test can see an application hear websocket.disconnect whether or not
-it accepted; /wsx-page/... are pages on which Chromium opens and closes a WebSocket."""
+it accepted; /wsx-page/... are pages on which Chromium opens and closes a WebSocket;
+/h2x-respond sends the (possibly malformed) response its query describes."""
 
 import json
 from urllib.parse import unquote_to_bytes
@@ -75,6 +76,30 @@ ws.onclose = (event) => {
 </script>"""
 
 
+async def respond_as_told(scope, send):
+    """A response as the query describes it, right or wrong: ?status=, ?h=name:value,...
+    (percent-decoded), ?big=N (an x-big header of N bytes), ?parts=5,0 (body messages of
+    that many bytes, more_body on all but the last), ?trailers=name:value (announced, then
+    sent after the body)."""
+    query = dict(
+        part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
+    )
+    headers = [tuple(unquote_to_bytes(piece) for piece in part.split(":", 1))
+               for part in query.get("h", "").split(",") if ":" in part]
+    if "big" in query:
+        headers.append((b"x-big", b"a" * int(query["big"])))
+    trailers = [tuple(unquote_to_bytes(piece) for piece in part.split(":", 1))
+                for part in query.get("trailers", "").split(",") if ":" in part]
+    await send({"type": "http.response.start", "status": int(query.get("status", "200")),
+                "headers": headers, "trailers": "trailers" in query})
+    parts = [int(n) for n in query.get("parts", "0").split(",")]
+    for i, size in enumerate(parts):
+        await send({"type": "http.response.body", "body": b"x" * size,
+                    "more_body": i < len(parts) - 1})
+    if "trailers" in query:
+        await send({"type": "http.response.trailers", "headers": trailers})
+
+
 async def app(scope, receive, send):
     if scope["type"] == "websocket" and scope["path"].startswith("/wsx/"):
         return await websocket_app(scope, receive, send)
@@ -84,6 +109,8 @@ async def app(scope, receive, send):
         # answers once its gate opens, having read none of the request body
         await gate(scope["query_string"].decode()).wait()
         return await respond(send, body=b"not read")
+    if scope["type"] == "http" and scope["path"] == "/h2x-respond":
+        return await respond_as_told(scope, send)
     if scope["type"] == "http" and scope["path"] == "/wsx-page":
         return await respond(send, body=PAGE, content_type=b"text/html; charset=utf-8")
     return await base_app(scope, receive, send)

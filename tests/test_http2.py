@@ -564,6 +564,84 @@ def test_no_body_after_204(h2server):
         assert response.status == 204 and response.ended and client.received_data == 0
 
 
+@pytest.fixture(scope="module")
+def as_told():
+    """tests.h2ws_apps:app, whose /h2x-respond sends the response its query describes."""
+    proc = ServerProcess(["-p", "0", "tests.h2ws_apps:app"]).wait_ready()
+    yield proc
+    proc.stop()
+
+
+def told(**query: str) -> str:
+    return "/h2x-respond?" + "&".join(f"{k}={v}" for k, v in query.items())
+
+
+@pytest.mark.parametrize("query, settings, reason", [
+    (dict(h="content-length:abc", parts="5"), None, "invalid content-length 'abc'"),
+    (dict(h="content-length:5,content-length:6", parts="5"), None, "invalid content-length '5, 6'"),
+    (dict(h="content-length:10", parts="5"), None, "less body than its content-length"),
+    (dict(h="content-length:3", parts="5"), None, "more body than its content-length"),
+    (dict(big="2000", parts="2"), {SETTINGS.MAX_HEADER_LIST_SIZE: 1000},
+     "over the client's limit of 1000"),
+    # a client that announces no limit gets no more than h2 and nghttp2 take without one
+    (dict(big="70000", parts="2"), None, "over the client's limit of 65536"),
+])
+def test_response_a_client_would_refuse_is_replaced_by_500(as_told, query, settings, reason):
+    """A head the client would take for malformed (its content-length not the body's
+    length, or a header list over the client's SETTINGS_MAX_HEADER_LIST_SIZE) is not sent:
+    h2 clients end the whole connection for one, every other stream with it."""
+    with H2Client(as_told.port, settings=settings) as client:
+        client.pump(1)  # the server has our settings before the request
+        response = client.response(client.request(told(**query)))
+        assert client.error is None
+        assert response.status == 500 and bytes(response.body) == b"Internal Server Error\n"
+        assert client.response(client.request("/echo")).status == 200  # the connection goes on
+    as_told.wait_for("cannot be sent \\(.*" + reason.replace("'", ".") + ".*\\); answered 500")
+
+
+def test_large_headers_within_the_client_limit_are_sent(as_told):
+    with H2Client(as_told.port, settings={SETTINGS.MAX_HEADER_LIST_SIZE: 200000}) as client:
+        client.pump(1)
+        response = client.response(client.request(told(big="100000", parts="2")))
+        assert response.status == 200 and len(response.header(b"x-big")) == 100000
+
+
+@pytest.mark.parametrize("query", [
+    dict(h="content-length:10", parts="5,0"),  # ends short
+    dict(h="content-length:10", parts="5,5,5"),  # goes on past it
+    dict(h="content-length:10", parts="5,0", trailers="x-a:1"),  # short, then trailers
+])
+def test_body_that_breaks_its_content_length_after_the_head_resets_its_stream(as_told, query):
+    """The head went out: the client must not take what it got for the whole response,
+    and curl, browsers and h2 all reject DATA beyond the content-length."""
+    with H2Client(as_told.port) as client:
+        response = client.response(client.request(told(**query)))
+        assert client.error is None
+        assert response.reset == ErrorCodes.INTERNAL_ERROR and not response.ended
+        assert len(response.body) <= 10
+        assert client.response(client.request("/echo")).status == 200
+
+
+def test_body_that_keeps_its_content_length_in_pieces_is_sent(as_told):
+    with H2Client(as_told.port) as client:
+        response = client.response(client.request(told(h="content-length:10", parts="4,6,0")))
+        assert response.ended and bytes(response.body) == b"x" * 10
+        head = client.response(client.request(told(h="content-length:10", parts="0"),
+                                              method="HEAD"))
+        assert head.ended and head.header(b"content-length") == b"10"
+
+
+def test_204_goes_out_without_a_content_length(as_told):
+    """RFC 9110 8.6: a 204 has no Content-Length; curl (nghttp2) resets a stream whose 204
+    carries one other than 0."""
+    url = f"{as_told.url}{told(status='204', h='content-length:4', parts='4')}"
+    result = curl("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", url)
+    assert result.returncode == 0 and result.stdout == "204", result.stderr
+    with H2Client(as_told.port) as client:
+        response = client.response(client.request(told(status="204", h="content-length:4")))
+        assert response.status == 204 and response.header(b"content-length") is None
+
+
 # -- options
 
 

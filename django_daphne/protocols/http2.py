@@ -51,6 +51,11 @@ _SPACE = (b" ", b"\t")
 _ENCODER_TABLE_SIZE = 4096
 # more than this many control frames (PING, SETTINGS, empty DATA, PRIORITY, ...) a second
 _CONTROL_FRAMES_PER_SECOND = 1000
+# the largest response header list for a client that announces no SETTINGS_MAX_HEADER_LIST_SIZE:
+# the limit h2 (httpx), nghttp2 (curl) and others apply without announcing it, and answer a
+# larger one by ending the whole connection
+_DEFAULT_PEER_HEADER_LIST = 65536
+_ERROR_BODY = b"Internal Server Error\n"
 
 
 def _response_fields(headers: list) -> list:
@@ -131,7 +136,7 @@ class H2Stream:
     __slots__ = (
         "conn", "stream_id", "stream", "is_head", "start", "pending", "end_after",
         "trailers", "ended", "paused", "unacked", "waiters", "body_ended", "length_left",
-        "body_at",
+        "body_at", "length_out", "replaced",
     )
     tunnel = False  # a WebSocket stream (RFC 8441), whose wire is a subclass
 
@@ -151,6 +156,8 @@ class H2Stream:
         self.body_ended = False  # the client ended its side of the stream
         self.length_left: int | None = None  # of the request's content-length, if it had one
         self.body_at = conn.server.clock  # when the body last moved: arrived, or was taken
+        self.length_out: int | None = None  # of the response's content-length, still to send
+        self.replaced = False  # the application's response could not go out: a 500 went
 
     # -- reading: the window reopens only as the application takes the body
 
@@ -173,16 +180,48 @@ class H2Stream:
     def response_start(self, status: int, headers: list) -> None:
         self.start = (status, headers)
 
-    def _send_headers(self, end_stream: bool) -> None:
-        status, headers = self.start
-        self.start = None
+    def _head_fields(self, status: int, headers: list) -> list:
         fields = [(b":status", b"%d" % status), *_response_fields(headers)]
+        if status == 204:
+            # RFC 9110 8.6: never in a 204; nghttp2 (curl) resets a stream whose 204 has one
+            fields = [f for f in fields if f[0] != b"content-length"]
         conn = self.conn
         if conn.server_header:
             if not any(n == b"server" for n, _ in fields):
                 fields.append((b"server", conn.server_header))
         if not any(n == b"date" for n, _ in fields):
             fields.append((b"date", conn.server.http_date.encode("ascii")))
+        return fields
+
+    def _unsendable(self, fields: list, no_body: bool, body: bytes, more: bool) -> str | None:
+        """Why the application's response head cannot go out as it is, or None.
+
+        A client takes a header list over its SETTINGS_MAX_HEADER_LIST_SIZE, or a body
+        that disagrees with its content-length, for a malformed response, and h2 clients
+        end the whole connection for it (every other stream with it): such a response is
+        not sent."""
+        limit = self.conn.h2.remote_settings.max_header_list_size
+        if limit is None:
+            limit = _DEFAULT_PEER_HEADER_LIST
+        size = sum(len(n) + len(v) + 32 for n, v in fields)  # RFC 9113 6.5.2
+        if size > limit:
+            return "its header list of %d bytes is over the client's limit of %d" % (
+                size, limit)
+        lengths = {v for n, v in fields if n == b"content-length"}
+        if not lengths or no_body:
+            return None
+        if len(lengths) > 1 or not _LENGTH(next(iter(lengths))):
+            return "invalid content-length %r" % b", ".join(sorted(lengths)).decode("latin-1")
+        length = int(next(iter(lengths)))
+        if len(body) > length:
+            return "more body than its content-length"
+        if not more and len(body) < length and self.trailers is None:
+            return "less body than its content-length"
+        self.length_out = length - len(body)
+        return None
+
+    def _send_headers(self, fields: list, end_stream: bool) -> None:
+        conn = self.conn
         try:
             conn.h2.send_headers(self.stream_id, fields, end_stream=end_stream)
         except h2.exceptions.ProtocolError as exc:
@@ -192,16 +231,61 @@ class H2Stream:
         if end_stream:
             self.ended = True
 
+    def _replace(self, problem: str) -> None:
+        """Answer 500 in place of a response that cannot be sent; the application's own
+        body, still to come, is dropped.  A WebSocket stream's answer is not replaced: the
+        stream is reset."""
+        if self.tunnel:
+            logger.error("Answer to the WebSocket on HTTP/2 stream %d cannot be sent (%s); "
+                         "stream reset", self.stream_id, problem)
+            self.conn.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
+            return
+        logger.error("Application's response to HTTP/2 stream %d cannot be sent (%s); "
+                     "answered 500", self.stream_id, problem)
+        self.replaced = True
+        self.trailers = None
+        self.length_out = None
+        if self.stream is not None:
+            self.stream.status = 500  # what the access log shows
+        fields = self._head_fields(500, [(b"content-type", b"text/plain; charset=utf-8"),
+                                         (b"content-length", b"%d" % len(_ERROR_BODY))])
+        self._send_headers(fields, end_stream=self.is_head)
+        if not self.ended:
+            self.pending.append(_ERROR_BODY)
+            self.end_after = True
+            self.conn.send_pending(self)
+        self.conn.flush_soon()
+
+    def _wrong_length(self, problem: str) -> None:
+        """The body broke its content-length after the head went out: the client must not
+        take what it got for the whole response, and the stream is reset (RFC 9113 8.1.1)."""
+        logger.error("Application sent %s on HTTP/2 stream %d; stream reset", problem,
+                     self.stream_id)
+        self.conn.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
+
     def response_body(self, body: bytes, more: bool) -> None:
-        if self.ended or self.conn.closed:
+        if self.ended or self.conn.closed or self.replaced:
             return
         if self.start is not None:
-            if self.start[0] in _NO_BODY_STATUSES:
-                self.is_head = True  # no body may follow, whatever the application sends
-            no_body = self.is_head or not (body or more)
-            self._send_headers(end_stream=no_body and not more and self.trailers is None)
+            status, headers = self.start
+            self.start = None
+            no_body = self.is_head or status in _NO_BODY_STATUSES
+            fields = self._head_fields(status, headers)
+            problem = self._unsendable(fields, no_body, body, more)
+            if problem is not None:
+                self._replace(problem)
+                return
+            self.is_head = no_body  # no body may follow, whatever the application sends
+            end = (no_body or not (body or more)) and not more and self.trailers is None
+            self._send_headers(fields, end_stream=end)
             if self.ended:
                 self.conn.flush_soon()
+                return
+        elif self.length_out is not None:
+            self.length_out -= len(body)
+            if self.length_out < 0 or (self.length_out and not more and self.trailers is None):
+                self._wrong_length("more body than its content-length" if self.length_out < 0
+                                   else "less body than its content-length")
                 return
         if self.is_head:
             body = b""
@@ -213,7 +297,10 @@ class H2Stream:
         self.conn.flush_soon()
 
     def response_trailers(self, headers: list) -> None:
-        if self.ended or self.conn.closed:
+        if self.ended or self.conn.closed or self.replaced:
+            return
+        if self.length_out:
+            self._wrong_length("less body than its content-length")
             return
         self.trailers = _response_fields(headers)
         self.end_after = True
