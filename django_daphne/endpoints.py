@@ -25,6 +25,19 @@ def _fields(description: str) -> tuple[str, list[str], dict[str, str]]:
     return args[0], args[1:], kwargs
 
 
+def _known_kind(kind: str) -> bool:
+    """Whether Twisted (its parsers and installed plugins, whose prefixes it matches
+    without regard to case) or this module knows the endpoint type."""
+    if kind in endpoints._serverParsers or kind in ("fd", "systemd", "tcp6"):
+        return True
+    from twisted.internet.interfaces import IStreamServerEndpointStringParser
+    from twisted.plugin import getPlugins
+
+    wanted = kind.upper()
+    return any(getattr(plugin, "prefix", "").upper() == wanted
+               for plugin in getPlugins(IStreamServerEndpointStringParser))
+
+
 def check_description(description: str) -> list[str]:
     """Problems that make ``description`` fail before we try it: missing TLS files, a UNIX
     socket directory that does not exist.  Shared with the Django system checks."""
@@ -33,6 +46,10 @@ def check_description(description: str) -> list[str]:
     except (ValueError, EndpointError) as exc:
         return [f"Endpoint {description!r} cannot be parsed: {exc}"]
     problems = []
+    if not _known_kind(kind):
+        return [f"Invalid endpoint {description!r}: unknown endpoint type {kind!r} (built in: "
+                "tcp, tcp6, unix, ssl, fd, systemd; others come from installed Twisted "
+                "endpoint plugins)"]
     if kind == "ssl":
         key = kwargs.get("privateKey")
         cert = kwargs.get("certKey", key)

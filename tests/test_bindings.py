@@ -215,9 +215,11 @@ def test_port_in_use(start_server, tmp_path):
 
 
 def test_unparseable_endpoint(start_server):
-    code, output = run_failing(start_server, "-e", "nosuchkind:1234")
+    code, output = run_failing(start_server, "-e", "nosuchkind:1234",
+                               env={"TEST_LIFESPAN_SLOW": "0"})
     assert code == 1
     assert_one_line_error(output, "Invalid endpoint 'nosuchkind:1234'")
+    assert "lifespan: starting" not in output  # refused before the application starts
 
 
 def test_missing_tls_files(start_server, tmp_path):
