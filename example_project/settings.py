@@ -118,7 +118,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"example_project": {"handlers": ["console"], "level": "INFO"}},
+    # propagate off: under the daphne command the root logger also prints in its format
+    "loggers": {"example_project": {"handlers": ["console"], "level": "INFO",
+                                    "propagate": False}},
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
