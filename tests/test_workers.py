@@ -134,9 +134,13 @@ def test_workers_share_tls_and_unix_sockets(start_server, tmp_path):
 
 
 def test_workers_refuse_an_endpoint_they_cannot_share(start_server):
-    server = start_server("--workers", "2", "-e", "nosuch:1", ready=False)
+    """An endpoint plugin's type (tests/plugin_path) that the supervisor cannot bind itself."""
+    from tests.conftest import ROOT
+
+    server = start_server("--workers", "2", "-e", "testtcp:0", ready=False,
+                          env={"PYTHONPATH": str(ROOT / "tests" / "plugin_path")})
     assert server.wait_exit() == 1
-    assert "--workers cannot share endpoint 'nosuch:1'" in server.output
+    assert "--workers cannot share endpoint 'testtcp:0'" in server.output
 
 
 def wait_gone(pids: set[int], timeout: float = 20.0) -> set[int]:
