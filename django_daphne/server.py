@@ -39,7 +39,10 @@ class ConnectionFactory(Factory):
         self.server = server
 
     def acceptableProtocols(self) -> list[bytes]:
-        return [b"h2", b"http/1.1"] if self.server.config.http2 else [b"http/1.1"]
+        # http/1.0 too: a client offering only that (curl --http1.0) would otherwise fail
+        # the TLS handshake with no protocol in common; HTTP/1.1's parser serves it
+        http1 = [b"http/1.1", b"http/1.0"]
+        return [b"h2", *http1] if self.server.config.http2 else http1
 
     def buildProtocol(self, addr: Any) -> HTTP1Connection:
         return HTTP1Connection(self.server)

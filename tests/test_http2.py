@@ -26,7 +26,7 @@ from hyperframe.frame import (
 )
 
 from tests.certs import make_certificate
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, read_response
 from tests.h2client import PREFACE, SETTINGS, H2Client, get
 
 MIB = 1024 * 1024
@@ -127,6 +127,10 @@ def test_alpn_h2_over_tls_with_httpx(start_server, certificate):
         response = client.get(url)
         assert response.http_version == "HTTP/1.1"
         assert response.json()["http_version"] == "1.1"
+    # and one that offers only http/1.0 (curl --http1.0) is not refused in the handshake
+    result = curl("--http1.0", "--cacert", str(certificate[1]), url)
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout)["http_version"] == "1.0"
 
 
 def test_curl_prior_knowledge(h2server):
@@ -154,6 +158,17 @@ def test_curl_h2c_upgrade(server):
     body, _, version = result.stdout.rpartition("\n")
     assert version == "1.1", result
     assert json.loads(body)["body"] == "abc"
+
+
+@pytest.mark.parametrize("settings", [b"AAM", b"!!!!", b"AAIAAAAC"])  # padding, alphabet,
+def test_h2c_upgrade_with_bad_settings_is_served_as_http11(server, settings):  # ENABLE_PUSH=2
+    """A bad HTTP2-Settings is found before the 101 goes out: the request is answered over
+    HTTP/1.1, where a 101 followed by a silent close left the client with nothing."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                     b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n")
+        status, _, body = read_response(sock, bytearray())
+    assert status == 200 and json.loads(body)["http_version"] == "1.1"
 
 
 def test_h2_library_prior_knowledge_and_default_settings(h2server):

@@ -208,7 +208,12 @@ class HTTP1Connection(Protocol):
         settings = [v for n, v in head.headers if n == b"http2-settings"]
         if head.has_body or len(settings) != 1:
             return False
-        from .http2 import HTTP2Connection
+        from .http2 import HTTP2Connection, valid_upgrade_settings
+
+        if not valid_upgrade_settings(settings[0]):
+            # checked before the 101 goes out: after it, a bad value could only end the
+            # connection in silence; the request is served as HTTP/1.1 instead
+            return False
 
         self.write(
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")

@@ -74,6 +74,22 @@ def _response_fields(headers: list) -> list:
     return fields
 
 
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*=*").fullmatch
+
+
+def valid_upgrade_settings(value: bytes) -> bool:
+    """Whether an ``HTTP2-Settings`` header (RFC 7540 3.2.1: base64url SETTINGS payload) is
+    one h2 will take: a whole number of 6-byte settings, each value within its range."""
+    if not _BASE64URL(value):
+        return False
+    try:
+        h2.connection.H2Connection(h2.config.H2Configuration(client_side=False)) \
+            .initiate_upgrade_connection(value)
+    except Exception:  # noqa: BLE001 - whatever h2 refuses, the upgrade is declined
+        return False
+    return True
+
+
 def _malformed(fields: list, trailers: bool = False) -> str | None:
     """Why a header block is malformed (RFC 9113 8.1.1, 8.2, 8.3), or None when it is not.
 
