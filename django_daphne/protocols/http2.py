@@ -459,10 +459,9 @@ class HTTP2Connection:
                 if wire is not None and wire.tunnel:
                     # RFC 9113 8.5: only DATA and stream management frames on a tunnel
                     self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
-                elif _malformed(event.headers, trailers=True) is not None:
+                elif (problem := _malformed(event.headers, trailers=True)) is not None:
                     logger.info("HTTP/2 client %s sent malformed trailers on stream %d: %s",
-                                self.conn.client, event.stream_id,
-                                _malformed(event.headers, trailers=True))
+                                self.conn.client, event.stream_id, problem)
                     self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
                 elif event.stream_ended:
                     self._body_ended(event.stream_id)
@@ -1034,31 +1033,17 @@ class HTTP2Connection:
                 if earliest is None or wire.body_at < earliest:
                     earliest = wire.body_at
                 continue
-            logger.info("HTTP/2 request body from %s stalled for %ss on stream %d",
-                        self.conn.client, timeout, wire.stream_id)
             stream_id = wire.stream_id
             answer = stream.state == START and wire.start is None
             del self.streams[stream_id]
             self._drop(wire)
-            code = ErrorCodes.CANCEL
             if answer:
-                body = b"request body not received in time\n"
-                try:
-                    self.h2.send_headers(stream_id, [
-                        (b":status", b"408"), (b"content-type", b"text/plain; charset=utf-8"),
-                        (b"content-length", b"%d" % len(body)),
-                        (b"date", self.server.http_date.encode("ascii")),
-                    ])
-                    self.h2.send_data(stream_id, body, end_stream=True)
-                    code = ErrorCodes.NO_ERROR  # answered: stop sending the body
-                except h2.exceptions.ProtocolError:
-                    pass  # no window for even that: the reset says it
-                if self.server.access_log is not None:
-                    self.server.access_log.refused(self.conn.client, 408, len(body))
-            try:
-                self.h2.reset_stream(stream_id, code)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                pass
+                # answered as any refused request (then reset without error: stop sending)
+                self._refuse(stream_id, False, "request body not received in time", 408)
+            else:
+                logger.info("HTTP/2 request body from %s stalled for %ss on stream %d",
+                            self.conn.client, timeout, stream_id)
+                self.reset(stream_id, ErrorCodes.CANCEL)
         self.body_check = None if earliest is None else earliest + timeout
         self.flush()
 
