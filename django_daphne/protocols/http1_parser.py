@@ -36,13 +36,20 @@ except ImportError:  # pragma: no cover
     httptools = None
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_VCHARS = rb"\t\x20-\x7e\x80-\x84\x86-\xff"  # what a header value may hold
+# what a header value may hold, over HTTP/1.1 and HTTP/2 alike: visible bytes, and space
+# and tab between them; not NUL, CR, LF, nor the bytes other parsers split lines on
+# (\x0b \x0c \x1c-\x1e \x85: the CVE-2026-44546 class)
+VISIBLE_VALUE_CHARS = rb"\x21-\x7e\x80-\x84\x86-\xff"
+_VCHARS = rb"\t\x20" + VISIBLE_VALUE_CHARS
 _REQUEST_LINE = re.compile(rb"(%s+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % _TCHAR).fullmatch
 _HEADER_LINE = re.compile(rb"(%s+):([%s]*)" % (_TCHAR, _VCHARS)).fullmatch
 _TOKEN = re.compile(rb"%s+" % _TCHAR).fullmatch
 _TARGET = re.compile(rb"[\x21-\x7e]+").fullmatch
 _ABSOLUTE_FORM = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://[^/?#]").match
 _BAD_EOL = re.compile(rb"\r(?!\n)|(?<!\r)\n").search
+# a header name that the scope must screen (see asgi.scope.screen_headers) may be in the
+# head: one with an underscore, or daphne-root-path in any case
+_ODD_NAME = re.compile(rb"_|[Tt]-[Pp]").search
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)(;[\t\x20-\x7e]*)?").fullmatch
 _DIGITS = re.compile(rb"[0-9]{1,18}").fullmatch
 _MAX_CHUNK_DIGITS = 15  # 16 hex digits would pass 2**60; no real body needs that
@@ -389,13 +396,8 @@ class _Parser:
         head_ = RequestHead(
             method, target, http_version, headers, keep_alive, expect, upgrade, has_body
         )
-        if lines:
-            find = buffer.find
-            if find(b"_", first, end) < 0 and find(b"t-p", first, end) < 0 and find(
-                b"T-P", first, end
-            ) < 0 and find(b"t-P", first, end) < 0 and find(b"T-p", first, end) < 0:
-                # no underscore, and "daphne-root-path" in no case: nothing to screen
-                head_.odd_names = False
+        if lines and _ODD_NAME(buffer, first, end) is None:
+            head_.odd_names = False  # nothing to screen
         self._head_parsed(head_)
         if chunked:
             self.state = _CHUNK_SIZE_LINE

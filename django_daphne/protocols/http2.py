@@ -24,6 +24,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from ..asgi.http import DONE, START, BadRequest, HTTPStream, build_scope
+from .http1_parser import VISIBLE_VALUE_CHARS
 
 logger = logging.getLogger("django_daphne.http2")
 
@@ -35,10 +36,10 @@ _HOP_BY_HOP = frozenset((
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 # a field name as HTTP/2 carries it: a token, in lower case (RFC 9113 8.2.1)
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
-# a field value: what the HTTP/1.1 parser accepts (no NUL, CR, LF, nor the characters other
-# parsers split lines on), so that one request means the same over either protocol
-_VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\x84\x86-\xff](?:[\t\x20-\x7e\x80-\x84\x86-\xff]*"
-                    rb"[\x21-\x7e\x80-\x84\x86-\xff])?)?").fullmatch
+# a field value: the characters the HTTP/1.1 parser accepts, so that one request means the
+# same over either protocol, with no whitespace around it (RFC 9113 8.2.1)
+_VALUE = re.compile(rb"(?:[%(v)s](?:[\t\x20%(v)s]*[%(v)s])?)?"
+                    % {b"v": VISIBLE_VALUE_CHARS}).fullmatch
 _PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
 _FORBIDDEN = _HOP_BY_HOP - {b"te"}
 _LENGTH = re.compile(rb"[0-9]{1,18}").fullmatch

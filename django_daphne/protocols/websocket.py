@@ -181,7 +181,9 @@ class _Framing(WebSocketServerProtocol):
         if self.state == self.STATE_CONNECTING and data.startswith(b"HTTP/1.1 101 "):
             # the handshake's answer, ending in a blank line: the application's headers
             # go in before it, byte for byte and in order
-            data = data[:-2] + self.owner.raw_accept_headers + b"\r\n"
+            data = data[:-2] + b"".join(
+                name + b": " + value + b"\r\n" for name, value in self.owner.accept_headers
+            ) + b"\r\n"
         if sync or chopsize or self.send_queue:
             super().sendData(data, sync, chopsize)
             return
@@ -280,8 +282,7 @@ class WebSocketConnection:
         self.pending = pending  # bytes that followed the head, handed to autobahn on accept
         self.framing: _Framing | None = None
         self.subprotocol: str | None = None
-        self.accept_headers: list = []  # the application's, in order: read by the HTTP/2 tunnel
-        self.raw_accept_headers = b""  # the same, as lines of the HTTP/1.1 101
+        self.accept_headers: list = []  # the application's, in order, for the 101 or 200
         self.active = False  # a message arrived since the last keepalive check
         self.ping_payload: bytes | None = None  # the ping awaiting its pong
         server = conn.server
@@ -356,8 +357,6 @@ class WebSocketConnection:
     def accept(self, subprotocol: str | None, headers: list) -> None:
         self.subprotocol = subprotocol
         self.accept_headers = headers
-        self.raw_accept_headers = b"".join(
-            name + b": " + value + b"\r\n" for name, value in headers)
         framing = _Framing()
         framing.factory = self.conn.server.autobahn_factory
         framing.owner = self
@@ -395,9 +394,12 @@ class WebSocketConnection:
     def send_message(self, data: bytes, binary: bool) -> None:
         framing = self.framing
         if framing is not None and framing.state == framing.STATE_OPEN:
+            limit = framing.maxMessagePayloadSize
+            if not limit or len(data) <= limit:
+                framing.sendMessage(data, binary)
+                return
             # the size limits are on what the client sends; autobahn would hold the
             # application's messages to them too (Daphne and Uvicorn do not)
-            limit = framing.maxMessagePayloadSize
             framing.maxMessagePayloadSize = 0
             try:
                 framing.sendMessage(data, binary)
