@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
+from .asgi.http import CANCEL_GRACE
 from .asgi.lifespan import Lifespan, LifespanFailure
 from .config import Config, asgi_threads
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
@@ -242,9 +243,9 @@ class Server:
             # Their applications hear the disconnect: a moment to end on their own (Django's
             # handler then cancels its view itself, and collects its own tasks) before the
             # ones still running are cancelled.
-            grace = self.loop.time() + 0.25
-            while state.streams and self.loop.time() < grace:
-                await asyncio.sleep(0.01)
+            tasks = [s.task for s in state.streams if s.task is not None and not s.task.done()]
+            if tasks:
+                await asyncio.wait(tasks, timeout=CANCEL_GRACE)
             self._abort_everything()
             await asyncio.sleep(0)
         if self._sweeper is not None:
