@@ -185,6 +185,9 @@ async def app(scope, receive, send):
         size = int(query.get("size", "1048576"))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(size).encode())]})
+        if query.get("whole"):  # in one message: a send that never waits for room
+            await send({"type": "http.response.body", "body": b"x" * size})
+            return
         block = b"x" * 65536
         sent = 0
         while sent < size:

@@ -1,27 +1,82 @@
-"""Fixtures that run the real server in a subprocess and talk to it over real sockets."""
+"""Fixtures that run the real server in a subprocess and talk to it over real sockets.
+
+Every black-box behaviour is meant to hold on every transport: ``binding_args(binding)``
+gives the server's arguments for a plain TCP port ("tcp"), a TLS endpoint ("tls") or a UNIX
+socket ("unix"), and a ServerProcess started with ``binding=`` connects to it the same way
+whichever it is (``connect()``, ``http``, ``ws_connect()``).
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.certs import make_certificate
+
 ROOT = Path(__file__).resolve().parent.parent
 LISTEN_RE = re.compile(r"Listening on (TCP|TLS) address \[?([0-9a-fA-F.:]+)\]?:(\d+)")
+UNIX_RE = re.compile(r"Listening on UNIX socket (\S+)")
+BINDINGS = ("tcp", "tls", "unix")
+
+_certificate: tuple[Path, Path] | None = None
+
+
+def certificate() -> tuple[Path, Path]:
+    """The key and certificate (valid for localhost and 127.0.0.1) of every TLS binding in
+    the test run, made once."""
+    global _certificate
+    if _certificate is None:
+        directory = Path(tempfile.mkdtemp(prefix="dd-tls-"))
+        atexit.register(shutil.rmtree, directory, True)
+        _certificate = make_certificate(directory)
+    return _certificate
+
+
+def client_context(alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
+    """A TLS client context that trusts the test certificate and offers ``alpn``."""
+    context = ssl.create_default_context(cafile=str(certificate()[1]))
+    context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def binding_args(binding: str) -> list[str]:
+    """The server arguments that listen on one ``binding`` of BINDINGS."""
+    if binding == "tcp":
+        return ["-p", "0"]
+    if binding == "tls":
+        key, cert = certificate()
+        return ["-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"]
+    if binding == "unix":
+        directory = tempfile.mkdtemp(prefix="dd-unix-")
+        atexit.register(shutil.rmtree, directory, True)
+        return ["-u", os.path.join(directory, "server.sock")]
+    raise ValueError(f"unknown binding {binding!r}")
 
 
 class ServerProcess:
-    """A `python -m django_daphne ...` subprocess whose output is collected line by line."""
+    """A `python -m django_daphne ...` subprocess whose output is collected line by line.
 
-    def __init__(self, args, env=None, cwd=None, pass_fds=()):
+    ``binding`` ("tcp", "tls" or "unix") says how ``connect()``, ``http`` and
+    ``ws_connect()`` reach its first listening address; the arguments must listen there
+    (see ``binding_args``)."""
+
+    def __init__(self, args, env=None, cwd=None, pass_fds=(), binding="tcp"):
+        self.binding = binding
+        self.unix_path: str | None = None
+        self._http = None
         full_env = dict(os.environ)
         full_env["PYTHONUNBUFFERED"] = "1"
         full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
@@ -75,8 +130,73 @@ class ServerProcess:
             match = LISTEN_RE.search(line)
             if match:
                 self.addresses.append((match.group(1), match.group(2), int(match.group(3))))
-        assert len(self.addresses) >= count, self.output
+            match = UNIX_RE.search(line)
+            if match and self.unix_path is None:
+                self.unix_path = match.group(1)
+        if self.binding == "unix":
+            assert self.unix_path is not None, self.output
+        else:
+            assert len(self.addresses) >= count, self.output
         return self
+
+    # -- reaching the server the same way on every binding
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.binding == "tls" else "http"
+
+    def connect(self, timeout: float = 5.0, alpn: tuple[str, ...] = ("http/1.1",)
+                ) -> socket.socket:
+        """A socket connected to the first binding; on TLS, wrapped (offering ``alpn``)
+        once the handshake is done."""
+        if self.binding == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(self.unix_path)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        if self.binding == "tls":
+            return client_context(alpn).wrap_socket(sock, server_hostname="localhost")
+        return sock
+
+    @property
+    def http(self):
+        """An httpx.Client for this server: relative URLs, any binding."""
+        if self._http is None:
+            import httpx
+
+            if self.binding == "unix":
+                self._http = httpx.Client(transport=httpx.HTTPTransport(uds=self.unix_path),
+                                          base_url="http://localhost", timeout=10)
+            elif self.binding == "tls":
+                self._http = httpx.Client(verify=client_context(), timeout=10,
+                                          base_url=f"https://localhost:{self.port}")
+            else:
+                self._http = httpx.Client(base_url=self.url, timeout=10)
+        return self._http
+
+    def ws_connect(self, path: str = "/ws/echo", **kwargs):
+        """A websockets (sync) client connection to ``path``."""
+        from websockets.sync.client import connect, unix_connect
+
+        if self.binding == "unix":
+            return unix_connect(self.unix_path, "ws://localhost" + path, **kwargs)
+        if self.binding == "tls":
+            return connect(f"wss://localhost:{self.port}{path}", ssl=client_context(),
+                           **kwargs)
+        return connect(f"ws://127.0.0.1:{self.port}{path}", **kwargs)
+
+    def rss_kib(self) -> int:
+        """The server process's resident memory now (from /proc), in KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS for the server process")
 
     @property
     def port(self) -> int:
@@ -100,6 +220,9 @@ class ServerProcess:
         return code
 
     def stop(self):
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -116,13 +239,16 @@ def start_server():
     started = []
 
     def start(*args, app="tests.apps:app", env=None, ready=True, cwd=None, pass_fds=(),
-              count=1):
+              count=1, binding=None):
+        """``binding`` (one of BINDINGS): listen there (and connect there) first."""
         argv = list(args)
-        if not any(a in argv for a in ("-p", "--port", "-u", "--unix-socket", "--fd", "-e",
-                                        "--endpoint", "-b", "--bind")):
+        if binding is not None:
+            argv = [*binding_args(binding), *argv]
+        elif not any(a in argv for a in ("-p", "--port", "-u", "--unix-socket", "--fd", "-e",
+                                          "--endpoint", "-b", "--bind")):
             argv = ["-p", "0", *argv]
         server = ServerProcess([*argv, app] if app else argv, env=env, cwd=cwd,
-                               pass_fds=pass_fds)
+                               pass_fds=pass_fds, binding=binding or "tcp")
         started.append(server)
         if ready:
             server.wait_ready(count)
@@ -142,6 +268,35 @@ def server(request):
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module", params=BINDINGS)
+def bound_server(request):
+    """One shared server per test module and binding (TCP, TLS, UNIX socket)."""
+    proc = ServerProcess([*binding_args(request.param), "tests.apps:app"],
+                         binding=request.param)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def read_to_close(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
+    """Read until the server ends the connection: (what arrived, whether it ended within
+    ``timeout``).  A TLS close_notify, a FIN and a reset all end it."""
+    sock.settimeout(timeout)
+    chunks = []
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks), True
+            chunks.append(chunk)
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+        return b"".join(chunks), True
+    except TimeoutError:
+        return b"".join(chunks), False
 
 
 def raw_request(port: int, data: bytes, host: str = "127.0.0.1", timeout: float = 5.0,

@@ -175,9 +175,9 @@ HEAD_ERRORS = [
     ("duplicate-host", lambda i: R(i) + b"Host: b\r\n\r\n", "more than one Host header"),
     ("relative-target",
      lambda i: b"GET record?id=%s HTTP/1.1\r\nHost: a\r\n\r\n" % i.encode(),
-     "is not origin-form, absolute-form or asterisk-form"),
+     "is not origin-form, absolute-form (with a valid host) or asterisk-form"),
     ("authority-target", lambda i: b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\nX-Id: %s\r\n\r\n"
-     % i.encode(), "is not origin-form, absolute-form or asterisk-form"),
+     % i.encode(), "is not origin-form, absolute-form (with a valid host) or asterisk-form"),
     ("fragment-target",
      lambda i: b"GET /record?id=%s#frag HTTP/1.1\r\nHost: a\r\n\r\n" % i.encode(),
      "holds a fragment (#)"),

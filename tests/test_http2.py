@@ -229,15 +229,19 @@ def test_scope_from_pseudo_headers(h2server):
         assert scope["scheme"] == "http"
 
 
-def test_malformed_requests_get_400_and_the_connection_goes_on(h2server):
-    with H2Client(h2server.port) as client:
+def test_malformed_requests_are_reset_and_the_connection_goes_on(h2server):
+    """A :method that is no token, a :path that is not "/..." (or "*" for OPTIONS), or holds
+    what HTTP/1.1 would refuse: malformed (RFC 9113 8.3.1), so RST_STREAM(PROTOCOL_ERROR)."""
+    with lenient(H2Client(h2server.port)) as client:
         for method, path in ((b"G\xc3\x89T", b"/echo"), (b"GET", b"echo"),
-                             (b"GET", b"/a b"), (b"GET", b"*")):
+                             (b"GET", b"/a b"), (b"GET", b"*"), (b"GET", b"")):
             sid = client.send_headers([(b":method", method), (b":scheme", b"http"),
                                        (b":authority", b"x"), (b":path", path)])
             response = client.response(sid)
-            assert response.status == 400, (method, path, response)
+            assert response.reset == ErrorCodes.PROTOCOL_ERROR, (method, path, response)
+            assert not response.headers and not response.body
         assert client.response(client.request("/echo")).status == 200
+        assert client.goaway is None
 
 
 def lenient(client: H2Client) -> H2Client:
@@ -247,7 +251,8 @@ def lenient(client: H2Client) -> H2Client:
     return client
 
 
-def fields(*extra, method=b"GET", path=b"/echo", authority=b"localhost", scheme=b"http"):
+def fields(*extra, method=b"GET", path=b"/record?id=h2-malformed", authority=b"localhost",
+           scheme=b"http"):
     """A request header block; ``None`` for a pseudo-header leaves it out."""
     pseudo = [(b":method", method), (b":scheme", scheme), (b":authority", authority),
               (b":path", path)]
@@ -273,17 +278,20 @@ MALFORMED = {
     "leading space in value": fields((b"x-v", b" a")),
     "trailing tab in value": fields((b"x-v", b"a\t")),
     "NUL in :authority": fields(authority=b"local\x00host"),
-    "pseudo after field": [*fields(path=None), (b"x-v", b"1"), (b":path", b"/echo")],
+    "pseudo after field": [*fields(path=None), (b"x-v", b"1"),
+                           (b":path", b"/record?id=h2-malformed")],
     "unknown pseudo": [(b":foo", b"bar"), *fields()],
     "response pseudo": [(b":status", b"200"), *fields()],
-    "repeated :path": [(b":path", b"/echo"), *fields()],
+    "repeated :path": [(b":path", b"/record?id=h2-malformed"), *fields()],
+    "repeated :method": [(b":method", b"GET"), *fields()],
+    "repeated :scheme": [(b":scheme", b"http"), *fields()],
     "no :scheme": fields(scheme=None),
     "no :path": fields(path=None),
+    "empty :path": fields(path=b""),
     "no :method": fields(method=None),
     ":protocol on GET": [(b":protocol", b"websocket"), *fields()],
     "two hosts": fields((b"host", b"localhost"), (b"host", b"localhost")),
     "host differs from :authority": fields((b"host", b"evil.example")),
-    "no host at all": fields(authority=None),
     "content-length not a number": fields((b"content-length", b"abc")),
     "signed content-length": fields((b"content-length", b"+5")),
     "differing content-lengths": fields((b"content-length", b"5"), (b"content-length", b"6")),
@@ -292,20 +300,31 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("block", MALFORMED.values(), ids=MALFORMED.keys())
-def test_malformed_header_block_refuses_its_stream_alone(h2server, block):
-    """RFC 9113 8.1.1: a malformed request is an error of its stream. h2 alone would end the
-    whole connection, with every other request on it: here the stream gets a 400 that no
-    application wrote, and the connection goes on."""
+def test_malformed_header_block_resets_its_stream_alone(h2server, block):
+    """RFC 9113 8.1.1: a malformed request is a stream error of type PROTOCOL_ERROR. h2 alone
+    would end the whole connection, with every other request on it: here the stream is
+    reset, no application sees the request, and the connection goes on."""
     with lenient(H2Client(h2server.port)) as client:
         before = client.request("/record?id=h2-before", method="POST", body=b"x",
                                 end_stream=False)
         bad = client.send_headers(block)
         response = client.response(bad)
-        assert response.status == 400, response
-        assert b"{" not in response.body  # the reason, not the /echo app's JSON scope
+        assert response.reset == ErrorCodes.PROTOCOL_ERROR, response
+        assert not response.headers and not response.body
         client.send_data(before, b"y", end_stream=True)
         assert bytes(client.response(before).body) == b"xy"
         assert client.response(client.request("/echo")).status == 200
+        assert client.goaway is None
+        recorded = json.loads(bytes(client.response(client.request("/recorded")).body))
+        assert "h2-malformed" not in recorded
+
+
+def test_request_without_any_host_gets_400(h2server):
+    """No :authority and no host is no malformed frame, but an HTTP request that names no
+    host, refused as over HTTP/1.1."""
+    with lenient(H2Client(h2server.port)) as client:
+        response = client.response(client.send_headers(fields(authority=None)))
+        assert response.status == 400 and b"no :authority or host" in response.body
         assert client.goaway is None
 
 
@@ -672,12 +691,20 @@ def test_settings_carry_the_configured_values(tuned):
 
 def test_streams_over_the_limit_are_refused(tuned):
     """Opened before the client could read the SETTINGS: the sixth stream is refused alone,
-    the five run at once, the connection goes on."""
+    the five go on, the connection goes on.  The five are held open by their applications
+    (a gate opened only after the refusal), so no timing can let one finish first and free
+    a slot for the sixth."""
+    gate = "limit-" + uuid.uuid4().hex
     with H2Client(tuned.port) as client:
-        ids = [client.request("/barrier?name=five&n=5&timeout=5") for _ in range(6)]
-        responses = [client.response(sid) for sid in ids]
-        assert [(r.status, bytes(r.body)) for r in responses[:5]] == [(200, b"5")] * 5
-        assert responses[5].reset == ErrorCodes.REFUSED_STREAM
+        held = [client.request(f"/gate-then-body?gate={gate}", method="POST",
+                               body=b"%d" % i) for i in range(5)]
+        sixth = client.request("/echo")
+        assert client.response(sixth).reset == ErrorCodes.REFUSED_STREAM
+        assert not any(client.responses[sid].done for sid in held)
+        assert httpx.get(tuned.url + f"/open-gate?gate={gate}").status_code == 200
+        responses = [client.response(sid) for sid in held]
+        assert [(r.status, bytes(r.body)) for r in responses] == [
+            (200, b"%d" % i) for i in range(5)]
         assert client.response(client.request("/echo")).status == 200
         assert client.goaway is None
 
@@ -909,10 +936,15 @@ def test_goaway_is_found_however_the_bytes_are_split():
     wire = before + goaway + after
     for first in range(len(wire) + 1):
         for second in (first, min(first + 7, len(wire)), min(first + 40, len(wire))):
-            state = SimpleNamespace(skip=24, held=b"")
+            state = SimpleNamespace(skip=24, held=b"", block=0, max_frame_size=16384,
+                                    max_header_block=65536)
             passed, codes = [], []
             for piece in (wire[:first], wire[first:second], wire[second:]):
-                out, code = HTTP2Connection._take_goaway(state, piece)
+                if not state.held and len(piece) <= state.skip:
+                    state.skip -= len(piece)  # as data_received does
+                    passed.append(piece)
+                    continue
+                out, code = HTTP2Connection._screen(state, piece)
                 passed.append(out)
                 if code is not None:
                     codes.append(code)

@@ -697,8 +697,8 @@ def test_chromium_closes_cleanly_both_ways_over_http2(start_server, certificate,
     server = start_server("-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
                           app="tests.h2ws_apps:app")
     page = f"https://localhost:{server.port}/wsx-page"
-    # (autobahn answers a client's close with 1000, whatever code it carried)
-    assert page_result(browser, page + "?by=client") == "2 1000 true"
+    # the server's close frame echoes the client's code (RFC 6455 5.5.1)
+    assert page_result(browser, page + "?by=client") == "2 3001 true"
     assert page_result(browser, page + "?by=server") == "2 4000 true"
     with H2Client(server.port, tls=client_context(certificate)) as client:
         # the page saw the close; the application hears it as the server ends the stream,

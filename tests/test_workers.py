@@ -36,12 +36,13 @@ def pids_answering(url: str, want: set[int], attempts: int = 400, **kwargs) -> s
 
 
 def lines_matching(server, pattern: str, count: int) -> list[str]:
-    """Wait until ``count`` output lines match ``pattern``; return them."""
+    """Wait until ``pattern`` has matched ``count`` times in the output; return the lines.
+    (Counted per match, not per line: two workers printing at once can share a line.)"""
     regex = re.compile(pattern)
     with server.cond:
         while True:
             found = [line for line in server.lines if regex.search(line)]
-            if len(found) >= count:
+            if sum(len(regex.findall(line)) for line in found) >= count:
                 return found
             assert server.cond.wait(15), server.output
 

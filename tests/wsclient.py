@@ -13,7 +13,12 @@ def handshake(port: int, path: str = "/ws/echo", extra: bytes = b"",
               host: str = "127.0.0.1", timeout: float = 5) -> tuple[socket.socket, bytes]:
     """Open a WebSocket with a hand-written handshake; return the socket and the response
     head (any bytes after it stay unread in the socket buffer)."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+    return handshake_on(socket.create_connection((host, port), timeout=timeout), path, extra)
+
+
+def handshake_on(sock: socket.socket, path: str = "/ws/echo",
+                 extra: bytes = b"") -> tuple[socket.socket, bytes]:
+    """``handshake`` over a socket already connected (a TLS or UNIX one, say)."""
     key = base64.b64encode(os.urandom(16))
     sock.sendall(
         b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"

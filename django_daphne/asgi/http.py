@@ -10,6 +10,7 @@ a small interface (``response_start``, ``response_body``, ``abort``, ``send_cont
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Mapping
@@ -76,6 +77,7 @@ class HTTPStream(ApplicationInstance):
     __slots__ = (
         "wire", "state", "chunks", "buffered", "body_done", "final_delivered", "status",
         "sent", "expect_continue", "reading_paused", "started_at", "trailers", "high_water",
+        "told_gone",
     )
 
     def __init__(self, server: Any, wire: Any, scope: dict, expect_continue: bool) -> None:
@@ -95,6 +97,7 @@ class HTTPStream(ApplicationInstance):
         # body bytes held for the app before the wire is asked to stop reading; HTTP/2 sets
         # its stream window here, so that window reopens only as the app reads
         self.high_water = BODY_HIGH_WATER
+        self.told_gone = False  # receive() has said http.disconnect
 
     def describe(self) -> str:
         return f"{self.scope['method']} {self.scope['path']}"
@@ -153,6 +156,11 @@ class HTTPStream(ApplicationInstance):
                 self.final_delivered = True
                 return {"type": "http.request", "body": b"", "more_body": False}
             if self.disconnected or self.state == DONE:
+                if self.told_gone:
+                    # an application that keeps asking must not hold the loop: each repeat
+                    # waits a turn, so that every other connection is served meanwhile
+                    await asyncio.sleep(0)
+                self.told_gone = True
                 return {"type": "http.disconnect"}
             if self.expect_continue:
                 self.expect_continue = False

@@ -10,6 +10,7 @@ wire through ``accept(subprotocol, headers)``, ``deny(status, headers)`` +
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -91,13 +92,14 @@ class WebSocketStream(ApplicationInstance):
     """One WebSocket connection and the application instance serving it."""
 
     __slots__ = ("wire", "state", "inbox", "reading_paused", "close_code", "was_opened",
-                 "status", "sent")
+                 "status", "sent", "told_gone")
 
     def __init__(self, server: Any, wire: Any, scope: dict) -> None:
         ApplicationInstance.__init__(self, server, scope)
         self.wire = wire
         self.state = CONNECTING
         self.inbox: deque = deque([{"type": "websocket.connect"}])
+        self.told_gone = False  # receive() has said websocket.disconnect
         self.reading_paused = False
         self.close_code: int | None = None
         self.was_opened = False
@@ -164,6 +166,11 @@ class WebSocketStream(ApplicationInstance):
         message = self.inbox.popleft()
         if message["type"] == "websocket.disconnect":
             self.inbox.append(message)  # every later receive() says the same
+            if self.told_gone:
+                # an application that keeps asking must not hold the loop: each repeat
+                # waits a turn, so that every other connection is served meanwhile
+                await asyncio.sleep(0)
+            self.told_gone = True
         elif self.reading_paused and len(self.inbox) <= QUEUE_HIGH_WATER // 2:
             self.reading_paused = False
             self.wire.resume_reading()

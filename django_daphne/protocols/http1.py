@@ -12,7 +12,6 @@ from collections import deque
 from http import HTTPStatus
 from typing import Any
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
@@ -20,6 +19,7 @@ from zope.interface import implementer
 from ..asgi.http import BadRequest, HTTPStream, build_scope
 from ..asgi.scope import address, server_address
 from .http1_parser import Limits, ParseError, make_parser
+from .transport import close_transport, direct_socket, write_now
 
 logger = logging.getLogger("django_daphne.http")
 
@@ -52,6 +52,7 @@ class HTTP1Connection(Protocol):
         self.write_paused = False
         self.stalled_until = 0.0  # with write_paused: when the send timeout cuts it off
         self.drain_waiters: list = []
+        self.next_when_drained = False  # a pipelined request waits for our writes to drain
         # per-response state
         self.keep_alive = True
         self.http10 = False
@@ -84,11 +85,7 @@ class HTTP1Connection(Protocol):
             pass
         # plain TCP and UNIX transports: write straight to the socket when Twisted holds
         # nothing unsent (see write); TLS goes through its transport
-        # (isinstance, not hasattr: a TLS wrapper forwards attributes to the TCP transport)
-        self.sock = transport.socket if (
-            isinstance(transport, tcp.Connection) and hasattr(transport, "_tempDataBuffer")
-            and hasattr(transport, "dataBuffer")
-        ) else None
+        self.sock = direct_socket(transport)
         transport.registerProducer(self, True)
         server.connections.add(self)
         if server.shutting_down:
@@ -101,17 +98,36 @@ class HTTP1Connection(Protocol):
         self.server.stalled.discard(self)
         if self.upgraded is not None:
             self.upgraded.connection_lost(reason)
+        self._lose_streams()
+        self.queue.clear()
+
+    def close(self) -> None:
+        """End the connection once what was written has gone out: the one way it is closed,
+        whatever decided it and whatever the transport (TCP, TLS, UNIX).
+
+        A client that takes nothing more is cut off after the send timeout."""
+        if self.closed:
+            return
+        self.closed = True
+        server = self.server
+        self.deadline = server.clock + server.config.send_timeout
+        close_transport(self.transport)
+        self._lose_streams()
+
+    def _lose_streams(self) -> None:
+        """The requests in flight are over for their applications: a ``send`` now raises,
+        ``receive`` says http.disconnect, and a ``send`` waiting for room returns."""
         for stream in {self.current, self.receiving, *(s for s, _ in self.queue)}:
             if stream is not None:
                 stream.connection_lost()
-        self.queue.clear()
         self._wake_writers()
 
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.deadline = None
-            self.transport.loseConnection()
+    def abort_now(self) -> None:
+        """Drop the connection at once, discarding what was not sent."""
+        self.closed = True
+        self.deadline = None
+        self.server.stalled.discard(self)
+        self.transport.abortConnection()
 
     # -- reading
 
@@ -129,8 +145,8 @@ class HTTP1Connection(Protocol):
                 if self.sniff_held:
                     data = self.sniff_held + data
                     self.sniff_held = b""
-                if len(data) < 3 and HTTP2_PREFACE.startswith(data):
-                    # "P" or "PR": too little to tell the HTTP/2 preface from HTTP/1.1 yet
+                if len(data) < 4 and HTTP2_PREFACE.startswith(data):
+                    # "P" to "PRI": too little to tell the HTTP/2 preface from HTTP/1.1 yet
                     self.sniff_held = data
                     self.idle = True
                     return
@@ -149,7 +165,9 @@ class HTTP1Connection(Protocol):
         """HTTP/2 from the first bytes: ALPN chose h2, or the client sent the preface."""
         alpn = getattr(self.transport, "negotiatedProtocol", None) if self.scheme == "https" \
             else None
-        if alpn != b"h2" and not (data[:3] == b"PRI" and HTTP2_PREFACE.startswith(data[:24])):
+        # "PRI " begins only the preface (RFC 9113 3.4 reserves the method): one that goes
+        # wrong later is HTTP/2's to refuse (GOAWAY), not an HTTP/1.1 request
+        if alpn != b"h2" and data[:4] != b"PRI ":
             return False
         if not self.server.config.http2:
             return False
@@ -280,6 +298,10 @@ class HTTP1Connection(Protocol):
         self._send_error(error.status, error.reason, error.headers)
 
     def _send_error(self, status: int, reason: str, headers: list = ()) -> None:
+        if not status:  # not HTTP/1.x at all: nobody to read an HTTP/1.1 answer
+            logger.info("Closed the connection of %s: %s", self.client, reason)
+            self.close()
+            return
         logger.info("Refused a request from %s: %d %s", self.client, status, reason)
         body = ("%d %s: %s\n" % (status, HTTPStatus(status).phrase, reason)).encode("latin-1")
         server = self.server
@@ -312,20 +334,7 @@ class HTTP1Connection(Protocol):
         registration, a loop turn and a deregistration per response.  A response that fits
         in the socket buffer is sent at once instead, and only a remainder is queued.
         """
-        transport = self.transport
-        sock = self.sock
-        if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer \
-                and not transport.disconnecting:
-            try:
-                sent = sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                sent = 0  # let the transport meet the error and report connectionLost
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
+        write_now(self.transport, self.sock, data)
 
     # -- the interface HTTPStream calls
 
@@ -344,7 +353,8 @@ class HTTP1Connection(Protocol):
     def _arm_body_timeout(self) -> None:
         """From now, the client has the body timeout to send the next piece of the body."""
         current = self.current
-        if current is not None and current is self.receiving and not current.body_done:
+        if current is not None and current is self.receiving and not current.body_done \
+                and not self.closed:
             self.deadline = self.server.clock + self.server.body_timeout
 
     def response_start(self, status: int, headers: list) -> None:
@@ -475,6 +485,12 @@ class HTTP1Connection(Protocol):
         append(b"\r\n")
         return b"".join(parts)
 
+    def _begin_next(self) -> None:
+        stream, head = self.queue.popleft()
+        if not self.queue:
+            self._resume(_PAUSE_PIPELINE)
+        self._begin(stream, head)
+
     def abort(self) -> None:
         self.keep_alive = False
         self.close()
@@ -494,10 +510,12 @@ class HTTP1Connection(Protocol):
             self.close()
             return
         if self.queue:
-            stream, head = self.queue.popleft()
-            if not self.queue:
-                self._resume(_PAUSE_PIPELINE)
-            self._begin(stream, head)
+            if self.write_paused:
+                # the client is not reading what was written: the next pipelined request
+                # waits until it drains (resumeProducing), or the send timeout cuts it off
+                self.next_when_drained = True
+                return
+            self._begin_next()
             return
         if self.pending_error is not None:
             error, self.pending_error = self.pending_error, None
@@ -530,6 +548,10 @@ class HTTP1Connection(Protocol):
         self.server.stalled.discard(self)
         self._resume(_PAUSE_WRITE)
         self._wake_writers()
+        if self.next_when_drained and not self.closed:
+            self.next_when_drained = False
+            if self.queue and self.current is None:
+                self._begin_next()
 
     def stopProducing(self) -> None:
         self._wake_writers()
@@ -544,15 +566,19 @@ class HTTP1Connection(Protocol):
 
     def send_timed_out(self) -> None:
         """The client took none of our pending writes within the send timeout."""
-        self.server.stalled.discard(self)
         logger.info("Cut off %s: it took nothing of what was written for %ss",
                     self.client, self.server.config.send_timeout)
-        self.closed = True
-        self.transport.abortConnection()
+        self.abort_now()
 
     def deadline_passed(self) -> None:
-        """The header, body or keep-alive timeout passed (the server's sweep calls this)."""
+        """The header, body or keep-alive timeout passed (the server's sweep calls this), or
+        a closing connection's client did not take the rest within the send timeout."""
         self.deadline = None
+        if self.closed:
+            logger.info("Cut off %s: it did not take the end of the connection within %ss",
+                        self.client, self.server.config.send_timeout)
+            self.abort_now()
+            return
         if self.upgraded is not None:
             self.upgraded.deadline_passed()
             return

@@ -28,6 +28,7 @@ body are held to the same two header limits.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 try:  # pragma: no cover - depends on the platform
@@ -45,7 +46,15 @@ _REQUEST_LINE = re.compile(rb"(%s+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % _TCH
 _HEADER_LINE = re.compile(rb"(%s+):([%s]*)" % (_TCHAR, _VCHARS)).fullmatch
 _TOKEN = re.compile(rb"%s+" % _TCHAR).fullmatch
 _TARGET = re.compile(rb"[\x21-\x7e]+").fullmatch
-_ABSOLUTE_FORM = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://[^/?#]").match
+# absolute-form (RFC 9112 3.2.2): an http(s) URI with a host (RFC 3986 3.2.2: an IP literal
+# in brackets, or a reg-name, which also covers IPv4), an optional port, and no userinfo
+# (RFC 9110 4.2.4); then the path or query, or nothing
+_ABSOLUTE_FORM = re.compile(
+    rb"[Hh][Tt][Tt][Pp][Ss]?://"
+    rb"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|\[[Vv][0-9A-Fa-f]+\.[-A-Za-z0-9._~!$&'()*+,;=:]+\]"
+    rb"|(?:[-A-Za-z0-9._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)"
+    rb"(?::[0-9]*)?(?:[/?]|$)"
+).match
 _BAD_EOL = re.compile(rb"\r(?!\n)|(?<!\r)\n").search
 # a header name that the scope must screen (see asgi.scope.screen_headers) may be in the
 # head: one with an underscore, or daphne-root-path in any case
@@ -57,7 +66,8 @@ _MAX_CHUNK_LINE = 4096  # a chunk size with its extensions
 
 
 class ParseError(Exception):
-    """A request the server refuses: ``status`` is the answer, ``reason`` says why."""
+    """A request the server refuses: ``status`` is the answer (0: none, the connection is
+    only closed), ``reason`` says why."""
 
     def __init__(self, status: int, reason: str, headers: list | None = None) -> None:
         super().__init__(reason)
@@ -129,6 +139,20 @@ def _bad_eol(data: bytes, start: int = 0) -> str | None:
     return "bare CR (not followed by LF) in the request head"
 
 
+def _absolute_form(target: bytes) -> bool:
+    """Whether ``target`` is a valid absolute-form request target."""
+    match = _ABSOLUTE_FORM(target)
+    if match is None:
+        return False
+    literal = match.group("ip6")
+    if literal is not None:
+        try:
+            ipaddress.IPv6Address(literal.decode("ascii"))
+        except ValueError:
+            return False
+    return True
+
+
 def _diagnose_request_line(line: bytes) -> ParseError:
     """Say precisely what is wrong with a request line that did not match (slow path)."""
     reason = _bad_eol(line + b"\r\n")
@@ -143,6 +167,10 @@ def _diagnose_request_line(line: bytes) -> ParseError:
             % _show(line))
     if not _TARGET(parts[1]):
         return ParseError(400, "invalid character in the request target %s" % _show(parts[1]))
+    if parts[2][:5].upper() != b"HTTP/":
+        # not HTTP/1.x (an HTTP/2 client's broken preface, another protocol): no status
+        # line it could read, so no answer (status 0), only the close
+        return ParseError(0, "not an HTTP/1.x request line: %s" % _show(line))
     return ParseError(400, "malformed HTTP version %s in the request line" % _show(parts[2]))
 
 
@@ -382,10 +410,10 @@ class _Parser:
             if target == b"*":
                 if method != b"OPTIONS":
                     raise ParseError(400, "the asterisk-form target * is only for OPTIONS")
-            elif not _ABSOLUTE_FORM(target):
+            elif not _absolute_form(target):
                 raise ParseError(
-                    400, "request target %s is not origin-form, absolute-form or asterisk-form"
-                    % _show(target))
+                    400, "request target %s is not origin-form, absolute-form (with a valid "
+                    "host) or asterisk-form" % _show(target))
         if b"#" in target:  # RFC 9112 3.2: a fragment is never sent in a request target
             raise ParseError(400, "request target %s holds a fragment (#)" % _show(target))
         headers = self._headers(buffer, first + 2, end, lines) if lines else []

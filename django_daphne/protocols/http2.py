@@ -57,6 +57,8 @@ _CONTROL_FRAMES_PER_SECOND = 1000
 # larger one by ending the whole connection
 _DEFAULT_PEER_HEADER_LIST = 65536
 _ERROR_BODY = b"Internal Server Error\n"
+# DATA bytes held in h2's buffer before they are written without waiting for the loop's turn
+_FLUSH_AT = 65536
 
 
 def _response_fields(headers: list) -> list:
@@ -145,6 +147,15 @@ class _H2Connection(h2.connection.H2Connection):
         state = super()._begin_new_stream(stream_id, allowed_ids)
         state.__class__ = _H2StreamState
         return state
+
+
+class _Refused(Exception):
+    """What the client sent ends the connection with a GOAWAY of this error code."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 class H2Stream:
@@ -363,6 +374,7 @@ class HTTP2Connection:
         self.closed = False
         self.shutting_down = False
         self.flush_pending = False
+        self.unflushed = 0  # DATA bytes handed to h2 since the last flush
         self.server_header = config.server_name.encode("latin-1") if config.server_name else b""
         self.streams: dict[int, H2Stream] = {}
         self.tunnels: set = set()  # WebSockets over a stream (RFC 8441), while open
@@ -370,11 +382,14 @@ class HTTP2Connection:
         # streams whose response waits for the client to open its window, and since when
         self.blocked: dict[H2Stream, float] = {}
         self.body_check: float | None = None  # when to look for stalled request bodies
-        # the frame walk that takes the client's GOAWAY out (see _take_goaway): payload
-        # bytes of a frame passed on whose end is still to come (the preface first), and
-        # the bytes held back until a frame header, or a whole GOAWAY, is in
+        # the frame walk (see _screen): the client's preface still to come, the payload
+        # bytes of a frame passed on whose end is still to come (the preface first), the
+        # bytes held back until a frame header (or a whole GOAWAY) is in, and the size so
+        # far of a header block that continues
+        self.preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
         self.skip = 24
         self.held = b""
+        self.block = 0
         self.last_stream_id = 0
         self.window_start = server.clock
         self.resets = 0
@@ -428,18 +443,32 @@ class HTTP2Connection:
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.preface:
+            # h2 checks it too, but the frame walk below must not read a broken preface
+            # as frames (and answer, say, FRAME_SIZE_ERROR for it)
+            seen = min(len(data), len(self.preface))
+            if data[:seen] != self.preface[:seen]:
+                logger.info("HTTP/2 client %s sent an invalid connection preface",
+                            self.conn.client)
+                self._terminate(ErrorCodes.PROTOCOL_ERROR)
+                return
+            self.preface = self.preface[seen:]
         goaway = None
         if self.held or len(data) > self.skip:
-            data, goaway = self._take_goaway(data)
+            try:
+                data, goaway = self._screen(data)
+            except _Refused as exc:
+                logger.info("HTTP/2 client %s sent %s; closing the connection",
+                            self.conn.client, exc.reason)
+                self._terminate(exc.code)
+                return
         else:
             self.skip -= len(data)
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             logger.info("HTTP/2 protocol error from %s: %s", self.conn.client, exc)
-            self._terminate(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
-            return
-        if self._over_bounds():
+            self._terminate(None)  # h2 has written its GOAWAY
             return
         in_headers = None  # the priority carried by the last HEADERS: not a frame of its own
         for event in events:
@@ -489,13 +518,24 @@ class HTTP2Connection:
             self._client_goaway(goaway)
         self.flush()
 
-    def _take_goaway(self, data: bytes) -> tuple[bytes, int | None]:
-        """The bytes for h2 with any GOAWAY from the client taken out, and its error code.
+    def _screen(self, data: bytes) -> tuple[bytes, int | None]:
+        """The bytes for h2 once each frame header in them has been looked at, with any
+        GOAWAY from the client taken out, and that GOAWAY's error code.
 
-        h2 takes a client's GOAWAY for the end of the connection and refuses to send
-        anything more, but the client still waits for the responses of the streams it
-        opened (RFC 9113 6.8): those are finished here first. Only frame headers are
-        looked at; the payloads pass untouched."""
+        Only frame headers are read; the payloads pass untouched.  Raises _Refused for
+        what ends the connection before h2 would see it:
+
+        - a frame over the size we announced: h2 would buffer its whole declared length
+          before looking at it;
+        - a header block (HEADERS and its CONTINUATION frames) over the header list size
+          we announced: h2 gathers up to 64 frames, each as large as a frame may be,
+          before decoding any of it;
+        - a SETTINGS acknowledgement with a payload: FRAME_SIZE_ERROR (RFC 9113 6.5),
+          where h2 says PROTOCOL_ERROR.
+
+        GOAWAY: h2 takes a client's GOAWAY for the end of the connection and refuses to
+        send anything more, but the client still waits for the responses of the streams it
+        opened (RFC 9113 6.8): those are finished first (see _client_goaway)."""
         if self.held:
             data = self.held + data
             self.held = b""
@@ -509,8 +549,24 @@ class HTTP2Connection:
                 self.held = data[pos:]
                 break
             length = int.from_bytes(data[pos:pos + 3], "big")
+            kind = data[pos + 3]
             end = pos + 9 + length
-            if data[pos + 3] == 0x7 and length >= 8 and not any(data[pos + 5:pos + 9]):
+            if length > self.max_frame_size:
+                raise _Refused(ErrorCodes.FRAME_SIZE_ERROR,
+                               "a frame of %d bytes (the limit is %d)"
+                               % (length, self.max_frame_size))
+            if kind == 0x1 or kind == 0x9:  # HEADERS, CONTINUATION
+                flags = data[pos + 4]
+                block = length + self.block if kind == 0x9 else length
+                if block > self.max_header_block and not (kind == 0x1 and flags & 0x4):
+                    # (a header block in one frame is held to its size by h2's decoder)
+                    raise _Refused(ErrorCodes.ENHANCE_YOUR_CALM,
+                                   "a header block over %d bytes" % self.max_header_block)
+                self.block = 0 if flags & 0x4 else block
+            elif kind == 0x4 and data[pos + 4] & 0x1 and length:
+                raise _Refused(ErrorCodes.FRAME_SIZE_ERROR,
+                               "a SETTINGS acknowledgement with a payload")
+            elif kind == 0x7 and length >= 8 and not any(data[pos + 5:pos + 9]):
                 if end > size:  # a GOAWAY is taken whole or not at all
                     self.held = data[pos:]
                     break
@@ -540,26 +596,6 @@ class HTTP2Connection:
             return
         self.shutdown()
 
-    def _over_bounds(self) -> bool:
-        """What h2 buffers before it looks at it, bounded: it reads a frame only once the
-        whole declared length has arrived, and gathers a header block's CONTINUATION
-        frames (up to 64 of them, each as large as a frame may be) before decoding it."""
-        buffer = self.h2.incoming_buffer
-        pending = getattr(buffer, "_data", b"")  # starts at a frame boundary
-        if len(pending) >= 3 and int.from_bytes(pending[:3], "big") > self.max_frame_size:
-            logger.info("HTTP/2 client %s announced a frame over %d bytes",
-                        self.conn.client, self.max_frame_size)
-            self._terminate(ErrorCodes.FRAME_SIZE_ERROR)
-            return True
-        block = getattr(buffer, "_headers_buffer", ())
-        # an encoded header block is never larger than the header list it decodes to
-        if block and sum(len(frame.data) for frame in block) > self.max_header_block:
-            logger.warning("HTTP/2 client %s sent a header block over %d bytes; closing the "
-                           "connection", self.conn.client, self.max_header_block)
-            self._terminate(ErrorCodes.ENHANCE_YOUR_CALM)
-            return True
-        return False
-
     def _body_ended(self, stream_id: int) -> None:
         wire = self.streams.get(stream_id)
         if wire is not None:
@@ -567,7 +603,9 @@ class HTTP2Connection:
                 self._wrong_length(wire)
                 return
             wire.body_ended = True
-            if wire.stream is not None:
+            if wire.ended:
+                self._release(wire)  # it was answered already (see _release)
+            elif wire.stream is not None:
                 wire.stream.body_finished()
 
     def _wrong_length(self, wire: H2Stream) -> None:
@@ -597,7 +635,7 @@ class HTTP2Connection:
         fields = event.headers
         problem = _malformed(fields)
         if problem is not None:
-            self._refuse(stream_id, ended, problem)
+            self._malformed_request(stream_id, problem)
             return
         method = path = scheme = authority = protocol = host = length = None
         headers = []
@@ -616,12 +654,12 @@ class HTTP2Connection:
             else:
                 if name == b"host":
                     if host is not None:
-                        self._refuse(stream_id, ended, "more than one host header")
+                        self._malformed_request(stream_id, "more than one host header")
                         return
                     host = value
                 elif name == b"content-length":
                     if not _LENGTH(value) or (length is not None and value != length):
-                        self._refuse(stream_id, ended, "invalid content-length")
+                        self._malformed_request(stream_id, "invalid content-length")
                         return
                     length = value
                 headers.append((name, value))
@@ -630,17 +668,17 @@ class HTTP2Connection:
                 headers.insert(0, (b"host", authority))
             elif host != authority:
                 # RFC 9113 8.3.1: the two name the same thing, or the request is suspect
-                self._refuse(stream_id, ended, "host differs from :authority")
+                self._malformed_request(stream_id, "host differs from :authority")
                 return
         elif host is None:
             self._refuse(stream_id, ended, "no :authority or host")
             return
         if method != b"CONNECT":
             if protocol is not None:
-                self._refuse(stream_id, ended, ":protocol on a request other than CONNECT")
+                self._malformed_request(stream_id, ":protocol on a request other than CONNECT")
                 return
             if scheme is None:
-                self._refuse(stream_id, ended, "no :scheme")
+                self._malformed_request(stream_id, "no :scheme")
                 return
         if method == b"CONNECT":
             if protocol is None or not self.config.http2_websocket:
@@ -649,22 +687,22 @@ class HTTP2Connection:
             elif protocol != b"websocket":
                 self._refuse(stream_id, ended, "unsupported :protocol %r" % protocol, 501)
             elif path is None or not _PATH(path) or path[0] != 0x2F:
-                self._refuse(stream_id, ended, "invalid :path %r" % path)
+                self._malformed_request(stream_id, "invalid :path %r" % path)
             elif scheme is None:
-                self._refuse(stream_id, ended, "no :scheme")
+                self._malformed_request(stream_id, "no :scheme")
             elif ended:
                 self._refuse(stream_id, ended, "a WebSocket stream must stay open")
             else:
                 self._start_websocket(stream_id, scheme, path, headers)
         elif method is None or not _TOKEN(method):
-            self._refuse(stream_id, ended, "invalid :method %r" % method)
+            self._malformed_request(stream_id, "invalid :method %r" % method)
         elif path is None or not _PATH(path) or not (
             path[0] == 0x2F or (path == b"*" and method == b"OPTIONS")
         ):
             # RFC 9113 8.3.1: "/..." always, "*" for OPTIONS; and what HTTP/1.1 would take
-            self._refuse(stream_id, ended, "invalid :path %r" % path)
+            self._malformed_request(stream_id, "invalid :path %r" % path)
         elif ended and length is not None and length != b"0":
-            self._refuse(stream_id, ended, "the body is shorter than its content-length")
+            self._malformed_request(stream_id, "the body is shorter than its content-length")
         else:
             self._start_stream(stream_id, method, scheme, path, headers, ended, length)
 
@@ -724,6 +762,15 @@ class HTTP2Connection:
         self.tunnels.discard(tunnel)
         self.tunnel_deadline_changed()
 
+    def _malformed_request(self, stream_id: int, reason: str) -> None:
+        """A malformed request (RFC 9113 8.1.1) is a stream error of type PROTOCOL_ERROR: the
+        stream is reset, the application never sees it, the other streams go on.  Resets a
+        client provokes this way count with its own (the "MadeYouReset" flood)."""
+        logger.info("Reset HTTP/2 stream %d of %s: malformed request (%s)", stream_id,
+                    self.conn.client, reason)
+        self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self._count_reset()
+
     def _refuse(self, stream_id: int, ended: bool, reason: str, status: int = 400,
                 headers: list = ()) -> None:
         """Answer a malformed request (RFC 9113 8.1.1 allows a response) without an app."""
@@ -755,6 +802,9 @@ class HTTP2Connection:
                 self._wrong_length(wire)
                 return
         wire.body_at = self.server.clock
+        if wire.ended:  # answered already (see _release): the rest is counted, not kept
+            self.acknowledge(event.stream_id, size)
+            return
         wire.stream.body_received(event.data)
         if wire.paused:
             wire.unacked += size
@@ -844,10 +894,12 @@ class HTTP2Connection:
                     pending.popleft()
                     last = not pending and wire.end_after and wire.trailers is None
                     h2conn.send_data(stream_id, chunk, end_stream=last)
+                    self.unflushed += len(chunk)
                     if last:
                         wire.ended = True
                 else:
                     h2conn.send_data(stream_id, chunk[:window])
+                    self.unflushed += window
                     pending[0] = chunk[window:]
             if wire.end_after and not wire.ended:
                 if wire.trailers is not None:
@@ -887,14 +939,22 @@ class HTTP2Connection:
                     self.send_pending(wire)
 
     def flush(self) -> None:
+        self.unflushed = 0
         data = self.h2.data_to_send()
         if data and not self.conn.closed:
             self.conn.write(data)
 
     def flush_soon(self) -> None:
         """Write what the streams' applications sent, once per turn of the loop: the
-        responses of many streams finishing together leave in one write, not one each."""
-        if not self.flush_pending:
+        responses of many streams finishing together leave in one write, not one each.
+
+        Past _FLUSH_AT bytes it is written at once: the transport, not h2's buffer, is where
+        a client that stops reading makes the applications' ``send`` wait (an application
+        whose sends do not wait never gives the loop a turn to flush)."""
+        if self.unflushed >= _FLUSH_AT:
+            self.flush_pending = False
+            self.flush()
+        elif not self.flush_pending:
             self.flush_pending = True
             self.server.loop.call_soon(self._flush_now)
 
@@ -920,8 +980,16 @@ class HTTP2Connection:
     def _release(self, wire: H2Stream) -> None:
         """Free a stream's slot once its response is complete and fully sent."""
         if wire.ended and self.streams.get(wire.stream_id) is wire and (
-            wire.stream is None or wire.stream.state == 2
+            wire.stream is None or wire.stream.state == DONE
         ):
+            if not wire.body_ended and wire.length_left is not None \
+                    and wire.length_left <= self.config.http2_initial_window_size \
+                    and not self.shutting_down:
+                # answered before the body ended, and the rest of it is already allowed in
+                # flight: counted as it comes (a body over its content-length is still
+                # malformed), not kept, instead of a reset the client may take for an error
+                self._update_deadline()
+                return
             del self.streams[wire.stream_id]
             held = wire.unacked
             if not wire.body_ended:
@@ -942,9 +1010,8 @@ class HTTP2Connection:
         """Streams came or went: idle from now, or (stopping) done once the last is gone;
         with streams, the send timeout of the one that has waited longest for window, or
         the next keepalive check of a WebSocket stream, whichever comes first."""
-        if self.closed:
-            self.conn.deadline = None
-            return
+        if self.closed or self.conn.closed:
+            return  # a closing connection's deadline is its cut-off
         if self.streams:
             deadline = min(self.blocked.values()) + self.config.send_timeout \
                 if self.blocked else None
@@ -966,11 +1033,14 @@ class HTTP2Connection:
                 deadline = due
         self.conn.deadline = deadline
 
-    def _terminate(self, code: int) -> None:
-        try:
-            self.h2.close_connection(error_code=code, last_stream_id=self.last_stream_id)
-        except h2.exceptions.ProtocolError:
-            pass
+    def _terminate(self, code: int | None) -> None:
+        """A connection error: GOAWAY with ``code`` (None: h2 has written its own), then
+        close; the applications of the streams still open hear the disconnect."""
+        if code is not None:
+            try:
+                self.h2.close_connection(error_code=code, last_stream_id=self.last_stream_id)
+            except h2.exceptions.ProtocolError:
+                pass
         self.flush()
         self.closed = True
         for wire in list(self.streams.values()):
@@ -1028,7 +1098,7 @@ class HTTP2Connection:
         for wire in list(self.streams.values()):
             stream = wire.stream
             if wire.body_ended or wire.paused or wire.tunnel or stream is None \
-                    or stream.state == DONE:
+                    or (stream.state == DONE and not wire.ended):
                 continue
             if wire.body_at > cutoff:
                 if earliest is None or wire.body_at < earliest:
@@ -1041,6 +1111,8 @@ class HTTP2Connection:
             if answer:
                 # answered as any refused request (then reset without error: stop sending)
                 self._refuse(stream_id, False, "request body not received in time", 408)
+            elif wire.ended:  # answered already: the client need not send the rest
+                self.reset(stream_id, ErrorCodes.NO_ERROR)
             else:
                 logger.info("HTTP/2 request body from %s stalled for %ss on stream %d",
                             self.conn.client, timeout, stream_id)

@@ -78,6 +78,10 @@ class H2Tunnel:
         head = SimpleNamespace(http_version="2", target=path, headers=headers)
         self.websocket = WebSocketConnection(self, head)
 
+    @property
+    def closed(self) -> bool:
+        return self.finished
+
     # -- what the HTTP/2 connection reads and calls (as it would an HTTPStream)
 
     @property
@@ -131,6 +135,10 @@ class H2Tunnel:
     # -- what WebSocketConnection calls on "its connection"
 
     def close(self) -> None:
+        """End the WebSocket's stream once what was written has gone (a FIN, over TCP)."""
+        self.end()
+
+    def abort_now(self) -> None:
         """Drop the WebSocket at once: the stream is cancelled (RFC 8441 5: CANCEL is
         what a TCP reset is to a WebSocket on its own connection)."""
         self._cancel(ErrorCodes.CANCEL)
@@ -257,7 +265,7 @@ class _StreamTransport:
         self.tunnel.end()
 
     def abortConnection(self) -> None:  # noqa: N802
-        self.tunnel.close()
+        self.tunnel.abort_now()
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
         """Flow control is the stream's (see H2Tunnel.pause_reading and drain)."""

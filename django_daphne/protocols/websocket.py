@@ -139,6 +139,7 @@ class _Framing(WebSocketServerProtocol):
     """autobahn's protocol, reporting to our WebSocketConnection."""
 
     owner: WebSocketConnection
+    peer_close_code: int | None = None  # the code of the peer's close frame
 
     def onConnect(self, request: Any) -> tuple:
         # the application's headers are not autobahn's to write: it would encode them as
@@ -160,6 +161,7 @@ class _Framing(WebSocketServerProtocol):
         self.owner.stream.closed(code, reason)
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:  # noqa: N802,N803
+        self.peer_close_code = code
         # autobahn's list of close codes a peer may send stops at 1013 and fails the
         # connection for 1014 (Bad Gateway, registered with IANA in 2016, sent by proxies):
         # taken as a normal close, then reported with its own code
@@ -168,6 +170,14 @@ class _Framing(WebSocketServerProtocol):
         failed = super().onCloseFrame(1000, reasonRaw)
         self.remoteCloseCode = 1014
         return failed
+
+    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None,  # noqa: N802,N803
+                       isReply: bool = False) -> None:  # noqa: N803
+        # autobahn answers a peer's close with 1000 (or echoes its reason too): the answer
+        # echoes the peer's code (RFC 6455 5.5.1), a private 3000-4999 code included
+        if isReply and self.peer_close_code is not None:
+            code, reasonUtf8 = self.peer_close_code, None
+        super().sendCloseFrame(code, reasonUtf8, isReply)
 
     # autobahn's own dataReceived and sendData format the arguments of a debug log line
     # (qualified function names) on every read and every frame, even with that log off:
@@ -248,16 +258,23 @@ class _Framing(WebSocketServerProtocol):
         super().onFrameBegin()
 
     def _closeConnection(self, abort: bool = False) -> None:
-        # autobahn aborts (RST) as soon as a close handshake completes; when it failed the
-        # connection (1002, 1007) in the same read, that throws away its close frame unsent.
-        # A completed handshake closes gracefully; a dropped peer is still aborted.
-        super()._closeConnection(abort and not self.wasClean)
+        # The connection closes itself (autobahn's transport.loseConnection would leave a
+        # TLS connection open: see protocols.transport).  autobahn aborts (RST) as soon as a
+        # close handshake completes; when it failed the connection (1002, 1007) in the same
+        # read, that throws away its close frame unsent.  A completed handshake closes
+        # gracefully; a dropped peer is still aborted.
+        conn = self.owner.conn
+        if abort and not self.wasClean:
+            conn.abort_now()
+        else:
+            conn.close()
 
 
 class _FramingTransport:
-    """The transport autobahn writes to: the connection's own ``write`` (straight to the
-    socket while nothing is queued, where Twisted's transport.write would register a writer
-    and wait a loop turn for every frame), and the real transport for everything else."""
+    """The transport autobahn writes to on plain TCP and UNIX: the connection's own
+    ``write`` (straight to the socket while nothing is queued, where Twisted's
+    transport.write would register a writer and wait a loop turn for every frame), and the
+    real transport for everything else."""
 
     __slots__ = ("write", "real")
 
@@ -295,8 +312,10 @@ class WebSocketConnection:
     # -- keepalive, driven by the server's sweep through the connection's deadline
 
     def _next_keepalive(self) -> None:
-        interval = self.conn.server.config.ping_interval
-        self.conn.deadline = self.conn.server.clock + interval if interval else None
+        conn = self.conn
+        if not conn.closed:  # a closing connection's deadline is its cut-off
+            interval = conn.server.config.ping_interval
+            conn.deadline = conn.server.clock + interval if interval else None
 
     def opened(self) -> None:
         self._next_keepalive()
@@ -362,8 +381,8 @@ class WebSocketConnection:
         framing.owner = self
         self.framing = framing
         conn = self.conn
-        # plain TCP and UNIX: frames straight to the socket (TLS and HTTP/2 streams
-        # have their own transports, which autobahn also inspects for TLS details)
+        # plain TCP and UNIX: frames straight to the socket (TLS and HTTP/2 streams have
+        # their own transports, which autobahn also inspects for TLS details)
         framing.makeConnection(_FramingTransport(conn) if getattr(conn, "sock", None)
                                is not None else conn.transport)
         headers = self.head.headers

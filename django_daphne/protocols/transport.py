@@ -1,0 +1,65 @@
+"""What the connections need from Twisted's transports beyond their interfaces, in one place.
+
+Written against Twisted 23.8 to 26.10; ``tests/test_transport.py`` fails if a Twisted
+release changes what these functions rely on.
+
+- A direct write to the socket of a plain TCP or UNIX transport while Twisted holds nothing
+  unsent: Twisted's ``write`` always waits for the next writable event (an epoll
+  registration, a loop turn and a deregistration per response).
+- Closing a TLS transport: Twisted's TLS layer starts its close only once no producer is
+  registered, and then waits for the peer's own close_notify before it closes the socket, so
+  a client that never answers (or never reads) would hold the connection for ever.  RFC 8446
+  6.1 lets the side that closes stop there: after our close_notify the socket is closed.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet import tcp
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+
+def direct_socket(transport: Any) -> socket.socket | None:
+    """The socket of a plain TCP or UNIX transport, for :func:`write_now`; None for TLS and
+    anything else.  (isinstance, not hasattr: a TLS wrapper forwards attributes to the TCP
+    transport under it.)"""
+    if isinstance(transport, tcp.Connection) and hasattr(transport, "_tempDataBuffer") \
+            and hasattr(transport, "dataBuffer"):
+        return transport.socket
+    return None
+
+
+def write_now(transport: Any, sock: socket.socket | None, data: bytes) -> None:
+    """Write ``data``: straight to the socket when nothing is queued before it, and what the
+    socket does not take (or all of it) through the transport, in order."""
+    if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer \
+            and not transport.disconnecting:
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            sent = 0  # let the transport meet the error and report connectionLost
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
+
+
+def close_transport(transport: Any) -> None:
+    """Close once what was written has gone out, whatever the transport; the producer the
+    connection registered is unregistered (a TLS transport would not close otherwise)."""
+    transport.unregisterProducer()
+    transport.loseConnection()
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        lower = transport.transport
+        if lower is not None and not lower.disconnecting:
+            # our close_notify is written to it (or the handshake never finished, and
+            # there is nothing to say): close the socket once it has gone out
+            lower.loseConnection()
+
+
+def is_tls(transport: Any) -> bool:
+    return isinstance(transport, TLSMemoryBIOProtocol)
