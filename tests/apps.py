@@ -9,6 +9,21 @@ gates: dict = {}  # name -> asyncio.Event, opened by /open-gate
 progress: dict = {}  # name -> bytes sent so far by /firehose
 recorded = []  # what /record saw: "ID" when started, then "ID:complete" or "ID:disconnect"
 barriers: dict = {}  # name -> [requests arrived, asyncio.Event set once enough are in]
+flags: set = set()  # names set by /flag
+spins: dict = {}  # name -> how a receive() loop after the end ended: "interrupted" or "gave up"
+SPIN_LIMIT = 5_000_000  # receive() calls a spinning application makes before it gives up
+
+
+async def spin(name, receive, gone):
+    """Call receive() in a loop after the exchange ended, as a naive disconnect watcher
+    does, until /flag?name=... is served: only a server whose repeated disconnect yields to
+    the loop can serve that meanwhile."""
+    for _ in range(SPIN_LIMIT):
+        assert (await receive())["type"] == gone
+        if name in flags:
+            spins[name] = "interrupted"
+            return
+    spins[name] = "gave up"
 
 
 def gate(name):
@@ -135,6 +150,11 @@ async def websocket_app(scope, receive, send):
         return
     if path == "/ws/return":
         return
+    if path == "/ws/spin":
+        message = await receive()
+        assert message["type"] == "websocket.disconnect", message
+        print("app: ws spinning", flush=True)
+        return await spin(query["name"], receive, "websocket.disconnect")
     if path == "/ws/close-after-accept":
         await send({"type": "websocket.close", "code": 4001, "reason": "go away"})
         return
@@ -351,6 +371,16 @@ async def app(scope, receive, send):
         except asyncio.TimeoutError:
             return await respond(send, status=504, body=b"only %d arrived" % entry[0])
         return await respond(send, body=b"%d" % entry[0])
+    if path == "/spin":
+        await read_body(receive)
+        await respond(send, body=b"done")
+        print("app: spinning", flush=True)
+        return await spin(query["name"], receive, "http.disconnect")
+    if path == "/flag":
+        flags.add(query["name"])
+        return await respond(send, body=b"flagged")
+    if path == "/spins":
+        return await respond(send, body=spins.get(query["name"], "running").encode())
     if path == "/mark":
         # a line in the server's output: once a test sees it, it has seen all before it
         print("mark:", query["text"], flush=True)
