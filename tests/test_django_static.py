@@ -405,3 +405,52 @@ def test_static_setting_source_in_show_config(tmp_path):
     assert re.search(r"^STATIC\s+True\s+command line$", result.stdout, re.M), result.stdout
 
 
+
+
+def test_static_files_never_read_stay_bounded(static_root):
+    """The file goes out a chunk at a time as the client takes it, whatever the client: 200
+    pipelined requests for a 5 MiB file with nothing read, then 20 HTTP/2 streams for it
+    with every window open and nothing read.  Peak memory stays bounded (from /proc) and
+    the send timeout cuts each client off; the server serves meanwhile and afterwards."""
+    import socket
+
+    from tests.h2client import SETTINGS, H2Client
+    from tests.test_resource_bounds import BOUND_KIB, CUT_OFF, send_what_is_taken
+
+    env = {"EXAMPLE_DB": str(static_root.parent / "db.sqlite3"),
+           "EXAMPLE_STATIC_ROOT": str(static_root), "DJANGO_DEBUG": "0"}
+    process = ManageProcess(["daphne", "-p", "0", "--static", "--send-timeout", "2"], env=env)
+    try:
+        port = int(process.wait_for(LISTEN_RE).group(2))
+        process.wait_for("Server ready")
+        url = f"http://127.0.0.1:{port}"
+
+        def serving():
+            assert httpx.get(url + "/static/big.bin", timeout=30).content == (
+                static_root / "big.bin").read_bytes()
+
+        def peak():
+            with open(f"/proc/{process.proc.pid}/status") as status:
+                return next(int(line.split()[1]) for line in status
+                            if line.startswith("VmHWM:"))
+
+        serving()
+        before = peak()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            send_what_is_taken(sock, b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
+            serving()
+            process.wait_for(CUT_OFF)
+        mark = process.line_count()
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with H2Client(0, sock=sock, settings={SETTINGS.INITIAL_WINDOW_SIZE: 2**31 - 1}) as h2:
+            h2.open_window(2**31 - 1 - 65535)
+            for _ in range(20):
+                h2.request("/static/big.bin")
+            serving()
+            process.wait_for(CUT_OFF, start=mark)
+        assert peak() - before < BOUND_KIB, (before, peak())
+        serving()
+    finally:
+        process.stop()
