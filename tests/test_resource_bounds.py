@@ -61,38 +61,51 @@ def stingy(request, start_server):
     return start_server("--send-timeout", "2", binding=request.param)
 
 
+def reading_nothing(server: ServerProcess, alpn: tuple[str, ...] = ("http/1.1",)):
+    """A connection whose client will read nothing: as little receive buffer as the kernel
+    allows, so the server meets it soon."""
+    sock = server.connect(alpn=alpn)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return sock
+
+
+def wide_open_h2(server: ServerProcess) -> H2Client:
+    """An HTTP/2 client whose every flow-control window is open to its maximum, and that
+    will then read nothing: flow control lets everything through."""
+    client = H2Client(0, sock=reading_nothing(server, ("h2",)),
+                      settings={SETTINGS.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    client.open_window(2**31 - 1 - 65535)
+    return client
+
+
+def assert_bounded(server: ServerProcess, before: int) -> None:
+    """Serving goes on meanwhile; the send timeout cuts the client off; the server's peak
+    memory grew less than the bound."""
+    assert_still_serving(server)
+    server.wait_for(CUT_OFF, timeout=30)
+    assert peak_kib(server) - before < BOUND_KIB, (before, peak_kib(server))
+
+
 def test_pipelined_responses_never_read_stay_bounded(stingy):
     """2,000 pipelined requests for 1 MiB responses, none read, each response sent in one
     message (so the application never waits for room): the next pipelined request waits
     until the previous response drains."""
     before = warmed(stingy)
-    sock = stingy.connect()
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with reading_nothing(stingy) as sock:
         request = b"GET /big?size=1048576&whole=1 HTTP/1.1\r\nHost: x\r\n\r\n"
         send_what_is_taken(sock, request * 2000)
-        assert_still_serving(stingy)  # meanwhile
-        stingy.wait_for(CUT_OFF, timeout=30)
-        read_to_close(sock, 10)
-    finally:
-        sock.close()
-    assert peak_kib(stingy) - before < BOUND_KIB, (before, peak_kib(stingy))
+        assert_bounded(stingy, before)
     assert_still_serving(stingy)  # afterwards
 
 
 def test_http2_streams_with_open_windows_never_read_stay_bounded(stingy):
-    """20 streams of 200 MiB with every window opened to its maximum, none read: flow
-    control lets it all through, the transport's buffer makes the applications wait."""
+    """20 streams of 200 MiB with every window opened to its maximum, none read: the
+    transport's buffer, not flow control, makes the applications wait."""
     before = warmed(stingy)
-    sock = stingy.connect(alpn=("h2",))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    with H2Client(0, sock=sock, settings={SETTINGS.INITIAL_WINDOW_SIZE: 2**31 - 1}) as client:
-        client.open_window(2**31 - 1 - 65535)
+    with wide_open_h2(stingy) as client:
         for _ in range(20):
             client.request("/big?size=%d" % (200 * MIB))
-        assert_still_serving(stingy)
-        stingy.wait_for(CUT_OFF, timeout=30)
-    assert peak_kib(stingy) - before < BOUND_KIB, (before, peak_kib(stingy))
+        assert_bounded(stingy, before)
     assert_still_serving(stingy)
 
 
@@ -100,15 +113,11 @@ def test_websocket_flood_never_read_stays_bounded(stingy):
     from tests.wsclient import handshake_on
 
     before = warmed(stingy)
-    sock = stingy.connect()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock, head = handshake_on(sock, "/ws/firehose?name=bound-%s&total=%d"
+    sock, head = handshake_on(reading_nothing(stingy), "/ws/firehose?name=bound-%s&total=%d"
                               % (stingy.binding, 2048 * MIB))
     with sock:
         assert head.startswith(b"HTTP/1.1 101 ")
-        assert_still_serving(stingy)
-        stingy.wait_for(CUT_OFF, timeout=30)
-    assert peak_kib(stingy) - before < BOUND_KIB, (before, peak_kib(stingy))
+        assert_bounded(stingy, before)
     assert_still_serving(stingy)
 
 
@@ -116,17 +125,11 @@ def test_http2_websocket_flood_never_read_stays_bounded(stingy):
     from tests.test_http2_websocket import H2WebSocket
 
     before = warmed(stingy)
-    sock = stingy.connect(alpn=("h2",))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    with H2Client(0, sock=sock, settings={SETTINGS.INITIAL_WINDOW_SIZE: 2**31 - 1}) as client:
-        client.open_window(2**31 - 1 - 65535)
+    with wide_open_h2(stingy) as client:
         ws = H2WebSocket(client, "/ws/firehose?name=h2bound-%s&total=%d"
                          % (stingy.binding, 2048 * MIB), scheme=stingy.scheme)
         assert ws.wait_answer() == 200
-        client.auto_ack = False
-        assert_still_serving(stingy)
-        stingy.wait_for(CUT_OFF, timeout=30)
-    assert peak_kib(stingy) - before < BOUND_KIB, (before, peak_kib(stingy))
+        assert_bounded(stingy, before)
     assert_still_serving(stingy)
 
 
