@@ -21,6 +21,7 @@ import h2.exceptions
 import h2.settings
 import h2.stream
 from h2.errors import ErrorCodes
+from hpack.exceptions import HPACKError
 from hyperframe.frame import GoAwayFrame
 
 from ..asgi.http import DONE, START, BadRequest, HTTPStream, build_scope
@@ -147,6 +148,19 @@ class _H2Connection(h2.connection.H2Connection):
         state = super()._begin_new_stream(stream_id, allowed_ids)
         state.__class__ = _H2StreamState
         return state
+
+    def _receive_headers_frame(self, frame: Any) -> Any:
+        # h2 reports a field block that HPACK cannot decode as PROTOCOL_ERROR, where RFC 9113
+        # 4.3 makes it a connection error of type COMPRESSION_ERROR; receive_data sends the
+        # GOAWAY with the code of the exception
+        try:
+            return super()._receive_headers_frame(frame)
+        except h2.exceptions.ProtocolError as exc:
+            if type(exc) is h2.exceptions.ProtocolError and isinstance(
+                exc.__cause__, (HPACKError, IndexError, TypeError, UnicodeDecodeError)
+            ):
+                exc.error_code = ErrorCodes.COMPRESSION_ERROR
+            raise
 
 
 class _Refused(Exception):
