@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LISTEN_RE = re.compile(r"Listening on (TCP|TLS) address \[?([0-9a-fA-F.:]+)\]?:(\d+)")
 UNIX_RE = re.compile(r"Listening on UNIX socket (\S+)")
 BINDINGS = ("tcp", "tls", "unix")
+# what the HTTP/1.1 and WebSocket black-box tests run on (``transport_server``): plain TCP
+# under each HTTP/1.1 parser, then TLS and a UNIX socket under the default one
+SERVER_VARIANTS = ("tcp-httptools", "tcp-python", "tls", "unix")
 
 _certificate: tuple[Path, Path] | None = None
 
@@ -64,6 +67,15 @@ def binding_args(binding: str) -> list[str]:
         atexit.register(shutil.rmtree, directory, True)
         return ["-u", os.path.join(directory, "server.sock")]
     raise ValueError(f"unknown binding {binding!r}")
+
+
+def variant_args(variant: str) -> tuple[str, list[str]]:
+    """(binding, server arguments) of one of SERVER_VARIANTS ("tls", "tcp-python", ...)."""
+    binding, _, parser = variant.partition("-")
+    args = binding_args(binding)
+    if parser:
+        args += ["--http-parser", parser]
+    return binding, args
 
 
 class ServerProcess:
@@ -190,6 +202,46 @@ class ServerProcess:
                            **kwargs)
         return connect(f"ws://127.0.0.1:{self.port}{path}", **kwargs)
 
+    def ws_uri(self, path: str = "/ws/echo") -> str:
+        """The ws:// or wss:// URI of ``path`` that ``ws_connect`` and friends ask for."""
+        if self.binding == "unix":
+            return "ws://localhost" + path
+        if self.binding == "tls":
+            return f"wss://localhost:{self.port}{path}"
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def ws_connect_async(self, path: str = "/ws/echo", **kwargs):
+        """A websockets asyncio client connection to ``path`` (``async with`` it, or await
+        it), any binding."""
+        from websockets.asyncio.client import connect, unix_connect
+
+        if self.binding == "unix":
+            return unix_connect(self.unix_path, self.ws_uri(path), **kwargs)
+        if self.binding == "tls":
+            return connect(self.ws_uri(path), ssl=client_context(), **kwargs)
+        return connect(self.ws_uri(path), **kwargs)
+
+    def raw_request(self, data: bytes, timeout: float = 5.0) -> bytes:
+        """Send raw bytes on a new connection; what came back once the server ended it
+        (fails if it did not within ``timeout``)."""
+        with self.connect(timeout) as sock:
+            sock.sendall(data)
+            received, ended = read_to_close(sock, timeout)
+        assert ended, f"the server kept the connection open; it sent {received[:200]!r}"
+        return received
+
+    @property
+    def ws_scheme(self) -> str:
+        return "wss" if self.binding == "tls" else "ws"
+
+    @property
+    def logged_client(self) -> str:
+        """A regex for how the server's log lines name a client of this binding: its
+        ['host', port], or None on a UNIX socket (which has no client address)."""
+        if self.binding == "unix":
+            return r"None"
+        return r"\['127\.0\.0\.1', \d+\]"
+
     def rss_kib(self) -> int:
         """The server process's resident memory now (from /proc), in KiB."""
         with open(f"/proc/{self.proc.pid}/status") as status:
@@ -270,13 +322,35 @@ def server(request):
         proc.stop()
 
 
+def start_variant(variant: str, *options: str, app: str = "tests.apps:app"
+                  ) -> ServerProcess:
+    """A ready server on one of SERVER_VARIANTS, with ``options``."""
+    binding, args = variant_args(variant)
+    proc = ServerProcess([*args, *options, app], binding=binding)
+    try:
+        return proc.wait_ready()
+    except BaseException:
+        proc.stop()
+        raise
+
+
+@pytest.fixture(scope="module", params=SERVER_VARIANTS)
+def transport_server(request):
+    """One shared server per test module and SERVER_VARIANTS entry: TCP under each parser,
+    TLS, a UNIX socket.  The HTTP/1.1 and WebSocket test modules take it as their
+    ``server``."""
+    proc = start_variant(request.param)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.fixture(scope="module", params=BINDINGS)
 def bound_server(request):
     """One shared server per test module and binding (TCP, TLS, UNIX socket)."""
-    proc = ServerProcess([*binding_args(request.param), "tests.apps:app"],
-                         binding=request.param)
+    proc = start_variant(request.param)
     try:
-        proc.wait_ready()
         yield proc
     finally:
         proc.stop()

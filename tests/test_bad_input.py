@@ -1,21 +1,31 @@
-"""Bad input over raw sockets against the real server, under both parsers: every refusal is
-a 4xx with a reason and ``Connection: close``, no application instance starts for it, and
-the server goes on serving."""
+"""Bad input over raw sockets against the real server, on every transport (plain TCP under
+both parsers, TLS and a UNIX socket: conftest.SERVER_VARIANTS): every refusal is a 4xx with
+a reason and ``Connection: close``, no application instance starts for it, the connection
+ends, and the server goes on serving."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import socket
+import ssl
 import time
 from http import HTTPStatus
 
 import pytest
 
-from tests.conftest import ServerProcess, read_response
+from tests.conftest import SERVER_VARIANTS, ServerProcess, read_response, start_variant
 
-PARSER_KINDS = ["httptools", "python"]
 _ids = itertools.count()
+# a non-blocking send the socket has no room for: BlockingIOError, or on TLS the want-write
+# (repeated with the same bytes, as OpenSSL requires)
+NO_ROOM = (BlockingIOError, ssl.SSLWantWriteError)
+
+
+@pytest.fixture(scope="module")
+def server(transport_server):
+    """Each test here runs on every conftest.SERVER_VARIANTS entry."""
+    return transport_server
 
 
 def tag(name: str) -> str:
@@ -23,13 +33,14 @@ def tag(name: str) -> str:
     return "%s-%d" % (name, next(_ids))
 
 
-def connect(port: int, timeout: float = 5.0) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def connect(server: ServerProcess, timeout: float = 5.0) -> socket.socket:
+    """A new connection to ``server``, whatever its binding (TLS: handshake done)."""
+    return server.connect(timeout)
 
 
 def read_to_close(sock: socket.socket, received: bytes = b"") -> tuple[bytes, bool]:
     """Read until the server closes. Returns (bytes, True) on close, (bytes, False) if the
-    socket timeout passed first."""
+    socket timeout passed first.  A FIN, a reset and a TLS close_notify all end it."""
     chunks = [received]
     try:
         while True:
@@ -37,18 +48,18 @@ def read_to_close(sock: socket.socket, received: bytes = b"") -> tuple[bytes, bo
             if not chunk:
                 return b"".join(chunks), True
             chunks.append(chunk)
-    except ConnectionResetError:
+    except (ConnectionResetError, ssl.SSLError):
         return b"".join(chunks), True
     except TimeoutError:
         return b"".join(chunks), False
 
 
-def exchange(port: int, data: bytes) -> tuple[bytes, bool]:
+def exchange(server: ServerProcess, data: bytes) -> tuple[bytes, bool]:
     """Send ``data`` on a new connection and read until the server closes it."""
-    with connect(port) as sock:
+    with connect(server) as sock:
         try:
             sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass  # the server refused before reading it all; its answer is still there
         return read_to_close(sock)
 
@@ -74,7 +85,7 @@ def check_refusal(response: bytes, status: int, reason: str) -> str:
 
 def recorded(server) -> list[str]:
     """What /record saw, asked on a new connection: also proves the server still serves."""
-    with connect(server.port) as sock:
+    with connect(server) as sock:
         sock.sendall(b"GET /recorded HTTP/1.1\r\nHost: t\r\n\r\n")
         status, _, body = read_response(sock, bytearray())
     assert status == 200
@@ -91,7 +102,7 @@ def wait_recorded(server, entry: str) -> list[str]:
 
 
 def assert_refused(server, data: bytes, status: int, reason: str, request_id: str) -> None:
-    response, closed = exchange(server.port, data)
+    response, closed = exchange(server, data)
     check_refusal(response, status, reason)
     assert closed, "the connection stayed open after %d" % status
     assert request_id not in recorded(server), "an application instance ran for it"
@@ -213,7 +224,7 @@ def test_bad_chunked_body_gets_400_and_never_reaches_the_app_whole(server, name,
     # the head was good, so the application started; the body must break off for it
     request_id = tag(name)
     data = R(request_id) + b"Transfer-Encoding: chunked\r\n\r\n" + body
-    response, closed = exchange(server.port, data)
+    response, closed = exchange(server, data)
     check_refusal(response, 400, reason)
     assert closed
     seen = wait_recorded(server, request_id + ":disconnect")
@@ -253,7 +264,7 @@ def headers_of(size: int, count: int) -> bytes:
 
 
 def assert_served(server, data: bytes, request_id: str) -> None:
-    with connect(server.port) as sock:
+    with connect(server) as sock:
         sock.sendall(data)
         status, _, _ = read_response(sock, bytearray())
     assert status == 200
@@ -288,30 +299,24 @@ def assert_header_count_limit(server, limit: int) -> None:
                    "more than %d request headers" % limit, too_many)
 
 
-@pytest.fixture(scope="module", params=PARSER_KINDS)
+@pytest.fixture(scope="module", params=SERVER_VARIANTS)
 def tight_server(request):
     """Small configured limits and a short keep-alive timeout (the header timeout stays at
     its 30 s default, so a close seen here comes from the keep-alive timer)."""
-    proc = ServerProcess([
-        "-p", "0", "--http-parser", request.param, "--max-request-line", "64",
-        "--max-header-size", "256", "--max-headers", "5", "--keep-alive-timeout", "0.3",
-        "tests.apps:app",
-    ])
+    proc = start_variant(request.param, "--max-request-line", "64", "--max-header-size", "256",
+                         "--max-headers", "5", "--keep-alive-timeout", "0.3")
     try:
-        yield proc.wait_ready()
+        yield proc
     finally:
         proc.stop()
 
 
-@pytest.fixture(scope="module", params=PARSER_KINDS)
+@pytest.fixture(scope="module", params=SERVER_VARIANTS)
 def slow_server(request):
     """A short header timeout; the keep-alive timeout is long so it cannot be the cause."""
-    proc = ServerProcess([
-        "-p", "0", "--http-parser", request.param, "--header-timeout", "0.3",
-        "--keep-alive-timeout", "30", "tests.apps:app",
-    ])
+    proc = start_variant(request.param, "--header-timeout", "0.3", "--keep-alive-timeout", "30")
     try:
-        yield proc.wait_ready()
+        yield proc
     finally:
         proc.stop()
 
@@ -329,7 +334,7 @@ def test_configured_header_count_limit_gives_431(tight_server):
 
 
 def test_request_line_that_never_ends_gets_414_before_it_ends(tight_server):
-    with connect(tight_server.port) as sock:
+    with connect(tight_server) as sock:
         sock.sendall(b"GET /" + b"a" * 100)  # no CRLF yet, already over 64 bytes
         response, closed = read_to_close(sock)
     check_refusal(response, 414, "request line longer than 64 bytes")
@@ -337,7 +342,7 @@ def test_request_line_that_never_ends_gets_414_before_it_ends(tight_server):
 
 
 def test_header_block_that_never_ends_gets_431_before_it_ends(tight_server):
-    with connect(tight_server.port) as sock:
+    with connect(tight_server) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 300)
         response, closed = read_to_close(sock)
     check_refusal(response, 431, "request header block larger than 256 bytes")
@@ -345,7 +350,7 @@ def test_header_block_that_never_ends_gets_431_before_it_ends(tight_server):
 
 
 def test_idle_keep_alive_connection_is_closed(tight_server):
-    with connect(tight_server.port) as sock:
+    with connect(tight_server) as sock:
         buffer = bytearray()
         for _ in range(2):  # kept alive between requests, closed once idle
             sock.sendall(b"GET /status HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -356,14 +361,14 @@ def test_idle_keep_alive_connection_is_closed(tight_server):
 
 
 def test_silent_connection_is_closed_after_header_timeout(slow_server):
-    with connect(slow_server.port) as sock:
+    with connect(slow_server) as sock:
         received, closed = read_to_close(sock)
     assert closed and received == b""  # nothing was asked, so nothing is answered
 
 
 def test_partial_head_gets_408_after_header_timeout(slow_server):
     request_id = tag("partial-head")
-    with connect(slow_server.port) as sock:
+    with connect(slow_server) as sock:
         sock.sendall(R(request_id) + b"X-Almost: there\r\n")
         response, closed = read_to_close(sock)
     check_refusal(response, 408, "request head not received in time")
@@ -374,7 +379,8 @@ def test_partial_head_gets_408_after_header_timeout(slow_server):
 def test_trickled_head_does_not_extend_the_header_timeout(slow_server):
     # a byte at a time, each before the server could time out on silence alone
     data = R(tag("trickle")) + b"X-Long: " + b"v" * 200
-    with connect(slow_server.port, timeout=0.05) as sock:
+    with connect(slow_server) as sock:
+        sock.settimeout(0.05)  # after the TLS handshake, which must not be held to it
         for byte in range(len(data)):
             sock.sendall(data[byte:byte + 1])
             try:
@@ -391,7 +397,7 @@ def test_trickled_head_does_not_extend_the_header_timeout(slow_server):
 
 
 def test_partial_head_after_keep_alive_gets_408(slow_server):
-    with connect(slow_server.port) as sock:
+    with connect(slow_server) as sock:
         buffer = bytearray()
         sock.sendall(b"GET /status HTTP/1.1\r\nHost: a\r\n\r\n")
         status, _, _ = read_response(sock, buffer)
@@ -405,7 +411,7 @@ def test_partial_head_after_keep_alive_gets_408(slow_server):
 def test_partial_head_sent_with_the_previous_request_gets_408(slow_server):
     # the start of the next head came in the same packet as the request before it: once
     # that response is out, the header timeout (not the 30 s keep-alive) runs for it
-    with connect(slow_server.port) as sock:
+    with connect(slow_server) as sock:
         buffer = bytearray()
         sock.sendall(b"GET /status HTTP/1.1\r\nHost: a\r\n\r\nGET /status HTTP/1.1\r\nHo")
         status, _, _ = read_response(sock, buffer)
@@ -417,7 +423,8 @@ def test_partial_head_sent_with_the_previous_request_gets_408(slow_server):
 
 def test_slow_body_is_not_cut_by_the_header_timeout(slow_server):
     request_id = tag("slow-body")
-    with connect(slow_server.port, timeout=1.0) as sock:
+    with connect(slow_server) as sock:
+        sock.settimeout(1.0)
         sock.sendall(R(request_id) + b"Content-Length: 10\r\n\r\nhello")
         # longer than the 0.3 s header timeout: the head was complete, the body may dawdle
         received, closed = read_to_close(sock)
@@ -428,22 +435,20 @@ def test_slow_body_is_not_cut_by_the_header_timeout(slow_server):
     assert status == 200 and body == b"helloworld"
 
 
-@pytest.fixture(scope="module", params=PARSER_KINDS)
+@pytest.fixture(scope="module", params=SERVER_VARIANTS)
 def body_server(request):
     """A short body timeout; the header and keep-alive timeouts are long."""
-    proc = ServerProcess([
-        "-p", "0", "--http-parser", request.param, "--body-timeout", "0.3",
-        "--header-timeout", "30", "--keep-alive-timeout", "30", "tests.apps:app",
-    ])
+    proc = start_variant(request.param, "--body-timeout", "0.3", "--header-timeout", "30",
+                         "--keep-alive-timeout", "30")
     try:
-        yield proc.wait_ready()
+        yield proc
     finally:
         proc.stop()
 
 
 def test_stalled_body_gets_408_and_the_app_hears_the_disconnect(body_server):
     request_id = tag("stalled-body")
-    with connect(body_server.port) as sock:
+    with connect(body_server) as sock:
         sock.sendall(R(request_id) + b"Content-Length: 10\r\n\r\nhello")
         response, closed = read_to_close(sock)
     check_refusal(response, 408, "request body not received in time")
@@ -454,7 +459,7 @@ def test_stalled_body_gets_408_and_the_app_hears_the_disconnect(body_server):
 
 def test_a_body_that_keeps_coming_is_not_cut_off(body_server):
     request_id = tag("steady-body")
-    with connect(body_server.port) as sock:
+    with connect(body_server) as sock:
         sock.sendall(R(request_id) + b"Content-Length: 8\r\n\r\n")
         sock.settimeout(0.15)
         for piece in (b"ab", b"cd", b"ef", b"gh"):
@@ -475,7 +480,7 @@ def test_time_the_app_takes_to_read_is_not_counted(body_server):
     """The server stops reading while the application does not take the body: the client
     is not to blame for that pause, however long."""
     total = 8 * 1024 * 1024
-    with connect(body_server.port) as sock:
+    with connect(body_server) as sock:
         block = b"b" * 65536
         sock.sendall(b"POST /gated-body?gate=bt1 HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Length: %d\r\n\r\n" % total + block)
@@ -487,14 +492,14 @@ def test_time_the_app_takes_to_read_is_not_counted(body_server):
             try:
                 sent += sock.send(block)
                 stalled_since = None
-            except BlockingIOError:
+            except NO_ROOM:
                 stalled_since = stalled_since or time.monotonic()
                 if time.monotonic() - stalled_since > 0.5:
                     break
         sock.settimeout(1.0)  # more than three body timeouts with the server not reading
         received, closed = read_to_close(sock)
         assert received == b"" and not closed
-        with connect(body_server.port) as other:
+        with connect(body_server) as other:
             other.sendall(b"GET /open-gate?gate=bt1 HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_response(other, bytearray())[0] == 200
         sock.settimeout(10)
@@ -505,13 +510,14 @@ def test_time_the_app_takes_to_read_is_not_counted(body_server):
 
 
 def test_a_client_waiting_for_100_continue_is_not_cut_off(body_server):
-    with connect(body_server.port, timeout=1.0) as sock:
+    with connect(body_server) as sock:
+        sock.settimeout(1.0)
         sock.sendall(b"POST /gate-then-body?gate=bt2 HTTP/1.1\r\nHost: x\r\n"
                      b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
         body_server.wait_for("app: waiting before the body")
         received, closed = read_to_close(sock)  # a second: three body timeouts
         assert received == b"" and not closed
-        with connect(body_server.port) as other:
+        with connect(body_server) as other:
             other.sendall(b"GET /open-gate?gate=bt2 HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_response(other, bytearray())[0] == 200
         sock.settimeout(5)
@@ -527,7 +533,7 @@ def test_a_client_waiting_for_100_continue_is_not_cut_off(body_server):
 
 def test_a_client_that_stalls_after_100_continue_gets_408(body_server):
     request_id = tag("stall-after-continue")
-    with connect(body_server.port) as sock:
+    with connect(body_server) as sock:
         sock.sendall(R(request_id) + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
         response, closed = read_to_close(sock)
     assert response.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -537,7 +543,7 @@ def test_a_client_that_stalls_after_100_continue_gets_408(body_server):
 
 def test_good_then_bad_pipelined_are_answered_in_order(server):
     good, bad = tag("pipelined-good"), tag("pipelined-bad")
-    with connect(server.port) as sock:
+    with connect(server) as sock:
         sock.sendall(R(good) + b"Content-Length: 2\r\n\r\nok" + R(bad) + b"X-Bad : x\r\n\r\n")
         buffer = bytearray()
         status, headers, body = read_response(sock, buffer)
@@ -551,7 +557,7 @@ def test_good_then_bad_pipelined_are_answered_in_order(server):
 
 def echo(server, data: bytes, count: int = 1) -> list[tuple[int, dict, bytes]]:
     """Send ``data`` and read ``count`` responses on one connection."""
-    with connect(server.port) as sock:
+    with connect(server) as sock:
         sock.sendall(data)
         buffer = bytearray()
         return [read_response(sock, buffer) for _ in range(count)]

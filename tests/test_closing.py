@@ -15,27 +15,18 @@ import struct
 import pytest
 from h2.errors import ErrorCodes
 
-from tests.conftest import BINDINGS, ServerProcess, binding_args, read_to_close
+from tests.conftest import BINDINGS, ServerProcess, read_to_close, start_variant
 from tests.h2client import H2Client
-from tests.wsclient import close_code, frame, handshake_on, read_frame
+from tests.wsclient import answer_close, close_code, frame, handshake_on, read_frame
 
 # the ends of connections the tests wait for: well under every timeout the servers keep
 WAIT = 8.0
 
 
-def start(binding: str, *options: str) -> ServerProcess:
-    proc = ServerProcess([*binding_args(binding), *options, "tests.apps:app"], binding=binding)
-    try:
-        return proc.wait_ready()
-    except BaseException:
-        proc.stop()
-        raise
-
-
 @pytest.fixture(scope="module", params=BINDINGS)
 def patient(request):
     """Timeouts far longer than any test waits: an end seen is the server's decision."""
-    proc = start(request.param, "--keep-alive-timeout", "60", "--header-timeout", "60",
+    proc = start_variant(request.param, "--keep-alive-timeout", "60", "--header-timeout", "60",
                  "--body-timeout", "60", "--send-timeout", "60")
     yield proc
     proc.stop()
@@ -44,7 +35,7 @@ def patient(request):
 @pytest.fixture(scope="module", params=BINDINGS)
 def hasty(request):
     """One-second timeouts, each the only one that can end the connection in its test."""
-    proc = start(request.param, "--keep-alive-timeout", "1", "--header-timeout", "1",
+    proc = start_variant(request.param, "--keep-alive-timeout", "1", "--header-timeout", "1",
                  "--body-timeout", "1", "--send-timeout", "1")
     yield proc
     proc.stop()
@@ -173,11 +164,7 @@ def test_websocket_closed_by_the_application_ends_the_connection(patient):
     sock, head = handshake_on(patient.connect(), "/ws/close-after-accept")
     with sock:
         assert head.startswith(b"HTTP/1.1 101 ")
-        opcode, payload = read_frame(sock)
-        assert opcode == 0x8 and close_code(payload) == 4001
-        sock.sendall(frame(0x8, payload[:2]))
-        rest, ended = read_to_close(sock, WAIT)
-    assert ended and rest == b""
+        answer_close(sock, 4001, WAIT)
 
 
 # -- graceful shutdown

@@ -82,3 +82,16 @@ def read_frame(sock: socket.socket) -> tuple[int, bytes]:
 
 def close_code(payload: bytes) -> int | None:
     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+
+
+def answer_close(sock: socket.socket, code: int, timeout: float = 5.0) -> None:
+    """Read the server's close frame (it must carry ``code``), answer it, and see the server
+    end the connection, as a server must once the closing handshake is done (RFC 6455
+    7.1.1)."""
+    from tests.conftest import read_to_close
+
+    opcode, payload = read_frame(sock)
+    assert opcode == 0x8 and close_code(payload) == code, (opcode, payload)
+    sock.sendall(frame(0x8, payload[:2]))
+    rest, ended = read_to_close(sock, timeout)
+    assert ended and rest == b"", rest
