@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
-from . import reactor
+from .server import reactor
 
 
 def _loop_kind() -> str:
     """The ``DAPHNE["LOOP"]`` setting when it is valid; the system checks report it if not."""
     from django.conf import settings
 
-    from .config import OPTIONS_BY_NAME
+    from .server.config import OPTIONS_BY_NAME
 
     try:
         value = dict(getattr(settings, "DAPHNE", None) or {}).get("LOOP", "auto")

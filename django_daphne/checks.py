@@ -22,8 +22,8 @@ from .conf import (
     daphne_settings,
     setting_label,
 )
-from .config import OPTIONS_BY_NAME, SETTING_NAMES, Config, ConfigError, suggest
-from .endpoints import check_description
+from .server.config import OPTIONS_BY_NAME, SETTING_NAMES, Config, ConfigError, suggest
+from .server.endpoints import check_description
 
 APP = "django_daphne"
 # set by `manage.py daphne --static` before the checks run
@@ -86,7 +86,7 @@ def check_runserver_command(app_configs: Any = None, **kwargs: Any) -> list[Any]
 @register()
 def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """ASGI_APPLICATION must name an application that imports."""
-    from .loading import AppImportError, import_application
+    from .server.loading import AppImportError, import_application
 
     try:
         path = application_path()

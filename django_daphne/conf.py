@@ -1,4 +1,4 @@
-"""settings.py to :class:`~django_daphne.config.Config`.
+"""settings.py to :class:`~django_daphne.server.config.Config`.
 
 The ``DAPHNE`` dict holds the ``daphne`` command's long options in upper case
 (``DAPHNE = {"PORT": 8001, "PROXY_HEADERS": True}``); ``ROOT_PATH`` defaults to
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .config import (
+from .server.config import (
     COMMAND_LINE,
     DEFAULT,
     SETTING_NAMES,

@@ -98,14 +98,14 @@ def _serve(
 
         django.setup()
         from .conf import DJANGO_SETTING_NAMES, application_path, daphne_settings
-        from .config import Config
         from .management.serving import (
             configure_logging,
             ensure_reactor,
             load_application,
             with_static_files,
         )
-        from .server import Server
+        from .server.config import Config
+        from .server.runtime import Server
 
         values = {**daphne_settings(), "VERBOSITY": 0, **server_settings}
         values.update(BIND=host, PORT=port, UNIX_SOCKET=None, FD=None, ENDPOINTS=[])

@@ -107,7 +107,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": (
         "django.contrib.staticfiles.storage.StaticFilesStorage" if TESTING
-        else "django_daphne.storage.CompressedManifestStaticFilesStorage"
+        else "django_daphne.staticfiles.storage.CompressedManifestStaticFilesStorage"
     )},
 }
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from django_daphne.cli import build_parser, command_line_values
-from django_daphne.config import (
+from django_daphne.server.cli import build_parser, command_line_values
+from django_daphne.server.config import (
     COMMAND_LINE,
     DEFAULT,
     OPTIONS,

@@ -11,7 +11,7 @@ from pathlib import Path
 import docutils.core
 
 from django_daphne.conf import DJANGO_OPTIONS
-from django_daphne.config import OPTIONS
+from django_daphne.server.config import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.rst").read_text()

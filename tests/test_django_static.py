@@ -166,7 +166,7 @@ def test_web_types_do_not_depend_on_the_platform_table():
     to run with nosniff; the types browsers insist on come from a fixed table."""
     import mimetypes
 
-    from django_daphne.static import content_type
+    from django_daphne.staticfiles.handler import content_type
 
     saved = mimetypes.guess_type("a.js"), mimetypes.guess_type("a.css")
     mimetypes.add_type("text/plain", ".js")

@@ -29,7 +29,7 @@ def test_wheel_has_the_package_and_the_daphne_command(tmp_path):
     assert "django_daphne/__main__.py" in names
     assert "django_daphne/management/commands/daphne.py" in names
     assert "django_daphne/protocols/http2.py" in names
-    assert "daphne = django_daphne.cli:main" in scripts
+    assert "daphne = django_daphne.server.cli:main" in scripts
     for requirement in ("Twisted", "autobahn", "h2", "asgiref", "Django", "channels"):
         assert f"requires-dist: {requirement.lower()}" in requirements.lower()
     # the fast parser and loop are real dependencies where they build, not everywhere
@@ -50,7 +50,7 @@ def test_pure_python_fallbacks_serve(start_server):
     assert scope["body"] == "fallback"
     loop = subprocess.run(
         [sys.executable, "-c",
-         "from django_daphne.reactor import new_event_loop; "
+         "from django_daphne.server.reactor import new_event_loop; "
          "print(type(new_event_loop('asyncio')).__module__)"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()

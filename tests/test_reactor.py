@@ -10,7 +10,7 @@ import asyncio, warnings
 {before}
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
-    from django_daphne.reactor import install
+    from django_daphne.server.reactor import install
     reactor = install("{loop}")
 from twisted.internet import reactor as imported
 print(type(reactor).__name__, imported is reactor,

@@ -27,7 +27,7 @@ def test_daphne_command_bad_asgi_threads_is_one_line():
 def test_help_shows_on_off_defaults_as_they_are_typed():
     import re
 
-    from django_daphne.cli import build_parser
+    from django_daphne.server.cli import build_parser
 
     text = " ".join(build_parser().format_help().split())
     assert "Default: True" not in text and "Default: False" not in text

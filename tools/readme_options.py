@@ -1,4 +1,4 @@
-"""Writes README.rst's option reference from ``django_daphne.config.OPTIONS``, so that the
+"""Writes README.rst's option reference from ``django_daphne.server.config.OPTIONS``, so that the
 documentation is the code's.  Run ``python tools/readme_options.py`` after changing an
 option; ``tests/test_django_docs.py`` fails while README and OPTIONS differ.
 """
@@ -11,9 +11,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from django_daphne.cli import GROUP_TITLES  # noqa: E402
 from django_daphne.conf import DJANGO_OPTIONS  # noqa: E402
-from django_daphne.config import OPTIONS, Option  # noqa: E402
+from django_daphne.server.cli import GROUP_TITLES  # noqa: E402
+from django_daphne.server.config import OPTIONS, Option  # noqa: E402
 
 GROUPS = {**GROUP_TITLES, "django": "Django only (manage.py daphne and DAPHNE; not daphne)"}
 

@@ -10,8 +10,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..access_log import AccessLog
-from ..config import Config, log_format
+from ..server.access_log import AccessLog
+from ..server.config import Config, log_format
 
 LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
@@ -39,7 +39,7 @@ def ensure_reactor(kind: str = "auto", fresh: bool = False) -> Any:
     new thread such as the autoreloader's, or a new live-server process), replaces it while
     it has not run yet.
     """
-    from .. import reactor as reactor_module
+    from ..server import reactor as reactor_module
 
     current = sys.modules.get("twisted.internet.reactor")
     if current is not None and hasattr(current, "_asyncioEventloop"):
@@ -138,7 +138,7 @@ def load_application(path: str | None) -> Any:
         from django.core.asgi import get_asgi_application
 
         return get_asgi_application()
-    from ..loading import import_application
+    from ..server.loading import import_application
 
     return import_application(path)
 
@@ -157,7 +157,7 @@ def static_files(application: Any) -> Any:
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
 
-    from ..static import StaticFiles
+    from ..staticfiles.handler import StaticFiles
 
     url = settings.STATIC_URL or ""
     if not settings.STATIC_ROOT:

@@ -2,7 +2,7 @@
 
 Like HTTP/1.1, this module knows framing and nothing of ASGI: every request stream gets an
 :class:`~django_daphne.asgi.http.HTTPStream` whose wire is an :class:`H2Stream`.
-The connection lives on the HTTP1Connection that accepted the socket (it is "upgraded" by
+It is the handler of the Connection that accepted the socket (chosen by
 the prior-knowledge preface, by ALPN on TLS, or by ``Upgrade: h2c``), which keeps the
 transport, the write flow control and the deadline the server's sweep checks.
 """
@@ -1063,14 +1063,17 @@ class HTTP2Connection:
         self.blocked.clear()
         self.conn.close()
 
-    # -- what the HTTP1Connection forwards
+    # -- what the Connection forwards
 
-    def connection_lost(self, reason: Any) -> None:
+    def connection_lost(self, reason: Any = None) -> None:
         self.closed = True
         for wire in list(self.streams.values()):
             self._drop(wire)
         self.streams.clear()
         self.blocked.clear()
+
+    def writing_resumed(self) -> None:
+        """Senders waiting for room are woken by the connection itself."""
 
     def deadline_passed(self) -> None:
         """Idle too long: say goodbye. Or a client opened no window for a stream's response
@@ -1145,7 +1148,7 @@ class HTTP2Connection:
         goaway = GoAwayFrame(0, last_stream_id=self.last_stream_id,
                              error_code=ErrorCodes.NO_ERROR)
         if not self.conn.closed:
-            self.conn.transport.write(goaway.serialize())
+            self.conn.write(goaway.serialize())
         for tunnel in list(self.tunnels):
             tunnel.shutdown()  # close 1001, going away
         if not self.streams:

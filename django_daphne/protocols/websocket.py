@@ -10,6 +10,7 @@ parser that decided the request nor refuse a request the application has accepte
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -21,6 +22,8 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 
 from ..asgi.websocket import WebSocketStream, build_websocket_scope
 
@@ -290,11 +293,13 @@ class _FramingTransport:
 
 
 class WebSocketConnection:
-    """The wire side of one WebSocket, living on an HTTP1Connection's transport, or on an
+    """The wire side of one WebSocket, the handler of a Connection, or living on an
     HTTP/2 stream through the same interface (:class:`~.http2_websocket.H2Tunnel`)."""
 
-    def __init__(self, conn: Any, head: Any, pending: bytes = b"") -> None:
+    def __init__(self, conn: Any, head: Any, opening: Any = None, pending: bytes = b"") -> None:
         self.conn = conn
+        # what writes the HTTP answer of a refusal: the HTTP/1.1 handler, or the stream
+        self.opening = opening if opening is not None else conn
         self.head = head
         self.pending = pending  # bytes that followed the head, handed to autobahn on accept
         self.framing: _Framing | None = None
@@ -320,6 +325,9 @@ class WebSocketConnection:
     def opened(self) -> None:
         self._next_keepalive()
         self.stream.opened()
+
+    def writing_resumed(self) -> None:
+        """Senders waiting for room are woken by the connection itself."""
 
     def shutdown(self) -> None:
         self.stream.shutdown()
@@ -365,9 +373,12 @@ class WebSocketConnection:
             if len(self.pending) > 65536:  # a client may not send frames before the 101
                 self.conn.close()
 
-    def connection_lost(self, reason: Any) -> None:
+    def connection_lost(self, reason: Any = None) -> None:
         if self.framing is not None:
-            self.framing.connectionLost(reason)
+            # a turn later: the connection closes as soon as autobahn asks, from inside
+            # autobahn's own close handling, which must finish first
+            self.conn.server.loop.call_soon(
+                self.framing.connectionLost, reason or Failure(ConnectionDone()))
         else:
             self.stream.closed(1006, "")
 
@@ -403,12 +414,12 @@ class WebSocketConnection:
         framing.dataReceived(b"\r\n".join(lines) + b"\r\n\r\n" + pending)
 
     def deny(self, status: int, headers: list) -> None:
-        self.conn.begin_denial(status, headers)
+        self.opening.begin_denial(status, headers)
 
     def deny_body(self, body: bytes, more: bool) -> None:
-        self.conn.response_body(body, more)
+        self.opening.response_body(body, more)
         if not more:
-            self.conn.response_complete()
+            self.opening.response_complete()
 
     def send_message(self, data: bytes, binary: bool) -> None:
         framing = self.framing
@@ -444,7 +455,15 @@ class WebSocketConnection:
 
     @property
     def write_paused(self) -> bool:
-        return self.conn.write_paused
+        framing = self.framing
+        return self.conn.write_paused or (
+            framing is not None and framing.state != framing.STATE_OPEN)
 
     async def drain(self) -> None:
+        framing = self.framing
+        if framing is not None and framing.state != framing.STATE_OPEN:
+            # closing: what is sent now is dropped, and the close reaches the application
+            # after a turn of the loop; an application that only sends must give it one
+            await asyncio.sleep(0)
+            return
         await self.conn.drain()

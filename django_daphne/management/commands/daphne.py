@@ -17,14 +17,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from ... import __version__
-from ...cli import (
+from ...conf import DJANGO_OPTIONS, application_path, build_config, import_path
+from ...server.cli import (
     add_option_arguments,
     binding_problems,
     open_access_log,
     stop_during_startup,
 )
-from ...conf import DJANGO_OPTIONS, application_path, build_config, import_path
-from ...config import (
+from ...server.config import (
     COMMAND_LINE,
     DEFAULT,
     OPTIONS,
@@ -33,7 +33,7 @@ from ...config import (
     ConfigError,
     asgi_threads,
 )
-from ...loading import AppImportError
+from ...server.loading import AppImportError
 from ..serving import configure_logging, ensure_reactor, load_application, static_files
 
 ADDRPORT_RE = re.compile(
@@ -168,7 +168,7 @@ class Command(BaseCommand):
             access_log = open_access_log(config)
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
-        from ...server import Server
+        from ...server.runtime import Server
 
         code = Server(application, config, access_log=access_log).run()
         if code:

@@ -25,8 +25,8 @@ from django.utils import autoreload
 
 from ... import __version__
 from ...conf import application_path, build_config
-from ...config import DEFAULT, OPTIONS_BY_NAME, Config, ConfigError, asgi_threads
-from ...loading import AppImportError
+from ...server.config import DEFAULT, OPTIONS_BY_NAME, Config, ConfigError, asgi_threads
+from ...server.loading import AppImportError
 from ..serving import (
     DjangoServerLog,
     configure_logging,
@@ -113,7 +113,7 @@ class Command(StaticfilesRunserver):
         configure_logging(config)
         ensure_reactor(config.loop, fresh=not in_main_thread)
 
-        from ...server import Server
+        from ...server.runtime import Server
 
         server = Server(
             application, config, access_log=DjangoServerLog(),

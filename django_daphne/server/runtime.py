@@ -15,11 +15,11 @@ from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-from .asgi.http import CANCEL_GRACE
-from .asgi.lifespan import Lifespan, LifespanFailure
+from ..asgi.http import CANCEL_GRACE
+from ..asgi.lifespan import Lifespan, LifespanFailure
+from ..protocols.connection import Connection
 from .config import Config, asgi_threads
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
-from .protocols.http1 import HTTP1Connection
 from .state import ServerState
 
 logger = logging.getLogger("django_daphne.server")
@@ -45,8 +45,8 @@ class ConnectionFactory(Factory):
         http1 = [b"http/1.1", b"http/1.0"]
         return [b"h2", *http1] if self.server.config.http2 else http1
 
-    def buildProtocol(self, addr: Any) -> HTTP1Connection:
-        return HTTP1Connection(self.server)
+    def buildProtocol(self, addr: Any) -> Connection:  # noqa: N802 - Twisted's name
+        return Connection(self.server)
 
 
 class Server:

@@ -1,6 +1,6 @@
 """A static files storage that writes the precompressed siblings ``manage.py daphne
 --static`` serves: ``STORAGES["staticfiles"]["BACKEND"] =
-"django_daphne.storage.CompressedManifestStaticFilesStorage"``.
+"django_daphne.staticfiles.storage.CompressedManifestStaticFilesStorage"``.
 
 It is Django's ``ManifestStaticFilesStorage`` (content-hashed names, which the server
 caches for a year), plus, after ``collectstatic``, ``name.gz`` and (with the ``brotli``

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from . import __version__
+from .. import __version__
 from .config import OPTIONS, Config, ConfigError, Option, asgi_threads, log_format
 
 logger = logging.getLogger("django_daphne")
@@ -134,7 +134,7 @@ def binding_problems(config: Config) -> str | None:
 
 def serve(application: Any, config: Config, access_log: Any = None) -> int:
     """Run the server for ``application`` (already imported) until it stops."""
-    from .server import Server
+    from .runtime import Server
 
     return Server(application, config, access_log=access_log).run()
 

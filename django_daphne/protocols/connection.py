@@ -1,0 +1,259 @@
+"""One object per accepted socket: the transport, which protocol speaks on it, the write
+path, backpressure, the deadline and closing.
+
+A :class:`Connection` starts with the HTTP/1.1 handler, or with HTTP/2 when TLS ALPN chose
+``h2`` or the first bytes are the HTTP/2 preface; the HTTP/1.1 handler asks it to switch
+for ``Upgrade: h2c`` and ``Upgrade: websocket``.  This module is where the wire protocols
+meet: none of them imports another.  Whatever the handler, the connection writes (straight
+to the socket while Twisted holds nothing unsent), tells writers to wait while the peer
+takes nothing (Twisted's producer calls, and the send timeout), fires the handler's
+deadline for the server's sweep, and closes, once, the same way on TCP, TLS and UNIX
+sockets (see :mod:`.transport`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+from ..asgi.scope import address, server_address
+from .http1 import HTTP1Handler
+from .interfaces import PAUSE_APP, PAUSE_WRITES, Handler
+from .transport import close_transport, direct_socket, write_now
+
+if TYPE_CHECKING:
+    from ..server.state import ServerState
+
+logger = logging.getLogger("django_daphne.http")
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+@implementer(IPushProducer)
+class Connection(Protocol):
+    """One client connection, whatever protocol it speaks (see the module docstring)."""
+
+    handler: Handler
+    scheme: str
+    client: list | None
+    server_addr: list | None
+
+    def __init__(self, server: ServerState) -> None:
+        self.server = server
+        self.closed = False
+        self.deadline: float | None = None
+        self.paused = 0  # why reading is paused: PAUSE_* bits
+        self.write_paused = False
+        self.stalled_until = 0.0  # with write_paused: when the send timeout cuts it off
+        self.drain_waiters: list[asyncio.Future] = []
+        # a handler whose peer might flood us while not reading (HTTP/2, WebSocket) is not
+        # read while our writes wait; HTTP/1.1 reads on (a request body may be coming)
+        self.read_while_stalled = True
+        self.sniffing = True  # no byte received yet: the moment to recognise HTTP/2
+        self.sniff_held = b""  # a first read too short to tell HTTP/2 from HTTP/1.1
+        self.told_handler = False  # the handler heard connection_lost
+
+    # -- Twisted's Protocol
+
+    def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
+        transport = self.transport
+        server = self.server
+        self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
+        self.client = address(transport.getPeer())
+        self.server_addr = server_address(transport.getHost())
+        try:
+            transport.setTcpNoDelay(True)
+        except (AttributeError, OSError):
+            pass
+        # plain TCP and UNIX transports: write straight to the socket when Twisted holds
+        # nothing unsent (see write); TLS goes through its transport
+        self.sock = direct_socket(transport)
+        transport.registerProducer(self, True)
+        server.connections.add(self)
+        self.handler = HTTP1Handler(self)
+        if server.shutting_down:
+            self.close()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        if self.closed:
+            return
+        if self.sniffing:
+            if self.sniff_held:
+                data = self.sniff_held + data
+                self.sniff_held = b""
+            if len(data) < 4 and HTTP2_PREFACE.startswith(data):
+                # "P" to "PRI": too little to tell the HTTP/2 preface from HTTP/1.1 yet
+                self.sniff_held = data
+                return
+            self.sniffing = False
+            if self._speaks_http2(data):
+                self.start_http2()
+        self.handler.data_received(data)
+
+    def _speaks_http2(self, data: bytes) -> bool:
+        """ALPN chose h2, or the first bytes are the preface: "PRI " begins only the preface
+        (RFC 9113 3.4 reserves the method), so one that goes wrong later is HTTP/2's to
+        refuse (GOAWAY), not an HTTP/1.1 request."""
+        if not self.server.config.http2:
+            return False
+        if self.scheme == "https" and getattr(self.transport, "negotiatedProtocol",
+                                              None) == b"h2":
+            return True
+        return data[:4] == b"PRI "
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 - Twisted's name
+        self.closed = True
+        self.deadline = None
+        server = self.server
+        server.connections.discard(self)
+        server.stalled.discard(self)
+        self._tell_handler()
+        self._wake_writers()
+
+    def _tell_handler(self) -> None:
+        if not self.told_handler:
+            self.told_handler = True
+            self.handler.connection_lost()
+
+    # -- switching protocols (the handlers ask; only this module knows them all)
+
+    def start_http2(self, upgrade: tuple[Any, bytes] | None = None) -> None:
+        """HTTP/2 from now on: by the preface or ALPN, or (``upgrade``: the request head and
+        its HTTP2-Settings) after the HTTP/1.1 handler's 101 to ``Upgrade: h2c``."""
+        from .http2 import HTTP2Connection
+
+        self.deadline = None
+        self.read_while_stalled = False
+        try:
+            self.handler = HTTP2Connection(self, upgrade)
+        except Exception as exc:  # h2 refuses a malformed HTTP2-Settings value
+            logger.info("Refused an h2c upgrade from %s: %s", self.client, exc)
+            self.close()
+
+    @staticmethod
+    def h2c_settings_usable(value: bytes) -> bool:
+        """Whether HTTP/2 would take this HTTP2-Settings header (asked before the 101)."""
+        from .http2 import valid_upgrade_settings
+
+        return valid_upgrade_settings(value)
+
+    def start_websocket(self, head: Any, opening: Any) -> Any:
+        """A WebSocket for this upgrade request; ``opening`` (the HTTP/1.1 handler) writes
+        its answer.  Raises HandshakeError for a malformed handshake."""
+        from .websocket import WebSocketConnection, check_handshake
+
+        check_handshake(head)
+        websocket = WebSocketConnection(self, head, opening)
+        self.deadline = None
+        self.read_while_stalled = False
+        self.handler = websocket
+        websocket.stream.start()
+        return websocket
+
+    # -- writing, and waiting for room
+
+    def write(self, data: bytes) -> None:
+        """Send now when nothing is queued, else queue behind what is (in order).
+
+        Twisted's transport.write always waits for the next writable event: an epoll
+        registration, a loop turn and a deregistration per response.  A response that fits
+        in the socket buffer is sent at once instead, and only a remainder is queued.
+        """
+        write_now(self.transport, self.sock, data)
+
+    async def drain(self) -> None:
+        if self.write_paused and not self.closed:
+            waiter = self.server.loop.create_future()
+            self.drain_waiters.append(waiter)
+            await waiter
+
+    def _wake_writers(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # IPushProducer: the transport tells us when its write buffer is full, and empty again
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self.write_paused = True
+        server = self.server
+        self.stalled_until = server.clock + server.config.send_timeout
+        server.stalled.add(self)
+        if not self.read_while_stalled:
+            # a peer that floods pings (or frames) while not reading gets no more read
+            self.pause_reading(PAUSE_WRITES)
+
+    def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self.write_paused = False
+        self.server.stalled.discard(self)
+        self.resume_reading(PAUSE_WRITES)
+        self._wake_writers()
+        if not self.closed:
+            self.handler.writing_resumed()
+
+    def stopProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self._wake_writers()
+
+    # -- reading, paused for any number of reasons
+
+    def pause_reading(self, reason: int = PAUSE_APP) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pauseProducing()
+        self.paused |= reason
+
+    def resume_reading(self, reason: int = PAUSE_APP) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.closed:
+                self.transport.resumeProducing()
+
+    # -- deadlines (the server's sweep), and closing
+
+    def deadline_passed(self) -> None:
+        """The handler's deadline passed, or a closing connection's client did not take the
+        rest within the send timeout."""
+        self.deadline = None
+        if self.closed:
+            logger.info("Cut off %s: it did not take the end of the connection within %ss",
+                        self.client, self.server.config.send_timeout)
+            self.abort_now()
+            return
+        self.handler.deadline_passed()
+
+    def send_timed_out(self) -> None:
+        """The client took none of our pending writes within the send timeout."""
+        logger.info("Cut off %s: it took nothing of what was written for %ss",
+                    self.client, self.server.config.send_timeout)
+        self.abort_now()
+
+    def close(self) -> None:
+        """End the connection once what was written has gone out: the one way it is closed,
+        whatever decided it and whatever the transport (TCP, TLS, UNIX).  The handler hears
+        of it at once (its applications' ``send`` raises, ``receive`` says they are gone);
+        a client that takes nothing more is cut off after the send timeout."""
+        if self.closed:
+            return
+        self.closed = True
+        server = self.server
+        self.deadline = server.clock + server.config.send_timeout
+        close_transport(self.transport)
+        self._tell_handler()
+        self._wake_writers()
+
+    def abort_now(self) -> None:
+        """Drop the connection at once, discarding what was not sent."""
+        self.closed = True
+        self.deadline = None
+        self.server.stalled.discard(self)
+        self.transport.abortConnection()
+
+    def shutdown(self) -> None:
+        """Graceful stop: the handler finishes what is in flight, then closes."""
+        if not self.closed:
+            self.handler.shutdown()
