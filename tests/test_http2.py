@@ -924,9 +924,7 @@ def test_client_goaway_with_an_error_ends_the_connection_at_once(h2server):
 def test_goaway_is_found_however_the_bytes_are_split():
     """The frame walk that takes a client's GOAWAY out of the byte stream, fed every way
     the bytes could arrive: what reaches h2 is the rest, in order, untouched."""
-    from types import SimpleNamespace
-
-    from django_daphne.protocols.http2 import HTTP2Connection
+    from django_daphne.protocols.http2.guards import FrameScreen
 
     before = (PREFACE + SettingsFrame(0).serialize()
               + HeadersFrame(1, data=b"h" * 30, flags=["END_HEADERS"]).serialize()
@@ -936,15 +934,10 @@ def test_goaway_is_found_however_the_bytes_are_split():
     wire = before + goaway + after
     for first in range(len(wire) + 1):
         for second in (first, min(first + 7, len(wire)), min(first + 40, len(wire))):
-            state = SimpleNamespace(skip=24, held=b"", block=0, max_frame_size=16384,
-                                    max_header_block=65536)
+            state = FrameScreen(16384, 65536)
             passed, codes = [], []
             for piece in (wire[:first], wire[first:second], wire[second:]):
-                if not state.held and len(piece) <= state.skip:
-                    state.skip -= len(piece)  # as data_received does
-                    passed.append(piece)
-                    continue
-                out, code = HTTP2Connection._screen(state, piece)
+                out, code = state.screen(piece)
                 passed.append(out)
                 if code is not None:
                     codes.append(code)

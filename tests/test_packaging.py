@@ -28,7 +28,8 @@ def test_wheel_has_the_package_and_the_daphne_command(tmp_path):
         requirements = archive.read(metadata).decode()
     assert "django_daphne/__main__.py" in names
     assert "django_daphne/management/commands/daphne.py" in names
-    assert "django_daphne/protocols/http2.py" in names
+    for module in ("protocols/http2/connection.py", "server/cli.py", "staticfiles/handler.py"):
+        assert "django_daphne/" + module in names
     assert "daphne = django_daphne.server.cli:main" in scripts
     for requirement in ("Twisted", "autobahn", "h2", "asgiref", "Django", "channels"):
         assert f"requires-dist: {requirement.lower()}" in requirements.lower()

@@ -7,12 +7,8 @@ import random
 
 import pytest
 
-from django_daphne.protocols.http1_parser import (
-    HttptoolsParser,
-    Limits,
-    ParseError,
-    PythonParser,
-)
+from django_daphne.asgi.errors import Refusal
+from django_daphne.protocols.http1_parser import HttptoolsParser, Limits, PythonParser
 
 PARSERS = [pytest.param(HttptoolsParser, id="httptools"), pytest.param(PythonParser, id="python")]
 DEFAULT = Limits(8 * 1024, 64 * 1024, 100)
@@ -56,7 +52,7 @@ def run(parser_class, pieces, limits=DEFAULT, take_upgrade=False):
             rest = parser.feed(piece)
             if rest is not None:
                 break
-    except ParseError as error:
+    except Refusal as error:
         return handler.events, (error.status, error.reason), rest
     return handler.events, None, rest
 
@@ -442,7 +438,7 @@ def test_trickled_head_is_not_rescanned_from_the_start(parser_class):
 
 @pytest.mark.parametrize("parser_class", PARSERS)
 def test_parse_error_names_status_and_reason(parser_class):
-    with pytest.raises(ParseError) as caught:
+    with pytest.raises(Refusal) as caught:
         parser_class(Recorder(), DEFAULT).feed(b"GET /x HTTP/1.1\r\n\r\n")
     assert caught.value.status == 400
     assert caught.value.reason == str(caught.value) == "missing Host header in an HTTP/1.1 request"

@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from .instance import ApplicationInstance
-from .scope import BadRequest, apply_proxy_headers, screen_headers, split_target
+from .scope import apply_proxy_headers, screen_headers, split_target
+from .syntax import TOKEN
 
-__all__ = ["BadRequest", "HTTPStream", "build_scope", "check_headers"]
+__all__ = ["HTTPStream", "build_scope", "check_headers"]
 
 logger = logging.getLogger("django_daphne.http")
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 _BAD_VALUE = re.compile(rb"[\x00\r\n]").search
 
 # Stop reading the socket once this much request body waits for the application.
@@ -55,7 +55,7 @@ def check_headers(headers: Any, what: str) -> list[tuple[bytes, bytes]]:
                     f"{what}: header names and values must be bytes, got {name!r}: {value!r}"
                 )
             if name not in _known_names:
-                if not _TOKEN(name):
+                if not TOKEN(name):
                     raise UnexpectedMessage(f"{what}: invalid header name {name!r}")
                 if len(_known_names) < 1000:
                     _known_names.add(name)
@@ -323,7 +323,7 @@ def build_scope(
     server_addr: list[Any] | None,
     screen: bool = True,
 ) -> dict:
-    """The HTTP connection scope, for any wire protocol.  Raises BadRequest for a target
+    """The HTTP connection scope, for any wire protocol.  Raises Refusal for a target
     that cannot be represented.
 
     ``screen``: the headers may hold a name with an underscore or Daphne-Root-Path (see

@@ -9,17 +9,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from .errors import Refusal
+
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
-
-
-class BadRequest(Exception):
-    """A request whose target or headers cannot be turned into a scope; answered with 400."""
-
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 def split_target(target: bytes) -> tuple[str, bytes, bytes]:
@@ -37,14 +30,14 @@ def split_target(target: bytes) -> tuple[str, bytes, bytes]:
             slash = raw_path.find(b"/", raw_path.find(b"//") + 2)
             raw_path = raw_path[slash:] if slash >= 0 else b"/"
         else:
-            raise BadRequest("invalid request target")
+            raise Refusal(400, "invalid request target")
     if not raw_path.isascii() or not query.isascii():
-        raise BadRequest("non-ASCII bytes in the request target")
+        raise Refusal(400, "non-ASCII bytes in the request target")
     if b"%" in raw_path:
         try:
             path = unquote_to_bytes(raw_path).decode("utf-8")
         except UnicodeDecodeError:
-            raise BadRequest("request path is not UTF-8 once percent-decoded") from None
+            raise Refusal(400, "request path is not UTF-8 once percent-decoded") from None
     else:
         path = raw_path.decode("ascii")
     return path, raw_path, query
@@ -70,7 +63,7 @@ def screen_headers(
             try:
                 root_path = unquote_to_bytes(value).decode("utf-8")
             except UnicodeDecodeError:
-                raise BadRequest("Daphne-Root-Path is not UTF-8 once percent-decoded") from None
+                raise Refusal(400, "Daphne-Root-Path is not UTF-8 once percent-decoded") from None
         elif b"_" not in name:
             kept.append((name, value))
     return kept, root_path

@@ -51,7 +51,7 @@ def build_websocket_scope(
     client: list[Any] | None,
     server_addr: list[Any] | None,
 ) -> dict:
-    """The WebSocket connection scope; raises BadRequest for an unusable target."""
+    """The WebSocket connection scope; raises Refusal for an unusable target."""
     path, raw_path, query = split_target(target)
     if server.proxy_headers:
         # before the screening: a proxy header configured with an underscore still counts

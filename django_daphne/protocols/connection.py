@@ -28,6 +28,8 @@ from .transport import close_transport, direct_socket, write_now
 
 if TYPE_CHECKING:
     from ..server.state import ServerState
+    from .http1_parser import RequestHead
+    from .websocket import Opening, WebSocketConnection
 
 logger = logging.getLogger("django_daphne.http")
 
@@ -125,12 +127,12 @@ class Connection(Protocol):
     def start_http2(self, upgrade: tuple[Any, bytes] | None = None) -> None:
         """HTTP/2 from now on: by the preface or ALPN, or (``upgrade``: the request head and
         its HTTP2-Settings) after the HTTP/1.1 handler's 101 to ``Upgrade: h2c``."""
-        from .http2 import HTTP2Connection
+        from .http2 import HTTP2Handler
 
         self.deadline = None
         self.read_while_stalled = False
         try:
-            self.handler = HTTP2Connection(self, upgrade)
+            self.handler = HTTP2Handler(self, upgrade)
         except Exception as exc:  # h2 refuses a malformed HTTP2-Settings value
             logger.info("Refused an h2c upgrade from %s: %s", self.client, exc)
             self.close()
@@ -142,18 +144,26 @@ class Connection(Protocol):
 
         return valid_upgrade_settings(value)
 
-    def start_websocket(self, head: Any, opening: Any) -> Any:
-        """A WebSocket for this upgrade request; ``opening`` (the HTTP/1.1 handler) writes
-        its answer.  Raises HandshakeError for a malformed handshake."""
-        from .websocket import WebSocketConnection, check_handshake
+    def start_websocket(self, head: RequestHead, opening: Opening) -> None:
+        """A WebSocket for this upgrade request from now on; ``opening`` (the HTTP/1.1
+        handler) writes its answer.  A malformed handshake raises Refusal."""
+        from .websocket import WebSocketConnection, check_upgrade
 
-        check_handshake(head)
-        websocket = WebSocketConnection(self, head, opening)
+        key = check_upgrade(head)
+        websocket = WebSocketConnection(self, head, opening, key)
         self.deadline = None
         self.read_while_stalled = False
         self.handler = websocket
         websocket.stream.start()
-        return websocket
+
+    @staticmethod
+    def websocket_on(stream: Any, head: Any) -> WebSocketConnection:
+        """A WebSocket on an HTTP/2 stream (RFC 8441), which is its link and its opening.
+        A malformed handshake raises Refusal."""
+        from .websocket import WebSocketConnection, check_handshake_headers
+
+        check_handshake_headers(head.headers)
+        return WebSocketConnection(stream, head, stream, None)
 
     # -- writing, and waiting for room
 

@@ -14,8 +14,9 @@ from collections import deque
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from ..asgi.http import BadRequest, HTTPStream, build_scope
-from .http1_parser import Limits, ParseError, RequestHead, make_parser
+from ..asgi.errors import Refusal
+from ..asgi.http import HTTPStream, build_scope
+from .http1_parser import Limits, RequestHead, make_parser
 from .interfaces import PAUSE_APP, PAUSE_PIPELINE, PAUSE_REFUSAL
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class HTTP1Handler:
         self.current: HTTPStream | None = None  # the request whose response is being sent
         self.receiving: HTTPStream | None = None  # the request whose body is arriving
         self.queue: deque[tuple[HTTPStream, RequestHead]] = deque()  # pipelined, in turn
-        self.pending_error: ParseError | None = None
+        self.pending_error: Refusal | None = None
         self.next_when_drained = False  # a pipelined request waits for our writes to drain
         # per-response state
         self.keep_alive = True
@@ -71,7 +72,7 @@ class HTTP1Handler:
                 conn.deadline = self.server.clock + self.server.header_timeout
         try:
             rest = self.parser.feed(data)
-        except ParseError as error:
+        except Refusal as error:
             self.refuse(error)
             return
         if rest and conn.handler is not self:  # the bytes after an upgrade's head
@@ -104,7 +105,7 @@ class HTTP1Handler:
                     return
                 logger.info("Request body from %s stalled for %ss", conn.client,
                             self.server.body_timeout)
-                self.refuse(ParseError(408, "request body not received in time"))
+                self.refuse(Refusal(408, "request body not received in time"))
             return
         if self.idle:
             conn.close()
@@ -128,13 +129,10 @@ class HTTP1Handler:
             if (head.upgrade == b"h2c" and server.config.http2 and self.current is None
                     and self._upgrade_h2c(head)):
                 return True
-        try:
-            scope = build_scope(
-                server, head.http_version, head.method, conn.scheme, head.target,
-                head.headers, conn.client, conn.server_addr, head.odd_names,
-            )
-        except BadRequest as exc:
-            raise ParseError(exc.status, exc.reason) from None
+        scope = build_scope(
+            server, head.http_version, head.method, conn.scheme, head.target,
+            head.headers, conn.client, conn.server_addr, head.odd_names,
+        )
         stream = HTTPStream(server, self, scope, head.expect_continue)
         self.receiving = stream
         if self.current is None:
@@ -146,18 +144,22 @@ class HTTP1Handler:
         return False
 
     def _upgrade_websocket(self, head: RequestHead) -> bool:
-        """Hand the connection to a WebSocket, or refuse a malformed handshake."""
-        from .websocket import HandshakeError
-
+        """Hand the connection to a WebSocket (a malformed handshake raises Refusal)."""
         if self.current is not None:
-            raise ParseError(400, "WebSocket handshake pipelined behind another request")
-        try:
-            self.conn.start_websocket(head, self)
-        except HandshakeError as exc:
-            raise ParseError(exc.status, exc.reason, exc.headers) from None
-        except BadRequest as exc:
-            raise ParseError(exc.status, exc.reason) from None
+            raise Refusal(400, "WebSocket handshake pipelined behind another request")
+        self.conn.start_websocket(head, self)
         return True
+
+    def websocket_accepted(self, negotiated: list[tuple[bytes, bytes]],
+                           headers: list[tuple[bytes, bytes]]) -> None:
+        """The 101 that opens a WebSocket: what the handshake negotiated, then the
+        application's headers, byte for byte and in order."""
+        self.conn.write(
+            b"HTTP/1.1 101 Switching Protocols\r\n" + self.server.server_header
+            + b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            + b"".join(name + b": " + value + b"\r\n" for name, value in negotiated)
+            + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+            + b"\r\n")
 
     def _upgrade_h2c(self, head: RequestHead) -> bool:
         """Upgrade: h2c (RFC 7540 3.2): 101, then HTTP/2 with this request as stream 1.
@@ -214,7 +216,7 @@ class HTTP1Handler:
             self.conn.resume_reading(PAUSE_PIPELINE)
         self._begin(stream, head)
 
-    def refuse(self, error: ParseError) -> None:
+    def refuse(self, error: Refusal) -> None:
         """Answer a request we will not serve with its 4xx, then close."""
         current = self.current
         if current is not None:

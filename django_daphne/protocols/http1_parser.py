@@ -8,7 +8,7 @@ header lines with regular expressions, and :class:`HttptoolsParser`, which lets 
     handler.on_body(data: bytes)
     handler.on_message_complete()
 
-and raise :class:`ParseError` (with the HTTP status to answer) for anything malformed or
+and raise :class:`Refusal` (with the HTTP status to answer) for anything malformed or
 ambiguous.  The rules are those that keep two parsers from ever splitting one request
 differently (request smuggling): CRLF only, no obs-fold, no whitespace before a colon, no
 control characters (nor 0x85, which some decoders take for a line break) in values, exactly
@@ -31,21 +31,17 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ..asgi.errors import Refusal
+from ..asgi.syntax import TARGET, TCHAR, TOKEN, VISIBLE_VALUE_CHARS
+
 try:  # pragma: no cover - depends on the platform
     import httptools
 except ImportError:  # pragma: no cover
     httptools = None
 
-_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-# what a header value may hold, over HTTP/1.1 and HTTP/2 alike: visible bytes, and space
-# and tab between them; not NUL, CR, LF, nor the bytes other parsers split lines on
-# (\x0b \x0c \x1c-\x1e \x85: the CVE-2026-44546 class)
-VISIBLE_VALUE_CHARS = rb"\x21-\x7e\x80-\x84\x86-\xff"
 _VCHARS = rb"\t\x20" + VISIBLE_VALUE_CHARS
-_REQUEST_LINE = re.compile(rb"(%s+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % _TCHAR).fullmatch
-_HEADER_LINE = re.compile(rb"(%s+):([%s]*)" % (_TCHAR, _VCHARS)).fullmatch
-_TOKEN = re.compile(rb"%s+" % _TCHAR).fullmatch
-_TARGET = re.compile(rb"[\x21-\x7e]+").fullmatch
+_REQUEST_LINE = re.compile(rb"(%s+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % TCHAR).fullmatch
+_HEADER_LINE = re.compile(rb"(%s+):([%s]*)" % (TCHAR, _VCHARS)).fullmatch
 # absolute-form (RFC 9112 3.2.2): an http(s) URI with a host (RFC 3986 3.2.2: an IP literal
 # in brackets, or a reg-name, which also covers IPv4), an optional port, and no userinfo
 # (RFC 9110 4.2.4); then the path or query, or nothing
@@ -63,17 +59,6 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)(;[\t\x20-\x7e]*)?").fullmatch
 _DIGITS = re.compile(rb"[0-9]{1,18}").fullmatch
 _MAX_CHUNK_DIGITS = 15  # 16 hex digits would pass 2**60; no real body needs that
 _MAX_CHUNK_LINE = 4096  # a chunk size with its extensions
-
-
-class ParseError(Exception):
-    """A request the server refuses: ``status`` is the answer (0: none, the connection is
-    only closed), ``reason`` says why."""
-
-    def __init__(self, status: int, reason: str, headers: list | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers or []  # extra response headers, e.g. Sec-WebSocket-Version
 
 
 class RequestHead:
@@ -153,25 +138,25 @@ def _absolute_form(target: bytes) -> bool:
     return True
 
 
-def _diagnose_request_line(line: bytes) -> ParseError:
+def _diagnose_request_line(line: bytes) -> Refusal:
     """Say precisely what is wrong with a request line that did not match (slow path)."""
     reason = _bad_eol(line + b"\r\n")
     if reason is not None:
-        return ParseError(400, reason)
+        return Refusal(400, reason)
     parts = line.split(b" ")
-    if not _TOKEN(parts[0]):
-        return ParseError(400, "invalid method token %s in the request line" % _show(parts[0]))
+    if not TOKEN(parts[0]):
+        return Refusal(400, "invalid method token %s in the request line" % _show(parts[0]))
     if len(parts) != 3 or not parts[1]:
-        return ParseError(
+        return Refusal(
             400, "malformed request line %s: expected METHOD SP target SP HTTP/x.y"
             % _show(line))
-    if not _TARGET(parts[1]):
-        return ParseError(400, "invalid character in the request target %s" % _show(parts[1]))
+    if not TARGET(parts[1]):
+        return Refusal(400, "invalid character in the request target %s" % _show(parts[1]))
     if parts[2][:5].upper() != b"HTTP/":
         # not HTTP/1.x (an HTTP/2 client's broken preface, another protocol): no status
         # line it could read, so no answer (status 0), only the close
-        return ParseError(0, "not an HTTP/1.x request line: %s" % _show(line))
-    return ParseError(400, "malformed HTTP version %s in the request line" % _show(parts[2]))
+        return Refusal(0, "not an HTTP/1.x request line: %s" % _show(line))
+    return Refusal(400, "malformed HTTP version %s in the request line" % _show(parts[2]))
 
 
 def _diagnose_header(line: bytes) -> str:
@@ -188,7 +173,7 @@ def _diagnose_header(line: bytes) -> str:
         return "empty header name"
     if name[-1:] in (b" ", b"\t"):
         return "whitespace between the header name %s and its colon" % _show(name.rstrip())
-    if not _TOKEN(name):
+    if not TOKEN(name):
         return "invalid character in the header name %s" % _show(name)
     for byte in value:
         if byte == 0:
@@ -209,7 +194,7 @@ def parse_header_lines(block: bytes) -> list[tuple[bytes, bytes]]:
     for line in block.split(b"\r\n"):
         m = match(line)
         if m is None:
-            raise ParseError(400, _diagnose_header(line))
+            raise Refusal(400, _diagnose_header(line))
         name, value = m.groups()
         append((name.lower(), value.strip(b" \t")))
     return headers
@@ -221,7 +206,7 @@ def analyse_headers(
     """The framing decisions both parsers share.
 
     Returns (content_length, chunked, keep_alive, expect_continue, upgrade) or raises
-    ParseError for a missing or repeated Host, conflicting lengths and unknown codings.
+    Refusal for a missing or repeated Host, conflicting lengths and unknown codings.
     """
     content_length: int | None = None
     chunked = False
@@ -233,16 +218,16 @@ def analyse_headers(
     for name, value in headers:
         if name == b"content-length":
             if not _DIGITS(value):
-                raise ParseError(
+                raise Refusal(
                     400, "invalid Content-Length %s: it must be 1 to 18 digits" % _show(value))
             length = int(value)
             if content_length is not None and content_length != length:
-                raise ParseError(400, "differing Content-Length values")
+                raise Refusal(400, "differing Content-Length values")
             content_length = length
         elif name == b"transfer-encoding":
             transfer_encodings += 1
             if value.lower() != b"chunked":
-                raise ParseError(
+                raise Refusal(
                     400, "unsupported Transfer-Encoding %s: only chunked is accepted"
                     % _show(value))
             chunked = True
@@ -256,15 +241,15 @@ def analyse_headers(
         elif name == b"upgrade":
             upgrade = value.lower()
     if transfer_encodings > 1:
-        raise ParseError(400, "more than one Transfer-Encoding header")
+        raise Refusal(400, "more than one Transfer-Encoding header")
     if chunked and content_length is not None:
-        raise ParseError(400, "both Content-Length and Transfer-Encoding")
+        raise Refusal(400, "both Content-Length and Transfer-Encoding")
     if chunked and http_version == "1.0":
-        raise ParseError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        raise Refusal(400, "Transfer-Encoding in an HTTP/1.0 request")
     if hosts > 1:
-        raise ParseError(400, "more than one Host header")
+        raise Refusal(400, "more than one Host header")
     if hosts == 0 and http_version == "1.1":
-        raise ParseError(400, "missing Host header in an HTTP/1.1 request")
+        raise Refusal(400, "missing Host header in an HTTP/1.1 request")
     if connection:
         tokens = [t.strip() for t in connection.split(b",")]
         if http_version == "1.1":
@@ -352,7 +337,7 @@ class _Parser:
                     if buffer == b"\r":
                         self.buffer = buffer
                         return None
-                    raise ParseError(400, "chunk data not followed by CRLF")
+                    raise Refusal(400, "chunk data not followed by CRLF")
                 buffer = buffer[2:]
                 self.state = _CHUNK_SIZE_LINE
             elif state == _CHUNK_SIZE_LINE:
@@ -391,31 +376,31 @@ class _Parser:
         if first < 0:
             first = end
         if first > limits.max_request_line:
-            raise ParseError(414, "request line longer than %d bytes" % limits.max_request_line)
+            raise Refusal(414, "request line longer than %d bytes" % limits.max_request_line)
         if end - first > limits.max_header_size:
-            raise ParseError(
+            raise Refusal(
                 431, "request header block larger than %d bytes" % limits.max_header_size)
         lines = buffer.count(b"\r\n", 0, end)  # a bare CR or LF fails the line checks
         if lines > limits.max_headers:
-            raise ParseError(431, "more than %d request headers" % limits.max_headers)
+            raise Refusal(431, "more than %d request headers" % limits.max_headers)
         match = _REQUEST_LINE(buffer, 0, first)
         if match is None:
             raise _diagnose_request_line(buffer[:first])
         method, target, major, minor = match.groups()
         if major != b"1" or (minor != b"1" and minor != b"0"):
-            raise ParseError(400, "unsupported HTTP version %s.%s" % (
+            raise Refusal(400, "unsupported HTTP version %s.%s" % (
                 major.decode(), minor.decode()))
         http_version = "1.1" if minor == b"1" else "1.0"
         if target[0] != 0x2F:  # not origin-form ("/...")
             if target == b"*":
                 if method != b"OPTIONS":
-                    raise ParseError(400, "the asterisk-form target * is only for OPTIONS")
+                    raise Refusal(400, "the asterisk-form target * is only for OPTIONS")
             elif not _absolute_form(target):
-                raise ParseError(
+                raise Refusal(
                     400, "request target %s is not origin-form, absolute-form (with a valid "
                     "host) or asterisk-form" % _show(target))
         if b"#" in target:  # RFC 9112 3.2: a fragment is never sent in a request target
-            raise ParseError(400, "request target %s holds a fragment (#)" % _show(target))
+            raise Refusal(400, "request target %s holds a fragment (#)" % _show(target))
         headers = self._headers(buffer, first + 2, end, lines) if lines else []
         content_length, chunked, keep_alive, expect, upgrade = analyse_headers(
             headers, http_version
@@ -450,16 +435,16 @@ class _Parser:
             self.line_end = line_end
         if line_end < 0:
             if len(buffer) > limits.max_request_line + 1:
-                raise ParseError(
+                raise Refusal(
                     414, "request line longer than %d bytes" % limits.max_request_line)
         elif line_end > limits.max_request_line:
-            raise ParseError(414, "request line longer than %d bytes" % limits.max_request_line)
+            raise Refusal(414, "request line longer than %d bytes" % limits.max_request_line)
         elif len(buffer) - line_end - 3 > limits.max_header_size:
-            raise ParseError(
+            raise Refusal(
                 431, "request header block larger than %d bytes" % limits.max_header_size)
         reason = _bad_eol(buffer, scanned - 1 if scanned else 0)
         if reason is not None:
-            raise ParseError(400, reason)
+            raise Refusal(400, reason)
         self.scanned = len(buffer)
         self.buffer = buffer
 
@@ -470,15 +455,15 @@ class _Parser:
         if end < 0:
             # no CRLF here, so any LF, or a CR before the last byte, is a bare one
             if len(buffer) > _MAX_CHUNK_LINE or b"\n" in buffer or b"\r" in buffer[:-1]:
-                raise ParseError(400, "invalid chunk size line %s" % _show(buffer))
+                raise Refusal(400, "invalid chunk size line %s" % _show(buffer))
             self.buffer = buffer
             return None
         match = _CHUNK_SIZE(buffer, 0, end)
         if match is None:
-            raise ParseError(400, "invalid chunk size line %s" % _show(buffer[:end]))
+            raise Refusal(400, "invalid chunk size line %s" % _show(buffer[:end]))
         digits = match.group(1)
         if len(digits) > _MAX_CHUNK_DIGITS:
-            raise ParseError(
+            raise Refusal(
                 400, "chunk size %s has more than %d hex digits" % (
                     _show(digits), _MAX_CHUNK_DIGITS))
         size = int(digits, 16)
@@ -496,11 +481,11 @@ class _Parser:
         limits = self.limits
         if end < 0:
             if self.trailer_bytes + len(buffer) > limits.max_header_size + 1:
-                raise ParseError(
+                raise Refusal(
                     431, "request trailers larger than %d bytes" % limits.max_header_size)
             start = scanned - 1 if scanned else 0
             if buffer.find(b"\n", start) >= 0 or buffer.find(b"\r", start, len(buffer) - 1) >= 0:
-                raise ParseError(400, "bare CR or LF in the request trailers")
+                raise Refusal(400, "bare CR or LF in the request trailers")
             self.scanned = len(buffer)
             self.buffer = buffer
             return None
@@ -513,12 +498,12 @@ class _Parser:
         self.trailer_bytes += end + 2
         self.trailer_count += 1
         if self.trailer_bytes > limits.max_header_size:
-            raise ParseError(
+            raise Refusal(
                 431, "request trailers larger than %d bytes" % limits.max_header_size)
         if self.trailer_count > limits.max_headers:
-            raise ParseError(431, "more than %d request trailers" % limits.max_headers)
+            raise Refusal(431, "more than %d request trailers" % limits.max_headers)
         if not _HEADER_LINE(line):
-            raise ParseError(400, "in the trailers: " + _diagnose_header(line))
+            raise Refusal(400, "in the trailers: " + _diagnose_header(line))
         return buffer
 
 

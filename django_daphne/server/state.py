@@ -57,9 +57,9 @@ class ServerState:
         """autobahn's factory (the server makes it before it listens: importing autobahn on
         the first WebSocket would stall every connection for that long)."""
         if self._autobahn_factory is None:
-            from ..protocols.websocket import make_autobahn_factory
+            from ..protocols.websocket_framing import make_factory
 
-            self._autobahn_factory = make_autobahn_factory(self.config)
+            self._autobahn_factory = make_factory(self.config)
         return self._autobahn_factory
 
     def tick(self) -> None:

@@ -1,0 +1,509 @@
+"""HTTP/2 on a connection: h2's events in, one ASGI stream per request, flow control both
+ways, and the bounds on what a client can make the server do.
+
+The pieces: :mod:`.validation` (what a request may hold), :mod:`.stream` (the wire of one
+stream), :mod:`.flow` (windows, and writes of h2's output), :mod:`.guards` (the frame walk
+before h2, flood counters), :mod:`.h2_workarounds` (where h2's public API is not enough),
+:mod:`.websocket` (WebSocket over a stream, RFC 8441).  Like HTTP/1.1, this knows framing
+and nothing of ASGI messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+
+from ...asgi.errors import Refusal
+from ...asgi.http import DONE, START, HTTPStream, build_scope
+from .flow import FlowControl
+from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen
+from .h2_workarounds import cap_encoder_table, graceful_goaway, new_connection
+from .stream import H2Stream
+from .validation import HOP_BY_HOP, malformed, read_request
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from ..http1_parser import RequestHead
+    from .websocket import H2Tunnel
+
+logger = logging.getLogger("django_daphne.http2")
+
+
+class HTTP2Handler:
+    """HTTP/2 on one connection: h2's events in, one stream per request."""
+
+    def __init__(self, conn: Connection, upgrade: tuple[RequestHead, bytes] | None = None
+                 ) -> None:
+        self.conn = conn
+        self.server = server = conn.server
+        config = server.config
+        self.config = config
+        self.closed = False
+        self.shutting_down = False
+        self.server_header = config.server_name.encode("latin-1") if config.server_name else b""
+        self.streams: dict[int, H2Stream] = {}
+        self.tunnels: set[H2Tunnel] = set()  # WebSockets over a stream (RFC 8441), while open
+        self.orphans: list[HTTPStream] = []  # apps of reset streams, still running
+        self.body_check: float | None = None  # when to look for stalled request bodies
+        self.last_stream_id = 0
+        self.flow = FlowControl(self)
+        self.screen = FrameScreen(config.http2_max_frame_size,
+                                  config.http2_max_header_list_size)
+        self.guard = FloodGuard(server.clock, max(100, 2 * config.http2_max_concurrent_streams))
+        self.h2 = new_connection(config, None if upgrade is None else upgrade[1])
+        # A stream whose application does not read holds back up to its own window of the
+        # connection's window too: give the connection room for every stream's window, so
+        # one slow reader does not stall the uploads of the others.
+        room = min(2**31 - 1, config.http2_max_concurrent_streams
+                   * config.http2_initial_window_size) - 65535
+        if room > 0:
+            self.h2.increment_flow_control_window(room)
+        if upgrade is not None:
+            head = upgrade[0]
+            headers = [(n, v) for n, v in head.headers
+                       if n not in HOP_BY_HOP and n != b"http2-settings"]
+            self._start_stream(1, head.method, None, head.target, headers, ended=True)
+        self.flow.flush()
+        self.update_deadline()
+
+    # -- bytes in
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            data, goaway = self.screen.screen(data)
+        except FrameError as exc:
+            logger.info("HTTP/2 client %s sent %s; closing the connection",
+                        self.conn.client, exc.reason)
+            self._terminate(exc.code)
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            logger.info("HTTP/2 protocol error from %s: %s", self.conn.client, exc)
+            self._terminate(None)  # h2 has written its GOAWAY
+            return
+        in_headers = None  # the priority carried by the last HEADERS: not a frame of its own
+        for event in events:
+            kind = type(event)
+            if kind is h2.events.DataReceived:
+                self._data(event)
+            elif kind is h2.events.RequestReceived:
+                in_headers = event.priority_updated
+                self._request(event)
+            elif kind is h2.events.StreamEnded:
+                self._body_ended(event.stream_id)
+            elif kind is h2.events.WindowUpdated:
+                self.flow.window_opened(event.stream_id)
+            elif kind is h2.events.StreamReset:
+                self._stream_reset(event)
+            elif kind is h2.events.TrailersReceived:
+                wire = self.streams.get(event.stream_id)
+                if wire is not None and wire.tunnel:
+                    # RFC 9113 8.5: only DATA and stream management frames on a tunnel
+                    self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                elif (problem := malformed(event.headers, trailers=True)) is not None:
+                    logger.info("HTTP/2 client %s sent malformed trailers on stream %d: %s",
+                                self.conn.client, event.stream_id, problem)
+                    self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                elif event.stream_ended:
+                    self._body_ended(event.stream_id)
+            elif kind is h2.events.ConnectionTerminated:
+                self.closed = True
+                self.flow.flush()
+                self.conn.close()
+                return
+            elif kind is h2.events.RemoteSettingsChanged:
+                self._count_control_frame()
+                cap_encoder_table(self.h2)
+                if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                    # every stream's send window moved, with no WINDOW_UPDATE to say so
+                    self.flow.window_opened(0)
+            elif kind is h2.events.PriorityUpdated:
+                if event is not in_headers:
+                    self._count_control_frame()
+            elif kind in (h2.events.PingReceived, h2.events.UnknownFrameReceived):
+                self._count_control_frame()
+            if self.closed:
+                return
+        if goaway is not None:
+            self._client_goaway(goaway)
+        self.flow.flush()
+
+    def _client_goaway(self, code: int) -> None:
+        """The client goes away: after an error at once, else once the streams it opened
+        are answered (it opens no new ones)."""
+        if code:
+            logger.info("HTTP/2 client %s went away with error code %d", self.conn.client,
+                        code)
+            self.closed = True
+            self.conn.close()
+            return
+        self.shutdown()
+
+    def _body_ended(self, stream_id: int) -> None:
+        wire = self.streams.get(stream_id)
+        if wire is not None:
+            if wire.length_left:
+                self._wrong_length(wire)
+                return
+            wire.body_ended = True
+            if wire.ended:
+                self.release(wire)  # it was answered already (see _release)
+            elif wire.stream is not None:
+                wire.stream.body_finished()
+
+    def _wrong_length(self, wire: H2Stream) -> None:
+        """A body longer, or ended shorter, than its content-length: malformed (RFC 9113
+        8.1.1). Its application has had only what the content-length allowed; it hears
+        http.disconnect, as if the client had gone, and the stream is reset."""
+        logger.info("HTTP/2 client %s sent a body that does not match its content-length "
+                    "on stream %d", self.conn.client, wire.stream_id)
+        self.reset(wire.stream_id, ErrorCodes.PROTOCOL_ERROR)
+
+    def _request(self, event: Any) -> None:
+        stream_id = event.stream_id
+        self.last_stream_id = max(self.last_stream_id, stream_id)
+        if self.shutting_down:
+            self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        limit = self.config.http2_max_concurrent_streams
+        if len(self.streams) + len(self.orphans) >= limit:
+            # applications of streams the client reset may still run: they count too
+            self.orphans = [s for s in self.orphans if s.task is not None and not s.task.done()]
+            if len(self.streams) + len(self.orphans) >= limit:
+                self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
+                # a client that keeps opening streams over the limit is one that resets
+                self._count_reset()
+                return
+        ended = event.stream_ended is not None
+        try:
+            request = read_request(event.headers, ended, self.config.http2_websocket)
+        except Refusal as exc:
+            if exc.status:
+                self._refuse(stream_id, ended, exc.reason, exc.status)
+            else:
+                self._malformed_request(stream_id, exc.reason)
+            return
+        if request.protocol is not None:
+            self._start_websocket(stream_id, request.scheme, request.path, request.headers)
+        else:
+            self._start_stream(stream_id, request.method, request.scheme, request.path,
+                               request.headers, ended, request.length)
+
+    def _start_stream(self, stream_id: int, method: bytes, scheme: bytes | None,
+                      path: bytes, headers: list, ended: bool,
+                      length: bytes | None = None) -> None:
+        conn = self.conn
+        try:
+            scope = build_scope(
+                self.server, "2", method,
+                scheme.decode("ascii") if scheme in (b"http", b"https") else conn.scheme,
+                path, headers, conn.client, conn.server_addr,
+            )
+        except Refusal as exc:
+            self._refuse(stream_id, ended, exc.reason, exc.status)
+            return
+        scope["extensions"] = {"http.response.trailers": {}}
+        wire = H2Stream(self, stream_id, method == b"HEAD")
+        wire.body_ended = ended
+        if length is not None:
+            wire.length_left = int(length)
+        stream = HTTPStream(self.server, wire, scope, False)
+        # the stream's window reopens as the application takes the body: hold no more
+        # than about one window's worth on its behalf
+        stream.high_water = self.config.http2_initial_window_size
+        wire.stream = stream
+        self.streams[stream_id] = wire
+        if ended:
+            stream.body_finished()
+        self.update_deadline()
+        stream.start()
+
+    def _start_websocket(self, stream_id: int, scheme: bytes | None, path: bytes,
+                         headers: list) -> None:
+        """Extended CONNECT with :protocol websocket: a WebSocket on this stream."""
+        from .websocket import H2Tunnel
+
+        try:
+            tunnel = H2Tunnel(self, stream_id, scheme, path, headers)
+        except Refusal as exc:
+            self._refuse(stream_id, False, exc.reason, exc.status, exc.headers)
+            return
+        self.streams[stream_id] = tunnel.wire
+        self.tunnels.add(tunnel)
+        self.update_deadline()
+        tunnel.start()
+
+    def tunnel_deadline_changed(self) -> None:
+        if not self.closed:
+            self.update_deadline()
+
+    def tunnel_closed(self, tunnel: Any) -> None:
+        self.tunnels.discard(tunnel)
+        self.tunnel_deadline_changed()
+
+    def _malformed_request(self, stream_id: int, reason: str) -> None:
+        """A malformed request (RFC 9113 8.1.1) is a stream error of type PROTOCOL_ERROR: the
+        stream is reset, the application never sees it, the other streams go on.  Resets a
+        client provokes this way count with its own (the "MadeYouReset" flood)."""
+        logger.info("Reset HTTP/2 stream %d of %s: malformed request (%s)", stream_id,
+                    self.conn.client, reason)
+        self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self._count_reset()
+
+    def _refuse(self, stream_id: int, ended: bool, reason: str, status: int = 400,
+                headers: list = ()) -> None:
+        """Answer a malformed request (RFC 9113 8.1.1 allows a response) without an app."""
+        logger.info("Refused an HTTP/2 request from %s: %d %s", self.conn.client, status,
+                    reason)
+        wire = H2Stream(self, stream_id, False)
+        wire.body_ended = ended
+        self.streams[stream_id] = wire
+        body = reason.encode("latin-1", "replace") + b"\n"
+        wire.response_start(status, [(b"content-type", b"text/plain; charset=utf-8"),
+                                     *headers])
+        wire.response_body(body, False)
+        self.stream_finished(wire)
+        if self.server.access_log is not None:
+            self.server.access_log.refused(self.conn.client, status, len(body))
+
+    def _data(self, event: Any) -> None:
+        wire = self.streams.get(event.stream_id)
+        size = event.flow_controlled_length
+        if not event.data and event.stream_ended is None:
+            self._count_control_frame()  # empty DATA that does not even end the stream
+        if wire is None or wire.stream is None:
+            self.flow.acknowledge(event.stream_id, size)
+            return
+        if wire.length_left is not None:
+            wire.length_left -= len(event.data)
+            if wire.length_left < 0:
+                self.flow.acknowledge(event.stream_id, size)
+                self._wrong_length(wire)
+                return
+        wire.body_at = self.server.clock
+        if wire.ended:  # answered already (see _release): the rest is counted, not kept
+            self.flow.acknowledge(event.stream_id, size)
+            return
+        wire.stream.body_received(event.data)
+        if wire.paused:
+            wire.unacked += size
+        else:
+            self.flow.acknowledge(event.stream_id, size)
+
+    def _stream_reset(self, event: Any) -> None:
+        wire = self.streams.pop(event.stream_id, None)
+        if wire is not None:
+            self._drop(wire)
+        if event.remote_reset:
+            self._count_reset()
+        self.update_deadline()
+
+    def _drop(self, wire: H2Stream) -> None:
+        """The stream is gone before its response was sent: its application hears of it,
+        and counts against the stream limit until it returns (rapid reset, CVE-2023-44487)."""
+        wire.ended = True
+        wire.pending.clear()
+        wire.wake()
+        self.flow.blocked.pop(wire, None)
+        self.flow.give_back(wire)
+        stream = wire.stream
+        if stream is not None:
+            stream.connection_lost()
+            if stream.task is not None and not stream.task.done():
+                self.orphans.append(stream)
+
+    def _count_reset(self) -> None:
+        if self.guard.reset(self.server.clock) and not self.closed:
+            logger.warning("HTTP/2 client %s reset or was refused %d streams within a "
+                           "second; closing the connection", self.conn.client,
+                           self.guard.resets)
+            self._terminate(ErrorCodes.ENHANCE_YOUR_CALM)
+
+    def _count_control_frame(self) -> None:
+        if self.guard.control_frame(self.server.clock) and not self.closed:
+            logger.warning("HTTP/2 client %s sent over %d control frames within a second; "
+                           "closing the connection", self.conn.client,
+                           CONTROL_FRAMES_PER_SECOND)
+            self._terminate(ErrorCodes.ENHANCE_YOUR_CALM)
+
+    def reset(self, stream_id: int, code: int) -> None:
+        wire = self.streams.pop(stream_id, None)
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+        if wire is not None:
+            self._drop(wire)
+        self.flow.flush()
+        self.update_deadline()
+
+    def stream_finished(self, wire: H2Stream) -> None:
+        """The application finished the response (its data may still wait for window)."""
+        self.release(wire)
+
+    def release(self, wire: H2Stream) -> None:
+        """Free a stream's slot once its response is complete and fully sent."""
+        if wire.ended and self.streams.get(wire.stream_id) is wire and (
+            wire.stream is None or wire.stream.state == DONE
+        ):
+            if not wire.body_ended and wire.length_left is not None \
+                    and wire.length_left <= self.config.http2_initial_window_size \
+                    and not self.shutting_down:
+                # answered before the body ended, and the rest of it is already allowed in
+                # flight: counted as it comes (a body over its content-length is still
+                # malformed), not kept, instead of a reset the client may take for an error
+                self.update_deadline()
+                return
+            del self.streams[wire.stream_id]
+            held = wire.unacked
+            if not wire.body_ended:
+                # answered before the request body ended: ask the client to stop sending
+                # it, without error (RFC 9113 8.1)
+                try:
+                    self.h2.reset_stream(wire.stream_id, ErrorCodes.NO_ERROR)
+                except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                    pass
+            # bytes held unacknowledged count against the connection's window even when
+            # the body ended: they are given back whichever way the stream went
+            self.flow.give_back(wire)
+            if held or not wire.body_ended:
+                self.flow.flush()
+        self.update_deadline()
+
+    def update_deadline(self) -> None:
+        """Streams came or went: idle from now, or (stopping) done once the last is gone;
+        with streams, the send timeout of the one that has waited longest for window, or
+        the next keepalive check of a WebSocket stream, whichever comes first."""
+        if self.closed or self.conn.closed:
+            return  # a closing connection's deadline is its cut-off
+        if self.streams:
+            deadline = min(self.flow.blocked.values()) + self.config.send_timeout \
+                if self.flow.blocked else None
+            # a request body may stall: look for that now and then, not at every change
+            check = self.body_check
+            if check is None:
+                check = self.body_check = self.server.clock + self.config.body_timeout
+            if deadline is None or check < deadline:
+                deadline = check
+        elif self.shutting_down:
+            self.flow.flush()
+            self.conn.close()
+            return
+        else:
+            deadline = self.server.clock + self.config.http2_idle_timeout
+        for tunnel in self.tunnels:
+            due = tunnel.deadline
+            if due is not None and (deadline is None or due < deadline):
+                deadline = due
+        self.conn.deadline = deadline
+
+    def _terminate(self, code: int | None) -> None:
+        """A connection error: GOAWAY with ``code`` (None: h2 has written its own), then
+        close; the applications of the streams still open hear the disconnect."""
+        if code is not None:
+            try:
+                self.h2.close_connection(error_code=code, last_stream_id=self.last_stream_id)
+            except h2.exceptions.ProtocolError:
+                pass
+        self.flow.flush()
+        self.closed = True
+        for wire in list(self.streams.values()):
+            self._drop(wire)
+        self.streams.clear()
+        self.flow.blocked.clear()
+        self.conn.close()
+
+    # -- what the Connection forwards
+
+    def connection_lost(self, reason: Any = None) -> None:
+        self.closed = True
+        for wire in list(self.streams.values()):
+            self._drop(wire)
+        self.streams.clear()
+        self.flow.blocked.clear()
+
+    def writing_resumed(self) -> None:
+        """Senders waiting for room are woken by the connection itself."""
+
+    def deadline_passed(self) -> None:
+        """Idle too long: say goodbye. Or a client opened no window for a stream's response
+        within the send timeout: that stream is reset, and its application told. Or a
+        WebSocket stream's keepalive is due."""
+        if self.closed:
+            return
+        # idle before any keepalive ran: a WebSocket dropped just now for not answering its
+        # pings leaves the connection without streams, not idle for the idle timeout
+        idle = not self.streams
+        now = self.server.clock
+        due = [t for t in self.tunnels if t.deadline is not None and t.deadline <= now]
+        for tunnel in due:
+            tunnel.deadline_passed()
+        if self.closed:
+            return
+        if self.body_check is not None and self.body_check <= now:
+            self._check_bodies(now)
+        if self.flow.blocked:
+            cutoff = self.server.clock - self.config.send_timeout
+            for wire, since in list(self.flow.blocked.items()):
+                if since <= cutoff:
+                    logger.info("Reset stream %d of %s: no flow-control window for its "
+                                "response within %ss", wire.stream_id, self.conn.client,
+                                self.config.send_timeout)
+                    self.reset(wire.stream_id, ErrorCodes.CANCEL)
+        elif idle:
+            self.shutdown()
+            return
+        self.update_deadline()
+
+    def _check_bodies(self, now: float) -> None:
+        """Time out the streams whose client paused sending the request body for the body
+        timeout (time their application took to read does not count), as HTTP/1.1 does:
+        408 if the application had not answered yet, and http.disconnect for it."""
+        timeout = self.config.body_timeout
+        cutoff = now - timeout
+        earliest = None
+        for wire in list(self.streams.values()):
+            stream = wire.stream
+            if wire.body_ended or wire.paused or wire.tunnel or stream is None \
+                    or (stream.state == DONE and not wire.ended):
+                continue
+            if wire.body_at > cutoff:
+                if earliest is None or wire.body_at < earliest:
+                    earliest = wire.body_at
+                continue
+            stream_id = wire.stream_id
+            answer = stream.state == START and wire.start is None
+            del self.streams[stream_id]
+            self._drop(wire)
+            if answer:
+                # answered as any refused request (then reset without error: stop sending)
+                self._refuse(stream_id, False, "request body not received in time", 408)
+            elif wire.ended:  # answered already: the client need not send the rest
+                self.reset(stream_id, ErrorCodes.NO_ERROR)
+            else:
+                logger.info("HTTP/2 request body from %s stalled for %ss on stream %d",
+                            self.conn.client, timeout, stream_id)
+                self.reset(stream_id, ErrorCodes.CANCEL)
+        self.body_check = None if earliest is None else earliest + timeout
+        self.flow.flush()
+
+    def shutdown(self) -> None:
+        """Graceful stop: GOAWAY with the last stream we took; in-flight streams finish."""
+        if self.shutting_down or self.closed:
+            return
+        self.shutting_down = True
+        self.flow.flush()
+        if not self.conn.closed:
+            self.conn.write(graceful_goaway(self.last_stream_id))
+        for tunnel in list(self.tunnels):
+            tunnel.shutdown()  # close 1001, going away
+        if not self.streams:
+            self.conn.close()

@@ -1,0 +1,285 @@
+"""autobahn's WebSocket framing and nothing else: bytes in, messages and close events out,
+frames out.
+
+autobahn parses and builds frames, masks, checks UTF-8 and inflates and deflates
+permessage-deflate (RFC 6455, RFC 7692): that is what it is used for.  The opening
+handshake is not autobahn's: the wire protocol that carried the upgrade writes its own
+answer (HTTP/1.1's 101, HTTP/2's ``:status 200``) from ``websocket.accept``, with what
+:func:`negotiate_deflate` chose; :class:`Framing` then starts autobahn's protocol in its
+OPEN state, as if autobahn had done that handshake itself.
+
+Every place that reaches into autobahn is in this module, each with its reason; written
+against autobahn 23.1 to 26.11 (``tests/test_ws_conformance.py`` walks the Autobahn
+test suite's cases over it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from typing import Protocol
+
+import txaio
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import (
+    PerMessageDeflate,
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+)
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+
+from ..server.config import Config
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def accept_key(key: bytes) -> bytes:
+    """Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (RFC 6455 4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
+
+
+def negotiate_deflate(values: list[bytes]) -> tuple[PerMessageDeflateOfferAccept | None,
+                                                     bytes | None]:
+    """The first permessage-deflate offer of the client's Sec-WebSocket-Extensions values
+    that can be taken, and the extension header value that accepts it (or None, None).
+
+    RFC 7692 section 5 says to decline an offer with unknown, repeated or out-of-range
+    parameters (and the RFC's server_max_window_bits=8, which zlib cannot honour); other
+    extensions are not supported and are declined too."""
+    for value in values:
+        for offer in value.decode("latin-1").split(","):
+            name, *parts = (part.strip() for part in offer.split(";"))
+            if name.lower() != "permessage-deflate":
+                continue
+            params: dict[str, list] = {}
+            for part in parts:
+                key, equals, param = (p.strip() for p in part.partition("="))
+                if len(param) >= 2 and param[0] == param[-1] == '"':
+                    param = param[1:-1]
+                params.setdefault(key.lower(), []).append(param if equals else True)
+            try:
+                parsed = PerMessageDeflateOffer.parse(params)
+            except Exception:  # noqa: BLE001 - autobahn raises a bare Exception for a bad offer
+                continue
+            accept = PerMessageDeflateOfferAccept(parsed)
+            return accept, accept.get_extension_string().encode("latin-1")
+    return None, None
+
+
+def make_factory(config: Config) -> WebSocketServerFactory:
+    """One autobahn factory per server, holding the options every connection shares."""
+    factory = WebSocketServerFactory()
+    factory.setProtocolOptions(
+        # keepalive pings are ours (see WebSocketConnection.deadline_passed): autobahn's timers
+        # round sub-second delays to whole seconds, and one server sweep can serve them all
+        autoPingInterval=0,
+        maxFramePayloadSize=config.websocket_max_frame_size,
+        maxMessagePayloadSize=config.websocket_max_message_size,
+        openHandshakeTimeout=0,  # there is no handshake of autobahn's
+        closeHandshakeTimeout=1,
+        failByDrop=False,  # fail with a close frame that says why (1002, 1007, 1009)
+    )
+    factory.noisy = False
+    return factory
+
+
+class FramingEvents(Protocol):
+    """What :class:`Framing` reports to."""
+
+    def message_received(self, payload: bytes, binary: bool) -> None: ...
+
+    def pong_received(self, payload: bytes) -> None: ...
+
+    def closed(self, code: int | None, reason: str | None) -> None:
+        """The WebSocket is over: a close handshake, a drop, or a failure."""
+        ...
+
+    def end_connection(self, abort: bool) -> None:
+        """autobahn is done with the connection: end it (``abort``: at once)."""
+        ...
+
+
+class Framing:
+    """One open WebSocket's framing over ``write``, reporting to ``events``."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, factory: WebSocketServerFactory, events: FramingEvents,
+                 write: Callable[[bytes], None], peer: str, subprotocol: str | None,
+                 deflate: PerMessageDeflateOfferAccept | None) -> None:
+        protocol = _AutobahnProtocol(events, write)
+        protocol.factory = factory
+        protocol.peer = peer  # what autobahn's log lines name
+        protocol._connectionMade()  # its per-connection state, from the factory's options
+        # what a successful opening handshake leaves behind (autobahn's succeedHandshake,
+        # less the response, which the wire protocol wrote)
+        protocol.websocket_version = 13
+        protocol.websocket_protocol_in_use = subprotocol
+        protocol.websocket_extensions_in_use = []
+        if deflate is not None:
+            pmce = PerMessageDeflate.create_from_offer_accept(True, deflate)
+            protocol._perMessageCompress = pmce
+            protocol.websocket_extensions_in_use.append(pmce)
+        protocol.state = protocol.STATE_OPEN
+        protocol.inside_message = False
+        protocol.current_frame = None
+        txaio.resolve(protocol.is_open, None)
+        self._protocol = protocol
+
+    @property
+    def is_open(self) -> bool:
+        protocol = self._protocol
+        return protocol.state == protocol.STATE_OPEN
+
+    def data_received(self, data: bytes) -> None:
+        self._protocol.dataReceived(data)
+
+    def send_message(self, data: bytes, binary: bool) -> None:
+        protocol = self._protocol
+        if protocol.state != protocol.STATE_OPEN:
+            return
+        limit = protocol.maxMessagePayloadSize
+        if not limit or len(data) <= limit:
+            protocol.sendMessage(data, binary)
+            return
+        # the size limits are on what the client sends; autobahn would hold the
+        # application's messages to them too (Daphne and Uvicorn do not)
+        protocol.maxMessagePayloadSize = 0
+        try:
+            protocol.sendMessage(data, binary)
+        finally:
+            protocol.maxMessagePayloadSize = limit
+
+    def ping(self, payload: bytes) -> None:
+        self._protocol.sendPing(payload)
+
+    def close(self, code: int, reason: str) -> None:
+        """Begin the close handshake (while open); any code RFC 6455 lets a server send."""
+        protocol = self._protocol
+        if protocol.state == protocol.STATE_OPEN:
+            # sendCloseFrame, not sendClose: the server may also send 1001 and 1011
+            protocol.sendCloseFrame(code, reason.encode("utf-8") or None, isReply=False)
+
+    def drop(self, why: str) -> None:
+        """End the WebSocket without a close handshake (a peer that stopped answering)."""
+        protocol = self._protocol
+        protocol.wasClean = False
+        protocol.wasNotCleanReason = why
+        protocol.dropConnection(abort=True)
+
+    def connection_lost(self) -> None:
+        self._protocol.connectionLost(Failure(ConnectionDone()))
+
+
+class _AutobahnProtocol(WebSocketServerProtocol):
+    """autobahn's protocol, reporting to our FramingEvents and writing through ours."""
+
+    def __init__(self, events: FramingEvents, write: Callable[[bytes], None]) -> None:
+        super().__init__()
+        self.events = events
+        self.write_out = write
+        self.peer_close_code: int | None = None  # the code of the peer's close frame
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802,N803
+        self.events.message_received(payload, isBinary)
+
+    def onPong(self, payload: bytes) -> None:  # noqa: N802 - autobahn's name
+        self.events.pong_received(payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802,N803
+        self.events.closed(code, reason)
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:  # noqa: N802,N803
+        self.peer_close_code = code
+        # autobahn's list of close codes a peer may send stops at 1013 and fails the
+        # connection for 1014 (Bad Gateway, registered with IANA in 2016, sent by proxies):
+        # taken as a normal close, then reported with its own code
+        if code != 1014:
+            return super().onCloseFrame(code, reasonRaw)
+        failed = super().onCloseFrame(1000, reasonRaw)
+        self.remoteCloseCode = 1014
+        return failed
+
+    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None,  # noqa: N802,N803
+                       isReply: bool = False) -> None:  # noqa: N803
+        # autobahn answers a peer's close with 1000 (or echoes its reason too): the answer
+        # echoes the peer's code (RFC 6455 5.5.1), a private 3000-4999 code included
+        if isReply and self.peer_close_code is not None:
+            code, reasonUtf8 = self.peer_close_code, None
+        super().sendCloseFrame(code, reasonUtf8, isReply)
+
+    # autobahn's own dataReceived and sendData format the arguments of a debug log line
+    # (qualified function names) on every read and every frame, even with that log off:
+    # about a sixth of the server's time in a WebSocket echo.  The same work, without it.
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        self._dataReceived(data)
+
+    def sendData(self, data: bytes, sync: bool = False,  # noqa: N802 - autobahn's name
+                 chopsize: int | None = None) -> None:
+        if self.state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        self.write_out(data)
+
+    def onMessageEnd(self) -> None:  # noqa: N802 - autobahn's name
+        # autobahn's also fires a "message" event to observers (a Deferred and callbacks per
+        # message) that nothing here registers
+        if not self.failedByMe:
+            payload = b"".join(self.message_data)
+            self._onMessage(payload, self.message_is_binary)
+        self.message_data = None
+
+    # The size limits are on the application's data, which for a compressed message is
+    # the inflated size.  autobahn adds each frame's compressed length to the message's
+    # count when the frame begins, and takes it back out only as the frame inflates, in
+    # reads: a compressed message that fits was refused with 1009 when its compressed
+    # frames (larger than their content, for data that does not compress) or an empty
+    # closing fragment took the count past the limit before inflating.  Here the count is
+    # the inflated size so far, plus the part of the frame being inflated, which is what
+    # autobahn's own check after inflating expects.  A compressed frame may be larger on
+    # the wire than the frame limit by what deflate adds to data it cannot compress (5
+    # bytes a block, 4% at worst with zlib's smallest blocks); the message limit still
+    # holds what it inflates to.
+
+    def onMessageFrameBegin(self, length: int) -> None:  # noqa: N802 - autobahn's name
+        if not self._isMessageCompressed:
+            super().onMessageFrameBegin(length)
+            return
+        message_limit, frame_limit = self.maxMessagePayloadSize, self.maxFramePayloadSize
+        self.maxMessagePayloadSize = 0
+        if frame_limit > 0:
+            self.maxFramePayloadSize = frame_limit + frame_limit // 16 + 64
+        try:
+            super().onMessageFrameBegin(length)
+        finally:
+            self.maxMessagePayloadSize, self.maxFramePayloadSize = message_limit, frame_limit
+        self.message_data_total_length -= length
+
+    def onFrameData(self, payload: bytes) -> bool | None:  # noqa: N802 - autobahn's name
+        if self.current_frame.opcode <= 7 and self._isMessageCompressed:
+            self.message_data_total_length += len(payload)
+        return super().onFrameData(payload)
+
+    def onFrameBegin(self) -> None:  # noqa: N802 - autobahn's name
+        pmce = self._perMessageCompress
+        if pmce is not None and not self.inside_message:
+            inflater = getattr(pmce, "_decompressor", None)
+            if inflater is not None and inflater.eof:
+                # the last message ended its DEFLATE stream with a BFINAL block (RFC 7692
+                # 7.2.3.3): zlib would silently inflate the next one to nothing
+                pmce._decompressor = None
+        super().onFrameBegin()
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:  # noqa: N802
+        """Flow control is the link's (autobahn has no transport here)."""
+
+    def unregisterProducer(self) -> None:  # noqa: N802 - autobahn calls it when it drops
+        """Flow control is the link's (autobahn has no transport here)."""
+
+    def _closeConnection(self, abort: bool = False) -> None:  # noqa: N802 - autobahn's name
+        # autobahn aborts (RST) as soon as a close handshake completes; when it failed the
+        # connection (1002, 1007) in the same read, that throws away its close frame unsent.
+        # A completed handshake ends gracefully; a dropped peer is still aborted.
+        self.events.end_connection(abort and not self.wasClean)
