@@ -1050,3 +1050,56 @@ def test_hpack_table_size_update_over_the_setting(open_client):
     block = _table_size_over_the_limit(client) + client.h2.encoder.encode(request_fields())
     client.raw(frame(HEADERS, END_STREAM | END_HEADERS, 1, block))
     assert_connection_error(client, ErrorCodes.COMPRESSION_ERROR)
+
+
+# -- a body still owed after the answer (RFC 9113 8.1)
+
+
+def answered_early(client: H2Client) -> int:
+    """A POST whose application answers before reading any of its body, which the client
+    has not ended: the stream is answered, the client may still send."""
+    sid = client.request("/no-read", method="POST", end_stream=False)
+    response = client.response(sid)
+    assert response.status == 200 and response.ended and response.reset is None
+    return sid
+
+
+def test_body_still_owed_after_the_answer_is_still_checked(open_client):
+    """The server may answer before the body ends.  The rest of the body the client may
+    send without more window is taken (not reset at once with NO_ERROR), so a malformed
+    body is a stream error whatever the timing (h2spec http2/8.1.2.6/2 once failed when the
+    application answered between the client's frames), a clean END_STREAM ends the stream
+    cleanly, and a client that spends its window on a body nobody reads is told to stop
+    (NO_ERROR)."""
+    client = open_client()
+    longer = client.request("/no-read", method="POST", end_stream=False,
+                            headers=[(b"content-length", b"3")])
+    assert client.response(longer).status == 200
+    client.send_data(longer, b"12345")
+    assert_stream_error(client, longer, ErrorCodes.PROTOCOL_ERROR)
+
+    clean = answered_early(client)
+    client.send_data(clean, b"the rest", end_stream=True)
+    ping(client)
+    assert not frames_on(client, RstStreamFrame, clean)
+
+    spent = answered_early(client)
+    window = client.h2.local_flow_control_window(spent)
+    while window:
+        size = min(window, client.h2.max_outbound_frame_size)
+        client.send_data(spent, b"x" * size)
+        window -= size
+    assert_stream_error(client, spent, ErrorCodes.NO_ERROR)
+
+
+def test_malformed_ending_of_a_stream_already_answered_is_a_connection_error(open_client):
+    """h2spec http2/8.1.2.1/3 when the application answered before the trailers came: their
+    END_STREAM closes the stream both ways, no RST_STREAM may go on it any more (RFC 9113
+    5.1), and the error is the connection's (5.4.1)."""
+    client = open_client()
+    client.h2.config.validate_outbound_headers = False
+    client.h2.config.normalize_outbound_headers = False
+    sid = answered_early(client)
+    client.h2.send_headers(sid, [(b":path", b"/other")], end_stream=True)
+    client.flush()
+    assert_connection_error(client, ErrorCodes.PROTOCOL_ERROR)

@@ -22,7 +22,13 @@ from ...asgi.errors import Refusal
 from ...asgi.http import DONE, START, HTTPStream, build_scope
 from .flow import FlowControl
 from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen
-from .h2_workarounds import cap_encoder_table, graceful_goaway, new_connection
+from .h2_workarounds import (
+    cap_encoder_table,
+    graceful_goaway,
+    inbound_window,
+    new_connection,
+    stream_closed,
+)
 from .stream import H2Stream
 from .validation import HOP_BY_HOP, malformed, read_request
 
@@ -111,7 +117,7 @@ class HTTP2Handler:
                 elif (problem := malformed(event.headers, trailers=True)) is not None:
                     logger.info("HTTP/2 client %s sent malformed trailers on stream %d: %s",
                                 self.conn.client, event.stream_id, problem)
-                    self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                    self._malformed_ending(event.stream_id)
                 elif event.stream_ended:
                     self._body_ended(event.stream_id)
             elif kind is h2.events.ConnectionTerminated:
@@ -165,7 +171,17 @@ class HTTP2Handler:
         http.disconnect, as if the client had gone, and the stream is reset."""
         logger.info("HTTP/2 client %s sent a body that does not match its content-length "
                     "on stream %d", self.conn.client, wire.stream_id)
-        self.reset(wire.stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self._malformed_ending(wire.stream_id)
+
+    def _malformed_ending(self, stream_id: int) -> None:
+        """The body or trailers made the request malformed (RFC 9113 8.1.1): a stream
+        error, RST_STREAM(PROTOCOL_ERROR).  When the client's END_STREAM that carried it
+        closed a stream we had already answered, no frame may go on that stream any more
+        (RFC 9113 5.1), and the error is the connection's (5.4.1 lets it be)."""
+        if stream_closed(self.h2, stream_id):
+            self._terminate(ErrorCodes.PROTOCOL_ERROR)
+        else:
+            self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
 
     def _request(self, event: Any) -> None:
         stream_id = event.stream_id
@@ -289,8 +305,10 @@ class HTTP2Handler:
                 self._wrong_length(wire)
                 return
         wire.body_at = self.server.clock
-        if wire.ended:  # answered already (see _release): the rest is counted, not kept
-            self.flow.acknowledge(event.stream_id, size)
+        if wire.ended:  # answered already (see _drains): the rest is counted, not kept
+            if size:
+                self.h2.increment_flow_control_window(size)  # the connection's window
+            self.release(wire)  # reset (NO_ERROR) once the client's window is spent
             return
         wire.stream.body_received(event.data)
         if wire.paused:
@@ -354,12 +372,7 @@ class HTTP2Handler:
         if wire.ended and self.streams.get(wire.stream_id) is wire and (
             wire.stream is None or wire.stream.state == DONE
         ):
-            if not wire.body_ended and wire.length_left is not None \
-                    and wire.length_left <= self.config.http2_initial_window_size \
-                    and not self.shutting_down:
-                # answered before the body ended, and the rest of it is already allowed in
-                # flight: counted as it comes (a body over its content-length is still
-                # malformed), not kept, instead of a reset the client may take for an error
+            if not wire.body_ended and self._drains(wire):
                 self.update_deadline()
                 return
             del self.streams[wire.stream_id]
@@ -377,6 +390,19 @@ class HTTP2Handler:
             if held or not wire.body_ended:
                 self.flow.flush()
         self.update_deadline()
+
+    def _drains(self, wire: H2Stream) -> bool:
+        """Answered before the request body ended: the rest the client may still send
+        without more window is taken (a content-length and trailers still checked, its
+        END_STREAM a clean end) rather than the stream reset at once; True while the client
+        has window left for it.  The stream's window is never reopened (its body is
+        dropped), only the connection's."""
+        if self.shutting_down or self.closed or wire.tunnel:  # a tunnel has no body
+            return False
+        if wire.unacked:
+            self.h2.increment_flow_control_window(wire.unacked)
+            wire.unacked = 0
+        return inbound_window(self.h2, wire.stream_id) > 0
 
     def update_deadline(self) -> None:
         """Streams came or went: idle from now, or (stopping) done once the last is gone;

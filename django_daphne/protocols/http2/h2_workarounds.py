@@ -15,6 +15,8 @@ that breaks one fails there, by name, before anything subtler does.
   are written, and the handler refuses such a stream itself (REFUSED_STREAM).
 - The settings we announce apply at once (frame size, header list size), not only once
   the client acknowledges them.
+- A stream's inbound window and whether it is closed are read from h2's stream objects
+  (``conn.streams``), which h2 keeps public but does not document.
 - The HPACK table for response headers is capped at 4 KiB: a client's larger
   SETTINGS_HEADER_TABLE_SIZE is only a ceiling (RFC 7541 4.2), and honouring 4 GiB of it
   would let a connection's memory grow with every distinct header value sent.
@@ -113,6 +115,21 @@ def cap_encoder_table(conn: h2.connection.H2Connection) -> None:
     """After the client's SETTINGS: our HPACK encoder's table back to at most 4 KiB."""
     if conn.encoder.header_table_size > _ENCODER_TABLE_SIZE:
         conn.encoder.header_table_size = _ENCODER_TABLE_SIZE
+
+
+def inbound_window(conn: h2.connection.H2Connection, stream_id: int) -> int:
+    """How much more body the client may send on a stream without a WINDOW_UPDATE from us
+    (h2 keeps each stream's window on its stream object, in ``conn.streams``); 0 for a
+    stream h2 no longer has."""
+    stream = conn.streams.get(stream_id)
+    return stream.inbound_flow_control_window if stream is not None else 0
+
+
+def stream_closed(conn: h2.connection.H2Connection, stream_id: int) -> bool:
+    """Whether no frame but PRIORITY may go on the stream any more (RFC 9113 5.1): both
+    sides ended it, it was reset, or h2 has forgotten it."""
+    stream = conn.streams.get(stream_id)
+    return stream is None or stream.closed
 
 
 def valid_upgrade_settings(value: bytes) -> bool:
