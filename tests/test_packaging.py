@@ -31,8 +31,11 @@ def test_wheel_has_the_package_and_the_daphne_command(tmp_path):
     for module in ("protocols/http2/connection.py", "server/cli.py", "staticfiles/handler.py"):
         assert "django_daphne/" + module in names
     assert "daphne = django_daphne.server.cli:main" in scripts
-    for requirement in ("Twisted", "autobahn", "h2", "asgiref", "Django", "channels"):
+    for requirement in ("Twisted", "autobahn", "h2", "asgiref", "Django", "zope.interface",
+                        "hyperframe", "hpack", "txaio"):
         assert f"requires-dist: {requirement.lower()}" in requirements.lower()
+    # Channels only as an extra: the server runs any ASGI application
+    assert 'requires-dist: channels>=4.0; extra == "channels"' in requirements.lower()
     # the fast parser and loop are real dependencies where they build, not everywhere
     assert "httptools" in requirements and "platform_python_implementation" in requirements
 
