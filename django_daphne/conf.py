@@ -14,14 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from .server.config import (
-    COMMAND_LINE,
-    DEFAULT,
+    OPTIONS,
     SETTING_NAMES,
-    SETTINGS,
     Config,
     ConfigError,
     Option,
-    _bool,
+    as_bool,
 )
 
 SETTING = "DAPHNE"
@@ -30,13 +28,22 @@ SETTING = "DAPHNE"
 # ``DAPHNE`` their keys; the framework-agnostic ``daphne`` command has neither.
 DJANGO_OPTIONS: tuple[Option, ...] = (
     Option(
-        "static", False, _bool, "Serve STATIC_ROOT (the output of collectstatic) at "
+        "static", False, as_bool, "Serve STATIC_ROOT (the output of collectstatic) at "
         "STATIC_URL from the server itself, before Django is called: ETag/304, a year of "
         "caching for hashed names, precompressed .br/.gz siblings, Range requests.",
         flags=("--static",), action="store_true", group="django",
     ),
 )
 DJANGO_SETTING_NAMES = {option.setting: option for option in DJANGO_OPTIONS}
+
+
+class DjangoConfig(Config):
+    """The server's options, and the Django-only ones (``DJANGO_OPTIONS``), filled the same
+    way from defaults, ``DAPHNE`` and ``manage.py daphne``'s flags."""
+
+    options = (*OPTIONS, *DJANGO_OPTIONS)
+
+    static: bool
 
 # Settings Daphne's runserver reads, kept for projects that switch: the default of their
 # ``DAPHNE`` key (which wins when both are set).
@@ -89,12 +96,9 @@ def setting_label(key: str, settings: Any = None) -> str:
 
 def build_config(
     command_line: Mapping[str, Any] | None = None, settings: Any = None
-) -> Config:
-    """The effective Config: ``command_line`` (option names, None = not given) over
-    ``DAPHNE`` over the defaults.  Raises ConfigError naming the setting or flag.
-
-    The Django-only options (``DJANGO_OPTIONS``) are in it too, with their sources.
-    """
+) -> DjangoConfig:
+    """The effective DjangoConfig: ``command_line`` (option names, None = not given) over
+    ``DAPHNE`` over the defaults.  Raises ConfigError naming the setting or flag."""
     values = daphne_settings(settings)
     for key in DAPHNE_COMPAT_SETTINGS.values():
         label = setting_label(key, settings)
@@ -103,23 +107,7 @@ def build_config(
                 SETTING_NAMES[key].clean(values[key])
             except ValueError as exc:
                 raise ConfigError(f"{label}: {exc}") from None
-    command_line = dict(command_line or {})
-    django_values = {key: values.pop(key) for key in list(values) if key in DJANGO_SETTING_NAMES}
-    django_flags = {o.name: command_line.pop(o.name, None) for o in DJANGO_OPTIONS}
-    config = Config.build(settings=values, command_line=command_line)
-    for option in DJANGO_OPTIONS:
-        value, source = option.default, DEFAULT
-        if option.setting in django_values:
-            try:
-                value, source = option.clean(django_values[option.setting]), SETTINGS
-            except ValueError as exc:
-                raise ConfigError(f"{SETTING}[{option.setting!r}]: {exc}") from None
-        flag = django_flags[option.name]
-        if flag not in (None, False):
-            value, source = option.clean(flag), COMMAND_LINE
-        config.values[option.name] = value
-        config.sources[option.name] = source
-    return config
+    return DjangoConfig.build(settings=values, command_line=command_line)
 
 
 def import_path(dotted: str) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import types
+import typing
+
 import pytest
 
 from django_daphne.server.cli import build_parser, command_line_values
@@ -98,3 +101,34 @@ def test_asgi_threads_validation(monkeypatch):
     monkeypatch.setenv("ASGI_THREADS", "many")
     with pytest.raises(ConfigError, match="ASGI_THREADS must be a whole number"):
         asgi_threads()
+
+
+def _fits(value, hint) -> bool:
+    """Whether ``value`` is of the (runtime) type ``hint`` names."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is not None:  # list[str] and the like
+        return isinstance(value, origin) and all(
+            _fits(item, typing.get_args(hint)[0]) for item in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+@pytest.mark.parametrize("config_class", ["Config", "DjangoConfig"])
+def test_config_attributes_are_the_option_table(config_class):
+    """One table: Config's typed attributes are exactly the options of its ``options``,
+    each annotated with a type its default and its converted values have."""
+    from django_daphne.conf import DjangoConfig
+
+    cls = {"Config": Config, "DjangoConfig": DjangoConfig}[config_class]
+    hints = {name: hint for name, hint in typing.get_type_hints(cls).items()
+             if name not in ("options", "sources")}
+    assert set(hints) == {option.name for option in cls.options}
+    built = cls.build()
+    for option in cls.options:
+        assert _fits(option.default, hints[option.name]), option.name
+        assert _fits(getattr(built, option.name), hints[option.name]), option.name

@@ -331,13 +331,10 @@ def build_scope(
     scans the raw head) passes False and skips the per-header look.
     """
     path, raw_path, query = split_target(target)
-    if server.proxy_headers:
+    if server.proxy_headers is not None:
         # before the screening: a proxy header configured with an underscore still counts
-        client, scheme = apply_proxy_headers(
-            headers, client, scheme, server.proxy_address_header,
-            server.proxy_port_header, server.proxy_proto_header,
-        )
-    root_path = server.root_path
+        client, scheme = apply_proxy_headers(headers, client, scheme, *server.proxy_headers)
+    root_path = server.config.root_path
     if screen:
         headers, root_path = screen_headers(headers, root_path)
     scope = {

@@ -66,7 +66,7 @@ class ApplicationInstance:
         """The exchange is over: the application has the close timeout to return (unless
         it is already due to be cancelled sooner)."""
         if self.task is not None and not self.task.done() and self.cancelled_because is None:
-            self.deadline = self.server.clock + self.server.close_timeout
+            self.deadline = self.server.clock + self.server.config.application_close_timeout
 
     async def run(self) -> None:
         try:

@@ -53,15 +53,12 @@ def build_websocket_scope(
 ) -> dict:
     """The WebSocket connection scope; raises Refusal for an unusable target."""
     path, raw_path, query = split_target(target)
-    if server.proxy_headers:
+    if server.proxy_headers is not None:
         # before the screening: a proxy header configured with an underscore still counts
-        client, scheme = apply_proxy_headers(
-            headers, client, scheme, server.proxy_address_header,
-            server.proxy_port_header, server.proxy_proto_header,
-        )
+        client, scheme = apply_proxy_headers(headers, client, scheme, *server.proxy_headers)
     # as for HTTP, and as Daphne does for WebSockets: no header names with an underscore,
     # and Daphne-Root-Path sets root_path
-    headers, root_path = screen_headers(headers, server.root_path)
+    headers, root_path = screen_headers(headers, server.config.root_path)
     subprotocols = []
     for name, value in headers:
         if name == b"sec-websocket-protocol":

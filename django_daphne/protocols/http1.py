@@ -45,7 +45,7 @@ class HTTP1Handler:
             config.http_parser, self,
             Limits(config.max_request_line, config.max_header_size, config.max_headers),
         )
-        conn.deadline = server.clock + server.header_timeout
+        conn.deadline = server.clock + server.config.header_timeout
         self.idle = True
         self.current: HTTPStream | None = None  # the request whose response is being sent
         self.receiving: HTTPStream | None = None  # the request whose body is arriving
@@ -69,7 +69,7 @@ class HTTP1Handler:
         if self.idle:
             self.idle = False
             if self.current is None:
-                conn.deadline = self.server.clock + self.server.header_timeout
+                conn.deadline = self.server.clock + self.server.config.header_timeout
         try:
             rest = self.parser.feed(data)
         except Refusal as error:
@@ -104,7 +104,7 @@ class HTTP1Handler:
                     self._arm_body_timeout()
                     return
                 logger.info("Request body from %s stalled for %ss", conn.client,
-                            self.server.body_timeout)
+                            self.server.config.body_timeout)
                 self.refuse(Refusal(408, "request body not received in time"))
             return
         if self.idle:
@@ -188,7 +188,7 @@ class HTTP1Handler:
         receiving = self.receiving
         receiving.body_received(data)
         if receiving is self.current:
-            self.conn.deadline = self.server.clock + self.server.body_timeout
+            self.conn.deadline = self.server.clock + self.server.config.body_timeout
 
     def on_message_complete(self) -> None:
         receiving = self.receiving
@@ -207,7 +207,7 @@ class HTTP1Handler:
         if head.has_body and not head.expect_continue and not stream.body_done:
             # the body must keep coming (a client waiting for 100 Continue is armed when
             # it is sent)
-            self.conn.deadline = self.server.clock + self.server.body_timeout
+            self.conn.deadline = self.server.clock + self.server.config.body_timeout
         stream.start()
 
     def _begin_next(self) -> None:
@@ -275,7 +275,7 @@ class HTTP1Handler:
         conn = self.conn
         if current is not None and current is self.receiving and not current.body_done \
                 and not conn.closed:
-            conn.deadline = self.server.clock + self.server.body_timeout
+            conn.deadline = self.server.clock + self.server.config.body_timeout
 
     @property
     def write_paused(self) -> bool:
@@ -443,7 +443,7 @@ class HTTP1Handler:
         if self.parser.buffer:
             # part of the next request's head came with this one: it has the header
             # timeout to arrive whole (and a 408 after it), not the keep-alive timeout
-            conn.deadline = self.server.clock + self.server.header_timeout
+            conn.deadline = self.server.clock + self.server.config.header_timeout
             return
         self.idle = True
-        conn.deadline = self.server.clock + self.server.keep_alive_timeout
+        conn.deadline = self.server.clock + self.server.config.keep_alive_timeout

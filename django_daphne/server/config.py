@@ -12,8 +12,8 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 # --- value converters: each takes the raw value and returns the typed one or raises ValueError
 
 
-def _int(value: Any) -> int:
+def as_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a whole number, got a boolean")
     if isinstance(value, int):
@@ -40,7 +40,7 @@ def _int(value: Any) -> int:
     raise ValueError(f"expected a whole number, got {value!r}")
 
 
-def _number(value: Any) -> float:
+def as_seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number of seconds, got a boolean")
     if isinstance(value, (int, float)):
@@ -53,7 +53,7 @@ def _number(value: Any) -> float:
     raise ValueError(f"expected a number of seconds, got {value!r}")
 
 
-def _bool(value: Any) -> bool:
+def as_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
@@ -63,13 +63,13 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"expected True or False, got {value!r}")
 
 
-def _str(value: Any) -> str:
+def as_str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
     return value
 
 
-def _str_list(value: Any) -> list[str]:
+def as_str_list(value: Any) -> list[str]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ValueError(f"expected a list of strings, got {value!r}")
     items = list(value)
@@ -79,8 +79,8 @@ def _str_list(value: Any) -> list[str]:
     return items
 
 
-def _header_name(value: Any) -> str:
-    value = _str(value)
+def as_header_name(value: Any) -> str:
+    value = as_str(value)
     if not value or any(c in value for c in ' \t:\r\n"(),/;<=>?@[\\]{}'):
         raise ValueError(f"expected an HTTP header name such as X-Forwarded-For, got {value!r}")
     return value
@@ -145,107 +145,107 @@ MIB = 1024 * 1024
 OPTIONS: tuple[Option, ...] = (
     # -- where to listen
     Option(
-        "bind", None, _str, "The host or IP address to bind to (default 127.0.0.1 when "
+        "bind", None, as_str, "The host or IP address to bind to (default 127.0.0.1 when "
         "nothing else is bound; with -p alone, 127.0.0.1).",
         flags=("-b", "--bind"), metavar="ADDRESS", none_ok=True, group="binding",
     ),
     Option(
-        "port", None, _int, "The port to bind to (default 8000 when nothing else is bound; "
+        "port", None, as_int, "The port to bind to (default 8000 when nothing else is bound; "
         "0 picks a free port).",
         flags=("-p", "--port"), metavar="PORT", none_ok=True, minimum=0, maximum=65535,
         group="binding",
     ),
     Option(
-        "unix_socket", None, _str, "Bind to a UNIX socket at this path.",
+        "unix_socket", None, as_str, "Bind to a UNIX socket at this path.",
         flags=("-u", "--unix-socket"), metavar="PATH", none_ok=True, group="binding",
     ),
     Option(
-        "fd", None, _int, "Serve on an inherited, already listening socket file descriptor.",
+        "fd", None, as_int, "Serve on an inherited, already listening socket file descriptor.",
         flags=("--fd",), metavar="FD", none_ok=True, minimum=0, group="binding",
     ),
     Option(
-        "endpoints", [], _str_list, "A Twisted endpoint description to listen on, e.g. "
+        "endpoints", [], as_str_list, "A Twisted endpoint description to listen on, e.g. "
         "tcp:8000, unix:/tmp/d.sock or ssl:443:privateKey=key.pem:certKey=crt.pem. "
         "Repeatable; adds to the other bindings.",
         flags=("-e", "--endpoint"), metavar="ENDPOINT", action="append", group="binding",
     ),
     # -- logging
     Option(
-        "verbosity", 1, _int, "How verbose to make the output: 0 warnings only, 1 info and "
+        "verbosity", 1, as_int, "How verbose to make the output: 0 warnings only, 1 info and "
         "the access log, 2 debug and tracebacks, 3 everything.",
         flags=("-v", "--verbosity"), metavar="{0,1,2,3}", minimum=0, maximum=3, group="logging",
     ),
     Option(
-        "access_log", None, _str, "Where to write the access log: a file path, or - for "
+        "access_log", None, as_str, "Where to write the access log: a file path, or - for "
         "stdout (the default at verbosity 1 and above).",
         flags=("--access-log",), metavar="FILE", none_ok=True, group="logging",
     ),
     Option(
-        "log_fmt", DEFAULT_LOG_FMT, _str,
+        "log_fmt", DEFAULT_LOG_FMT, as_str,
         "The format of log lines (Python logging syntax).",
         flags=("--log-fmt",), metavar="FORMAT", group="logging",
     ),
     # -- HTTP behaviour
     Option(
-        "http_timeout", None, _number, "Seconds an application has to start its response "
+        "http_timeout", None, as_seconds, "Seconds an application has to start its response "
         "before the client gets a 503 and the application is cancelled (default, or 0: no "
         "limit).",
         flags=("-t", "--http-timeout"), metavar="SECONDS", none_ok=True, minimum=0.001,
         unlimited=0, group="http",
     ),
     Option(
-        "application_close_timeout", 10.0, _number, "Seconds an application may keep running "
+        "application_close_timeout", 10.0, as_seconds, "Seconds an application may keep running "
         "after its client disconnected or its response finished, before it is cancelled.",
         flags=("--application-close-timeout",), metavar="SECONDS", minimum=0, group="http",
     ),
     Option(
-        "root_path", "", _str, "The path prefix the application is mounted at behind a "
+        "root_path", "", as_str, "The path prefix the application is mounted at behind a "
         "proxy (ASGI root_path, WSGI SCRIPT_NAME), e.g. /myapp.",
         flags=("--root-path",), metavar="PATH", group="http",
     ),
     Option(
-        "proxy_headers", False, _bool, "Trust X-Forwarded-For, X-Forwarded-Port and "
+        "proxy_headers", False, as_bool, "Trust X-Forwarded-For, X-Forwarded-Port and "
         "X-Forwarded-Proto for the client address and scheme. Only enable behind a proxy "
         "that sets them.",
         flags=("--proxy-headers",), action="store_true", group="http",
     ),
     Option(
-        "proxy_headers_host", None, _header_name, "The header that carries the client "
+        "proxy_headers_host", None, as_header_name, "The header that carries the client "
         "address (default X-Forwarded-For). Needs --proxy-headers.",
         flags=("--proxy-headers-host",), metavar="HEADER", none_ok=True, group="http",
     ),
     Option(
-        "proxy_headers_port", None, _header_name, "The header that carries the client port "
+        "proxy_headers_port", None, as_header_name, "The header that carries the client port "
         "(default X-Forwarded-Port). Needs --proxy-headers.",
         flags=("--proxy-headers-port",), metavar="HEADER", none_ok=True, group="http",
     ),
     Option(
-        "proxy_headers_proto", None, _header_name, "The header that carries the scheme the "
+        "proxy_headers_proto", None, as_header_name, "The header that carries the scheme the "
         "client used (default X-Forwarded-Proto). Needs --proxy-headers.",
         flags=("--proxy-headers-proto",), metavar="HEADER", none_ok=True, group="http",
     ),
     Option(
-        "server_name", "daphne", _str, "The value of the Server response header; "
+        "server_name", "daphne", as_str, "The value of the Server response header; "
         "--no-server-name leaves the header out.",
         flags=("-s", "--server-name"), metavar="NAME", group="http",
     ),
     Option(
-        "lifespan", "auto", _str, "Send the ASGI lifespan events: auto (if the application "
+        "lifespan", "auto", as_str, "Send the ASGI lifespan events: auto (if the application "
         "supports them), on (a failed startup stops the server) or off.",
         flags=("--lifespan",), choices=("auto", "on", "off"), group="http",
     ),
     Option(
-        "shutdown_timeout", 30.0, _number, "On SIGTERM or SIGINT, seconds to let in-flight "
+        "shutdown_timeout", 30.0, as_seconds, "On SIGTERM or SIGINT, seconds to let in-flight "
         "requests finish before the remaining connections are closed.",
         flags=("--shutdown-timeout",), metavar="SECONDS", minimum=0, group="http",
     ),
     Option(
-        "workers", 1, _int, "Worker processes: more than 1 starts a supervisor that binds "
+        "workers", 1, as_int, "Worker processes: more than 1 starts a supervisor that binds "
         "every socket once and runs this many workers serving them, restarting any that die.",
         flags=("--workers",), metavar="N", minimum=1, group="http",
     ),
     Option(
-        "reuse_port", True, _bool, "With --workers: give each worker its own listening "
+        "reuse_port", True, as_bool, "With --workers: give each worker its own listening "
         "socket on every TCP port (SO_REUSEPORT, Linux), so the kernel spreads new "
         "connections evenly; off: the workers share one socket, where the first to wake can "
         "take a whole burst, but one stuck in blocking code leaves new connections to the "
@@ -253,130 +253,130 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--reuse-port",), metavar="{on,off}", group="http",
     ),
     Option(
-        "http_parser", "auto", _str, "The HTTP/1.1 parser: httptools (llhttp, fast), python "
+        "http_parser", "auto", as_str, "The HTTP/1.1 parser: httptools (llhttp, fast), python "
         "(pure Python) or auto (httptools where installed). Both are equally strict.",
         flags=("--http-parser",), choices=("auto", "httptools", "python"), group="http",
     ),
     Option(
-        "loop", "auto", _str, "The asyncio event loop under Twisted's reactor: uvloop, "
+        "loop", "auto", as_str, "The asyncio event loop under Twisted's reactor: uvloop, "
         "asyncio or auto (uvloop where installed).",
         flags=("--loop",), choices=("auto", "asyncio", "uvloop"), group="http",
     ),
     # -- request limits
     Option(
-        "max_request_line", 8 * KIB, _int, "Longest request line in bytes; longer gets 414.",
+        "max_request_line", 8 * KIB, as_int, "Longest request line in bytes; longer gets 414.",
         flags=("--max-request-line",), metavar="BYTES", minimum=64, group="limits",
     ),
     Option(
-        "max_header_size", 64 * KIB, _int, "Largest request header block in bytes; larger "
+        "max_header_size", 64 * KIB, as_int, "Largest request header block in bytes; larger "
         "gets 431.",
         flags=("--max-header-size",), metavar="BYTES", minimum=256, group="limits",
     ),
     Option(
-        "max_headers", 100, _int, "Most request header fields; more gets 431.",
+        "max_headers", 100, as_int, "Most request header fields; more gets 431.",
         flags=("--max-headers",), metavar="COUNT", minimum=1, group="limits",
     ),
     Option(
-        "header_timeout", 30.0, _number, "Seconds a client has to send a complete request "
+        "header_timeout", 30.0, as_seconds, "Seconds a client has to send a complete request "
         "head once it starts one (or after connecting); slower clients are disconnected.",
         flags=("--header-timeout",), metavar="SECONDS", minimum=0.001, group="limits",
     ),
     Option(
-        "body_timeout", 60.0, _number, "Seconds a client may pause while sending a request "
+        "body_timeout", 60.0, as_seconds, "Seconds a client may pause while sending a request "
         "body (between two pieces of it, while the server is reading); slower clients get "
         "408 (over HTTP/1.1 also disconnected, over HTTP/2 the stream reset). Time the "
         "application takes to read is not counted.",
         flags=("--body-timeout",), metavar="SECONDS", minimum=0.001, group="limits",
     ),
     Option(
-        "keep_alive_timeout", 5.0, _number, "Seconds an idle keep-alive connection stays "
+        "keep_alive_timeout", 5.0, as_seconds, "Seconds an idle keep-alive connection stays "
         "open waiting for its next request.",
         flags=("--keep-alive-timeout",), metavar="SECONDS", minimum=0, group="limits",
     ),
     Option(
-        "send_timeout", 60.0, _number, "Seconds a client may take nothing of what the server "
+        "send_timeout", 60.0, as_seconds, "Seconds a client may take nothing of what the server "
         "has written (once the write buffer is full) before the connection is cut off: a "
         "slow or stuck reader cannot hold a connection and its buffers forever.",
         flags=("--send-timeout",), metavar="SECONDS", minimum=0.001, group="limits",
     ),
     # -- HTTP/2
     Option(
-        "http2", True, _bool, "Serve HTTP/2: by ALPN on TLS endpoints, and in cleartext by "
+        "http2", True, as_bool, "Serve HTTP/2: by ALPN on TLS endpoints, and in cleartext by "
         "prior knowledge or Upgrade: h2c. on or off.",
         flags=("--http2",), metavar="{on,off}", group="http2",
     ),
     Option(
-        "http2_max_concurrent_streams", 100, _int, "Most streams one HTTP/2 client may have "
+        "http2_max_concurrent_streams", 100, as_int, "Most streams one HTTP/2 client may have "
         "open at once (SETTINGS_MAX_CONCURRENT_STREAMS).",
         flags=("--http2-max-concurrent-streams",), metavar="COUNT", minimum=1,
         group="http2",
     ),
     Option(
-        "http2_initial_window_size", 65535, _int, "The flow-control window of each HTTP/2 "
+        "http2_initial_window_size", 65535, as_int, "The flow-control window of each HTTP/2 "
         "request body in bytes: how much a client may send before the application reads.",
         flags=("--http2-initial-window-size",), metavar="BYTES", minimum=1,
         maximum=2**31 - 1, group="http2",
     ),
     Option(
-        "http2_max_frame_size", 16384, _int, "Largest HTTP/2 frame payload the server accepts, "
+        "http2_max_frame_size", 16384, as_int, "Largest HTTP/2 frame payload the server accepts, "
         "in bytes.",
         flags=("--http2-max-frame-size",), metavar="BYTES", minimum=16384,
         maximum=2**24 - 1, group="http2",
     ),
     Option(
-        "http2_max_header_list_size", 64 * KIB, _int, "Largest decoded HTTP/2 header list "
+        "http2_max_header_list_size", 64 * KIB, as_int, "Largest decoded HTTP/2 header list "
         "in bytes (bounds HPACK bombs and CONTINUATION floods).",
         flags=("--http2-max-header-list-size",), metavar="BYTES", minimum=1024,
         group="http2",
     ),
     Option(
-        "http2_idle_timeout", 60.0, _number, "Seconds an HTTP/2 connection with no open "
+        "http2_idle_timeout", 60.0, as_seconds, "Seconds an HTTP/2 connection with no open "
         "stream stays open.",
         flags=("--http2-idle-timeout",), metavar="SECONDS", minimum=0.001, group="http2",
     ),
     Option(
-        "http2_websocket", True, _bool, "Serve WebSockets over HTTP/2 streams (RFC 8441 "
+        "http2_websocket", True, as_bool, "Serve WebSockets over HTTP/2 streams (RFC 8441 "
         "extended CONNECT, as browsers open them on an HTTP/2 connection): on or off.",
         flags=("--http2-websocket",), metavar="{on,off}", group="http2",
     ),
     # -- WebSocket
     Option(
-        "websocket_timeout", 86400.0, _number, "Longest life of a WebSocket connection in "
+        "websocket_timeout", 86400.0, as_seconds, "Longest life of a WebSocket connection in "
         "seconds; -1 for no limit.",
         flags=("--websocket_timeout",), metavar="SECONDS", minimum=0, unlimited=-1,
         group="websocket",
     ),
     Option(
-        "websocket_connect_timeout", 5.0, _number, "Seconds for the WebSocket handshake and "
+        "websocket_connect_timeout", 5.0, as_seconds, "Seconds for the WebSocket handshake and "
         "the application's accept or refusal; -1 for no limit.",
         flags=("--websocket_connect_timeout",), metavar="SECONDS", minimum=0, unlimited=-1,
         group="websocket",
     ),
     Option(
-        "ping_interval", 20.0, _number, "Seconds a WebSocket may be idle before the server "
+        "ping_interval", 20.0, as_seconds, "Seconds a WebSocket may be idle before the server "
         "pings it; 0 for no pings.",
         flags=("--ping-interval",), metavar="SECONDS", minimum=0.001, unlimited=0,
         group="websocket",
     ),
     Option(
-        "ping_timeout", 30.0, _number, "Seconds after an unanswered ping before the "
+        "ping_timeout", 30.0, as_seconds, "Seconds after an unanswered ping before the "
         "WebSocket is closed; 0 to never close it for that.",
         flags=("--ping-timeout",), metavar="SECONDS", minimum=0.001, unlimited=0,
         group="websocket",
     ),
     Option(
-        "websocket_max_message_size", 1 * MIB, _int, "Largest WebSocket message in bytes "
+        "websocket_max_message_size", 1 * MIB, as_int, "Largest WebSocket message in bytes "
         "(after decompression); 0 for no limit.",
         flags=("--websocket-max-message-size",), metavar="BYTES", minimum=0,
         group="websocket",
     ),
     Option(
-        "websocket_compression", True, _bool, "Negotiate permessage-deflate compression "
+        "websocket_compression", True, as_bool, "Negotiate permessage-deflate compression "
         "with WebSocket clients that offer it: on or off.",
         flags=("--websocket-compression",), metavar="{on,off}", group="websocket",
     ),
     Option(
-        "websocket_max_frame_size", 1 * MIB, _int, "Largest WebSocket frame in bytes; 0 for "
+        "websocket_max_frame_size", 1 * MIB, as_int, "Largest WebSocket frame in bytes; 0 for "
         "no limit.",
         flags=("--websocket-max-frame-size",), metavar="BYTES", minimum=0, group="websocket",
     ),
@@ -392,48 +392,103 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f" Did you mean {close[0]}?" if close else ""
 
 
-@dataclass
-class Config:
-    """Every option's effective value, plus where each came from.
+_C = TypeVar("_C", bound="Config")
 
-    Build one with :meth:`Config.build`; the attributes are the option names of ``OPTIONS``
-    (``config.port``, ``config.http_timeout``, ...), and ``config.sources[name]`` says whether
-    the value is the default, from settings.py or from the command line.
+
+class Config:
+    """Every option's effective value, as a typed attribute, plus where each came from.
+
+    Build one with :meth:`Config.build`.  The attributes are the options of ``options``
+    (``config.port``, ``config.http_timeout``, ...; tests/test_config.py holds the
+    annotations below to that table), and ``config.sources[name]`` says whether the value
+    is the default, from settings.py or from the command line.  A subclass adds options
+    of its own (the Django layer's ``DjangoConfig``).
     """
 
-    values: dict[str, Any] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
+    options: ClassVar[tuple[Option, ...]] = OPTIONS
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["values"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+    bind: str | None
+    port: int | None
+    unix_socket: str | None
+    fd: int | None
+    endpoints: list[str]
+    verbosity: int
+    access_log: str | None
+    log_fmt: str
+    http_timeout: float | None
+    application_close_timeout: float
+    root_path: str
+    proxy_headers: bool
+    proxy_headers_host: str | None
+    proxy_headers_port: str | None
+    proxy_headers_proto: str | None
+    server_name: str
+    lifespan: str
+    shutdown_timeout: float
+    workers: int
+    reuse_port: bool
+    http_parser: str
+    loop: str
+    max_request_line: int
+    max_header_size: int
+    max_headers: int
+    header_timeout: float
+    body_timeout: float
+    keep_alive_timeout: float
+    send_timeout: float
+    http2: bool
+    http2_max_concurrent_streams: int
+    http2_initial_window_size: int
+    http2_max_frame_size: int
+    http2_max_header_list_size: int
+    http2_idle_timeout: float
+    http2_websocket: bool
+    websocket_timeout: float
+    websocket_connect_timeout: float
+    ping_interval: float
+    ping_timeout: float
+    websocket_max_message_size: int
+    websocket_compression: bool
+    websocket_max_frame_size: int
+
+    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+        for option in self.options:
+            setattr(self, option.name, values[option.name])
+        self.sources: dict[str, str] = dict(sources)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return {option.name: getattr(self, option.name) for option in self.options}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.values!r})"
 
     @classmethod
     def build(
-        cls,
+        cls: type[_C],
         settings: Mapping[str, Any] | None = None,
         command_line: Mapping[str, Any] | None = None,
         settings_name: str = "DAPHNE",
-    ) -> Config:
+    ) -> _C:
         """Defaults, then ``settings`` (upper-case keys), then ``command_line`` (option names).
 
         A ``None`` on the command line means "not given".  Raises :class:`ConfigError` naming
         the setting or flag and saying what would be valid.
         """
+        by_setting = {option.setting: option for option in cls.options}
+        by_name = {option.name: option for option in cls.options}
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
-        for option in OPTIONS:
+        for option in cls.options:
             default = option.default
             values[option.name] = list(default) if isinstance(default, list) else default
             sources[option.name] = DEFAULT
         for key, raw in (settings or {}).items():
-            option = SETTING_NAMES.get(key)
+            option = by_setting.get(key)
             if option is None:
                 raise ConfigError(
                     f"{settings_name}[{key!r}] is not a setting of django-daphne."
-                    + suggest(key, SETTING_NAMES)
+                    + suggest(key, by_setting)
                 )
             try:
                 values[option.name] = option.clean(raw)
@@ -441,7 +496,7 @@ class Config:
                 raise ConfigError(f"{settings_name}[{key!r}]: {exc}") from None
             sources[option.name] = SETTINGS
         for name, raw in (command_line or {}).items():
-            option = OPTIONS_BY_NAME[name]
+            option = by_name[name]
             if raw is None or (option.action == "append" and not raw):
                 continue
             if option.action == "store_true" and raw is False:
@@ -455,21 +510,22 @@ class Config:
         config._check_combinations()
         return config
 
-    def replace(self, **changes: Any) -> Config:
+    def replace(self: _C, **changes: Any) -> _C:
         """A copy with some values changed (validated, marked as from the command line)."""
-        values = dict(self.values)
+        by_name = {option.name: option for option in self.options}
+        values = self.values
         sources = dict(self.sources)
         for name, raw in changes.items():
-            values[name] = OPTIONS_BY_NAME[name].clean(raw)
+            values[name] = by_name[name].clean(raw)
             sources[name] = COMMAND_LINE
-        config = Config(values, sources)
+        config = type(self)(values, sources)
         config._check_combinations()
         return config
 
     def _check_combinations(self) -> None:
         if not self.proxy_headers:
             for name in ("proxy_headers_host", "proxy_headers_port", "proxy_headers_proto"):
-                if self.values[name] is not None:
+                if getattr(self, name) is not None:
                     option = OPTIONS_BY_NAME[name]
                     raise ConfigError(
                         f"{option.flag} ({option.setting}) has no effect without "
@@ -518,7 +574,7 @@ class Config:
 
     def describe(self) -> list[tuple[str, Any, str]]:
         """(setting key, value, source) for every option, for ``--show-config``."""
-        return [(o.setting, self.values[o.name], self.sources[o.name]) for o in OPTIONS]
+        return [(o.setting, getattr(self, o.name), self.sources[o.name]) for o in self.options]
 
 
 def log_format(config: Config) -> str:

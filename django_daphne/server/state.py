@@ -29,17 +29,12 @@ class ServerState:
         self.lifespan_state: dict[str, Any] | None = None
         self.access_log = None  # an AccessLog, or None when it is off
         self.shutting_down = False
-        # per-request values, read as attributes rather than through Config
+        # what the hot path needs in another form than the config's
         self.http_timeout: float | None = config.http_timeout or None  # 0: no limit
-        self.close_timeout: float = config.application_close_timeout
-        self.header_timeout: float = config.header_timeout
-        self.body_timeout: float = config.body_timeout
-        self.keep_alive_timeout: float = config.keep_alive_timeout
-        self.root_path: str = config.root_path
-        self.proxy_headers: bool = config.proxy_headers
-        self.proxy_address_header = config.proxy_address_header
-        self.proxy_port_header = config.proxy_port_header
-        self.proxy_proto_header = config.proxy_proto_header
+        # the names of the proxy headers to trust (address, port, scheme), or None
+        self.proxy_headers: tuple[bytes, bytes, bytes] | None = (
+            config.proxy_address_header, config.proxy_port_header, config.proxy_proto_header,
+        ) if config.proxy_headers else None
         self.server_header = (
             b"Server: " + config.server_name.encode("latin-1") + b"\r\n"
             if config.server_name else b""
@@ -75,12 +70,12 @@ class ServerState:
     def sweep_interval(self) -> float:
         """How often to check deadlines: a second, or finer when a timeout is short."""
         config = self.config
-        timeouts = [self.header_timeout, self.body_timeout, self.close_timeout,
-                    config.send_timeout]
+        timeouts = [config.header_timeout, config.body_timeout,
+                    config.application_close_timeout, config.send_timeout]
         # 0: no pings, or no limit on waiting for the pong
         timeouts.extend(t for t in (config.ping_interval, config.ping_timeout) if t)
-        if self.keep_alive_timeout:
-            timeouts.append(self.keep_alive_timeout)
+        if config.keep_alive_timeout:
+            timeouts.append(config.keep_alive_timeout)
         if config.http2:
             timeouts.append(config.http2_idle_timeout)
         if self.http_timeout:
