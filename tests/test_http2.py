@@ -452,7 +452,7 @@ def test_stalled_body_gets_408_and_only_its_stream_is_reset(h2_body_server):
         assert not client.responses[steady].done, client.responses[steady]
         response = client.response(stalled)
         assert response.status == 408
-        assert bytes(response.body) == b"request body not received in time\n"
+        assert bytes(response.body) == b"408 Request Timeout: request body not received in time\n"
         client.send_data(steady, b"", end_stream=True)
         assert bytes(client.response(steady).body).startswith(b"%d bytes in " % pieces)
         assert client.goaway is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 
 class Refusal(Exception):
     """A request refused before any application sees it.
@@ -24,3 +26,13 @@ class UnexpectedMessage(RuntimeError):
 
 class ClientDisconnected(OSError):
     """``send`` was called after the client went away (ASGI HTTP spec 2.4)."""
+
+
+def error_page(status: int, reason: str | None = None) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and body of an answer the server writes itself, whatever the protocol:
+    a refused request (its status, phrase and why) or a failed application (the phrase)."""
+    phrase = HTTPStatus(status).phrase
+    text = f"{status} {phrase}: {reason}\n" if reason is not None else f"{phrase}\n"
+    body = text.encode("latin-1", "replace")
+    return [(b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body))], body

@@ -11,16 +11,19 @@ a small interface (``response_start``, ``response_body``, ``abort``, ``send_cont
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import ClientDisconnected, UnexpectedMessage, error_page
 from .instance import ApplicationInstance
-from .scope import apply_proxy_headers, screen_headers, split_target
+from .scope import connection_scope
 from .syntax import TOKEN
 
-__all__ = ["HTTPStream", "build_scope", "check_headers"]
+__all__ = ["ClientDisconnected", "HTTPStream", "UnexpectedMessage", "build_scope",
+           "check_headers"]
 
 logger = logging.getLogger("django_daphne.http")
 
@@ -28,20 +31,25 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]").search
 
 # Stop reading the socket once this much request body waits for the application.
 BODY_HIGH_WATER = 256 * 1024
+# responses that never carry a body, whatever the application sends (RFC 9110 6.4.1)
+NO_BODY_STATUSES = frozenset((204, 304))
 # seconds an application told its client is gone has to return before it is cancelled
 CANCEL_GRACE = 0.25
 
-START, BODY, DONE, TRAILERS = 0, 1, 2, 3
+
+
+class ResponseState(enum.Enum):
+    """Where an HTTP exchange is, from the application's side."""
+
+    START = "start"  # nothing sent yet: http.response.start is next
+    BODY = "body"  # started: http.response.body messages until one ends the body
+    TRAILERS = "trailers"  # the body ended: http.response.trailers to come
+    DONE = "done"  # the response is complete (or was abandoned)
+
+
+START, BODY, TRAILERS, DONE = ResponseState
 
 _known_names: set[bytes] = set()
-
-
-class UnexpectedMessage(RuntimeError):
-    """The application sent a message the ASGI spec does not allow at that point."""
-
-
-class ClientDisconnected(OSError):
-    """``send`` was called after the client went away (ASGI HTTP spec 2.4)."""
 
 
 def check_headers(headers: Any, what: str) -> list[tuple[bytes, bytes]]:
@@ -262,11 +270,8 @@ class HTTPStream(ApplicationInstance):
         if self.state == START:
             self.state = DONE
             self.status = status
-            body = b"Internal Server Error\n" if status == 500 else b"Service Unavailable\n"
-            self.wire.response_start(status, [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ])
+            headers, body = error_page(status)
+            self.wire.response_start(status, headers)
             self.sent = len(body)
             self.wire.response_body(body, False)
             self._finished()
@@ -279,7 +284,7 @@ class HTTPStream(ApplicationInstance):
         """The response is complete (or abandoned): log it, let the wire move on."""
         server = self.server
         self._linger()
-        if self.status in (204, 304) or self.scope["method"] == "HEAD":
+        if self.status in NO_BODY_STATUSES or self.scope["method"] == "HEAD":
             self.sent = 0  # no body went out, whatever the application sent (logged "-")
         if server.access_log is not None:
             server.access_log.http(self)
@@ -330,27 +335,7 @@ def build_scope(
     :func:`~.scope.screen_headers`); a wire protocol that can rule both out cheaply (HTTP/1.1
     scans the raw head) passes False and skips the per-header look.
     """
-    path, raw_path, query = split_target(target)
-    if server.proxy_headers is not None:
-        # before the screening: a proxy header configured with an underscore still counts
-        client, scheme = apply_proxy_headers(headers, client, scheme, *server.proxy_headers)
-    root_path = server.config.root_path
-    if screen:
-        headers, root_path = screen_headers(headers, root_path)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": http_version,
-        "method": _METHODS.get(method) or method.decode("ascii"),
-        "scheme": scheme,
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query,
-        "root_path": root_path,
-        "headers": headers,
-        "client": client,
-        "server": server_addr,
-    }
-    if server.lifespan_state is not None:
-        scope["state"] = server.lifespan_state.copy()
+    scope = connection_scope("http", server, http_version, scheme, target, headers, client,
+                             server_addr, screen)
+    scope["method"] = _METHODS.get(method) or method.decode("ascii")
     return scope

@@ -11,7 +11,6 @@ from urllib.parse import unquote_to_bytes
 
 from .errors import Refusal
 
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
 
@@ -149,3 +148,47 @@ def apply_proxy_headers(
             base = _SCHEMES[proto]
             scheme = ("wss" if base == "https" else "ws") if websocket else base
     return client, scheme
+
+
+def connection_scope(
+    kind: str,
+    server: Any,
+    http_version: str,
+    scheme: str,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    client: list[Any] | None,
+    server_addr: list[Any] | None,
+    screen: bool = True,
+) -> dict[str, Any]:
+    """What an HTTP and a WebSocket scope share, for any wire protocol: the target split and
+    decoded, the proxy headers applied, the headers screened.  Raises Refusal for a target
+    that cannot be represented.
+
+    ``screen``: the headers may hold a name with an underscore or Daphne-Root-Path (see
+    :func:`screen_headers`); a wire protocol that can rule both out cheaply (HTTP/1.1 scans
+    the raw head) passes False and skips the per-header look.
+    """
+    path, raw_path, query = split_target(target)
+    if server.proxy_headers is not None:
+        # before the screening: a proxy header configured with an underscore still counts
+        client, scheme = apply_proxy_headers(headers, client, scheme, *server.proxy_headers)
+    root_path = server.config.root_path
+    if screen:
+        headers, root_path = screen_headers(headers, root_path)
+    scope = {
+        "type": kind,
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": http_version,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path,
+        "headers": headers,
+        "client": client,
+        "server": server_addr,
+    }
+    if server.lifespan_state is not None:
+        scope["state"] = server.lifespan_state.copy()
+    return scope

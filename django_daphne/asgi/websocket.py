@@ -11,21 +11,34 @@ wire through ``accept(subprotocol, headers)``, ``deny(status, headers)`` +
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from .http import ClientDisconnected, UnexpectedMessage, check_headers
+from .errors import ClientDisconnected, UnexpectedMessage
+from .http import check_headers
 from .instance import ApplicationInstance
-from .scope import apply_proxy_headers, screen_headers, split_target
+from .scope import connection_scope
 
 logger = logging.getLogger("django_daphne.websocket")
 
 # Stop reading the socket once this many received messages wait for the application.
 QUEUE_HIGH_WATER = 64
 
-CONNECTING, OPEN, DENYING, CLOSED = 0, 1, 2, 3
+
+
+class SocketState(enum.Enum):
+    """Where a WebSocket is, from the application's side."""
+
+    CONNECTING = "connecting"  # the handshake waits for websocket.accept (or a refusal)
+    OPEN = "open"
+    DENYING = "denying"  # refusing with its own HTTP response, whose body is still to come
+    CLOSED = "closed"
+
+
+CONNECTING, OPEN, DENYING, CLOSED = SocketState
 
 # What an endpoint may put in a close frame (RFC 6455 7.4 and IANA's registry): not 1004-1006
 # or 1015, which are reserved or mean "no frame"; 1008, the policy violation that Starlette's
@@ -52,36 +65,18 @@ def build_websocket_scope(
     server_addr: list[Any] | None,
 ) -> dict:
     """The WebSocket connection scope; raises Refusal for an unusable target."""
-    path, raw_path, query = split_target(target)
-    if server.proxy_headers is not None:
-        # before the screening: a proxy header configured with an underscore still counts
-        client, scheme = apply_proxy_headers(headers, client, scheme, *server.proxy_headers)
     # as for HTTP, and as Daphne does for WebSockets: no header names with an underscore,
     # and Daphne-Root-Path sets root_path
-    headers, root_path = screen_headers(headers, server.config.root_path)
+    scope = connection_scope("websocket", server, http_version, scheme, target, headers,
+                             client, server_addr)
     subprotocols = []
-    for name, value in headers:
+    for name, value in scope["headers"]:
         if name == b"sec-websocket-protocol":
             subprotocols.extend(
                 p.strip() for p in value.decode("latin-1").split(",") if p.strip()
             )
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": http_version,
-        "scheme": scheme,
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query,
-        "root_path": root_path,
-        "headers": headers,
-        "client": client,
-        "server": server_addr,
-        "subprotocols": subprotocols,
-        "extensions": {"websocket.http.response": {}},
-    }
-    if server.lifespan_state is not None:
-        scope["state"] = server.lifespan_state.copy()
+    scope["subprotocols"] = subprotocols
+    scope["extensions"] = {"websocket.http.response": {}}
     return scope
 
 

@@ -5,52 +5,20 @@ log, and static files."""
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..server.access_log import AccessLog
-from ..server.config import Config, log_format
-
-LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
-
-
-def _uses_uvloop(reactor: Any) -> bool:
-    return type(reactor._asyncioEventloop).__module__.startswith("uvloop")
-
-
-def _wants_uvloop(kind: str) -> bool:
-    if kind == "asyncio":
-        return False
-    if kind == "uvloop":
-        return True
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
+from ..server.config import Config, log_format, log_level
 
 
 def ensure_reactor(kind: str = "auto", fresh: bool = False) -> Any:
-    """The asyncio reactor on the loop ``kind`` asks for, installed for the current thread.
+    """The asyncio reactor on the loop ``kind`` asks for (the app module installed one at
+    import time): see :func:`django_daphne.server.reactor.reinstall`."""
+    from ..server.reactor import reinstall
 
-    The app module installs one at import time; a different ``--loop``, or ``fresh`` (a
-    new thread such as the autoreloader's, or a new live-server process), replaces it while
-    it has not run yet.
-    """
-    from ..server import reactor as reactor_module
-
-    current = sys.modules.get("twisted.internet.reactor")
-    if current is not None and hasattr(current, "_asyncioEventloop"):
-        if fresh or _uses_uvloop(current) != _wants_uvloop(kind):
-            if current.running:
-                raise RuntimeError("The Twisted reactor is already running in this process")
-            del sys.modules["twisted.internet.reactor"]
-            loop = current._asyncioEventloop
-            if not loop.is_running() and not loop.is_closed():
-                loop.close()
-    return reactor_module.install(kind)
+    return reinstall(kind, fresh)
 
 
 def configure_logging(config: Config, django_logging: bool = True) -> None:
@@ -61,7 +29,7 @@ def configure_logging(config: Config, django_logging: bool = True) -> None:
     go to stderr in ``LOG_FMT`` at the level the verbosity asks for, as with ``daphne``.
     """
     handler: logging.Handler | None = None
-    level = LEVELS[config.verbosity]
+    level = log_level(config)
     for name, wanted in (
         ("django_daphne", level),
         ("twisted", logging.DEBUG if config.verbosity >= 3 else logging.WARNING),

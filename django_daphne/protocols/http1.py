@@ -14,8 +14,8 @@ from collections import deque
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from ..asgi.errors import Refusal
-from ..asgi.http import HTTPStream, build_scope
+from ..asgi.errors import Refusal, error_page
+from ..asgi.http import NO_BODY_STATUSES, START, HTTPStream, build_scope
 from .http1_parser import Limits, RequestHead, make_parser
 from .interfaces import PAUSE_APP, PAUSE_PIPELINE, PAUSE_REFUSAL
 
@@ -27,7 +27,6 @@ logger = logging.getLogger("django_daphne.http")
 STATUS_LINES = {
     int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode("ascii")) for s in HTTPStatus
 }
-_NO_BODY_STATUSES = frozenset((204, 304))
 
 
 def status_line(status: int) -> bytes:
@@ -223,7 +222,7 @@ class HTTP1Handler:
             if self.receiving is current and not current.body_done:
                 # the body of the request being served broke off mid-way
                 current.connection_lost()
-                if current.state != 0:
+                if current.state is not START:
                     self.conn.close()
                     return
                 self.current = None
@@ -242,14 +241,14 @@ class HTTP1Handler:
             conn.close()
             return
         logger.info("Refused a request from %s: %d %s", conn.client, status, reason)
-        body = ("%d %s: %s\n" % (status, HTTPStatus(status).phrase, reason)).encode("latin-1")
+        fields, body = error_page(status, reason)
         server = self.server
         conn.write(
             status_line(status)
-            + b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n" % len(body)
+            + b"".join(name.title() + b": " + value + b"\r\n" for name, value in fields)
             + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
-            + server.date_header + server.server_header + b"\r\n" + body
+            + b"Connection: close\r\n" + server.date_header + server.server_header + b"\r\n"
+            + body
         )
         if server.access_log is not None:
             server.access_log.refused(conn.client, status, len(body))
@@ -378,7 +377,7 @@ class HTTP1Handler:
             elif lowered == b"server":
                 has_server = True
             append(name + b": " + value + b"\r\n")
-        if status in _NO_BODY_STATUSES:
+        if status in NO_BODY_STATUSES:
             self.is_head = True  # no body may follow, whatever the application sends
         elif content_length is not None:
             if not content_length.isdigit():

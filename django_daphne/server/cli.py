@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from .. import __version__
-from .config import OPTIONS, Config, ConfigError, Option, asgi_threads, log_format
+from .config import OPTIONS, Config, ConfigError, Option, asgi_threads, log_format, log_level
 
 logger = logging.getLogger("django_daphne")
 
@@ -93,10 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configure_logging(config: Config) -> None:
     """Python logging at the level the verbosity asks for, with Twisted's log bridged in."""
-    level = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}[
-        config.verbosity
-    ]
-    logging.basicConfig(level=level, format=log_format(config))
+    logging.basicConfig(level=log_level(config), format=log_format(config))
     if config.verbosity < 3:
         logging.getLogger("twisted").setLevel(logging.WARNING)
     from twisted.python import log

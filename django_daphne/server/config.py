@@ -10,6 +10,7 @@ the command line.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -575,6 +576,12 @@ class Config:
     def describe(self) -> list[tuple[str, Any, str]]:
         """(setting key, value, source) for every option, for ``--show-config``."""
         return [(o.setting, getattr(self, o.name), self.sources[o.name]) for o in self.options]
+
+
+def log_level(config: Config) -> int:
+    """The level of the server's own log lines that the verbosity asks for."""
+    return logging.WARNING if config.verbosity == 0 else (
+        logging.INFO if config.verbosity == 1 else logging.DEBUG)
 
 
 def log_format(config: Config) -> str:

@@ -11,17 +11,51 @@ from typing import Any
 logger = logging.getLogger("django_daphne")
 
 
+def wants_uvloop(kind: str) -> bool:
+    """Whether ``--loop kind`` means uvloop's loop: asked for, or (``auto``) installed."""
+    if kind == "asyncio":
+        return False
+    if kind == "uvloop":
+        return True
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def uses_uvloop(reactor: Any) -> bool:
+    """Whether an asyncio reactor runs on uvloop's loop."""
+    return type(reactor._asyncioEventloop).__module__.startswith("uvloop")
+
+
 def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
     """A new event loop: uvloop's where installed (``auto``) or asked for, else asyncio's."""
-    if kind in ("auto", "uvloop"):
+    if wants_uvloop(kind):
         try:
             import uvloop
         except ImportError:
-            if kind == "uvloop":
-                raise RuntimeError("--loop uvloop needs uvloop installed") from None
-        else:
-            return uvloop.new_event_loop()
+            raise RuntimeError("--loop uvloop needs uvloop installed") from None
+        return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
+def reinstall(kind: str = "auto", fresh: bool = False) -> Any:
+    """The asyncio reactor on the loop ``kind`` asks for, installed for the current thread.
+
+    One installed already (at import time, say) is replaced while it has not run yet when
+    it runs on another loop than ``kind`` asks for, or when ``fresh`` (a new thread such
+    as Django's autoreloader's, or a new live-server process)."""
+    current = sys.modules.get("twisted.internet.reactor")
+    if current is not None and hasattr(current, "_asyncioEventloop"):
+        if fresh or uses_uvloop(current) != wants_uvloop(kind):
+            if current.running:
+                raise RuntimeError("The Twisted reactor is already running in this process")
+            del sys.modules["twisted.internet.reactor"]
+            loop = current._asyncioEventloop
+            if not loop.is_running() and not loop.is_closed():
+                loop.close()
+    return install(kind)
 
 
 def install(loop: str = "auto") -> Any:

@@ -18,7 +18,7 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
-from ...asgi.errors import Refusal
+from ...asgi.errors import Refusal, error_page
 from ...asgi.http import DONE, START, HTTPStream, build_scope
 from .flow import FlowControl
 from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen
@@ -282,9 +282,8 @@ class HTTP2Handler:
         wire = H2Stream(self, stream_id, False)
         wire.body_ended = ended
         self.streams[stream_id] = wire
-        body = reason.encode("latin-1", "replace") + b"\n"
-        wire.response_start(status, [(b"content-type", b"text/plain; charset=utf-8"),
-                                     *headers])
+        fields, body = error_page(status, reason)
+        wire.response_start(status, [*fields, *headers])
         wire.response_body(body, False)
         self.stream_finished(wire)
         if self.server.access_log is not None:

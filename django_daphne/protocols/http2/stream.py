@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import h2.exceptions
 from h2.errors import ErrorCodes
 
-from ...asgi.http import HTTPStream
+from ...asgi.errors import error_page
+from ...asgi.http import NO_BODY_STATUSES, HTTPStream
 from .validation import LENGTH, response_fields
 
 if TYPE_CHECKING:
@@ -25,12 +26,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_daphne.http2")
 
-_NO_BODY_STATUSES = frozenset((204, 304))
 # the largest response header list for a client that announces no SETTINGS_MAX_HEADER_LIST_SIZE:
 # the limit h2 (httpx), nghttp2 (curl) and others apply without announcing it, and answer a
 # larger one by ending the whole connection
 _DEFAULT_PEER_HEADER_LIST = 65536
-_ERROR_BODY = b"Internal Server Error\n"
 
 
 class H2Stream:
@@ -151,11 +150,11 @@ class H2Stream:
         self.length_out = None
         if self.stream is not None:
             self.stream.status = 500  # what the access log shows
-        fields = self._head_fields(500, [(b"content-type", b"text/plain; charset=utf-8"),
-                                         (b"content-length", b"%d" % len(_ERROR_BODY))])
+        headers, body = error_page(500)
+        fields = self._head_fields(500, headers)
         self._send_headers(fields, end_stream=self.is_head)
         if not self.ended:
-            self.pending.append(_ERROR_BODY)
+            self.pending.append(body)
             self.end_after = True
             self.http2.flow.send_pending(self)
         self.http2.flow.flush_soon()
@@ -173,7 +172,7 @@ class H2Stream:
         if self.start is not None:
             status, headers = self.start
             self.start = None
-            no_body = self.is_head or status in _NO_BODY_STATUSES
+            no_body = self.is_head or status in NO_BODY_STATUSES
             fields = self._head_fields(status, headers)
             problem = self._unsendable(fields, no_body, body, more)
             if problem is not None:

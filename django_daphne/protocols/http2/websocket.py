@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 
 from ...asgi.errors import Refusal
+from ...asgi.http import BODY, DONE, ResponseState
 from ..interfaces import PAUSE_APP
 from .stream import H2Stream
 
@@ -94,8 +95,9 @@ class H2Tunnel:
         return self.websocket.stream.task
 
     @property
-    def state(self) -> int:
-        return 2 if self.finished else 1  # 2: done, as HTTPStream says it
+    def state(self) -> ResponseState:
+        """As an HTTPStream says it: DONE once the stream's end is ours."""
+        return DONE if self.finished else BODY
 
     def start(self) -> None:
         self.websocket.stream.start()
