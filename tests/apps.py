@@ -208,6 +208,11 @@ async def app(scope, receive, send):
         if query.get("whole"):  # in one message: a send that never waits for room
             await send({"type": "http.response.body", "body": b"x" * size})
             return
+        if query.get("short"):  # the first half, then an end short of the length
+            await send({"type": "http.response.body", "body": b"x" * (size // 2),
+                        "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
         block = b"x" * 65536
         sent = 0
         while sent < size:

@@ -289,14 +289,26 @@ def test_daphne_root_path_that_is_not_utf8_is_refused(server):
     assert b"Daphne-Root-Path is not UTF-8" in response
 
 
-def test_body_short_of_its_content_length_before_trailers_closes(server):
-    # without chunked framing the trailers are dropped; the body must still be whole, or the
-    # next response would be read as the rest of it
+def test_body_short_of_its_content_length_before_trailers_gets_500(server):
+    # a body short of its Content-Length would make the next response read as the rest of
+    # it: the whole body came in one message, nothing went out yet, so a 500 goes instead,
+    # whole, and the pipelined request after it is served
     response = server.raw_request(b"GET /trailers-short HTTP/1.1\r\nHost: x\r\n\r\n"
+                                  b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                  b"\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 500") and b"12345" not in response
+    assert response.count(b"HTTP/1.1") == 2 and b"\r\n\r\nInternal Server Error\nHTTP/1.1 200"\
+        in response
+    server.wait_for(r"cannot be sent \(less body than its Content-Length\); answered 500")
+
+
+def test_body_that_breaks_its_content_length_after_the_head_closes(server):
+    """The head went out with the first part: the connection is closed, so that the client
+    cannot take what it got for the whole response (or read more as the next one)."""
+    response = server.raw_request(b"GET /big?size=100&short=1 HTTP/1.1\r\nHost: x\r\n\r\n"
                                   b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert response.startswith(b"HTTP/1.1 200")
-    assert response.count(b"HTTP/1.1") == 1 and response.endswith(b"\r\n\r\n12345")
-    server.wait_for(r"Application sent less body than its Content-Length")
+    assert response.startswith(b"HTTP/1.1 200") and response.count(b"HTTP/1.1") == 1
+    server.wait_for(r"Application sent less body than its Content-Length on GET /big")
 
 
 def test_status_may_be_an_int_enum(server):

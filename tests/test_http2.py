@@ -619,14 +619,19 @@ def told(**query: str) -> str:
 
 
 @pytest.mark.parametrize("query, settings, reason", [
-    (dict(h="content-length:abc", parts="5"), None, "invalid content-length 'abc'"),
-    (dict(h="content-length:5,content-length:6", parts="5"), None, "invalid content-length '5, 6'"),
-    (dict(h="content-length:10", parts="5"), None, "less body than its content-length"),
-    (dict(h="content-length:3", parts="5"), None, "more body than its content-length"),
+    # an invalid one is refused by the ASGI layer: the application's send raises
+    (dict(h="content-length:abc", parts="5"), None, r"invalid content-length b'abc'"),
+    (dict(h="content-length:5,content-length:6", parts="5"), None,
+     r"invalid content-length b'6'"),
+    (dict(h="content-length:10", parts="5"), None,
+     r"cannot be sent \(less body than its Content-Length\); answered 500"),
+    (dict(h="content-length:3", parts="5"), None,
+     r"cannot be sent \(more body than its Content-Length\); answered 500"),
     (dict(big="2000", parts="2"), {SETTINGS.MAX_HEADER_LIST_SIZE: 1000},
-     "over the client's limit of 1000"),
+     r"cannot be sent \(.*over the client's limit of 1000.*\); answered 500"),
     # a client that announces no limit gets no more than h2 and nghttp2 take without one
-    (dict(big="70000", parts="2"), None, "over the client's limit of 65536"),
+    (dict(big="70000", parts="2"), None,
+     r"cannot be sent \(.*over the client's limit of 65536.*\); answered 500"),
 ])
 def test_response_a_client_would_refuse_is_replaced_by_500(as_told, query, settings, reason):
     """A head the client would take for malformed (its content-length not the body's
@@ -638,7 +643,7 @@ def test_response_a_client_would_refuse_is_replaced_by_500(as_told, query, setti
         assert client.error is None
         assert response.status == 500 and bytes(response.body) == b"Internal Server Error\n"
         assert client.response(client.request("/echo")).status == 200  # the connection goes on
-    as_told.wait_for("cannot be sent \\(.*" + reason.replace("'", ".") + ".*\\); answered 500")
+    as_told.wait_for(reason)
 
 
 def test_large_headers_within_the_client_limit_are_sent(as_told):

@@ -85,7 +85,7 @@ class HTTPStream(ApplicationInstance):
     __slots__ = (
         "wire", "state", "chunks", "buffered", "body_done", "final_delivered", "status",
         "sent", "expect_continue", "reading_paused", "started_at", "trailers", "high_water",
-        "told_gone",
+        "told_gone", "length_left", "body_started",
     )
 
     def __init__(self, server: Any, wire: Any, scope: dict, expect_continue: bool) -> None:
@@ -106,6 +106,8 @@ class HTTPStream(ApplicationInstance):
         # its stream window here, so that window reopens only as the app reads
         self.high_water = BODY_HIGH_WATER
         self.told_gone = False  # receive() has said http.disconnect
+        self.length_left: int | None = None  # of the response's Content-Length, still due
+        self.body_started = False  # a body message went to the wire (the head went with it)
 
     def describe(self) -> str:
         return f"{self.scope['method']} {self.scope['path']}"
@@ -193,6 +195,14 @@ class HTTPStream(ApplicationInstance):
             more = message.get("more_body", False)
             if self.disconnected:
                 raise ClientDisconnected("the client disconnected")
+            left = self.length_left
+            if left is not None:
+                left -= len(body)
+                if left < 0 or (left and not more):
+                    self._broken_length("more" if left < 0 else "less")
+                    return
+                self.length_left = left
+            self.body_started = True
             self.sent += len(body)
             wire = self.wire
             if more:
@@ -218,8 +228,12 @@ class HTTPStream(ApplicationInstance):
                     f"got {status!r}"
                 )
             headers = check_headers(message.get("headers", ()), "http.response.start")
+            length = _content_length(headers)
             if self.disconnected:
                 raise ClientDisconnected("the client disconnected")
+            if length is not None and status not in NO_BODY_STATUSES \
+                    and self.scope["method"] != "HEAD":
+                self.length_left = length
             self.state = BODY
             self.status = status
             self.deadline = None
@@ -268,17 +282,40 @@ class HTTPStream(ApplicationInstance):
     def _fail(self, status: int = 500) -> None:
         """Answer for an application that failed: an error page, or a cut connection."""
         if self.state == START:
-            self.state = DONE
-            self.status = status
-            headers, body = error_page(status)
-            self.wire.response_start(status, headers)
-            self.sent = len(body)
-            self.wire.response_body(body, False)
-            self._finished()
+            self._error_page(status)
         elif self.state in (BODY, TRAILERS):
             self.state = DONE
             self.wire.abort()
             self._finished()
+
+    def _error_page(self, status: int) -> None:
+        """The server's own answer, in place of the application's (whose start, if it sent
+        one, has not gone out: the wire sends a head with the first body)."""
+        self.state = DONE
+        self.status = status
+        headers, body = error_page(status)
+        self.wire.response_start(status, headers)
+        self.sent = len(body)
+        self.wire.response_body(body, False)
+        self._finished()
+
+    def _broken_length(self, which: str) -> None:
+        """The application sent more or less body than its Content-Length: a client would
+        take what it got for the whole response (or read the rest as the next one), and
+        HTTP/2 clients end the whole connection for it.  Before the head went out, a 500 is
+        sent instead; after, the response is cut (HTTP/1.1: the connection closed; HTTP/2:
+        the stream reset).  The application's next send raises ClientDisconnected."""
+        problem = f"{which} body than its Content-Length"
+        if not self.body_started:
+            logger.error("Application's response to %s cannot be sent (%s); answered 500",
+                         self.describe(), problem)
+            self._error_page(500)
+        else:
+            logger.error("Application sent %s on %s; response cut", problem, self.describe())
+            self.state = DONE
+            self.wire.abort()
+            self._finished()
+        self.disconnected = True
 
     def _finished(self) -> None:
         """The response is complete (or abandoned): log it, let the wire move on."""
@@ -312,6 +349,21 @@ class HTTPStream(ApplicationInstance):
             task.cancel()
         else:
             self._kill()
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The response's Content-Length (one value, or several equal ones), None without one;
+    raises UnexpectedMessage for an invalid one."""
+    length = None
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == b"content-length":
+            if not (value.isdigit() and len(value) <= 18) or (
+                length is not None and value != length
+            ):
+                raise UnexpectedMessage(
+                    f"http.response.start: invalid content-length {value!r}")
+            length = value
+    return None if length is None else int(length)
 
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}

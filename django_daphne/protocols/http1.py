@@ -57,7 +57,6 @@ class HTTP1Handler:
         self.is_head = False
         self.pending_start: tuple[int, list] | None = None
         self.chunked = False
-        self.length_left: int | None = None
 
     # -- the connection's events
 
@@ -180,7 +179,6 @@ class HTTP1Handler:
         self.http10 = False
         self.is_head = False
         self.chunked = False
-        self.length_left = None
         self.response_start(status, headers)
 
     def on_body(self, data: bytes) -> None:
@@ -202,7 +200,6 @@ class HTTP1Handler:
         self.is_head = head.method == b"HEAD"
         self.pending_start = None
         self.chunked = False
-        self.length_left = None
         if head.has_body and not head.expect_continue and not stream.body_done:
             # the body must keep coming (a client waiting for 100 Continue is armed when
             # it is sent)
@@ -291,8 +288,6 @@ class HTTP1Handler:
             return
         if self.pending_start is not None:
             head = self._head(body, more)
-            if head is None:
-                return
             if self.is_head:
                 self.conn.write(head)
                 return
@@ -305,8 +300,6 @@ class HTTP1Handler:
                     self.conn.write(head + b"0\r\n\r\n")
                 else:
                     self.conn.write(head)
-                return
-            if self.length_left is not None and not self._count(body, more):
                 return
             if len(body) < 65536:
                 self.conn.write(head + body)
@@ -323,8 +316,6 @@ class HTTP1Handler:
             elif not more:
                 self.conn.write(b"0\r\n\r\n")
             return
-        if self.length_left is not None and not self._count(body, more):
-            return
         if body:
             self.conn.write(body)
 
@@ -335,26 +326,8 @@ class HTTP1Handler:
         if self.chunked:
             self.conn.write(
                 b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n")
-        elif self.length_left:
-            # the body ended short of its Content-Length: the next response would be read
-            # as the rest of this one
-            self._count(b"", False)
 
-    def _count(self, body: bytes, more: bool) -> bool:
-        """Hold the body to the Content-Length the application declared."""
-        left = self.length_left - len(body)
-        if left < 0 or (not more and left):
-            logger.error(
-                "Application sent %s body than its Content-Length; connection closed",
-                "more" if left < 0 else "less",
-            )
-            self.keep_alive = False
-            self.conn.close()
-            return False
-        self.length_left = left
-        return True
-
-    def _head(self, body: bytes, more: bool) -> bytes | None:
+    def _head(self, body: bytes, more: bool) -> bytes:
         """Serialise the pending response head, choosing the framing."""
         status, headers = self.pending_start
         self.pending_start = None
@@ -379,22 +352,16 @@ class HTTP1Handler:
             append(name + b": " + value + b"\r\n")
         if status in NO_BODY_STATUSES:
             self.is_head = True  # no body may follow, whatever the application sends
-        elif content_length is not None:
-            if not content_length.isdigit():
-                logger.error("Application sent an invalid Content-Length %r", content_length)
+        elif content_length is None:  # (with one, the ASGI layer holds the body to it)
+            if not more and (body or not self.is_head):
+                append(b"Content-Length: %d\r\n" % len(body))
+            elif self.is_head:
+                pass
+            elif self.http10:
                 self.keep_alive = False
-                self.conn.close()
-                return None
-            self.length_left = None if self.is_head else int(content_length)
-        elif not more and (body or not self.is_head):
-            append(b"Content-Length: %d\r\n" % len(body))
-        elif self.is_head:
-            pass
-        elif self.http10:
-            self.keep_alive = False
-        else:
-            self.chunked = True
-            append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.chunked = True
+                append(b"Transfer-Encoding: chunked\r\n")
         current = self.current
         if current is not None and current.expect_continue and not current.body_done:
             # we never asked for the body: the client may or may not send it now

@@ -396,8 +396,8 @@ class HTTP2Handler:
         END_STREAM a clean end) rather than the stream reset at once; True while the client
         has window left for it.  The stream's window is never reopened (its body is
         dropped), only the connection's."""
-        if self.shutting_down or self.closed or wire.tunnel:  # a tunnel has no body
-            return False
+        if self.shutting_down or self.closed or wire.tunnel or wire.stream is None:
+            return False  # (a tunnel has no body; a refused request had no application)
         if wire.unacked:
             self.h2.increment_flow_control_window(wire.unacked)
             wire.unacked = 0

@@ -19,7 +19,7 @@ from h2.errors import ErrorCodes
 
 from ...asgi.errors import error_page
 from ...asgi.http import NO_BODY_STATUSES, HTTPStream
-from .validation import LENGTH, response_fields
+from .validation import response_fields
 
 if TYPE_CHECKING:
     from .connection import HTTP2Handler
@@ -38,7 +38,7 @@ class H2Stream:
     __slots__ = (
         "http2", "stream_id", "stream", "is_head", "start", "pending", "end_after",
         "trailers", "ended", "paused", "unacked", "waiters", "body_ended", "length_left",
-        "body_at", "length_out", "replaced",
+        "body_at", "replaced",
     )
     tunnel = False  # a WebSocket stream (RFC 8441), whose wire is a subclass
 
@@ -59,7 +59,6 @@ class H2Stream:
         self.body_ended = False  # the client ended its side of the stream
         self.length_left: int | None = None  # of the request's content-length, if it had one
         self.body_at = http2.server.clock  # when the body last moved: arrived, or was taken
-        self.length_out: int | None = None  # of the response's content-length, still to send
         self.replaced = False  # the application's response could not go out: a 500 went
 
     # -- reading: the window reopens only as the application takes the body
@@ -96,13 +95,10 @@ class H2Stream:
             fields.append((b"date", http2.server.http_date.encode("ascii")))
         return fields
 
-    def _unsendable(self, fields: list, no_body: bool, body: bytes, more: bool) -> str | None:
-        """Why the application's response head cannot go out as it is, or None.
-
-        A client takes a header list over its SETTINGS_MAX_HEADER_LIST_SIZE, or a body
-        that disagrees with its content-length, for a malformed response, and h2 clients
-        end the whole connection for it (every other stream with it): such a response is
-        not sent."""
+    def _unsendable(self, fields: list[tuple[bytes, bytes]]) -> str | None:
+        """Why the application's response head cannot go out as it is, or None: a client
+        takes a header list over its SETTINGS_MAX_HEADER_LIST_SIZE for a malformed response,
+        and h2 clients end the whole connection for it (every other stream with it)."""
         limit = self.http2.h2.remote_settings.max_header_list_size
         if limit is None:
             limit = _DEFAULT_PEER_HEADER_LIST
@@ -110,17 +106,6 @@ class H2Stream:
         if size > limit:
             return "its header list of %d bytes is over the client's limit of %d" % (
                 size, limit)
-        lengths = {v for n, v in fields if n == b"content-length"}
-        if not lengths or no_body:
-            return None
-        if len(lengths) > 1 or not LENGTH(next(iter(lengths))):
-            return "invalid content-length %r" % b", ".join(sorted(lengths)).decode("latin-1")
-        length = int(next(iter(lengths)))
-        if len(body) > length:
-            return "more body than its content-length"
-        if not more and len(body) < length and self.trailers is None:
-            return "less body than its content-length"
-        self.length_out = length - len(body)
         return None
 
     def _send_headers(self, fields: list, end_stream: bool) -> None:
@@ -147,7 +132,6 @@ class H2Stream:
                      "answered 500", self.stream_id, problem)
         self.replaced = True
         self.trailers = None
-        self.length_out = None
         if self.stream is not None:
             self.stream.status = 500  # what the access log shows
         headers, body = error_page(500)
@@ -159,13 +143,6 @@ class H2Stream:
             self.http2.flow.send_pending(self)
         self.http2.flow.flush_soon()
 
-    def _wrong_length(self, problem: str) -> None:
-        """The body broke its content-length after the head went out: the client must not
-        take what it got for the whole response, and the stream is reset (RFC 9113 8.1.1)."""
-        logger.error("Application sent %s on HTTP/2 stream %d; stream reset", problem,
-                     self.stream_id)
-        self.http2.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
-
     def response_body(self, body: bytes, more: bool) -> None:
         if self.ended or self.http2.closed or self.replaced:
             return
@@ -174,7 +151,7 @@ class H2Stream:
             self.start = None
             no_body = self.is_head or status in NO_BODY_STATUSES
             fields = self._head_fields(status, headers)
-            problem = self._unsendable(fields, no_body, body, more)
+            problem = self._unsendable(fields)
             if problem is not None:
                 self._replace(problem)
                 return
@@ -183,12 +160,6 @@ class H2Stream:
             self._send_headers(fields, end_stream=end)
             if self.ended:
                 self.http2.flow.flush_soon()
-                return
-        elif self.length_out is not None:
-            self.length_out -= len(body)
-            if self.length_out < 0 or (self.length_out and not more and self.trailers is None):
-                self._wrong_length("more body than its content-length" if self.length_out < 0
-                                   else "less body than its content-length")
                 return
         if self.is_head:
             body = b""
@@ -201,9 +172,6 @@ class H2Stream:
 
     def response_trailers(self, headers: list) -> None:
         if self.ended or self.http2.closed or self.replaced:
-            return
-        if self.length_out:
-            self._wrong_length("less body than its content-length")
             return
         self.trailers = response_fields(headers)
         self.end_after = True
