@@ -1,8 +1,29 @@
-"""System checks for django-daphne (``manage.py check``; run before ``daphne`` and
-``runserver`` serve).
+"""System checks for django-daphne: one id per problem.
 
-Each problem that would stop the server, or quietly make it serve the wrong thing, is
-reported here with an id, before a deployment finds it.
+They are registered with the ``daphne`` tag (``manage.py check --tag daphne`` runs only
+ours), and with Django's ``staticfiles`` tag where they are about static files; those that
+matter only for a production server are ``deploy=True`` (``manage.py check --deploy``).
+Before it serves, ``manage.py daphne`` also runs :func:`serving_checks` on the
+configuration it was actually given, its command line included; ``manage.py runserver``
+(development) runs the registered ones.
+
+====  ======================================================================================
+E001  django_daphne comes after django.contrib.staticfiles in INSTALLED_APPS
+E002  ASGI_APPLICATION is not a dotted path, or does not import
+I001  ASGI_APPLICATION is not set: Django's own handler is served
+E003  DAPHNE is not a dict
+E004  a DAPHNE key that is not a setting
+E005  a DAPHNE value that is not valid for its setting
+E006  settings that contradict each other (a proxy header name without PROXY_HEADERS)
+E007  a binding that cannot be used (an endpoint string, a socket path)
+E008  static files are to be served, but STATIC_ROOT is not set
+E009  ``manage.py runserver`` is another app's command
+E010  LOOP is "uvloop", and uvloop is not installed
+E011  more than one worker with the in-memory channel layer
+W002  (deploy) DEBUG is off and nothing serves static files
+W003  (deploy) static files are to be served, but STATIC_ROOT does not exist
+W004  Daphne's own app is installed beside django_daphne
+====  ======================================================================================
 """
 
 from __future__ import annotations
@@ -12,33 +33,24 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 
-from .conf import (
-    DJANGO_SETTING_NAMES,
-    SETTING,
-    application_path,
-    build_config,
-    daphne_settings,
-    setting_label,
-)
-from .server.config import OPTIONS_BY_NAME, SETTING_NAMES, Config, ConfigError, suggest
+from .conf import SETTING, DjangoConfig, application_path, daphne_settings, setting_label
+from .server.config import COMMAND_LINE, ConfigError
 from .server.endpoints import check_description
+from .server.reactor import wants_uvloop
 
+TAG = "daphne"
 APP = "django_daphne"
-# set by `manage.py daphne --static` before the checks run
-static_on_command_line = False
-# set by `manage.py runserver`, which serves static files its own way in development
-development_server = False
 STATICFILES = "django.contrib.staticfiles"
 DAPHNE_APP = "daphne"  # Daphne's own Django app
+IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 
 
-@register()
-def check_app_order(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+@register(TAG)
+def check_app_order(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """django_daphne must come before staticfiles, or staticfiles' runserver wins."""
-    names = list(settings.INSTALLED_APPS)
-    positions = {name: i for i, name in enumerate(names)}
+    positions = {name: i for i, name in enumerate(settings.INSTALLED_APPS)}
     ours = next((i for name, i in positions.items() if name.split(".apps.")[0] == APP), None)
     theirs = next(
         (i for name, i in positions.items() if name.split(".apps.")[0] == STATICFILES), None
@@ -54,17 +66,17 @@ def check_app_order(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return []
 
 
-@register()
-def check_runserver_command(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+@register(TAG)
+def check_runserver_command(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """``manage.py runserver`` must be ours: an app listed before django_daphne that has a
     runserver of its own (Daphne's ``daphne``, ``whitenoise.runserver_nostatic``, channels
     3, ...) takes it over, as staticfiles would (E001)."""
     from django.core.management import get_commands
 
     owner = get_commands().get("runserver")
-    errors: list[Any] = []
+    messages: list[CheckMessage] = []
     if owner not in (None, APP, STATICFILES, "django.core"):
-        errors.append(Error(
+        messages.append(Error(
             f"`manage.py runserver` is the command of {owner!r}, listed before {APP} in "
             "INSTALLED_APPS, so it does not serve with django-daphne.",
             hint=f"Move '{APP}' before '{owner}' (first in INSTALLED_APPS is best)"
@@ -73,18 +85,18 @@ def check_runserver_command(app_configs: Any = None, **kwargs: Any) -> list[Any]
             id="django_daphne.E009",
         ))
     if owner != DAPHNE_APP and apps.is_installed(DAPHNE_APP):
-        errors.append(Warning(
+        messages.append(Warning(
             f"Daphne's own app {DAPHNE_APP!r} is in INSTALLED_APPS beside {APP}: it is not "
             "needed, and imports Daphne's server at every start.",
             hint=f"Remove '{DAPHNE_APP}' from INSTALLED_APPS (and uninstall Daphne: both "
             "packages install a `daphne` command, and the last one installed wins).",
             id="django_daphne.W004",
         ))
-    return errors
+    return messages
 
 
-@register()
-def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+@register(TAG)
+def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """ASGI_APPLICATION must name an application that imports."""
     from .server.loading import AppImportError, import_application
 
@@ -93,12 +105,12 @@ def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     except ConfigError as exc:
         return [Error(str(exc), id="django_daphne.E002")]
     if path is None:
-        return [Warning(
+        return [Info(
             "ASGI_APPLICATION is not set: django-daphne serves Django's own ASGI handler "
             "(HTTP only, no Channels consumers).",
             hint="Set ASGI_APPLICATION = 'mysite.asgi.application' to serve your ASGI "
-            "application (for example a Channels ProtocolTypeRouter).",
-            id="django_daphne.W001",
+            "application (a Channels ProtocolTypeRouter, say).",
+            id="django_daphne.I001",
         )]
     try:
         import_application(path)
@@ -110,117 +122,164 @@ def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return []
 
 
-@register()
-def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Every DAPHNE key is an option, every value valid, and every binding usable."""
+@register(TAG)
+def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every DAPHNE key is an option, every value valid, the values agree with each other,
+    and every binding is usable."""
     try:
         values = daphne_settings()
     except ConfigError as exc:
         return [Error(str(exc), id="django_daphne.E003")]
-    errors: list[Any] = []
-    valid: dict[str, Any] = {}
-    known = {**SETTING_NAMES, **DJANGO_SETTING_NAMES}
-    for key, raw in values.items():
-        option = known.get(key) if isinstance(key, str) else None
-        if option is None:
-            errors.append(Error(
-                f"{SETTING}[{key!r}] is not a setting of django-daphne."
-                + suggest(str(key), known),
+    messages: list[CheckMessage] = []
+    for problem in DjangoConfig.setting_problems(values, settings_name=SETTING):
+        if problem.kind == "unknown":
+            messages.append(Error(
+                str(problem), id="django_daphne.E004",
                 hint="The keys are the daphne command's long options in upper case, e.g. "
                 "PORT, BIND, PROXY_HEADERS, HTTP_TIMEOUT.",
-                id="django_daphne.E004",
             ))
-            continue
-        try:
-            valid[key] = option.clean(raw)
-        except ValueError as exc:
-            errors.append(Error(f"{setting_label(key)}: {exc}", id="django_daphne.E005"))
-    if not valid.get("PROXY_HEADERS"):
-        for name in ("proxy_headers_host", "proxy_headers_port", "proxy_headers_proto"):
-            option = OPTIONS_BY_NAME[name]
-            if valid.get(option.setting) is not None:
-                errors.append(Error(
-                    f"{SETTING}[{option.setting!r}] has no effect without "
-                    f"{SETTING}['PROXY_HEADERS'] = True, and the server refuses to start.",
-                    hint="Set PROXY_HEADERS to True (only behind a proxy that sets the "
-                    "header), or remove the header name.",
-                    id="django_daphne.E006",
-                ))
-                valid.pop(option.setting)
-    if valid.get("LOOP") == "uvloop" and not _uvloop_installed():
-        errors.append(Error(
+        elif problem.kind == "invalid":
+            label = setting_label(problem.key)
+            messages.append(Error(f"{label}: {problem.reason}", id="django_daphne.E005"))
+        else:
+            messages.append(Error(
+                str(problem), id="django_daphne.E006",
+                hint="Set PROXY_HEADERS to True (only behind a proxy that sets the header), "
+                "or remove the header name.",
+            ))
+    if messages:
+        return messages
+    config = DjangoConfig.build(settings=values)
+    return [*_loop_problems(config), *_binding_problems(config),
+            *channel_layer_problems(config)]
+
+
+def _loop_problems(config: DjangoConfig) -> list[CheckMessage]:
+    if config.loop == "uvloop" and not wants_uvloop("auto"):
+        return [Error(
             f"{SETTING}['LOOP']: 'uvloop' needs the uvloop package, which is not installed "
             "(auto and asyncio work without it).",
             hint="pip install uvloop, or set LOOP to 'auto'.",
-            id="django_daphne.E005",
-        ))
-    valid = {key: value for key, value in valid.items() if key in SETTING_NAMES}
+            id="django_daphne.E010",
+        )]
+    return []
+
+
+def _binding_problems(config: DjangoConfig) -> list[CheckMessage]:
+    return [Error(problem, id="django_daphne.E007")
+            for description in config.endpoint_descriptions()
+            for problem in check_description(description)]
+
+
+def channel_layer_problems(config: DjangoConfig) -> list[CheckMessage]:
+    """Several workers with the in-memory channel layer: a group message reaches only the
+    clients of the worker that sent it (each process has a layer of its own)."""
+    if config.workers <= 1:
+        return []
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    backend = (layers.get("default") or {}).get("BACKEND") if isinstance(layers, dict) else None
+    if backend != IN_MEMORY_LAYER:
+        return []
+    source = "--workers" if config.sources["workers"] == COMMAND_LINE \
+        else f"{SETTING}['WORKERS']"
+    return [Error(
+        f"{source} is {config.workers} with CHANNEL_LAYERS' in-memory layer: each worker "
+        "process has its own, so a group message reaches only the clients of one worker.",
+        hint="Use a channel layer every process shares, such as channels_redis "
+        "(CHANNEL_LAYERS = {'default': {'BACKEND': "
+        "'channels_redis.core.RedisChannelLayer', ...}}), or a single worker.",
+        id="django_daphne.E011",
+    )]
+
+
+# -- static files
+
+
+def _static_source(config: DjangoConfig) -> str:
+    """How the configuration came to serve static files, as the user spelt it."""
+    return "--static" if config.sources["static"] == COMMAND_LINE else f"{SETTING}['STATIC']"
+
+
+def _static_config() -> DjangoConfig | None:
+    """The configuration settings.py gives, or None when it is invalid (E003-E006 say)."""
     try:
-        config = Config.build(settings=valid)
-    except ConfigError as exc:  # a combination the loop above did not foresee
-        return [*errors, Error(str(exc), id="django_daphne.E005")]
-    for description in config.endpoint_descriptions():
-        for problem in check_description(description):
-            errors.append(Error(problem, id="django_daphne.E007"))
-    return errors
-
-
-def _uvloop_installed() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _static_serving() -> str | None:
-    """What serves static files in production, or None when nothing seems to."""
-    if static_on_command_line:
-        return "django-daphne (--static)"
-    try:
-        if build_config().static:
-            return "django-daphne (DAPHNE['STATIC'])"
+        return DjangoConfig.build(settings=daphne_settings())
     except ConfigError:
-        pass
-    if any("whitenoise" in middleware.lower() for middleware in settings.MIDDLEWARE):
-        return "WhiteNoise"
+        return None
+
+
+@register(TAG, Tags.staticfiles)
+def check_static_root(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """DAPHNE['STATIC'] needs a STATIC_ROOT."""
+    config = _static_config()
+    return static_root_problems(config, deploy=False) if config is not None else []
+
+
+@register(TAG, Tags.staticfiles, deploy=True)
+def check_static_in_production(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """In production, something must serve static files, from a STATIC_ROOT collected."""
+    config = _static_config()
+    if config is None:
+        return []
+    return [*static_root_problems(config, deploy=True), *static_served_problems(config)]
+
+
+def static_root_problems(config: DjangoConfig, deploy: bool) -> list[CheckMessage]:
+    """E008 (and, with ``deploy``, W003) for a configuration that serves static files."""
+    if not config.static or not apps.is_installed(STATICFILES):
+        return []
+    source = _static_source(config)
+    if not settings.STATIC_ROOT:
+        return [Error(
+            f"{source} is on but STATIC_ROOT is not set, so there is nothing to serve.",
+            hint="Set STATIC_ROOT to the directory collectstatic fills.",
+            id="django_daphne.E008",
+        )] if not deploy else []
+    if deploy and not os.path.isdir(settings.STATIC_ROOT):
+        return [Warning(
+            f"{source} is on but STATIC_ROOT ({settings.STATIC_ROOT}) does not exist: "
+            "every static file will be a 404.",
+            hint="Run `manage.py collectstatic`.",
+            id="django_daphne.W003",
+        )]
+    return []
+
+
+def static_served_problems(config: DjangoConfig) -> list[CheckMessage]:
+    """W002: DEBUG is off and nothing serves static files."""
+    if settings.DEBUG or not apps.is_installed(STATICFILES) or _static_server(config):
+        return []
+    return [Warning(
+        "DEBUG is off and nothing serves static files: pages will load without their CSS "
+        "and JavaScript.",
+        hint=f"Set {SETTING}['STATIC'] = True (or run `manage.py daphne --static`) after "
+        "`manage.py collectstatic`, or serve STATIC_ROOT from a proxy or CDN (then add "
+        "'django_daphne.W002' to SILENCED_SYSTEM_CHECKS).",
+        id="django_daphne.W002",
+    )]
+
+
+def _static_server(config: DjangoConfig) -> str | None:
+    """What serves static files in production, or None when nothing seems to."""
+    if config.static:
+        return f"django-daphne ({_static_source(config)})"
+    for middleware in settings.MIDDLEWARE:
+        name = middleware.lower()
+        if "whitenoise" in name:
+            return "WhiteNoise"
+        if "servestatic" in name:
+            return "ServeStatic"
     url = settings.STATIC_URL or ""
     if "://" in url or url.startswith("//"):
         return "another host (STATIC_URL)"
     return None
 
 
-@register()
-def check_static_files(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Static files in production: something must serve them, and --static needs
-    collectstatic's output."""
-    if not apps.is_installed(STATICFILES):
-        return []
-    errors: list[Any] = []
-    try:
-        static = static_on_command_line or build_config().static
-    except ConfigError:
-        static = False  # check_daphne_setting reports it
-    if static and not settings.STATIC_ROOT:
-        errors.append(Error(
-            f"{SETTING}['STATIC'] is on but STATIC_ROOT is not set, so there is nothing "
-            "to serve.",
-            hint="Set STATIC_ROOT to the directory collectstatic fills.",
-            id="django_daphne.E008",
-        ))
-    elif static and not development_server and not os.path.isdir(settings.STATIC_ROOT):
-        errors.append(Warning(
-            f"{SETTING}['STATIC'] is on but STATIC_ROOT ({settings.STATIC_ROOT}) does not "
-            "exist: every static file will be a 404.",
-            hint="Run `manage.py collectstatic`.",
-            id="django_daphne.W003",
-        ))
-    if not settings.DEBUG and _static_serving() is None:
-        errors.append(Warning(
-            "DEBUG is off and nothing serves static files: pages will load without their "
-            "CSS and JavaScript.",
-            hint=f"Set {SETTING}['STATIC'] = True (or run `manage.py daphne --static`) "
-            "after `manage.py collectstatic`, or serve STATIC_ROOT from a proxy or CDN.",
-            id="django_daphne.W002",
-        ))
-    return errors
+def serving_checks(config: DjangoConfig) -> list[CheckMessage]:
+    """What ``manage.py daphne`` checks in the configuration it serves, its command line
+    included, beyond the registered checks (which know only settings.py): the production
+    static files checks and the channel layer against --workers."""
+    return [*static_root_problems(config, deploy=False),
+            *static_root_problems(config, deploy=True),
+            *static_served_problems(config), *channel_layer_problems(config)]
+

@@ -13,14 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .server.config import (
-    OPTIONS,
-    SETTING_NAMES,
-    Config,
-    ConfigError,
-    Option,
-    as_bool,
-)
+from .server.config import OPTIONS, Config, ConfigError, Option, as_bool
 
 SETTING = "DAPHNE"
 
@@ -98,15 +91,14 @@ def build_config(
     command_line: Mapping[str, Any] | None = None, settings: Any = None
 ) -> DjangoConfig:
     """The effective DjangoConfig: ``command_line`` (option names, None = not given) over
-    ``DAPHNE`` over the defaults.  Raises ConfigError naming the setting or flag."""
+    ``DAPHNE`` over the defaults.  Raises ConfigError naming the setting (as settings.py
+    spells it) or the flag."""
     values = daphne_settings(settings)
-    for key in DAPHNE_COMPAT_SETTINGS.values():
-        label = setting_label(key, settings)
-        if key in values and not label.startswith(SETTING + "["):
-            try:
-                SETTING_NAMES[key].clean(values[key])
-            except ValueError as exc:
-                raise ConfigError(f"{label}: {exc}") from None
+    for problem in DjangoConfig.setting_problems(values, settings_name=SETTING):
+        if problem.kind == "invalid":
+            raise ConfigError(f"{setting_label(problem.key, settings)}: {problem.reason}")
+        if problem.kind == "unknown":
+            raise ConfigError(str(problem))
     return DjangoConfig.build(settings=values, command_line=command_line)
 
 

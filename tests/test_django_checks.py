@@ -29,8 +29,8 @@ CASES = {
         'ASGI_APPLICATION = "example_project.asgi.no_such_app"', "django_daphne.E002",
         "has no attribute 'no_such_app'",
     ),
-    "W001 application not set": (
-        "del ASGI_APPLICATION", "django_daphne.W001", "ASGI_APPLICATION is not set",
+    "I001 application not set": (
+        "del ASGI_APPLICATION", "django_daphne.I001", "ASGI_APPLICATION is not set",
     ),
     "E003 DAPHNE not a dict": (
         'DAPHNE = ["PORT", 8000]', "django_daphne.E003", "DAPHNE must be a dict",
@@ -79,11 +79,16 @@ CASES = {
         'DAPHNE = {"STATIC": True}\nSTATIC_ROOT = None', "django_daphne.E008",
         "DAPHNE['STATIC'] is on but STATIC_ROOT is not set",
     ),
-    "W003 STATIC_ROOT not collected": (
+    "E011 workers with the in-memory channel layer": (
+        'DAPHNE = {"WORKERS": 2}\nCHANNEL_LAYERS = {"default": {"BACKEND": '
+        '"channels.layers.InMemoryChannelLayer"}}', "django_daphne.E011",
+        "DAPHNE['WORKERS'] is 2 with CHANNEL_LAYERS' in-memory layer",
+    ),
+    "W003 STATIC_ROOT not collected (deploy)": (
         'DAPHNE = {"STATIC": True}\nSTATIC_ROOT = "/nonexistent/static"', "django_daphne.W003",
         "STATIC_ROOT (/nonexistent/static) does not exist",
     ),
-    "W002 nothing serves static files in production": (
+    "W002 nothing serves static files in production (deploy)": (
         'DEBUG = False\nDAPHNE = {}', "django_daphne.W002",
         "DEBUG is off and nothing serves static files",
     ),
@@ -95,12 +100,17 @@ def test_check_fires_on_its_bad_setting(case, tmp_path):
     source, check_id, message = CASES[case]
     (tmp_path / "broken_asgi.py").write_text("application = 1 / 0\n")
     module = settings_module(tmp_path, source)
-    result = run_manage("check", "--settings", module, cwd=None,
+    deploy = ["--deploy"] if case.endswith("(deploy)") else []
+    result = run_manage("check", *deploy, "--tag", "daphne", "--settings", module, cwd=None,
                         env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")})
     assert f"({check_id})" in result.stdout, result.stdout
     assert message in result.stdout, result.stdout
-    # errors fail the check command, a warning alone does not
-    assert result.returncode == (0 if check_id.split(".")[1].startswith("W") else 1)
+    # errors fail the check command, a warning or a note alone does not
+    assert result.returncode == (1 if check_id.split(".")[1].startswith("E") else 0)
+    if deploy:  # production-only: not on every command
+        plain = run_manage("check", "--settings", module,
+                           env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")})
+        assert f"({check_id})" not in plain.stdout, plain.stdout
 
 
 def test_the_example_project_passes_every_check(tmp_path):
@@ -115,12 +125,15 @@ def test_the_example_project_passes_every_check(tmp_path):
 
 @pytest.mark.parametrize("setting", [
     'MIDDLEWARE = ["whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE]',
+    'MIDDLEWARE = ["servestatic.middleware.ServeStaticMiddleware", *MIDDLEWARE]',
     'STATIC_URL = "https://cdn.example.com/static/"',
+    'SILENCED_SYSTEM_CHECKS = ["django_daphne.W002"]  # a proxy serves them',
 ])
 def test_production_static_check_knows_other_servers(tmp_path, setting):
     module = settings_module(tmp_path, f"DEBUG = False\nDAPHNE = {{}}\n{setting}")
-    result = run_manage("check", "--settings", module, env={"PYTHONPATH": str(tmp_path)})
-    assert "django_daphne.W002" not in result.stdout
+    result = run_manage("check", "--deploy", "--settings", module,
+                        env={"PYTHONPATH": str(tmp_path)})
+    assert "django_daphne.W002" not in result.stdout, result.stdout
 
 
 def test_an_ssl_endpoint_with_existing_files_passes(tmp_path):
@@ -214,7 +227,40 @@ def test_loop_uvloop_without_uvloop_is_a_check_error_not_a_crash(tmp_path):
     result = run_manage("check", "--settings", module,
                         env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")})
     assert "Traceback" not in result.stdout, result.stdout
-    assert "(django_daphne.E005)" in result.stdout, result.stdout
+    assert "(django_daphne.E010)" in result.stdout, result.stdout
     assert ("DAPHNE['LOOP']: 'uvloop' needs the uvloop package, which is not installed "
             "(auto and asyncio work without it)") in result.stdout
     assert result.returncode == 1
+
+
+def test_manage_py_daphne_checks_what_its_command_line_asks_for(tmp_path):
+    """The registered checks know settings.py; ``manage.py daphne`` also checks what its
+    flags change, naming the flag: --static without STATIC_ROOT, --workers with the
+    in-memory channel layer (whose group messages would reach one worker's clients)."""
+    env = {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")}
+    module = settings_module(tmp_path, "STATIC_ROOT = None\nDAPHNE = {}")
+    result = run_manage("daphne", "-p", "0", "--static", "--settings", module, env=env)
+    assert result.returncode == 1 and "SystemCheckError" in result.stdout, result.stdout
+    assert "(django_daphne.E008) --static is on but STATIC_ROOT is not set" in result.stdout
+    assert "Listening on" not in result.stdout
+    module = settings_module(
+        tmp_path, 'CHANNEL_LAYERS = {"default": {"BACKEND": '
+        '"channels.layers.InMemoryChannelLayer"}}', name="memory_settings")
+    result = run_manage("daphne", "-p", "0", "--workers", "2", "--settings", module, env=env)
+    assert result.returncode == 1 and "SystemCheckError" in result.stdout, result.stdout
+    assert "(django_daphne.E011) --workers is 2 with CHANNEL_LAYERS' in-memory layer" \
+        in result.stdout
+    assert "channels_redis" in result.stdout
+
+
+def test_manage_py_daphne_warns_of_unserved_static_files_in_production(tmp_path):
+    """W002 is a deployment check: ``manage.py daphne`` (production) shows it, before it
+    serves anyway; ``manage.py check`` without --deploy does not."""
+    module = settings_module(tmp_path, "DEBUG = False\nDAPHNE = {}")
+    env = {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")}
+    server = ManageProcess(["daphne", "-p", "0", "--settings", module], env=env)
+    try:
+        server.wait_for(r"\(django_daphne.W002\) DEBUG is off and nothing serves static files")
+        server.wait_for("Server ready")
+    finally:
+        server.stop()

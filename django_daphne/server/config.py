@@ -393,6 +393,21 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f" Did you mean {close[0]}?" if close else ""
 
 
+@dataclass(frozen=True)
+class SettingProblem:
+    """What is wrong with one setting: an ``unknown`` key, an ``invalid`` value (``reason``
+    says why) or a ``combination`` that contradicts itself; ``message`` names it as it was
+    given."""
+
+    kind: str
+    key: str
+    message: str
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return self.message
+
+
 _C = TypeVar("_C", bound="Config")
 
 
@@ -476,26 +491,10 @@ class Config:
         A ``None`` on the command line means "not given".  Raises :class:`ConfigError` naming
         the setting or flag and saying what would be valid.
         """
-        by_setting = {option.setting: option for option in cls.options}
+        values, sources, problems = cls._read_settings(settings or {}, settings_name)
+        if problems:
+            raise ConfigError(str(problems[0]))
         by_name = {option.name: option for option in cls.options}
-        values: dict[str, Any] = {}
-        sources: dict[str, str] = {}
-        for option in cls.options:
-            default = option.default
-            values[option.name] = list(default) if isinstance(default, list) else default
-            sources[option.name] = DEFAULT
-        for key, raw in (settings or {}).items():
-            option = by_setting.get(key)
-            if option is None:
-                raise ConfigError(
-                    f"{settings_name}[{key!r}] is not a setting of django-daphne."
-                    + suggest(key, by_setting)
-                )
-            try:
-                values[option.name] = option.clean(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{settings_name}[{key!r}]: {exc}") from None
-            sources[option.name] = SETTINGS
         for name, raw in (command_line or {}).items():
             option = by_name[name]
             if raw is None or (option.action == "append" and not raw):
@@ -508,8 +507,47 @@ class Config:
                 raise ConfigError(f"{option.flag}: {exc}") from None
             sources[name] = COMMAND_LINE
         config = cls(values, sources)
-        config._check_combinations()
+        config._check_combinations(settings_name)
         return config
+
+    @classmethod
+    def setting_problems(cls, settings: Mapping[str, Any],
+                         settings_name: str = "DAPHNE") -> list[SettingProblem]:
+        """Every unknown key and invalid value of ``settings``, and (when there are none)
+        every combination that contradicts itself: what :meth:`build` would refuse, all at
+        once (the system checks report them all)."""
+        values, sources, problems = cls._read_settings(settings, settings_name)
+        if not problems:
+            problems = cls(values, sources)._combination_problems(settings_name)
+        return problems
+
+    @classmethod
+    def _read_settings(cls, settings: Mapping[str, Any], settings_name: str
+                       ) -> tuple[dict[str, Any], dict[str, str], list[SettingProblem]]:
+        """The defaults, then ``settings``: values, sources, and what was wrong."""
+        by_setting = {option.setting: option for option in cls.options}
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        problems: list[SettingProblem] = []
+        for option in cls.options:
+            default = option.default
+            values[option.name] = list(default) if isinstance(default, list) else default
+            sources[option.name] = DEFAULT
+        for key, raw in settings.items():
+            option = by_setting.get(key) if isinstance(key, str) else None
+            if option is None:
+                problems.append(SettingProblem(
+                    "unknown", str(key), f"{settings_name}[{key!r}] is not a setting of "
+                    f"django-daphne.{suggest(str(key), by_setting)}"))
+                continue
+            try:
+                values[option.name] = option.clean(raw)
+            except ValueError as exc:
+                problems.append(SettingProblem(
+                    "invalid", key, f"{settings_name}[{key!r}]: {exc}", str(exc)))
+                continue
+            sources[option.name] = SETTINGS
+        return values, sources, problems
 
     def replace(self: _C, **changes: Any) -> _C:
         """A copy with some values changed (validated, marked as from the command line)."""
@@ -523,15 +561,27 @@ class Config:
         config._check_combinations()
         return config
 
-    def _check_combinations(self) -> None:
+    def _check_combinations(self, settings_name: str = "DAPHNE") -> None:
+        problems = self._combination_problems(settings_name)
+        if problems:
+            raise ConfigError(str(problems[0]))
+
+    def _combination_problems(self, settings_name: str) -> list[SettingProblem]:
+        """Values that contradict each other, named as they were given."""
+        problems = []
         if not self.proxy_headers:
             for name in ("proxy_headers_host", "proxy_headers_port", "proxy_headers_proto"):
                 if getattr(self, name) is not None:
                     option = OPTIONS_BY_NAME[name]
-                    raise ConfigError(
-                        f"{option.flag} ({option.setting}) has no effect without "
-                        "--proxy-headers (PROXY_HEADERS = True)."
-                    )
+                    if self.sources[name] == SETTINGS:
+                        message = (f"{settings_name}[{option.setting!r}] has no effect without "
+                                   f"{settings_name}['PROXY_HEADERS'] = True, and the server "
+                                   "refuses to start.")
+                    else:
+                        message = (f"{option.flag} ({option.setting}) has no effect without "
+                                   "--proxy-headers (PROXY_HEADERS = True).")
+                    problems.append(SettingProblem("combination", option.setting, message))
+        return problems
 
     # -- derived values
 

@@ -13,10 +13,12 @@ import sys
 import threading
 from typing import Any
 
+from django.core.checks import CheckMessage
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 
 from ... import __version__
+from ...checks import serving_checks
 from ...conf import DJANGO_OPTIONS, application_path, build_config, import_path
 from ...server.cli import (
     add_option_arguments,
@@ -82,6 +84,20 @@ class Command(BaseCommand):
     def get_version(self) -> str:
         return f"django-daphne {__version__} (Django {super().get_version()})"
 
+    def report_checks(self, messages: list[CheckMessage]) -> None:
+        """Show what serving_checks found as Django shows its system checks: errors stop
+        the command, warnings are printed (SILENCED_SYSTEM_CHECKS applies)."""
+        messages = [m for m in messages if not m.is_silenced()]
+        errors = [m for m in messages if m.is_serious()]
+        warnings = [m for m in messages if not m.is_serious()]
+        if errors:
+            raise SystemCheckError(  # as Django's own check() formats it
+                "SystemCheckError: System check identified some issues:\n\nERRORS:\n"
+                + "\n".join(str(m) for m in errors))
+        if warnings:
+            self.stderr.write("System check identified some issues:\n\nWARNINGS:\n"
+                              + "\n".join(str(m) for m in warnings) + "\n")
+
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         # Django's -v is daphne's -v: "not given" must stay None so that DAPHNE['VERBOSITY']
@@ -111,13 +127,6 @@ class Command(BaseCommand):
                 *option.flags, dest=option.name, action=option.action, default=None,
                 help=option.help,
             )
-
-    def execute(self, *args: Any, **options: Any) -> Any:
-        # the static files check (W002) runs before handle(): tell it about --static
-        from ... import checks
-
-        checks.static_on_command_line = bool(options.get("static"))
-        return super().execute(*args, **options)
 
     def handle(self, *args: Any, **options: Any) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -150,6 +159,8 @@ class Command(BaseCommand):
         problem = binding_problems(config)
         if problem is not None:  # the command line's bindings (check E007 did DAPHNE's)
             raise CommandError(problem)
+        if not options["skip_checks"]:
+            self.report_checks(serving_checks(config))
         configure_logging(config)
         try:
             ensure_reactor(config.loop)

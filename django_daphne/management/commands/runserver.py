@@ -96,9 +96,6 @@ class Command(StaticfilesRunserver):
         # an exception silenced in the reloader's parent is raised here, in the child
         autoreload.raise_last_exception()
         if not options["skip_checks"]:
-            from ... import checks
-
-            checks.development_server = True
             self.stdout.write("Performing system checks...\n\n")
             self.check(display_num_errors=True)
         self.check_migrations()
