@@ -37,6 +37,7 @@ from bench.servers import (  # noqa: E402
     SERVERS,
     ServerError,
     ServerProcess,
+    baseline_spec,
     main_python,
     snapshot,
 )
@@ -102,6 +103,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Directory for RESULTS.md, results.json and results.png. "
                         "Default: bench/ (an existing RESULTS.md keeps its text outside the "
                         "generated block).")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="Also run django-daphne as it was at this commit, as a server of "
+                        "its own (django-daphne@REV): an A/B of two versions in one run.")
     parser.add_argument("--no-chart", action="store_true", help="Do not draw results.png.")
     parser.add_argument("--no-pin", action="store_true",
                         help="Do not pin the server and wrk to separate CPUs with taskset.")
@@ -242,6 +246,12 @@ def run(args: argparse.Namespace) -> int:
         source = Path(tmp) / "src"
         code = snapshot(source)
         say(f"serving from a copy of django_daphne/ ({code}) in {source}")
+        if args.baseline:
+            baseline = baseline_spec(args.baseline, Path(tmp) / "baseline")
+            specs.insert(specs.index(SERVERS["django-daphne"]) + 1
+                         if SERVERS["django-daphne"] in specs else 0, baseline)
+            versions[baseline.name] = f"git {args.baseline}"
+            say(f"and django-daphne at {args.baseline} as {baseline.name}")
         ctx = Context(duration=args.duration, loadgen_cpu=wrk_cpu, tmpdir=Path(tmp),
                       server_cpu=server_cpu, source=source, warmup=args.warmup)
         if any(WORKLOADS[w].launch.tls for w in measured):

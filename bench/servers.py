@@ -7,6 +7,7 @@ launch (TLS, the Django example project, two workers unpinned, a fresh process).
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import os
 import shutil
@@ -99,6 +100,7 @@ class ServerSpec:
     distribution: str
     features: frozenset[str] = field(default_factory=frozenset)
     lacks: dict[str, str] = field(default_factory=dict)  # feature -> why it is n/a
+    source: Path | None = None  # run from this copy instead of the run's snapshot
 
     def version(self) -> str:
         code = (
@@ -257,6 +259,20 @@ def snapshot(dest: Path) -> str:
     if not rev:
         return "unknown commit"
     return f"git {rev}" + (" + uncommitted changes in django_daphne/" if dirty.strip() else "")
+
+
+def baseline_spec(rev: str, dest: Path) -> ServerSpec:
+    """django-daphne as it was at commit ``rev``, copied to ``dest`` (git archive), as a
+    server of its own in the same run: old and new side by side, same machine, same load."""
+    dest.mkdir(parents=True)
+    paths = ["django_daphne", "example_project", "bench/__init__.py", "bench/app.py",
+             "bench/django_settings.py"]
+    archive = subprocess.run(["git", "archive", rev, *paths], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    base = SERVERS["django-daphne"]
+    return dataclasses.replace(base, name=f"django-daphne@{rev}",
+                               label=f"django-daphne @{rev}", source=dest)
 
 
 def free_port() -> int:

@@ -108,7 +108,8 @@ def start_server(ctx: Context, spec: ServerSpec, launch: Launch) -> Iterator[Ser
     """A started, ready (and warmed-up, where the launch asks) server; stopped on exit."""
     log = Path(tempfile.mkstemp(prefix=f"{spec.name}-{launch.kind}-", suffix=".log",
                                 dir=ctx.tmpdir)[1])
-    kwargs = {"source": ctx.source} if ctx.source else {}
+    source = spec.source or ctx.source
+    kwargs = {"source": source} if source else {}
     server = ServerProcess(spec, launch, ctx.server_cpu, log, certificate=ctx.certificate,
                            **kwargs)
     try:
