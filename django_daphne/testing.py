@@ -245,11 +245,18 @@ class DaphneLiveServerTestCase(TransactionTestCase):
 
     @classproperty
     def live_server_url(cls) -> str:
-        return cls._live_server.url
+        return cls._server().url
 
     @classproperty
     def live_server_ws_url(cls) -> str:
-        return cls._live_server.ws_url
+        return cls._server().ws_url
+
+    @classmethod
+    def _server(cls) -> LiveServer:
+        if cls._live_server is None:
+            raise RuntimeError("the live server runs only between setUpClass and "
+                               "tearDownClass")
+        return cls._live_server
 
     @classmethod
     def setUpClass(cls) -> None:

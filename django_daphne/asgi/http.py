@@ -15,12 +15,16 @@ import enum
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ClientDisconnected, UnexpectedMessage, error_page
 from .instance import ApplicationInstance
 from .scope import connection_scope
 from .syntax import TOKEN
+
+if TYPE_CHECKING:
+    from ..protocols.interfaces import HTTPWire
+    from ..server.state import ServerState
 
 __all__ = ["ClientDisconnected", "HTTPStream", "UnexpectedMessage", "build_scope",
            "check_headers"]
@@ -88,7 +92,8 @@ class HTTPStream(ApplicationInstance):
         "told_gone", "length_left", "body_started",
     )
 
-    def __init__(self, server: Any, wire: Any, scope: dict, expect_continue: bool) -> None:
+    def __init__(self, server: ServerState, wire: HTTPWire, scope: dict[str, Any],
+                 expect_continue: bool) -> None:
         ApplicationInstance.__init__(self, server, scope)
         self.wire = wire
         self.state = START
@@ -101,7 +106,8 @@ class HTTPStream(ApplicationInstance):
         self.expect_continue = expect_continue
         self.reading_paused = False
         self.started_at = 0.0
-        self.trailers: list | None = None  # trailer headers, when the app announced them
+        # trailer headers, when the app announced them
+        self.trailers: list[tuple[bytes, bytes]] | None = None
         # body bytes held for the app before the wire is asked to stop reading; HTTP/2 sets
         # its stream window here, so that window reopens only as the app reads
         self.high_water = BODY_HIGH_WATER
@@ -148,7 +154,7 @@ class HTTPStream(ApplicationInstance):
 
     # -- the application's side
 
-    async def receive(self) -> dict:
+    async def receive(self) -> dict[str, Any]:
         while True:
             if self.chunks:
                 chunks = self.chunks
@@ -241,13 +247,15 @@ class HTTPStream(ApplicationInstance):
                 self.trailers = []
             self.wire.response_start(status, headers)
         elif state == TRAILERS and kind == "http.response.trailers":
-            self.trailers.extend(check_headers(message.get("headers", ()),
-                                               "http.response.trailers"))
+            trailers = self.trailers
+            assert trailers is not None  # TRAILERS: the application announced trailers
+            trailers.extend(check_headers(message.get("headers", ()),
+                                          "http.response.trailers"))
             if not message.get("more_trailers", False):
                 if self.disconnected:
                     raise ClientDisconnected("the client disconnected")
                 self.state = DONE
-                self.wire.response_trailers(self.trailers)
+                self.wire.response_trailers(trailers)
                 self._finished()
         elif state == DONE:
             if self.disconnected:
@@ -370,7 +378,7 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PAT
 
 
 def build_scope(
-    server: Any,
+    server: ServerState,
     http_version: str,
     method: bytes,
     scheme: str,
@@ -379,7 +387,7 @@ def build_scope(
     client: list[Any] | None,
     server_addr: list[Any] | None,
     screen: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """The HTTP connection scope, for any wire protocol.  Raises Refusal for a target
     that cannot be represented.
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..server.state import ServerState
 
 logger = logging.getLogger("django_daphne.asgi")
 
@@ -18,23 +22,35 @@ class ApplicationInstance:
     __slots__ = ("server", "scope", "task", "waiter", "deadline", "disconnected",
                  "cancelled_because")
 
-    def __init__(self, server: Any, scope: dict) -> None:
+    def __init__(self, server: ServerState, scope: dict[str, Any]) -> None:
         self.server = server
         self.scope = scope
-        self.task: asyncio.Task | None = None
-        self.waiter: asyncio.Future | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
         self.deadline: float | None = None  # checked by ServerState.sweep
         self.disconnected = False
         self.cancelled_because: str | None = None
 
     def describe(self) -> str:  # pragma: no cover - every subclass names itself
-        return self.scope.get("path", "?")
+        path: str = self.scope.get("path", "?")
+        return path
 
     def app_failed(self) -> None:  # pragma: no cover - overridden
         """The application raised while its client was still there."""
 
     def app_returned(self) -> None:  # pragma: no cover - overridden
         """The application returned."""
+
+    async def receive(self) -> dict[str, Any]:  # pragma: no cover - overridden
+        """The application's ``receive()``."""
+        raise NotImplementedError
+
+    async def send(self, message: Mapping[str, Any]) -> None:  # pragma: no cover - overridden
+        """The application's ``send()``."""
+        raise NotImplementedError
+
+    def deadline_passed(self) -> None:  # pragma: no cover - overridden
+        """The deadline passed (the server's sweep)."""
 
     def _start_task(self) -> None:
         server = self.server
@@ -52,7 +68,12 @@ class ApplicationInstance:
         waiter = self.server.loop.create_future()
         previous = self.waiter
         if previous is not None and not previous.done():
-            waiter.add_done_callback(lambda _: previous.done() or previous.set_result(None))
+
+            def wake_previous(_: asyncio.Future[None]) -> None:
+                if not previous.done():
+                    previous.set_result(None)
+
+            waiter.add_done_callback(wake_previous)
         self.waiter = waiter
         await waiter
 
@@ -95,7 +116,9 @@ class ApplicationInstance:
         logger.warning("Application instance for %s took too long to shut down and was killed",
                        self.describe())
         self.cancelled_because = "close_timeout"
-        self.task.cancel()
+        task = self.task
+        assert task is not None  # called only while the application runs
+        task.cancel()
 
     def cancel(self) -> None:
         """Cancel the application (server shutdown)."""

@@ -27,9 +27,10 @@ class Lifespan:
         self.loop = loop
         self.state: dict[str, Any] = {}
         self.supported = False
-        self.task: asyncio.Task | None = None
-        self.inbox: asyncio.Queue = asyncio.Queue()
-        self.answer: asyncio.Future | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # the application's answer: (the message's type, its message), or ("returned", None)
+        self.answer: asyncio.Future[tuple[str, Any]] | None = None
         self.app_error: BaseException | None = None
 
     async def startup(self) -> None:
@@ -77,7 +78,7 @@ class Lifespan:
         if kind == "lifespan.shutdown.failed":
             logger.error("Application shutdown failed: %s", message or "no message")
 
-    async def _run(self, scope: dict) -> None:
+    async def _run(self, scope: dict[str, Any]) -> None:
         try:
             await self.app(scope, self.inbox.get, self._send)
         except BaseException as exc:  # noqa: BLE001 - reported through the answer
@@ -90,7 +91,7 @@ class Lifespan:
             if self.answer is not None and not self.answer.done():
                 self.answer.set_result(("returned", None))
 
-    async def _send(self, message: dict) -> None:
+    async def _send(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind not in (
             "lifespan.startup.complete", "lifespan.startup.failed",

@@ -6,10 +6,13 @@ decoded, and a proxy header trusted, one way only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from .errors import Refusal
+
+if TYPE_CHECKING:
+    from ..server.state import ServerState
 
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
@@ -152,7 +155,7 @@ def apply_proxy_headers(
 
 def connection_scope(
     kind: str,
-    server: Any,
+    server: ServerState,
     http_version: str,
     scheme: str,
     target: bytes,

@@ -15,12 +15,16 @@ import enum
 import logging
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ClientDisconnected, UnexpectedMessage
 from .http import check_headers
 from .instance import ApplicationInstance
 from .scope import connection_scope
+
+if TYPE_CHECKING:
+    from ..protocols.interfaces import WebSocketWire
+    from ..server.state import ServerState
 
 logger = logging.getLogger("django_daphne.websocket")
 
@@ -56,20 +60,20 @@ _HANDSHAKE_OWNED = frozenset((
 
 
 def build_websocket_scope(
-    server: Any,
+    server: ServerState,
     http_version: str,
     scheme: str,
     target: bytes,
     headers: list[tuple[bytes, bytes]],
     client: list[Any] | None,
     server_addr: list[Any] | None,
-) -> dict:
+) -> dict[str, Any]:
     """The WebSocket connection scope; raises Refusal for an unusable target."""
     # as for HTTP, and as Daphne does for WebSockets: no header names with an underscore,
     # and Daphne-Root-Path sets root_path
     scope = connection_scope("websocket", server, http_version, scheme, target, headers,
                              client, server_addr)
-    subprotocols = []
+    subprotocols: list[str] = []
     for name, value in scope["headers"]:
         if name == b"sec-websocket-protocol":
             subprotocols.extend(
@@ -86,11 +90,11 @@ class WebSocketStream(ApplicationInstance):
     __slots__ = ("wire", "state", "inbox", "reading_paused", "close_code", "was_opened",
                  "status", "sent", "told_gone")
 
-    def __init__(self, server: Any, wire: Any, scope: dict) -> None:
+    def __init__(self, server: ServerState, wire: WebSocketWire, scope: dict[str, Any]) -> None:
         ApplicationInstance.__init__(self, server, scope)
         self.wire = wire
         self.state = CONNECTING
-        self.inbox: deque = deque([{"type": "websocket.connect"}])
+        self.inbox: deque[dict[str, Any]] = deque([{"type": "websocket.connect"}])
         self.told_gone = False  # receive() has said websocket.disconnect
         self.reading_paused = False
         self.close_code: int | None = None
@@ -152,7 +156,7 @@ class WebSocketStream(ApplicationInstance):
 
     # -- the application's side
 
-    async def receive(self) -> dict:
+    async def receive(self) -> dict[str, Any]:
         while not self.inbox:
             await self._wait()
         message = self.inbox.popleft()
@@ -266,7 +270,8 @@ class WebSocketStream(ApplicationInstance):
         }[state]
         raise UnexpectedMessage(f"expected {expected}, got {kind!r}")
 
-    def _drop_handshake_headers(self, headers: list) -> list:
+    def _drop_handshake_headers(self, headers: list[tuple[bytes, bytes]]
+                                ) -> list[tuple[bytes, bytes]]:
         kept = []
         for name, value in headers:
             if name.lower() in _HANDSHAKE_OWNED:

@@ -24,12 +24,13 @@ from zope.interface import implementer
 from ..asgi.scope import address, server_address
 from .http1 import HTTP1Handler
 from .interfaces import PAUSE_APP, PAUSE_WRITES, Handler
-from .transport import close_transport, direct_socket, write_now
+from .transport import Transport, close_transport, direct_socket, write_now
 
 if TYPE_CHECKING:
     from ..server.state import ServerState
     from .http1_parser import RequestHead
-    from .websocket import Opening, WebSocketConnection
+    from .http2.websocket import H2Tunnel
+    from .websocket import HandshakeHead, Opening, WebSocketConnection
 
 logger = logging.getLogger("django_daphne.http")
 
@@ -42,8 +43,11 @@ class Connection(Protocol):
 
     handler: Handler
     scheme: str
-    client: list | None
-    server_addr: list | None
+    client: list[Any] | None
+    server_addr: list[Any] | None
+    # Twisted declares ITransport | None; it is set (makeConnection) before connectionMade,
+    # and mypy cannot check calls through a zope.interface declaration
+    transport: Transport  # type: ignore[assignment]
 
     def __init__(self, server: ServerState) -> None:
         self.server = server
@@ -52,7 +56,7 @@ class Connection(Protocol):
         self.paused = 0  # why reading is paused: PAUSE_* bits
         self.write_paused = False
         self.stalled_until = 0.0  # with write_paused: when the send timeout cuts it off
-        self.drain_waiters: list[asyncio.Future] = []
+        self.drain_waiters: list[asyncio.Future[None]] = []
         # a handler whose peer might flood us while not reading (HTTP/2, WebSocket) is not
         # read while our writes wait; HTTP/1.1 reads on (a request body may be coming)
         self.read_while_stalled = True
@@ -124,7 +128,7 @@ class Connection(Protocol):
 
     # -- switching protocols (the handlers ask; only this module knows them all)
 
-    def start_http2(self, upgrade: tuple[Any, bytes] | None = None) -> None:
+    def start_http2(self, upgrade: tuple[RequestHead, bytes] | None = None) -> None:
         """HTTP/2 from now on: by the preface or ALPN, or (``upgrade``: the request head and
         its HTTP2-Settings) after the HTTP/1.1 handler's 101 to ``Upgrade: h2c``."""
         from .http2 import HTTP2Handler
@@ -157,7 +161,7 @@ class Connection(Protocol):
         websocket.stream.start()
 
     @staticmethod
-    def websocket_on(stream: Any, head: Any) -> WebSocketConnection:
+    def websocket_on(stream: H2Tunnel, head: HandshakeHead) -> WebSocketConnection:
         """A WebSocket on an HTTP/2 stream (RFC 8441), which is its link and its opening.
         A malformed handshake raises Refusal."""
         from .websocket import WebSocketConnection, check_handshake_headers

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -55,7 +56,7 @@ class HTTP1Handler:
         self.keep_alive = True
         self.http10 = False
         self.is_head = False
-        self.pending_start: tuple[int, list] | None = None
+        self.pending_start: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self.chunked = False
 
     # -- the connection's events
@@ -173,7 +174,7 @@ class HTTP1Handler:
         conn.start_http2(upgrade=(head, settings[0]))
         return True
 
-    def begin_denial(self, status: int, headers: list) -> None:
+    def begin_denial(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """An HTTP response refusing a WebSocket handshake, written as any other."""
         self.keep_alive = False
         self.http10 = False
@@ -183,12 +184,16 @@ class HTTP1Handler:
 
     def on_body(self, data: bytes) -> None:
         receiving = self.receiving
+        if receiving is None:  # never: on_head set it before the parser reads a body
+            return
         receiving.body_received(data)
         if receiving is self.current:
             self.conn.deadline = self.server.clock + self.server.config.body_timeout
 
     def on_message_complete(self) -> None:
         receiving = self.receiving
+        if receiving is None:  # never: on_head set it before the parser ends a request
+            return
         receiving.body_finished()
         if receiving is self.current and self.conn.deadline is not None:
             self.conn.deadline = None
@@ -231,7 +236,8 @@ class HTTP1Handler:
         self.queue.clear()
         self._send_error(error.status, error.reason, error.headers)
 
-    def _send_error(self, status: int, reason: str, headers: list = ()) -> None:
+    def _send_error(self, status: int, reason: str,
+                    headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         conn = self.conn
         if not status:  # not HTTP/1.x at all: nobody to read an HTTP/1.1 answer
             logger.info("Closed the connection of %s: %s", conn.client, reason)
@@ -280,14 +286,15 @@ class HTTP1Handler:
     async def drain(self) -> None:
         await self.conn.drain()
 
-    def response_start(self, status: int, headers: list) -> None:
+    def response_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.pending_start = (status, headers)
 
     def response_body(self, body: bytes, more: bool) -> None:
         if self.conn.closed:
             return
-        if self.pending_start is not None:
-            head = self._head(body, more)
+        start = self.pending_start
+        if start is not None:
+            head = self._head(start, body, more)
             if self.is_head:
                 self.conn.write(head)
                 return
@@ -319,7 +326,7 @@ class HTTP1Handler:
         if body:
             self.conn.write(body)
 
-    def response_trailers(self, headers: list) -> None:
+    def response_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
         """Trailers travel in the last chunk; without chunked framing they are dropped."""
         if self.conn.closed or self.is_head:
             return
@@ -327,9 +334,10 @@ class HTTP1Handler:
             self.conn.write(
                 b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n")
 
-    def _head(self, body: bytes, more: bool) -> bytes:
-        """Serialise the pending response head, choosing the framing."""
-        status, headers = self.pending_start
+    def _head(self, start: tuple[int, list[tuple[bytes, bytes]]], body: bytes, more: bool
+              ) -> bytes:
+        """Serialise the pending response head (``start``), choosing the framing."""
+        status, headers = start
         self.pending_start = None
         parts = [status_line(status)]
         append = parts.append

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Protocol
 
 from ..asgi.errors import Refusal
 from ..asgi.syntax import TARGET, TCHAR, TOKEN, VISIBLE_VALUE_CHARS
@@ -37,7 +38,7 @@ from ..asgi.syntax import TARGET, TCHAR, TOKEN, VISIBLE_VALUE_CHARS
 try:  # pragma: no cover - depends on the platform
     import httptools
 except ImportError:  # pragma: no cover
-    httptools = None
+    httptools = None  # type: ignore[assignment]  # optional (CPython): make_parser checks
 
 _VCHARS = rb"\t\x20" + VISIBLE_VALUE_CHARS
 _REQUEST_LINE = re.compile(rb"(%s+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % TCHAR).fullmatch
@@ -91,6 +92,18 @@ class RequestHead:
         # a header name may hold an underscore or be Daphne-Root-Path: the scope screens
         # the headers (False only when a scan of the raw head rules both out)
         self.odd_names = True
+
+
+class ParserHandler(Protocol):
+    """What a parser reports a request's head, body and end to (see the module docstring)."""
+
+    def on_head(self, head: RequestHead) -> bool:
+        """True: stop, the rest is another protocol."""
+        ...
+
+    def on_body(self, data: bytes) -> None: ...
+
+    def on_message_complete(self) -> None: ...
 
 
 class Limits:
@@ -188,7 +201,7 @@ def _diagnose_header(line: bytes) -> str:
 
 def parse_header_lines(block: bytes) -> list[tuple[bytes, bytes]]:
     """Header lines (CRLF-separated, no final CRLF) as (lower-case name, value) pairs."""
-    headers = []
+    headers: list[tuple[bytes, bytes]] = []
     append = headers.append
     match = _HEADER_LINE
     for line in block.split(b"\r\n"):
@@ -277,7 +290,7 @@ class _Parser:
     ``end``) as (lower-case name, stripped value) pairs.
     """
 
-    def __init__(self, handler, limits: Limits) -> None:
+    def __init__(self, handler: ParserHandler, limits: Limits) -> None:
         self.handler = handler
         self.limits = limits
         self.state = _HEAD
@@ -303,7 +316,7 @@ class _Parser:
 
     def feed(self, data: bytes) -> bytes | None:
         """Parse what arrived.  Returns the unparsed rest if a handler asked to stop."""
-        buffer = self.buffer + data if self.buffer else data
+        buffer: bytes | None = self.buffer + data if self.buffer else data
         self.buffer = b""
         while buffer:
             state = self.state
@@ -520,11 +533,12 @@ class HttptoolsParser(_Parser):
     """llhttp (through httptools) tokenises the header lines; the Python rules decide
     whatever llhttp refuses, so both parsers answer alike."""
 
-    def __init__(self, handler, limits: Limits) -> None:
+    def __init__(self, handler: ParserHandler, limits: Limits) -> None:
         super().__init__(handler, limits)
         self._collected: list[tuple[bytes, bytes]] = []
-        self._llhttp = None  # an llhttp parser that sits between messages, ready for reuse
-        self._used = None  # the one that read the last head
+        # an llhttp parser that sits between messages, ready for reuse
+        self._llhttp: httptools.HttpRequestParser | None = None
+        self._used: httptools.HttpRequestParser | None = None  # the one that read the last head
 
     def on_header(self, name: bytes, value: bytes) -> None:  # llhttp callback
         if value[-1:] in (b" ", b"\t"):  # llhttp strips leading whitespace only
@@ -563,7 +577,7 @@ class HttptoolsParser(_Parser):
             self._llhttp = used
 
 
-def make_parser(kind: str, handler, limits: Limits):
+def make_parser(kind: str, handler: ParserHandler, limits: Limits) -> _Parser:
     """The parser ``kind`` names ("auto", "httptools" or "python")."""
     if kind == "python" or (kind == "auto" and httptools is None):
         return PythonParser(handler, limits)

@@ -13,7 +13,7 @@ gives a WebSocket the same :class:`Link`).  An ASGI stream drives its wire throu
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..server.state import ServerState
 
@@ -29,10 +29,14 @@ class Link(Protocol):
 
     server: ServerState
     scheme: str  # "https" over TLS, else "http"
-    client: list | None  # [host, port], None on a UNIX socket
-    server_addr: list | None
-    closed: bool
+    client: list[Any] | None  # [host, port], None on a UNIX socket
+    server_addr: list[Any] | None
     deadline: float | None  # when the handler's deadline_passed is due (the server's sweep)
+
+    @property
+    def closed(self) -> bool:
+        """Closing or closed: nothing more goes out."""
+        ...
 
     def write(self, data: bytes) -> None: ...
 

@@ -15,10 +15,41 @@ release changes what these functions rely on.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import tcp
+from twisted.internet.interfaces import IAddress
 from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+
+class Transport(Protocol):
+    """What a connection uses of its Twisted transport (TCP, TLS or UNIX).  Twisted declares
+    ``Protocol.transport`` as ``ITransport``, a zope.interface declaration whose methods mypy
+    cannot check calls to, and leaves out the producer and TCP calls."""
+
+    disconnecting: bool
+
+    def write(self, data: bytes) -> None: ...
+
+    def getPeer(self) -> IAddress: ...  # noqa: N802 - Twisted's names
+
+    def getHost(self) -> IAddress: ...  # noqa: N802
+
+    def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802
+        """TCP only: raises AttributeError on a UNIX socket."""
+        ...
+
+    def registerProducer(self, producer: object, streaming: bool) -> None: ...  # noqa: N802
+
+    def unregisterProducer(self) -> None: ...  # noqa: N802
+
+    def pauseProducing(self) -> None: ...  # noqa: N802
+
+    def resumeProducing(self) -> None: ...  # noqa: N802
+
+    def loseConnection(self) -> None: ...  # noqa: N802
+
+    def abortConnection(self) -> None: ...  # noqa: N802
 
 
 def direct_socket(transport: Any) -> socket.socket | None:
@@ -54,7 +85,7 @@ def close_transport(transport: Any) -> None:
     transport.unregisterProducer()
     transport.loseConnection()
     if isinstance(transport, TLSMemoryBIOProtocol):
-        lower = transport.transport
+        lower: Transport | None = transport.transport
         if lower is not None and not lower.disconnecting:
             # our close_notify is written to it (or the handshake never finished, and
             # there is nothing to say): close the socket once it has gone out

@@ -17,7 +17,7 @@ import base64
 import binascii
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..asgi.errors import Refusal
 from ..asgi.websocket import CLOSED, WebSocketStream, build_websocket_scope
@@ -75,6 +75,15 @@ def check_handshake_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, b
     return seen
 
 
+class HandshakeHead(Protocol):
+    """What a WebSocket reads of its upgrade request: the HTTP/1.1 parser's RequestHead, or
+    what an HTTP/2 stream's extended CONNECT says."""
+
+    http_version: str
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
 class Opening(Protocol):
     """What writes a WebSocket's HTTP answer: the HTTP/1.1 handler, or the HTTP/2 stream."""
 
@@ -96,7 +105,8 @@ class WebSocketConnection:
     connection.  ``key``: the client's Sec-WebSocket-Key (None over HTTP/2, which has
     none)."""
 
-    def __init__(self, link: Link, head: Any, opening: Opening, key: bytes | None) -> None:
+    def __init__(self, link: Link, head: HandshakeHead, opening: Opening,
+                 key: bytes | None) -> None:
         self.conn = link
         self.opening = opening
         self.head = head

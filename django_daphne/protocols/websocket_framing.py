@@ -53,7 +53,7 @@ def negotiate_deflate(values: list[bytes]) -> tuple[PerMessageDeflateOfferAccept
             name, *parts = (part.strip() for part in offer.split(";"))
             if name.lower() != "permessage-deflate":
                 continue
-            params: dict[str, list] = {}
+            params: dict[str, list[str | bool]] = {}
             for part in parts:
                 key, equals, param = (p.strip() for p in part.partition("="))
                 if len(param) >= 2 and param[0] == param[-1] == '"':
@@ -124,8 +124,10 @@ class Framing:
             protocol.websocket_extensions_in_use.append(pmce)
         protocol.state = protocol.STATE_OPEN
         protocol.inside_message = False
-        protocol.current_frame = None
-        txaio.resolve(protocol.is_open, None)
+        # autobahn declares a FrameHeader, and sets None itself between frames
+        protocol.current_frame = None  # type: ignore[assignment]
+        # txaio's functions are set at run time, for the framework it is told to use
+        txaio.resolve(protocol.is_open, None)  # type: ignore[attr-defined]
         self._protocol = protocol
 
     @property
@@ -176,6 +178,14 @@ class Framing:
 class _AutobahnProtocol(WebSocketServerProtocol):
     """autobahn's protocol, reporting to our FramingEvents and writing through ours."""
 
+    # autobahn sets these from the factory's options, and per frame, where mypy does not
+    # see their types
+    maxMessagePayloadSize: int  # noqa: N815 - autobahn's names
+    maxFramePayloadSize: int  # noqa: N815
+    _isMessageCompressed: bool  # noqa: N815
+    # autobahn's starts as None, in unannotated code: mypy takes it for always None
+    _perMessageCompress: PerMessageDeflate | None  # type: ignore[assignment]  # noqa: N815
+
     def __init__(self, events: FramingEvents, write: Callable[[bytes], None]) -> None:
         super().__init__()
         self.events = events
@@ -196,9 +206,11 @@ class _AutobahnProtocol(WebSocketServerProtocol):
         # autobahn's list of close codes a peer may send stops at 1013 and fails the
         # connection for 1014 (Bad Gateway, registered with IANA in 2016, sent by proxies):
         # taken as a normal close, then reported with its own code
+        # autobahn declares int and bytes, and passes None itself for a close frame without
+        # a code (and reason)
         if code != 1014:
-            return super().onCloseFrame(code, reasonRaw)
-        failed = super().onCloseFrame(1000, reasonRaw)
+            return super().onCloseFrame(code, reasonRaw)  # type: ignore[arg-type]
+        failed = super().onCloseFrame(1000, reasonRaw)  # type: ignore[arg-type]
         self.remoteCloseCode = 1014
         return failed
 
@@ -229,7 +241,8 @@ class _AutobahnProtocol(WebSocketServerProtocol):
         if not self.failedByMe:
             payload = b"".join(self.message_data)
             self._onMessage(payload, self.message_is_binary)
-        self.message_data = None
+        # autobahn declares list[bytes], and sets None itself between messages
+        self.message_data = None  # type: ignore[assignment]
 
     # The size limits are on the application's data, which for a compressed message is
     # the inflated size.  autobahn adds each frame's compressed length to the message's

@@ -9,10 +9,13 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import __version__
 from .config import OPTIONS, Config, ConfigError, Option, asgi_threads, log_format, log_level
+
+if TYPE_CHECKING:
+    from .access_log import AccessLog
 
 logger = logging.getLogger("django_daphne")
 
@@ -101,7 +104,7 @@ def configure_logging(config: Config) -> None:
     log.PythonLoggingObserver(loggerName="twisted").start()
 
 
-def open_access_log(config: Config) -> Any:
+def open_access_log(config: Config) -> AccessLog | None:
     """The AccessLog the options ask for, or None."""
     from .access_log import AccessLog
 
@@ -129,7 +132,7 @@ def binding_problems(config: Config) -> str | None:
     return "; ".join(problems) or None
 
 
-def serve(application: Any, config: Config, access_log: Any = None) -> int:
+def serve(application: Any, config: Config, access_log: AccessLog | None = None) -> int:
     """Run the server for ``application`` (already imported) until it stops."""
     from .runtime import Server
 

@@ -81,10 +81,10 @@ def as_str_list(value: Any) -> list[str]:
 
 
 def as_header_name(value: Any) -> str:
-    value = as_str(value)
-    if not value or any(c in value for c in ' \t:\r\n"(),/;<=>?@[\\]{}'):
-        raise ValueError(f"expected an HTTP header name such as X-Forwarded-For, got {value!r}")
-    return value
+    name = as_str(value)
+    if not name or any(c in name for c in ' \t:\r\n"(),/;<=>?@[\\]{}'):
+        raise ValueError(f"expected an HTTP header name such as X-Forwarded-For, got {name!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -529,6 +529,7 @@ class Config:
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         problems: list[SettingProblem] = []
+        option: Option | None
         for option in cls.options:
             default = option.default
             values[option.name] = list(default) if isinstance(default, list) else default

@@ -77,7 +77,8 @@ def _complete_fd(description: str) -> str:
     kind, args, kwargs = _fields(description)
     if kind != "fd" or "domain" in kwargs:
         return description
-    fileno = kwargs.get("fileno") or (args[0] if args else None)
+    # None when there is none: int() raises the TypeError reported below
+    fileno: Any = kwargs.get("fileno") or (args[0] if args else None)
     try:
         fd = int(fileno)
         sock = socket.socket(fileno=os.dup(fd))
@@ -146,6 +147,7 @@ def systemd_fd(description: str) -> int:
             raise EndpointError(f"Endpoint {description!r}: systemd passed no socket named "
                                 f"{name!r}; it passed {', '.join(sorted(named))}")
         return named[name]
+    assert index is not None  # exactly one of the two, checked above
     try:
         return inherited[int(index)]
     except (ValueError, IndexError):
@@ -162,13 +164,14 @@ class _InheritedUNIXPort(unix.Port):
 
     def startListening(self) -> None:
         skt, self._preexistingSocket = self._preexistingSocket, None
+        assert skt is not None and self.factory is not None  # _fromListeningDescriptor's
         self._shouldShutdown = False
         skt.setblocking(False)
         tcp._reservedFD.reserve()
         self.factory.doStart()
         self.connected = True
         self.socket = skt
-        self.fileno = skt.fileno
+        self.fileno = skt.fileno  # type: ignore[method-assign]  # as Twisted's own ports do
         self.numberAccepts = 100
         self.startReading()
 

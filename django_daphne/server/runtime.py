@@ -9,7 +9,7 @@ import logging
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory
@@ -21,6 +21,11 @@ from ..protocols.connection import Connection
 from .config import Config, asgi_threads
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
 from .state import ServerState
+
+if TYPE_CHECKING:
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    from .access_log import AccessLog
 
 logger = logging.getLogger("django_daphne.server")
 
@@ -61,7 +66,7 @@ class Server:
         app: Any,
         config: Config,
         *,
-        access_log: Any = None,
+        access_log: AccessLog | None = None,
         on_ready: Callable[[list[str]], None] | None = None,
         install_signal_handlers: bool = True,
     ) -> None:
@@ -88,10 +93,12 @@ class Server:
 
         if self.config.workers > 1 and worker_endpoints() is None:
             return Supervisor(self.config).run()
-        self.reactor = reactor
-        self.loop = reactor._asyncioEventloop
-        reactor.callWhenRunning(self._launch)
-        reactor.run(installSignalHandlers=False)
+        # the asyncio reactor (see .reactor): Twisted types the installed reactor as zope
+        # interfaces, which mypy cannot check calls through
+        self.reactor = cast("AsyncioSelectorReactor", reactor)
+        self.loop = self.reactor._asyncioEventloop
+        self.reactor.callWhenRunning(self._launch)
+        self.reactor.run(installSignalHandlers=False)
         return self.exit_code
 
     def _launch(self) -> None:
@@ -179,6 +186,7 @@ class Server:
 
     def _schedule_sweep(self) -> None:
         state = self.state
+        assert state is not None  # start() made it
         state.sweep()
         self._sweeper = self.loop.call_later(state.sweep_interval(), self._schedule_sweep)
 
@@ -218,6 +226,7 @@ class Server:
         """Stop accepting, let in-flight requests finish within the shutdown timeout, close
         idle connections, then run the lifespan shutdown."""
         state = self.state
+        assert state is not None  # start() made it before any stop could be asked for
         state.shutting_down = True
         await self._close_ports()
         for conn in list(state.connections):

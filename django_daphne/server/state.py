@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
+
+if TYPE_CHECKING:
+    from autobahn.twisted.websocket import WebSocketServerFactory
+
+    from ..asgi.instance import ApplicationInstance
+    from ..protocols.connection import Connection
+    from .access_log import AccessLog
 
 logger = logging.getLogger("django_daphne.server")
 
@@ -23,11 +31,11 @@ class ServerState:
         self.app = app
         self.config = config
         self.loop = loop
-        self.connections: set[Any] = set()
-        self.stalled: set[Any] = set()  # connections whose client is not taking our writes
-        self.streams: set[Any] = set()
+        self.connections: set[Connection] = set()
+        self.stalled: set[Connection] = set()  # connections whose client is not taking our writes
+        self.streams: set[ApplicationInstance] = set()  # the running application instances
         self.lifespan_state: dict[str, Any] | None = None
-        self.access_log = None  # an AccessLog, or None when it is off
+        self.access_log: AccessLog | None = None  # None when it is off
         self.shutting_down = False
         # what the hot path needs in another form than the config's
         self.http_timeout: float | None = config.http_timeout or None  # 0: no limit
@@ -39,7 +47,7 @@ class ServerState:
             b"Server: " + config.server_name.encode("latin-1") + b"\r\n"
             if config.server_name else b""
         )
-        self._autobahn_factory = None
+        self._autobahn_factory: WebSocketServerFactory | None = None
         self.clock = loop.time()
         self._second = 0
         self.date_header = b""
@@ -48,7 +56,7 @@ class ServerState:
 
 
     @property
-    def autobahn_factory(self) -> Any:
+    def autobahn_factory(self) -> WebSocketServerFactory:
         """autobahn's factory (the server makes it before it listens: importing autobahn on
         the first WebSocket would stall every connection for that long)."""
         if self._autobahn_factory is None:
@@ -99,7 +107,7 @@ class ServerState:
             _guarded(self.access_log.flush)
 
 
-def _guarded(handler: Any) -> None:
+def _guarded(handler: Callable[[], object]) -> None:
     try:
         handler()
     except Exception:

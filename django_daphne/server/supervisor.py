@@ -146,6 +146,7 @@ def bind(description: str, copies: int = 1) -> tuple[list[Bound], str]:
             for sock in sockets:
                 sock.close()
             where = f"{host or '*'}:{port}"
+            assert exc.strerror is not None  # a socket call's error has its message
             raise EndpointError(f"Cannot listen on {where}: {exc.strerror.lower()}") from None
         bound_host, bound_port = sockets[0].getsockname()[:2]
         where = f"[{bound_host}]:{bound_port}" if ":" in bound_host else \
@@ -164,6 +165,7 @@ def bind(description: str, copies: int = 1) -> tuple[list[Bound], str]:
             sock.bind(path)
         except OSError as exc:
             sock.close()
+            assert exc.strerror is not None  # a socket call's error has its message
             raise EndpointError(f"Cannot listen on {path}: {exc.strerror.lower()}") from None
         os.chmod(path, int(kwargs.get("mode", "666"), 8))
         sock.listen(int(kwargs.get("backlog", 50)))
@@ -211,7 +213,7 @@ def _die_with_parent(parent: int) -> Any:
 class Worker:
     """One worker process: its slot, and the pipe it says it is ready on."""
 
-    def __init__(self, process: subprocess.Popen, slot: int, ready_fd: int) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], slot: int, ready_fd: int) -> None:
         self.process = process
         self.slot = slot
         self.ready_fd: int | None = ready_fd

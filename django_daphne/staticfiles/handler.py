@@ -26,7 +26,7 @@ import re
 import stat
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 
 logger = logging.getLogger("django_daphne.static")
 
@@ -151,6 +151,7 @@ class StaticFiles:
             return None
         fd, info = opened
         siblings = []
+        encoding: str | None
         for encoding, suffix in ENCODINGS:
             sibling = self._inside_root(path + suffix)
             if sibling is None:
@@ -189,7 +190,7 @@ class StaticFiles:
         if relative is not None:
             accepted = accepted_encodings(headers.get(b"accept-encoding", b""))
             found = await loop.run_in_executor(None, self.find, relative, accepted)
-        if found is None:
+        if relative is None or found is None:
             await respond(send, 404, b"Not Found\n")
             return
         try:
@@ -407,7 +408,7 @@ def _number(digits: str) -> int:
     return int(digits) if len(digits) <= 19 else HUGE
 
 
-def parse_range(header: bytes, size: int) -> tuple[int, int] | str | None:
+def parse_range(header: bytes, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
     """A single ``bytes=`` range as [start, end), "unsatisfiable", or None to ignore the
     header (another unit, several ranges, a malformed one, or an empty file, of which no
     part can be described: the whole file is sent)."""

@@ -141,6 +141,7 @@ class Command(BaseCommand):
             command_line["port"] = port
             if addr is not None:
                 command_line["bind"] = addr
+        app_path: str | None
         try:
             config = build_config(command_line)
             asgi_threads()

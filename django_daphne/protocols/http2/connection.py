@@ -11,6 +11,7 @@ and nothing of ASGI messages.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import h2.events
@@ -54,7 +55,7 @@ class HTTP2Handler:
         self.server_header = config.server_name.encode("latin-1") if config.server_name else b""
         self.streams: dict[int, H2Stream] = {}
         self.tunnels: set[H2Tunnel] = set()  # WebSockets over a stream (RFC 8441), while open
-        self.orphans: list[HTTPStream] = []  # apps of reset streams, still running
+        self.orphans: list[HTTPStream | H2Tunnel] = []  # apps of reset streams, still running
         self.body_check: float | None = None  # when to look for stalled request bodies
         self.last_stream_id = 0
         self.flow = FlowControl(self)
@@ -96,6 +97,7 @@ class HTTP2Handler:
             self._terminate(None)  # h2 has written its GOAWAY
             return
         in_headers = None  # the priority carried by the last HEADERS: not a frame of its own
+        event: Any  # dispatched on its exact type, which mypy does not narrow through ``kind``
         for event in events:
             kind = type(event)
             if kind is h2.events.DataReceived:
@@ -214,7 +216,7 @@ class HTTP2Handler:
                                request.headers, ended, request.length)
 
     def _start_stream(self, stream_id: int, method: bytes, scheme: bytes | None,
-                      path: bytes, headers: list, ended: bool,
+                      path: bytes, headers: list[tuple[bytes, bytes]], ended: bool,
                       length: bytes | None = None) -> None:
         conn = self.conn
         try:
@@ -243,7 +245,7 @@ class HTTP2Handler:
         stream.start()
 
     def _start_websocket(self, stream_id: int, scheme: bytes | None, path: bytes,
-                         headers: list) -> None:
+                         headers: list[tuple[bytes, bytes]]) -> None:
         """Extended CONNECT with :protocol websocket: a WebSocket on this stream."""
         from .websocket import H2Tunnel
 
@@ -261,7 +263,7 @@ class HTTP2Handler:
         if not self.closed:
             self.update_deadline()
 
-    def tunnel_closed(self, tunnel: Any) -> None:
+    def tunnel_closed(self, tunnel: H2Tunnel) -> None:
         self.tunnels.discard(tunnel)
         self.tunnel_deadline_changed()
 
@@ -275,7 +277,7 @@ class HTTP2Handler:
         self._count_reset()
 
     def _refuse(self, stream_id: int, ended: bool, reason: str, status: int = 400,
-                headers: list = ()) -> None:
+                headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         """Answer a malformed request (RFC 9113 8.1.1 allows a response) without an app."""
         logger.info("Refused an HTTP/2 request from %s: %d %s", self.conn.client, status,
                     reason)
@@ -289,7 +291,7 @@ class HTTP2Handler:
         if self.server.access_log is not None:
             self.server.access_log.refused(self.conn.client, status, len(body))
 
-    def _data(self, event: Any) -> None:
+    def _data(self, event: h2.events.DataReceived) -> None:
         wire = self.streams.get(event.stream_id)
         size = event.flow_controlled_length
         if not event.data and event.stream_ended is None:
@@ -315,7 +317,7 @@ class HTTP2Handler:
         else:
             self.flow.acknowledge(event.stream_id, size)
 
-    def _stream_reset(self, event: Any) -> None:
+    def _stream_reset(self, event: h2.events.StreamReset) -> None:
         wire = self.streams.pop(event.stream_id, None)
         if wire is not None:
             self._drop(wire)

@@ -23,6 +23,7 @@ from .validation import response_fields
 
 if TYPE_CHECKING:
     from .connection import HTTP2Handler
+    from .websocket import H2Tunnel
 
 logger = logging.getLogger("django_daphne.http2")
 
@@ -46,16 +47,16 @@ class H2Stream:
         self.http2 = http2
         self.stream_id = stream_id
         # the ASGI stream (an H2Tunnel for a WebSocket): None for a refused request
-        self.stream: HTTPStream | None = None
+        self.stream: HTTPStream | H2Tunnel | None = None
         self.is_head = is_head
-        self.start: tuple[int, list] | None = None
+        self.start: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self.pending: deque[bytes] = deque()  # response data waiting for flow-control window
         self.end_after = False  # end the stream once pending is sent
-        self.trailers: list | None = None
+        self.trailers: list[tuple[bytes, bytes]] | None = None
         self.ended = False
         self.paused = False
         self.unacked = 0  # request body bytes received but not yet acknowledged
-        self.waiters: list[asyncio.Future] = []
+        self.waiters: list[asyncio.Future[None]] = []
         self.body_ended = False  # the client ended its side of the stream
         self.length_left: int | None = None  # of the request's content-length, if it had one
         self.body_at = http2.server.clock  # when the body last moved: arrived, or was taken
@@ -79,10 +80,11 @@ class H2Stream:
 
     # -- writing
 
-    def response_start(self, status: int, headers: list) -> None:
+    def response_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.start = (status, headers)
 
-    def _head_fields(self, status: int, headers: list) -> list:
+    def _head_fields(self, status: int, headers: list[tuple[bytes, bytes]]
+                     ) -> list[tuple[bytes, bytes]]:
         fields = [(b":status", b"%d" % status), *response_fields(headers)]
         if status == 204:
             # RFC 9110 8.6: never in a 204; nghttp2 (curl) resets a stream whose 204 has one
@@ -108,7 +110,7 @@ class H2Stream:
                 size, limit)
         return None
 
-    def _send_headers(self, fields: list, end_stream: bool) -> None:
+    def _send_headers(self, fields: list[tuple[bytes, bytes]], end_stream: bool) -> None:
         http2 = self.http2
         try:
             http2.h2.send_headers(self.stream_id, fields, end_stream=end_stream)
@@ -132,8 +134,9 @@ class H2Stream:
                      "answered 500", self.stream_id, problem)
         self.replaced = True
         self.trailers = None
-        if self.stream is not None:
-            self.stream.status = 500  # what the access log shows
+        stream = self.stream
+        if isinstance(stream, HTTPStream):  # (a tunnel's answer is not replaced: above)
+            stream.status = 500  # what the access log shows
         headers, body = error_page(500)
         fields = self._head_fields(500, headers)
         self._send_headers(fields, end_stream=self.is_head)
@@ -170,7 +173,7 @@ class H2Stream:
         self.http2.flow.send_pending(self)
         self.http2.flow.flush_soon()
 
-    def response_trailers(self, headers: list) -> None:
+    def response_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
         if self.ended or self.http2.closed or self.replaced:
             return
         self.trailers = response_fields(headers)

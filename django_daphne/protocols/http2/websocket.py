@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
 
@@ -22,6 +22,9 @@ from ..interfaces import PAUSE_APP
 from .stream import H2Stream
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from ..websocket import WebSocketConnection
     from .connection import HTTP2Handler
 
 logger = logging.getLogger("django_daphne.websocket")
@@ -38,6 +41,7 @@ class _TunnelWire(H2Stream):
 
     __slots__ = ()
     tunnel = True
+    stream: H2Tunnel  # (set by the tunnel as soon as it makes its wire)
 
     def wake(self) -> None:
         super().wake()
@@ -72,7 +76,7 @@ class H2Tunnel:
         # RFC 8441 5: no Sec-WebSocket-Key on a stream; one sent anyway has no meaning
         headers = [(name, value) for name, value in headers if name != b"sec-websocket-key"]
         self.head = SimpleNamespace(http_version="2", target=path, headers=headers)
-        self.websocket: Any = conn.websocket_on(self, self.head)
+        self.websocket: WebSocketConnection = conn.websocket_on(self, self.head)
 
     # -- what the HTTP/2 handler reads and calls (as it would an HTTPStream)
 
@@ -91,7 +95,7 @@ class H2Tunnel:
         return self.finished
 
     @property
-    def task(self) -> Any:
+    def task(self) -> asyncio.Task[None] | None:
         return self.websocket.stream.task
 
     @property
