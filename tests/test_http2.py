@@ -460,6 +460,21 @@ def test_stalled_body_gets_408_and_only_its_stream_is_reset(h2_body_server):
     assert "h2bt-stalled" in seen and "h2bt-stalled:disconnect" in seen
 
 
+def test_stream_answered_early_is_let_go_when_the_rest_of_its_body_stalls(h2_body_server):
+    """Answered before its body ended, a stream takes the rest of the body while the client
+    has window for it; when that stops coming for the body timeout, the stream is reset
+    without error ("stop sending") and its slot is free again."""
+    with H2Client(h2_body_server.port) as client:
+        sid = client.request("/no-read", method="POST", end_stream=False)
+        response = client.response(sid)
+        assert response.status == 200 and response.ended and response.reset is None
+        client.send_data(sid, b"some of the rest")
+        client.wait(lambda: client.responses[sid].reset is not None, what="the reset")
+        assert client.responses[sid].reset == ErrorCodes.NO_ERROR
+        assert client.response(client.request("/echo")).status == 200
+        assert client.goaway is None
+
+
 def test_an_http2_body_that_keeps_coming_is_not_cut_off(h2_body_server):
     with H2Client(h2_body_server.port) as client:
         sid = client.request("/count-body", method="POST", end_stream=False)

@@ -89,7 +89,7 @@ class HTTPStream(ApplicationInstance):
     __slots__ = (
         "wire", "state", "chunks", "buffered", "body_done", "final_delivered", "status",
         "sent", "expect_continue", "reading_paused", "started_at", "trailers", "high_water",
-        "told_gone", "length_left", "body_started",
+        "told_gone", "length_left", "body_started", "app_due", "body_due",
     )
 
     def __init__(self, server: ServerState, wire: HTTPWire, scope: dict[str, Any],
@@ -114,6 +114,10 @@ class HTTPStream(ApplicationInstance):
         self.told_gone = False  # receive() has said http.disconnect
         self.length_left: int | None = None  # of the response's Content-Length, still due
         self.body_started = False  # a body message went to the wire (the head went with it)
+        # the two deadlines ``deadline`` is the earlier of: the application's (to respond,
+        # then to return), and the client's, to send the next piece of the request body
+        self.app_due: float | None = None
+        self.body_due: float | None = None
 
     def describe(self) -> str:
         return f"{self.scope['method']} {self.scope['path']}"
@@ -123,14 +127,37 @@ class HTTPStream(ApplicationInstance):
         server = self.server
         self.started_at = server.clock
         if server.http_timeout is not None:
-            self.deadline = server.clock + server.http_timeout
+            self.app_due = server.clock + server.http_timeout
+        if not self.expect_continue:  # (a client waiting for 100 Continue sends nothing)
+            self._body_moved()
+        self._set_due()
         self._start_task()
+
+    # -- deadlines: the application's, and the request body's
+
+    def _set_app_due(self, when: float | None) -> None:
+        self.app_due = when
+        self._set_due()
+
+    def _set_due(self) -> None:
+        app, body = self.app_due, self.body_due
+        self.deadline = app if body is None else body if app is None else min(app, body)
+
+    def _body_moved(self) -> None:
+        """From now, the client has the body timeout to send the next piece of the body
+        (time the application takes to read it does not count: see deadline_passed)."""
+        if not self.body_done and self.state is not DONE:
+            self.body_due = self.server.clock + self.server.config.body_timeout
 
     # -- events from the wire protocol
 
     def body_received(self, data: bytes) -> None:
         if not data:
             return
+        armed = self.body_due is not None
+        self.body_due = self.server.clock + self.server.config.body_timeout
+        if not armed:
+            self._set_due()
         self.chunks.append(data)
         self.buffered += len(data)
         if self.buffered > self.high_water and not self.reading_paused:
@@ -141,6 +168,9 @@ class HTTPStream(ApplicationInstance):
 
     def body_finished(self) -> None:
         self.body_done = True
+        if self.body_due is not None:
+            self.body_due = None
+            self._set_due()
         if self.waiter is not None:
             self._wake()
 
@@ -164,6 +194,7 @@ class HTTPStream(ApplicationInstance):
                 if self.reading_paused:
                     self.reading_paused = False
                     self.wire.resume_reading()
+                    self._body_moved()
                 more = not self.body_done
                 if not more:
                     self.final_delivered = True
@@ -182,6 +213,8 @@ class HTTPStream(ApplicationInstance):
                 self.expect_continue = False
                 if self.state == START:
                     self.wire.send_continue()
+                    self._body_moved()
+                    self._set_due()
             await self._wait()
 
     async def send(self, message: Mapping[str, Any]) -> None:
@@ -242,7 +275,8 @@ class HTTPStream(ApplicationInstance):
                 self.length_left = length
             self.state = BODY
             self.status = status
-            self.deadline = None
+            if self.app_due is not None:  # it responded in time
+                self._set_app_due(None)
             if message.get("trailers", False):
                 self.trailers = []
             self.wire.response_start(status, headers)
@@ -338,8 +372,29 @@ class HTTPStream(ApplicationInstance):
         self.wire.response_complete()
 
     def deadline_passed(self) -> None:
-        """Called by the server's sweep: the app is late to respond, or late to finish."""
-        self.deadline = None
+        """Called by the server's sweep: the client is late with the request body, or the
+        application late to respond, or to return."""
+        now = self.server.clock
+        body_due = self.body_due
+        if body_due is not None and body_due <= now:
+            self.body_due = None
+            if self.disconnected or self.body_done or self.state is DONE:
+                pass
+            elif self.reading_paused or self.wire.reading_paused:
+                # not the client's doing: we stopped reading (the application is not
+                # taking the body, or the client does not take our writes); look again
+                self.body_due = now + self.server.config.body_timeout
+            else:
+                logger.info("Request body for %s stalled for %ss", self.describe(),
+                            self.server.config.body_timeout)
+                self.wire.body_timed_out()  # 408 (or a reset), and our connection_lost
+        app_due = self.app_due
+        if app_due is not None and app_due <= now:
+            self.app_due = None
+            self._app_late()
+        self._set_due()
+
+    def _app_late(self) -> None:
         task = self.task
         if task is None or task.done():
             return
@@ -352,7 +407,7 @@ class HTTPStream(ApplicationInstance):
             self._fail(503)
             # its receive() now says http.disconnect: a moment to end on that (Django's
             # handler cancels its own view, and collects its own tasks) before the cancel
-            self.deadline = self.server.clock + CANCEL_GRACE
+            self.app_due = self.server.clock + CANCEL_GRACE
         elif self.cancelled_because == "http_timeout":
             task.cancel()
         else:

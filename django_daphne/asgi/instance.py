@@ -87,7 +87,11 @@ class ApplicationInstance:
         """The exchange is over: the application has the close timeout to return (unless
         it is already due to be cancelled sooner)."""
         if self.task is not None and not self.task.done() and self.cancelled_because is None:
-            self.deadline = self.server.clock + self.server.config.application_close_timeout
+            self._set_app_due(self.server.clock + self.server.config.application_close_timeout)
+
+    def _set_app_due(self, when: float | None) -> None:
+        """When the application's own deadline (to respond, or to return) passes."""
+        self.deadline = when
 
     async def run(self) -> None:
         try:
@@ -109,7 +113,7 @@ class ApplicationInstance:
             self.app_returned()
         finally:
             self.server.streams.discard(self)
-            self.deadline = None
+            self._set_app_due(None)
 
     def _kill(self) -> None:
         """The close timeout passed and the application is still running."""

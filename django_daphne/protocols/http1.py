@@ -92,22 +92,12 @@ class HTTP1Handler:
                 self._begin_next()
 
     def deadline_passed(self) -> None:
-        """The header, body or keep-alive timeout passed."""
-        conn = self.conn
-        current = self.current
-        if current is not None:
-            if current is self.receiving and not current.body_done:
-                if conn.paused:
-                    # not the client's doing: we stopped reading (the app is not taking the
-                    # body, or our writes wait); look again later
-                    self._arm_body_timeout()
-                    return
-                logger.info("Request body from %s stalled for %ss", conn.client,
-                            self.server.config.body_timeout)
-                self.refuse(Refusal(408, "request body not received in time"))
+        """The header or keep-alive timeout passed (a request's body timeout is its
+        stream's: see body_timed_out)."""
+        if self.current is not None:
             return
         if self.idle:
-            conn.close()
+            self.conn.close()
         else:
             self._send_error(408, "request head not received in time")
 
@@ -187,16 +177,12 @@ class HTTP1Handler:
         if receiving is None:  # never: on_head set it before the parser reads a body
             return
         receiving.body_received(data)
-        if receiving is self.current:
-            self.conn.deadline = self.server.clock + self.server.config.body_timeout
 
     def on_message_complete(self) -> None:
         receiving = self.receiving
         if receiving is None:  # never: on_head set it before the parser ends a request
             return
         receiving.body_finished()
-        if receiving is self.current and self.conn.deadline is not None:
-            self.conn.deadline = None
 
     def _begin(self, stream: HTTPStream, head: RequestHead) -> None:
         self.current = stream
@@ -205,10 +191,6 @@ class HTTP1Handler:
         self.is_head = head.method == b"HEAD"
         self.pending_start = None
         self.chunked = False
-        if head.has_body and not head.expect_continue and not stream.body_done:
-            # the body must keep coming (a client waiting for 100 Continue is armed when
-            # it is sent)
-            self.conn.deadline = self.server.clock + self.server.config.body_timeout
         stream.start()
 
     def _begin_next(self) -> None:
@@ -264,21 +246,20 @@ class HTTP1Handler:
 
     def resume_reading(self) -> None:
         self.conn.resume_reading(PAUSE_APP)
-        self._arm_body_timeout()
 
     def send_continue(self) -> None:
         if not self.http10 and not self.conn.closed:
             self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self._arm_body_timeout()
 
-    def _arm_body_timeout(self) -> None:
-        """From now, the client has the body timeout to send the next piece of the body."""
-        current = self.current
-        conn = self.conn
-        if current is not None and current is self.receiving and not current.body_done \
-                and not conn.closed:
-            conn.deadline = self.server.clock + self.server.config.body_timeout
+    @property
+    def reading_paused(self) -> bool:
+        """We stopped reading, for whatever reason: a stalled body is not the client's."""
+        return self.conn.paused != 0
 
+    def body_timed_out(self) -> None:
+        """The client stopped sending the body of the request being served: 408 (if the
+        application had not answered yet), and the connection is closed."""
+        self.refuse(Refusal(408, "request body not received in time"))
     @property
     def write_paused(self) -> bool:
         return self.conn.write_paused

@@ -97,6 +97,17 @@ class HTTPWire(Protocol):
 
     def send_continue(self) -> None: ...
 
+    @property
+    def reading_paused(self) -> bool:
+        """We stopped reading the request body, whatever the reason: a body that stalls
+        meanwhile is not the client's doing."""
+        ...
+
+    def body_timed_out(self) -> None:
+        """The client stopped sending the request body (the stream decided): answer 408 if
+        nothing was answered yet, end the exchange, and tell the stream it is lost."""
+        ...
+
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...

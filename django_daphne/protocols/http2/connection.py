@@ -56,7 +56,9 @@ class HTTP2Handler:
         self.streams: dict[int, H2Stream] = {}
         self.tunnels: set[H2Tunnel] = set()  # WebSockets over a stream (RFC 8441), while open
         self.orphans: list[HTTPStream | H2Tunnel] = []  # apps of reset streams, still running
-        self.body_check: float | None = None  # when to look for stalled request bodies
+        # streams answered before their request body ended (see _drains), and until when
+        # the rest of that body may keep them
+        self.draining: dict[H2Stream, float] = {}
         self.last_stream_id = 0
         self.flow = FlowControl(self)
         self.screen = FrameScreen(config.http2_max_frame_size,
@@ -305,7 +307,6 @@ class HTTP2Handler:
                 self.flow.acknowledge(event.stream_id, size)
                 self._wrong_length(wire)
                 return
-        wire.body_at = self.server.clock
         if wire.ended:  # answered already (see _drains): the rest is counted, not kept
             if size:
                 self.h2.increment_flow_control_window(size)  # the connection's window
@@ -332,6 +333,7 @@ class HTTP2Handler:
         wire.pending.clear()
         wire.wake()
         self.flow.blocked.pop(wire, None)
+        self.draining.pop(wire, None)
         self.flow.give_back(wire)
         stream = wire.stream
         if stream is not None:
@@ -377,6 +379,7 @@ class HTTP2Handler:
                 self.update_deadline()
                 return
             del self.streams[wire.stream_id]
+            self.draining.pop(wire, None)
             held = wire.unacked
             if not wire.body_ended:
                 # answered before the request body ended: ask the client to stop sending
@@ -403,7 +406,11 @@ class HTTP2Handler:
         if wire.unacked:
             self.h2.increment_flow_control_window(wire.unacked)
             wire.unacked = 0
-        return inbound_window(self.h2, wire.stream_id) > 0
+        if inbound_window(self.h2, wire.stream_id) <= 0:
+            return False
+        # the rest of the body keeps coming, or the stream is let go after the body timeout
+        self.draining[wire] = self.server.clock + self.config.body_timeout
+        return True
 
     def update_deadline(self) -> None:
         """Streams came or went: idle from now, or (stopping) done once the last is gone;
@@ -414,12 +421,10 @@ class HTTP2Handler:
         if self.streams:
             deadline = min(self.flow.blocked.values()) + self.config.send_timeout \
                 if self.flow.blocked else None
-            # a request body may stall: look for that now and then, not at every change
-            check = self.body_check
-            if check is None:
-                check = self.body_check = self.server.clock + self.config.body_timeout
-            if deadline is None or check < deadline:
-                deadline = check
+            if self.draining:
+                until = min(self.draining.values())
+                if deadline is None or until < deadline:
+                    deadline = until
         elif self.shutting_down:
             self.flow.flush()
             self.conn.close()
@@ -446,6 +451,7 @@ class HTTP2Handler:
             self._drop(wire)
         self.streams.clear()
         self.flow.blocked.clear()
+        self.draining.clear()
         self.conn.close()
 
     # -- what the Connection forwards
@@ -475,8 +481,9 @@ class HTTP2Handler:
             tunnel.deadline_passed()
         if self.closed:
             return
-        if self.body_check is not None and self.body_check <= now:
-            self._check_bodies(now)
+        for wire, until in list(self.draining.items()):
+            if until <= now:  # answered, and the rest of its body stopped coming
+                self.reset(wire.stream_id, ErrorCodes.NO_ERROR)
         if self.flow.blocked:
             cutoff = self.server.clock - self.config.send_timeout
             for wire, since in list(self.flow.blocked.items()):
@@ -490,37 +497,20 @@ class HTTP2Handler:
             return
         self.update_deadline()
 
-    def _check_bodies(self, now: float) -> None:
-        """Time out the streams whose client paused sending the request body for the body
-        timeout (time their application took to read does not count), as HTTP/1.1 does:
-        408 if the application had not answered yet, and http.disconnect for it."""
-        timeout = self.config.body_timeout
-        cutoff = now - timeout
-        earliest = None
-        for wire in list(self.streams.values()):
-            stream = wire.stream
-            if wire.body_ended or wire.paused or wire.tunnel or stream is None \
-                    or (stream.state == DONE and not wire.ended):
-                continue
-            if wire.body_at > cutoff:
-                if earliest is None or wire.body_at < earliest:
-                    earliest = wire.body_at
-                continue
-            stream_id = wire.stream_id
-            answer = stream.state == START and wire.start is None
+    def body_timed_out(self, wire: H2Stream) -> None:
+        """The client stopped sending a stream's request body (its HTTPStream decided): 408
+        if the application had not answered yet (then reset without error: stop sending),
+        else the stream is reset; its application hears http.disconnect."""
+        stream_id = wire.stream_id
+        stream = wire.stream
+        answer = stream is not None and stream.state is START and wire.start is None
+        if self.streams.get(stream_id) is wire:
             del self.streams[stream_id]
-            self._drop(wire)
-            if answer:
-                # answered as any refused request (then reset without error: stop sending)
-                self._refuse(stream_id, False, "request body not received in time", 408)
-            elif wire.ended:  # answered already: the client need not send the rest
-                self.reset(stream_id, ErrorCodes.NO_ERROR)
-            else:
-                logger.info("HTTP/2 request body from %s stalled for %ss on stream %d",
-                            self.conn.client, timeout, stream_id)
-                self.reset(stream_id, ErrorCodes.CANCEL)
-        self.body_check = None if earliest is None else earliest + timeout
-        self.flow.flush()
+        self._drop(wire)
+        if answer:
+            self._refuse(stream_id, False, "request body not received in time", 408)
+        else:
+            self.reset(stream_id, ErrorCodes.CANCEL)
 
     def shutdown(self) -> None:
         """Graceful stop: GOAWAY with the last stream we took; in-flight streams finish."""

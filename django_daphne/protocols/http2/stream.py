@@ -39,7 +39,7 @@ class H2Stream:
     __slots__ = (
         "http2", "stream_id", "stream", "is_head", "start", "pending", "end_after",
         "trailers", "ended", "paused", "unacked", "waiters", "body_ended", "length_left",
-        "body_at", "replaced",
+        "replaced",
     )
     tunnel = False  # a WebSocket stream (RFC 8441), whose wire is a subclass
 
@@ -59,7 +59,6 @@ class H2Stream:
         self.waiters: list[asyncio.Future[None]] = []
         self.body_ended = False  # the client ended its side of the stream
         self.length_left: int | None = None  # of the request's content-length, if it had one
-        self.body_at = http2.server.clock  # when the body last moved: arrived, or was taken
         self.replaced = False  # the application's response could not go out: a 500 went
 
     # -- reading: the window reopens only as the application takes the body
@@ -69,7 +68,6 @@ class H2Stream:
 
     def resume_reading(self) -> None:
         self.paused = False
-        self.body_at = self.http2.server.clock
         if self.unacked:
             self.http2.flow.acknowledge(self.stream_id, self.unacked)
             self.unacked = 0
@@ -77,6 +75,15 @@ class H2Stream:
 
     def send_continue(self) -> None:
         """HTTP/2 clients do not wait for 100-continue; nothing to send."""
+
+    @property
+    def reading_paused(self) -> bool:
+        """We hold the client's window (the application is not taking the body), or do not
+        read the connection: a stalled body is not the client's doing."""
+        return self.paused or self.http2.conn.paused != 0
+
+    def body_timed_out(self) -> None:
+        self.http2.body_timed_out(self)
 
     # -- writing
 
