@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -53,34 +54,57 @@ class ResponseState(enum.Enum):
 
 START, BODY, TRAILERS, DONE = ResponseState
 
-_known_names: set[bytes] = set()
+# header names already checked, mapped to whether the name is Content-Length (any case)
+_known_names: dict[bytes, bool] = {}
 
 
-def check_headers(headers: Any, what: str) -> list[tuple[bytes, bytes]]:
+def check_headers(headers: Any, what: str
+                  ) -> tuple[list[tuple[bytes, bytes]], list[bytes] | None]:
     """Validate response headers: an iterable of (bytes name, bytes value) pairs that HTTP
-    can carry; raise UnexpectedMessage naming the first bad one."""
+    can carry; raise UnexpectedMessage naming the first bad one.  Returns the headers as a
+    list, and the values of their Content-Length headers (None without one: see
+    :func:`content_length`)."""
     checked = []
+    lengths = None
     try:
         for name, value in headers:
             if type(name) is not bytes or type(value) is not bytes:
                 raise UnexpectedMessage(
                     f"{what}: header names and values must be bytes, got {name!r}: {value!r}"
                 )
-            if name not in _known_names:
+            try:
+                is_length = _known_names[name]
+            except KeyError:
                 if not TOKEN(name):
-                    raise UnexpectedMessage(f"{what}: invalid header name {name!r}")
+                    raise UnexpectedMessage(f"{what}: invalid header name {name!r}") from None
+                is_length = name.lower() == b"content-length"
                 if len(_known_names) < 1000:
-                    _known_names.add(name)
+                    _known_names[name] = is_length
             if _BAD_VALUE(value):
                 raise UnexpectedMessage(
                     f"{what}: header {name!r} has a value containing CR, LF or NUL"
                 )
+            if is_length:
+                if lengths is None:
+                    lengths = [value]
+                else:
+                    lengths.append(value)
             checked.append((name, value))
     except (TypeError, ValueError) as exc:
         raise UnexpectedMessage(
             f"{what}: headers must be an iterable of [name, value] pairs ({exc})"
         ) from None
-    return checked
+    return checked, lengths
+
+
+def content_length(values: list[bytes], what: str) -> int:
+    """A response's Content-Length from its values (one, or several equal ones), or
+    UnexpectedMessage naming the first invalid (or differing) one."""
+    first = values[0]
+    for value in values:
+        if not (value.isdigit() and len(value) <= 18) or value != first:
+            raise UnexpectedMessage(f"{what}: invalid content-length {value!r}")
+    return int(first)
 
 
 class HTTPStream(ApplicationInstance):
@@ -125,39 +149,47 @@ class HTTPStream(ApplicationInstance):
     def start(self) -> None:
         """Run the application for this request."""
         server = self.server
-        self.started_at = server.clock
-        if server.http_timeout is not None:
-            self.app_due = server.clock + server.http_timeout
-        if not self.expect_continue:  # (a client waiting for 100 Continue sends nothing)
-            self._body_moved()
-        self._set_due()
+        now = self.started_at = server.clock
+        timeout = server.http_timeout
+        app_due = self.app_due = None if timeout is None else now + timeout
+        if self.expect_continue or self.body_done:
+            # (a client waiting for 100 Continue sends nothing until it is asked)
+            self.deadline = app_due
+        else:
+            body_due = self.body_due = now + server.config.body_timeout
+            self.deadline = body_due if app_due is None else min(app_due, body_due)
         self._start_task()
 
-    # -- deadlines: the application's, and the request body's
+    # -- deadlines: the application's, and the request body's.  ``deadline`` (what the
+    # server's sweep looks at) is never later than the earlier of the two; it may be
+    # earlier, and deadline_passed then finds nothing due and sets it again.
 
     def _set_app_due(self, when: float | None) -> None:
         self.app_due = when
-        self._set_due()
-
-    def _set_due(self) -> None:
-        app, body = self.app_due, self.body_due
-        self.deadline = app if body is None else body if app is None else min(app, body)
+        body = self.body_due
+        self.deadline = when if body is None else body if when is None else min(when, body)
 
     def _body_moved(self) -> None:
         """From now, the client has the body timeout to send the next piece of the body
         (time the application takes to read it does not count: see deadline_passed)."""
         if not self.body_done and self.state is not DONE:
-            self.body_due = self.server.clock + self.server.config.body_timeout
+            self.body_due = due = self.server.clock + self.server.config.body_timeout
+            deadline = self.deadline
+            if deadline is None or due < deadline:
+                self.deadline = due
 
     # -- events from the wire protocol
 
     def body_received(self, data: bytes) -> None:
         if not data:
             return
-        armed = self.body_due is not None
-        self.body_due = self.server.clock + self.server.config.body_timeout
-        if not armed:
-            self._set_due()
+        server = self.server
+        due = server.clock + server.config.body_timeout
+        if self.body_due is None:
+            deadline = self.deadline
+            if deadline is None or due < deadline:
+                self.deadline = due
+        self.body_due = due
         self.chunks.append(data)
         self.buffered += len(data)
         if self.buffered > self.high_water and not self.reading_paused:
@@ -170,7 +202,7 @@ class HTTPStream(ApplicationInstance):
         self.body_done = True
         if self.body_due is not None:
             self.body_due = None
-            self._set_due()
+            self.deadline = self.app_due
         if self.waiter is not None:
             self._wake()
 
@@ -214,7 +246,6 @@ class HTTPStream(ApplicationInstance):
                 if self.state == START:
                     self.wire.send_continue()
                     self._body_moved()
-                    self._set_due()
             await self._wait()
 
     async def send(self, message: Mapping[str, Any]) -> None:
@@ -266,17 +297,19 @@ class HTTPStream(ApplicationInstance):
                     f"http.response.start: 'status' must be an int from 200 to 599, "
                     f"got {status!r}"
                 )
-            headers = check_headers(message.get("headers", ()), "http.response.start")
-            length = _content_length(headers)
+            headers, lengths = check_headers(message.get("headers", ()),
+                                             "http.response.start")
+            if lengths is not None:
+                declared = content_length(lengths, "http.response.start")
+                if status not in NO_BODY_STATUSES and self.scope["method"] != "HEAD":
+                    self.length_left = declared  # (no body is sent for these)
             if self.disconnected:
                 raise ClientDisconnected("the client disconnected")
-            if length is not None and status not in NO_BODY_STATUSES \
-                    and self.scope["method"] != "HEAD":
-                self.length_left = length
             self.state = BODY
             self.status = status
             if self.app_due is not None:  # it responded in time
-                self._set_app_due(None)
+                self.app_due = None
+                self.deadline = self.body_due
             if message.get("trailers", False):
                 self.trailers = []
             self.wire.response_start(status, headers)
@@ -284,7 +317,7 @@ class HTTPStream(ApplicationInstance):
             trailers = self.trailers
             assert trailers is not None  # TRAILERS: the application announced trailers
             trailers.extend(check_headers(message.get("headers", ()),
-                                          "http.response.trailers"))
+                                          "http.response.trailers")[0])
             if not message.get("more_trailers", False):
                 if self.disconnected:
                     raise ClientDisconnected("the client disconnected")
@@ -392,7 +425,7 @@ class HTTPStream(ApplicationInstance):
         if app_due is not None and app_due <= now:
             self.app_due = None
             self._app_late()
-        self._set_due()
+        self._set_app_due(self.app_due)
 
     def _app_late(self) -> None:
         task = self.task
@@ -414,43 +447,7 @@ class HTTPStream(ApplicationInstance):
             self._kill()
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    """The response's Content-Length (one value, or several equal ones), None without one;
-    raises UnexpectedMessage for an invalid one."""
-    length = None
-    for name, value in headers:
-        if len(name) == 14 and name.lower() == b"content-length":
-            if not (value.isdigit() and len(value) <= 18) or (
-                length is not None and value != length
-            ):
-                raise UnexpectedMessage(
-                    f"http.response.start: invalid content-length {value!r}")
-            length = value
-    return None if length is None else int(length)
-
-
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-
-
-def build_scope(
-    server: ServerState,
-    http_version: str,
-    method: bytes,
-    scheme: str,
-    target: bytes,
-    headers: list[tuple[bytes, bytes]],
-    client: list[Any] | None,
-    server_addr: list[Any] | None,
-    screen: bool = True,
-) -> dict[str, Any]:
-    """The HTTP connection scope, for any wire protocol.  Raises Refusal for a target
-    that cannot be represented.
-
-    ``screen``: the headers may hold a name with an underscore or Daphne-Root-Path (see
-    :func:`~.scope.screen_headers`); a wire protocol that can rule both out cheaply (HTTP/1.1
-    scans the raw head) passes False and skips the per-header look.
-    """
-    scope = connection_scope("http", server, http_version, scheme, target, headers, client,
-                             server_addr, screen)
-    scope["method"] = _METHODS.get(method) or method.decode("ascii")
-    return scope
+# The HTTP connection scope, for any wire protocol: build_scope(server, http_version, scheme,
+# target, headers, client, server_addr, screen, method=...) (see connection_scope; a partial,
+# so a request pays no extra call for it).
+build_scope = functools.partial(connection_scope, "http")

@@ -14,6 +14,7 @@ from .errors import Refusal
 if TYPE_CHECKING:
     from ..server.state import ServerState
 
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
 
@@ -163,10 +164,11 @@ def connection_scope(
     client: list[Any] | None,
     server_addr: list[Any] | None,
     screen: bool = True,
+    method: bytes | None = None,
 ) -> dict[str, Any]:
     """What an HTTP and a WebSocket scope share, for any wire protocol: the target split and
-    decoded, the proxy headers applied, the headers screened.  Raises Refusal for a target
-    that cannot be represented.
+    decoded, the proxy headers applied, the headers screened (and an HTTP request's
+    ``method``).  Raises Refusal for a target that cannot be represented.
 
     ``screen``: the headers may hold a name with an underscore or Daphne-Root-Path (see
     :func:`screen_headers`); a wire protocol that can rule both out cheaply (HTTP/1.1 scans
@@ -192,6 +194,8 @@ def connection_scope(
         "client": client,
         "server": server_addr,
     }
+    if method is not None:
+        scope["method"] = _METHODS.get(method) or method.decode("ascii")
     if server.lifespan_state is not None:
         scope["state"] = server.lifespan_state.copy()
     return scope

@@ -228,7 +228,7 @@ class WebSocketStream(ApplicationInstance):
                     f"websocket.accept: subprotocol {subprotocol!r} was not offered by the "
                     f"client (offered: {self.scope['subprotocols']})"
                 )
-            headers = check_headers(message.get("headers", ()), "websocket.accept")
+            headers = check_headers(message.get("headers", ()), "websocket.accept")[0]
             if any(name.lower() in _HANDSHAKE_OWNED for name, _ in headers):
                 headers = self._drop_handshake_headers(headers)
             self.state = OPEN
@@ -244,7 +244,8 @@ class WebSocketStream(ApplicationInstance):
                     f"websocket.http.response.start: 'status' must be a final HTTP status "
                     f"(200-599), got {status!r}"
                 )
-            headers = check_headers(message.get("headers", ()), "websocket.http.response.start")
+            headers = check_headers(message.get("headers", ()),
+                                     "websocket.http.response.start")[0]
             self.state = DENYING
             self.status = status
             self.deadline = None

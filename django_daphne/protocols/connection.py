@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
@@ -24,7 +25,7 @@ from zope.interface import implementer
 from ..asgi.scope import address, server_address
 from .http1 import HTTP1Handler
 from .interfaces import PAUSE_APP, PAUSE_WRITES, Handler
-from .transport import Transport, close_transport, direct_socket, write_now
+from .transport import Transport, close_transport, make_writer
 
 if TYPE_CHECKING:
     from ..server.state import ServerState
@@ -37,6 +38,10 @@ logger = logging.getLogger("django_daphne.http")
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
+def _ignore(data: bytes) -> None:
+    """Where the bytes of a closed connection go."""
+
+
 @implementer(IPushProducer)
 class Connection(Protocol):
     """One client connection, whatever protocol it speaks (see the module docstring)."""
@@ -45,6 +50,7 @@ class Connection(Protocol):
     scheme: str
     client: list[Any] | None
     server_addr: list[Any] | None
+    write: Callable[[bytes], None]  # set by connectionMade (see make_writer)
     # Twisted declares ITransport | None; it is set (makeConnection) before connectionMade,
     # and mypy cannot check calls through a zope.interface declaration
     transport: Transport  # type: ignore[assignment]
@@ -76,9 +82,10 @@ class Connection(Protocol):
             transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
             pass
-        # plain TCP and UNIX transports: write straight to the socket when Twisted holds
-        # nothing unsent (see write); TLS goes through its transport
-        self.sock = direct_socket(transport)
+        # Twisted's transport.write always waits for the next writable event (an epoll
+        # registration, a loop turn and a deregistration per response): on plain TCP and
+        # UNIX sockets this one sends at once what the socket takes, in order
+        self.write = make_writer(transport)
         transport.registerProducer(self, True)
         server.connections.add(self)
         self.handler = HTTP1Handler(self)
@@ -86,20 +93,30 @@ class Connection(Protocol):
             self.close()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        """The first bytes: which protocol speaks.  From then on Twisted calls the
+        handler's ``data_received`` directly (see _route), and nothing once closed."""
         if self.closed:
             return
-        if self.sniffing:
-            if self.sniff_held:
-                data = self.sniff_held + data
-                self.sniff_held = b""
-            if len(data) < 4 and HTTP2_PREFACE.startswith(data):
-                # "P" to "PRI": too little to tell the HTTP/2 preface from HTTP/1.1 yet
-                self.sniff_held = data
-                return
-            self.sniffing = False
-            if self._speaks_http2(data):
-                self.start_http2()
+        if self.sniff_held:
+            data = self.sniff_held + data
+            self.sniff_held = b""
+        if len(data) < 4 and HTTP2_PREFACE.startswith(data):
+            # "P" to "PRI": too little to tell the HTTP/2 preface from HTTP/1.1 yet
+            self.sniff_held = data
+            return
+        self.sniffing = False
+        if self._speaks_http2(data):
+            self.start_http2()
+        self._route()
         self.handler.data_received(data)
+
+    def _route(self) -> None:
+        """Send what Twisted reads straight to the handler (one call less per read), or to
+        nowhere once closed; before the first bytes, to dataReceived."""
+        if self.closed:
+            self.dataReceived = _ignore  # type: ignore[method-assign]
+        elif not self.sniffing:
+            self.dataReceived = self.handler.data_received  # type: ignore[method-assign]
 
     def _speaks_http2(self, data: bytes) -> bool:
         """ALPN chose h2, or the first bytes are the preface: "PRI " begins only the preface
@@ -114,12 +131,14 @@ class Connection(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 - Twisted's name
         self.closed = True
+        self._route()
         self.deadline = None
         server = self.server
         server.connections.discard(self)
         server.stalled.discard(self)
         self._tell_handler()
-        self._wake_writers()
+        if self.drain_waiters:
+            self._wake_writers()
 
     def _tell_handler(self) -> None:
         if not self.told_handler:
@@ -140,6 +159,7 @@ class Connection(Protocol):
         except Exception as exc:  # h2 refuses a malformed HTTP2-Settings value
             logger.info("Refused an h2c upgrade from %s: %s", self.client, exc)
             self.close()
+        self._route()
 
     @staticmethod
     def h2c_settings_usable(value: bytes) -> bool:
@@ -158,6 +178,7 @@ class Connection(Protocol):
         self.deadline = None
         self.read_while_stalled = False
         self.handler = websocket
+        self._route()
         websocket.stream.start()
 
     @staticmethod
@@ -170,15 +191,6 @@ class Connection(Protocol):
         return WebSocketConnection(stream, head, stream, None)
 
     # -- writing, and waiting for room
-
-    def write(self, data: bytes) -> None:
-        """Send now when nothing is queued, else queue behind what is (in order).
-
-        Twisted's transport.write always waits for the next writable event: an epoll
-        registration, a loop turn and a deregistration per response.  A response that fits
-        in the socket buffer is sent at once instead, and only a remainder is queued.
-        """
-        write_now(self.transport, self.sock, data)
 
     async def drain(self) -> None:
         if self.write_paused and not self.closed:
@@ -254,15 +266,18 @@ class Connection(Protocol):
         if self.closed:
             return
         self.closed = True
+        self._route()
         server = self.server
         self.deadline = server.clock + server.config.send_timeout
         close_transport(self.transport)
         self._tell_handler()
-        self._wake_writers()
+        if self.drain_waiters:
+            self._wake_writers()
 
     def abort_now(self) -> None:
         """Drop the connection at once, discarding what was not sent."""
         self.closed = True
+        self._route()
         self.deadline = None
         self.server.stalled.discard(self)
         self.transport.abortConnection()

@@ -9,6 +9,7 @@ per request and is the wire the stream writes its response through.  Its connect
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Iterable
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING
 
 from ..asgi.errors import Refusal, error_page
 from ..asgi.http import NO_BODY_STATUSES, START, HTTPStream, build_scope
-from .http1_parser import Limits, RequestHead, make_parser
+from .http1_parser import Limits, Parser, RequestHead, parser_class
 from .interfaces import PAUSE_APP, PAUSE_PIPELINE, PAUSE_REFUSAL
 
 if TYPE_CHECKING:
+    from ..server.config import Config
     from .connection import Connection
 
 logger = logging.getLogger("django_daphne.http")
@@ -28,6 +30,14 @@ logger = logging.getLogger("django_daphne.http")
 STATUS_LINES = {
     int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode("ascii")) for s in HTTPStatus
 }
+
+
+@functools.lru_cache(maxsize=4)
+def _parser_setup(config: Config) -> tuple[type[Parser], Limits]:
+    """The parser class and limits the config asks for (worked out once, not per
+    connection)."""
+    return parser_class(config.http_parser), Limits(
+        config.max_request_line, config.max_header_size, config.max_headers)
 
 
 def status_line(status: int) -> bytes:
@@ -41,11 +51,9 @@ class HTTP1Handler:
         self.conn = conn
         self.server = server = conn.server
         config = server.config
-        self.parser = make_parser(
-            config.http_parser, self,
-            Limits(config.max_request_line, config.max_header_size, config.max_headers),
-        )
-        conn.deadline = server.clock + server.config.header_timeout
+        parser, limits = _parser_setup(config)
+        self.parser = parser(self, limits)
+        conn.deadline = server.clock + config.header_timeout
         self.idle = True
         self.current: HTTPStream | None = None  # the request whose response is being sent
         self.receiving: HTTPStream | None = None  # the request whose body is arriving
@@ -80,9 +88,13 @@ class HTTP1Handler:
     def connection_lost(self) -> None:
         """The requests in flight are over for their applications: a ``send`` now raises,
         ``receive`` says http.disconnect, and a ``send`` waiting for room returns."""
-        for stream in {self.current, self.receiving, *(s for s, _ in self.queue)}:
-            if stream is not None:
-                stream.connection_lost()
+        # (a stream may be in two of these: telling it twice is harmless)
+        if self.current is not None:
+            self.current.connection_lost()
+        if self.receiving is not None:
+            self.receiving.connection_lost()
+        for stream, _ in self.queue:
+            stream.connection_lost()
         self.queue.clear()
 
     def writing_resumed(self) -> None:
@@ -119,8 +131,8 @@ class HTTP1Handler:
                     and self._upgrade_h2c(head)):
                 return True
         scope = build_scope(
-            server, head.http_version, head.method, conn.scheme, head.target,
-            head.headers, conn.client, conn.server_addr, head.odd_names,
+            server, head.http_version, conn.scheme, head.target, head.headers, conn.client,
+            conn.server_addr, head.odd_names, method=head.method,
         )
         stream = HTTPStream(server, self, scope, head.expect_continue)
         self.receiving = stream
@@ -271,41 +283,42 @@ class HTTP1Handler:
         self.pending_start = (status, headers)
 
     def response_body(self, body: bytes, more: bool) -> None:
-        if self.conn.closed:
+        conn = self.conn
+        if conn.closed:
             return
+        write = conn.write
         start = self.pending_start
         if start is not None:
             head = self._head(start, body, more)
             if self.is_head:
-                self.conn.write(head)
+                write(head)
                 return
             if self.chunked:
                 if body:
                     head += b"%x\r\n" % len(body)
-                    self.conn.write(b"".join(
-                        (head, body, b"\r\n0\r\n\r\n" if not more else b"\r\n")))
+                    write(b"".join((head, body, b"\r\n0\r\n\r\n" if not more else b"\r\n")))
                 elif not more:
-                    self.conn.write(head + b"0\r\n\r\n")
+                    write(head + b"0\r\n\r\n")
                 else:
-                    self.conn.write(head)
+                    write(head)
                 return
             if len(body) < 65536:
-                self.conn.write(head + body)
+                write(head + body)
             else:  # no copy of a large body just to prepend the head
-                self.conn.write(head)
-                self.conn.write(body)
+                write(head)
+                write(body)
             return
         if self.is_head:
             return
         if self.chunked:
             if body:
-                self.conn.write(b"".join(
+                write(b"".join(
                     (b"%x\r\n" % len(body), body, b"\r\n0\r\n\r\n" if not more else b"\r\n")))
             elif not more:
-                self.conn.write(b"0\r\n\r\n")
+                write(b"0\r\n\r\n")
             return
         if body:
-            self.conn.write(body)
+            write(body)
 
     def response_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
         """Trailers travel in the last chunk; without chunked framing they are dropped."""
@@ -392,13 +405,14 @@ class HTTP1Handler:
             error, self.pending_error = self.pending_error, None
             self._send_error(error.status, error.reason)
             return
-        if self.server.shutting_down:
+        server = self.server
+        if server.shutting_down:
             conn.close()
             return
         if self.parser.buffer:
             # part of the next request's head came with this one: it has the header
             # timeout to arrive whole (and a 408 after it), not the keep-alive timeout
-            conn.deadline = self.server.clock + self.server.config.header_timeout
+            conn.deadline = server.clock + server.config.header_timeout
             return
         self.idle = True
-        conn.deadline = self.server.clock + self.server.config.keep_alive_timeout
+        conn.deadline = server.clock + server.config.keep_alive_timeout

@@ -15,7 +15,7 @@ control characters (nor 0x85, which some decoders take for a line break) in valu
 one Host, and a single unambiguous body length.
 
 Why both parsers answer every request identically: everything but the tokenising of header
-lines is written once, in :class:`_Parser` -- finding the end of the head, the limits, the
+lines is written once, in :class:`Parser` -- finding the end of the head, the limits, the
 request line, the body length, chunked decoding and trailers.  llhttp sees only complete
 heads; when it refuses one, the Python rules decide the answer (and accept what they
 accept, such as a repeated identical Content-Length, which llhttp always refuses).
@@ -38,7 +38,7 @@ from ..asgi.syntax import TARGET, TCHAR, TOKEN, VISIBLE_VALUE_CHARS
 try:  # pragma: no cover - depends on the platform
     import httptools
 except ImportError:  # pragma: no cover
-    httptools = None  # type: ignore[assignment]  # optional (CPython): make_parser checks
+    httptools = None  # type: ignore[assignment]  # optional (CPython): parser_class checks
 
 _VCHARS = rb"\t\x20" + VISIBLE_VALUE_CHARS
 _REQUEST_LINE = re.compile(rb"(%s+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])" % TCHAR).fullmatch
@@ -282,7 +282,7 @@ def analyse_headers(
 _HEAD, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _STOPPED = range(7)
 
 
-class _Parser:
+class Parser:
     """Framing, limits and the request line: everything both parsers share.
 
     Subclasses supply only ``_headers(buffer, start, end, count)``: the ``count`` header lines
@@ -520,7 +520,7 @@ class _Parser:
         return buffer
 
 
-class PythonParser(_Parser):
+class PythonParser(Parser):
     """The pure-Python parser: each header line checked by one regular expression."""
 
     def _headers(
@@ -529,7 +529,7 @@ class PythonParser(_Parser):
         return parse_header_lines(buffer[start:end])
 
 
-class HttptoolsParser(_Parser):
+class HttptoolsParser(Parser):
     """llhttp (through httptools) tokenises the header lines; the Python rules decide
     whatever llhttp refuses, so both parsers answer alike."""
 
@@ -577,10 +577,11 @@ class HttptoolsParser(_Parser):
             self._llhttp = used
 
 
-def make_parser(kind: str, handler: ParserHandler, limits: Limits) -> _Parser:
+def parser_class(kind: str) -> type[Parser]:
     """The parser ``kind`` names ("auto", "httptools" or "python")."""
     if kind == "python" or (kind == "auto" and httptools is None):
-        return PythonParser(handler, limits)
+        return PythonParser
     if httptools is None:
         raise RuntimeError("--http-parser httptools needs httptools installed")
-    return HttptoolsParser(handler, limits)
+    return HttptoolsParser
+

@@ -15,6 +15,7 @@ release changes what these functions rely on.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet import tcp
@@ -52,44 +53,50 @@ class Transport(Protocol):
     def abortConnection(self) -> None: ...  # noqa: N802
 
 
-def direct_socket(transport: Any) -> socket.socket | None:
-    """The socket of a plain TCP or UNIX transport, for :func:`write_now`; None for TLS and
-    anything else.  (isinstance, not hasattr: a TLS wrapper forwards attributes to the TCP
-    transport under it.)"""
-    if isinstance(transport, tcp.Connection) and hasattr(transport, "_tempDataBuffer") \
-            and hasattr(transport, "dataBuffer"):
-        return transport.socket
-    return None
+def make_writer(transport: Any) -> Callable[[bytes], None]:
+    """The function a connection writes through.  For a plain TCP or UNIX transport it
+    sends straight to the socket while Twisted holds nothing unsent before it, and queues
+    what the socket does not take (or all of it) through the transport, in order; for TLS
+    (and anything else) it is the transport's own write.  (isinstance, not hasattr: a TLS
+    wrapper forwards attributes to the TCP transport under it.)"""
+    if not (isinstance(transport, tcp.Connection) and hasattr(transport, "_tempDataBuffer")
+            and hasattr(transport, "dataBuffer")):
+        write: Callable[[bytes], None] = transport.write
+        return write
+    sock: socket.socket = transport.socket
+    queue: Callable[[bytes], None] = transport.write
 
+    def write_now(data: bytes) -> None:
+        if not transport.dataBuffer and not transport._tempDataBuffer \
+                and not transport.disconnecting:
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # let the transport meet the error and report connectionLost
+            if sent == len(data):
+                return
+            data = data[sent:]
+        queue(data)
 
-def write_now(transport: Any, sock: socket.socket | None, data: bytes) -> None:
-    """Write ``data``: straight to the socket when nothing is queued before it, and what the
-    socket does not take (or all of it) through the transport, in order."""
-    if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer \
-            and not transport.disconnecting:
-        try:
-            sent = sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            sent = 0  # let the transport meet the error and report connectionLost
-        if sent == len(data):
-            return
-        data = data[sent:]
-    transport.write(data)
+    return write_now
 
 
 def close_transport(transport: Any) -> None:
-    """Close once what was written has gone out, whatever the transport; the producer the
-    connection registered is unregistered (a TLS transport would not close otherwise)."""
-    transport.unregisterProducer()
-    transport.loseConnection()
+    """Close once what was written has gone out, whatever the transport."""
     if isinstance(transport, TLSMemoryBIOProtocol):
+        # the producer the connection registered is unregistered: Twisted's TLS layer would
+        # not start its close otherwise
+        transport.unregisterProducer()
+        transport.loseConnection()
         lower: Transport | None = transport.transport
         if lower is not None and not lower.disconnecting:
             # our close_notify is written to it (or the handshake never finished, and
             # there is nothing to say): close the socket once it has gone out
             lower.loseConnection()
+    else:
+        transport.loseConnection()
 
 
 def is_tls(transport: Any) -> bool:

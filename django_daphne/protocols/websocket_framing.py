@@ -104,7 +104,9 @@ class FramingEvents(Protocol):
 class Framing:
     """One open WebSocket's framing over ``write``, reporting to ``events``."""
 
-    __slots__ = ("_protocol",)
+    __slots__ = ("_protocol", "data_received")
+
+    data_received: Callable[[bytes], None]  # bytes from the peer (autobahn's own reader)
 
     def __init__(self, factory: WebSocketServerFactory, events: FramingEvents,
                  write: Callable[[bytes], None], peer: str, subprotocol: str | None,
@@ -129,14 +131,14 @@ class Framing:
         # txaio's functions are set at run time, for the framework it is told to use
         txaio.resolve(protocol.is_open, None)  # type: ignore[attr-defined]
         self._protocol = protocol
+        # autobahn's dataReceived formats the arguments of a debug log line (qualified
+        # function names) on every read, even with that log off: its reader, without that
+        self.data_received = protocol._dataReceived
 
     @property
     def is_open(self) -> bool:
         protocol = self._protocol
         return protocol.state == protocol.STATE_OPEN
-
-    def data_received(self, data: bytes) -> None:
-        self._protocol.dataReceived(data)
 
     def send_message(self, data: bytes, binary: bool) -> None:
         protocol = self._protocol
@@ -222,12 +224,9 @@ class _AutobahnProtocol(WebSocketServerProtocol):
             code, reasonUtf8 = self.peer_close_code, None
         super().sendCloseFrame(code, reasonUtf8, isReply)
 
-    # autobahn's own dataReceived and sendData format the arguments of a debug log line
-    # (qualified function names) on every read and every frame, even with that log off:
+    # autobahn's own sendData (and dataReceived: see Framing) formats the arguments of a
+    # debug log line (qualified function names) on every frame, even with that log off:
     # about a sixth of the server's time in a WebSocket echo.  The same work, without it.
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
-        self._dataReceived(data)
 
     def sendData(self, data: bytes, sync: bool = False,  # noqa: N802 - autobahn's name
                  chopsize: int | None = None) -> None:

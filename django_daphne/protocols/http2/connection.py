@@ -223,9 +223,9 @@ class HTTP2Handler:
         conn = self.conn
         try:
             scope = build_scope(
-                self.server, "2", method,
+                self.server, "2",
                 scheme.decode("ascii") if scheme in (b"http", b"https") else conn.scheme,
-                path, headers, conn.client, conn.server_addr,
+                path, headers, conn.client, conn.server_addr, method=method,
             )
         except Refusal as exc:
             self._refuse(stream_id, ended, exc.reason, exc.status)
