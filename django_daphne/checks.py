@@ -88,8 +88,10 @@ def check_runserver_command(app_configs: Any = None, **kwargs: Any) -> list[Chec
         messages.append(Warning(
             f"Daphne's own app {DAPHNE_APP!r} is in INSTALLED_APPS beside {APP}: it is not "
             "needed, and imports Daphne's server at every start.",
-            hint=f"Remove '{DAPHNE_APP}' from INSTALLED_APPS (and uninstall Daphne: both "
-            "packages install a `daphne` command, and the last one installed wins).",
+            hint=f"Remove '{DAPHNE_APP}' from INSTALLED_APPS. To uninstall Daphne too: both "
+            "packages install a `daphne` command, and `pip uninstall daphne` deletes it "
+            "whichever wrote it last; `django-daphne` (the same command) stays, and "
+            "`pip install --force-reinstall --no-deps django-daphne` brings `daphne` back.",
             id="django_daphne.W004",
         ))
     return messages

@@ -262,3 +262,25 @@ def test_bad_flag_value_names_the_flag(start_server):
     assert code == 2
     assert "--ping-interval: must be at least 0.001 (or 0 for no limit), got -1.0" in output
 
+
+
+def test_a_bad_endpoint_is_refused_before_anything_is_bound(start_server):
+    """Every endpoint is understood before the first is bound: no "Listening on" for the
+    good ones, then a refusal (a client could have connected in between)."""
+    code, output = run_failing(start_server, "-p", "0", "-u", "/tmp/never-bound.sock",
+                               "-e", "tcp:abc")
+    assert code == 1
+    assert_one_line_error(output, "Invalid endpoint 'tcp:abc'")
+    assert "Listening on" not in output
+    assert not os.path.exists("/tmp/never-bound.sock")
+
+
+def test_an_endpoint_without_interface_says_it_listens_everywhere(start_server, tmp_path):
+    """-b defaults to 127.0.0.1, but Twisted's ssl: and tcp: endpoints listen on every
+    interface without interface=: the startup line says so (and not for one that has it)."""
+    key, cert = make_certificate(tmp_path)
+    everywhere = start_server("-e", f"ssl:0:privateKey={key}:certKey={cert}")
+    everywhere.wait_for(r"Listening on TLS address 0\.0\.0\.0:\d+ \(every interface: the "
+                        r"endpoint has no interface=\)")
+    local = start_server("-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    assert "every interface" not in local.output

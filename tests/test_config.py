@@ -82,6 +82,13 @@ def test_websocket_timeout_accepts_minus_one_for_no_limit():
     assert from_argv("--websocket_timeout", "-1").websocket_timeout == -1
 
 
+def test_websocket_timeouts_take_daphnes_spelling_and_the_hyphenated_one():
+    for flag in ("--websocket_timeout", "--websocket-timeout"):
+        assert from_argv(flag, "7").websocket_timeout == 7
+    for flag in ("--websocket_connect_timeout", "--websocket-connect-timeout"):
+        assert from_argv(flag, "3").websocket_connect_timeout == 3
+
+
 def test_every_option_has_a_flag_help_and_valid_default():
     for option in OPTIONS:
         assert option.flags and option.help

@@ -304,3 +304,9 @@ def test_production_warning_as_djangos_runserver_prints_it(runserver):
     assert hidden.wait_exit() == 0
     assert "Quit the server with CONTROL-C." in hidden.output
     assert "WARNING: This is a development server" not in hidden.output
+
+
+def test_nothreading_is_accepted_and_said_to_be_ignored(runserver):
+    server = runserver("127.0.0.1:0", "--nothreading")
+    assert httpx.get(url(server, "/json/")).status_code == 200
+    assert "--nothreading is ignored: django-daphne serves every request" in server.output

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from typing import Any
 from urllib.parse import urlsplit
+
+from django.core.management.base import CommandError, SystemCheckError
 
 from ..server.access_log import AccessLog
 from ..server.config import Config, log_format, log_level
@@ -109,6 +112,56 @@ def load_application(path: str | None) -> Any:
     from ..server.loading import import_application
 
     return import_application(path)
+
+
+def wants_traceback(options: dict[str, Any]) -> bool:
+    """Django's --traceback, or -v 2 and above (manage.py daphne's -v defaults to None)."""
+    return bool(options.get("traceback")) or (options.get("verbosity") or 1) >= 2
+
+
+class ShowsImportTracebacks:
+    """For a command: when the system checks fail and ASGI_APPLICATION does not import
+    (check E002, one line naming the file and line), ``--traceback`` or ``-v 2`` also show
+    the traceback of the project's exception, which Django's own traceback would not."""
+
+    wants_traceback = False
+    stderr: Any
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        self.wants_traceback = wants_traceback(options)
+        return super().execute(*args, **options)  # type: ignore[misc]
+
+    def check(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().check(*args, **kwargs)  # type: ignore[misc]
+        except SystemCheckError as exc:
+            failed = exc
+        if self.wants_traceback:  # (outside the except: its traceback is the project's alone)
+            self.write_import_traceback()
+        raise failed
+
+    def write_import_traceback(self) -> None:
+        from ..conf import application_path
+        from ..server.config import ConfigError
+        from ..server.loading import AppImportError, import_application
+
+        try:
+            path = application_path()
+            if path is not None:
+                import_application(path)
+        except (ConfigError, AppImportError) as exc:
+            cause = exc.__cause__ or exc
+            self.stderr.write("".join(traceback.format_exception(cause)).rstrip("\n"))
+
+
+def import_failure(exc: Exception, options: dict[str, Any], stderr: Any) -> CommandError:
+    """The one-line error for an application that did not import (it names the file and
+    line); with ``--traceback`` or ``-v 2`` the traceback of the project's exception is
+    written first, as Django's commands show theirs."""
+    if wants_traceback(options):
+        cause = exc.__cause__ or exc
+        stderr.write("".join(traceback.format_exception(cause)).rstrip("\n"))
+    return CommandError(str(exc))
 
 
 def with_static_files(application: Any) -> Any:

@@ -344,14 +344,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "websocket_timeout", 86400.0, as_seconds, "Longest life of a WebSocket connection in "
         "seconds; -1 for no limit.",
-        flags=("--websocket_timeout",), metavar="SECONDS", minimum=0, unlimited=-1,
-        group="websocket",
+        flags=("--websocket-timeout", "--websocket_timeout"), metavar="SECONDS", minimum=0,
+        unlimited=-1, group="websocket",
     ),
     Option(
         "websocket_connect_timeout", 5.0, as_seconds, "Seconds for the WebSocket handshake and "
         "the application's accept or refusal; -1 for no limit.",
-        flags=("--websocket_connect_timeout",), metavar="SECONDS", minimum=0, unlimited=-1,
-        group="websocket",
+        flags=("--websocket-connect-timeout", "--websocket_connect_timeout"),
+        metavar="SECONDS", minimum=0, unlimited=-1, group="websocket",
     ),
     Option(
         "ping_interval", 20.0, as_seconds, "Seconds a WebSocket may be idle before the server "

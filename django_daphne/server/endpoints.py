@@ -274,6 +274,9 @@ def describe_port(description: str, port: Any) -> str:
     if name is not None:
         return f"UNIX socket {name.decode() if isinstance(name, bytes) else name}"
     where = f"[{host.host}]:{host.port}" if ":" in host.host else f"{host.host}:{host.port}"
+    if kind in ("tcp", "tcp6", "ssl") and "interface=" not in description:
+        # Twisted's endpoints listen everywhere without one, while -b defaults to 127.0.0.1
+        where += " (every interface: the endpoint has no interface=)"
     if kind == "ssl":
         return f"TLS address {where}"
     if kind in ("fd", "systemd"):

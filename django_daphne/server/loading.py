@@ -12,6 +12,41 @@ class AppImportError(Exception):
     """The application path does not lead to an application; the message says why."""
 
 
+def where(exc: BaseException) -> str:
+    """The file and line of the project's code that raised ``exc`` while importing: the
+    innermost frame outside the import machinery ("file.py, line 12")."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{_short(exc.filename)}, line {exc.lineno}"
+    found = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        filename = traceback.tb_frame.f_code.co_filename
+        if not filename.startswith("<frozen importlib") and filename != __file__ \
+                and not filename.startswith(os.path.dirname(importlib.__file__)):
+            found = (filename, traceback.tb_lineno)
+        traceback = traceback.tb_next
+    return f"{_short(found[0])}, line {found[1]}" if found else "while importing"
+
+
+def looked_in(name: str, cwd: str) -> str:
+    """Where a module that cannot be found was looked for."""
+    parent = name.rpartition(".")[0]
+    package = sys.modules.get(parent) if parent else None
+    paths = list(getattr(package, "__path__", ()))
+    if paths:
+        return "looked in " + ", ".join(map(_short, paths))
+    return f"not in the current directory {cwd}, nor installed"
+
+
+def _short(path: str) -> str:
+    """A path relative to the current directory when it is under it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative
+
+
 def import_application(path: str) -> Any:
     """Import ``module.path:attribute`` (a dotted attribute path allowed), with the current
     directory on sys.path, and return it as a single-callable ASGI 3 application."""
@@ -27,18 +62,22 @@ def import_application(path: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+        missing = exc.name or str(exc)
+        if module_name == missing or module_name.startswith(missing + "."):
             raise AppImportError(
-                f"Cannot import module {module_name!r}: no module named {exc.name!r} "
+                f"Cannot import module {module_name!r}: no module named {missing!r} "
                 f"(looked in the current directory {cwd} and on sys.path)"
             ) from exc
         raise AppImportError(
-            f"Cannot import module {module_name!r}: it imports {exc.name!r}, "
-            "which is not installed"
+            f"Cannot import module {module_name!r}: {where(exc)} imports {missing!r}, which "
+            f"cannot be found ({looked_in(missing, cwd)})"
         ) from exc
     except Exception as exc:
+        # (a SyntaxError's own text names its file and line already)
+        said = exc.msg if isinstance(exc, SyntaxError) else exc
         raise AppImportError(
-            f"Cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+            f"Cannot import module {module_name!r}: {type(exc).__name__}: {said} "
+            f"({where(exc)})"
         ) from exc
     app: Any = module
     for part in attribute.split("."):

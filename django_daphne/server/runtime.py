@@ -161,11 +161,13 @@ class Server:
 
         inherited = worker_endpoints()
         descriptions = inherited or self.config.endpoint_descriptions()
-        for description in descriptions:
+        endpoints = []
+        for description in descriptions:  # every one understood before any is bound
             try:
-                endpoint = make_endpoint(self.reactor, description)
+                endpoints.append((description, make_endpoint(self.reactor, description)))
             except EndpointError as exc:
                 raise StartupError(str(exc)) from None
+        for description, endpoint in endpoints:
             try:
                 port = await endpoint.listen(factory).asFuture(loop)
             except Exception as exc:

@@ -36,7 +36,14 @@ from ...server.config import (
     asgi_threads,
 )
 from ...server.loading import AppImportError
-from ..serving import configure_logging, ensure_reactor, load_application, static_files
+from ..serving import (
+    ShowsImportTracebacks,
+    configure_logging,
+    ensure_reactor,
+    import_failure,
+    load_application,
+    static_files,
+)
 
 ADDRPORT_RE = re.compile(
     r"^(?:(?P<addr>\d{1,3}(?:\.\d{1,3}){3}|\[[a-fA-F0-9:]+\]|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*)"
@@ -74,7 +81,7 @@ def format_config(config: Config, application: str, application_source: str) -> 
     )
 
 
-class Command(BaseCommand):
+class Command(ShowsImportTracebacks, BaseCommand):
     help = (
         "Serve the project's ASGI application (ASGI_APPLICATION) with django-daphne, "
         "configured by the DAPHNE setting and these flags. The production server: no "
@@ -170,7 +177,7 @@ class Command(BaseCommand):
         try:
             application = load_application(app_path)
         except AppImportError as exc:
-            raise CommandError(str(exc)) from None
+            raise import_failure(exc, options, self.stderr) from None
         if config.static:
             try:
                 application = static_files(application)

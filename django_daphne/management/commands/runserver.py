@@ -29,8 +29,10 @@ from ...server.config import DEFAULT, OPTIONS_BY_NAME, Config, ConfigError, asgi
 from ...server.loading import AppImportError
 from ..serving import (
     DjangoServerLog,
+    ShowsImportTracebacks,
     configure_logging,
     ensure_reactor,
+    import_failure,
     load_application,
     with_static_files,
 )
@@ -49,7 +51,15 @@ DAPHNE_RUNSERVER_FLAGS = {
 }
 
 
-class Command(StaticfilesRunserver):
+# Django's --nothreading serves one WSGI request at a time; an ASGI server has no such mode
+NOTHREADING_NOTE = (
+    "--nothreading is ignored: django-daphne serves every request from one event loop "
+    "(synchronous views run in asgiref's threads); --noasgi runs Django's WSGI server, "
+    "where --nothreading applies.\n"
+)
+
+
+class Command(ShowsImportTracebacks, StaticfilesRunserver):
     help = (
         "Starts the django-daphne ASGI development server (HTTP and WebSocket), restarting "
         "it when code changes and serving static files when DEBUG is on."
@@ -71,6 +81,8 @@ class Command(StaticfilesRunserver):
             )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("use_asgi", True) and not options.get("use_threading", True):
+            self.stderr.write(NOTHREADING_NOTE)
         if options.get("use_asgi", True):
             # what no file change can fix is refused here, before the autoreloader starts
             try:
@@ -104,8 +116,10 @@ class Command(StaticfilesRunserver):
         try:
             config = self.server_config(options)
             application = self.get_application(**options)
-        except (ConfigError, AppImportError) as exc:
+        except ConfigError as exc:
             raise CommandError(str(exc)) from None
+        except AppImportError as exc:
+            raise import_failure(exc, options, self.stderr) from None
         in_main_thread = threading.current_thread() is threading.main_thread()
         configure_logging(config)
         ensure_reactor(config.loop, fresh=not in_main_thread)
