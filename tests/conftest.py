@@ -434,3 +434,29 @@ def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict, by
     else:
         body = b""
     return status, headers, body
+
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A redis-server of our own on a free port, with nothing written to disk."""
+    with socket.socket() as probe:  # a port nothing listens on now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for line in process.stdout:
+            if "Ready to accept connections" in line:
+                break
+        else:
+            raise AssertionError("redis-server did not start")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)

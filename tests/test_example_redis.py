@@ -4,36 +4,10 @@ channel layer is channels_redis when REDIS_URL is set."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
-import pytest
 from websockets.sync.client import connect
 
-from .django_helpers import LISTEN_RE, ManageProcess, free_port, run_manage
-
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    """A redis-server of our own on a free port, with nothing written to disk."""
-    port = free_port()
-    process = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        for line in process.stdout:
-            if "Ready to accept connections" in line:
-                break
-        else:
-            raise AssertionError("redis-server did not start")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
+from .django_helpers import LISTEN_RE, ManageProcess, run_manage
 
 
 def start_server(env) -> tuple[ManageProcess, str]:

@@ -44,6 +44,19 @@ async def json_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"message": "Hello, World!"})
 
 
+async def client_view(request: HttpRequest) -> JsonResponse:
+    """Who the application thinks the client is: behind a proxy, with ``--proxy-headers``,
+    the address and scheme the proxy reports (see docs/deploying.rst)."""
+    return JsonResponse({
+        "client": request.META.get("REMOTE_ADDR", ""),
+        "scheme": request.scheme,
+        "host": request.get_host(),
+        "server": getattr(request, "scope", {}).get("server"),
+        "root_path": getattr(request, "scope", {}).get("root_path"),
+        "http_version": getattr(request, "scope", {}).get("http_version"),
+    })
+
+
 async def stream_view(request: HttpRequest) -> StreamingHttpResponse:
     """A response sent in parts as they are produced (chunked transfer encoding)."""
     try:
