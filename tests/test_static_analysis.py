@@ -34,3 +34,75 @@ def test_ruff_passes():
 
 def test_mypy_passes():
     check_passes("mypy", "django_daphne")
+
+
+PACKAGE = ROOT / "django_daphne"
+CORE = ("server", "protocols", "asgi")
+# the wire protocols: none imports another (the connection, which knows them all, does)
+WIRES = {
+    "http1": ("protocols.http1", "protocols.http1_parser"),
+    "http2": ("protocols.http2",),
+    "websocket": ("protocols.websocket", "protocols.websocket_framing"),
+}
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """The django_daphne modules (dotted, relative to the package) and the top-level
+    packages a module imports when it runs: ``if TYPE_CHECKING:`` blocks are left out."""
+    import ast
+
+    module = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for other in child.orelse:
+                    visit(other)
+                continue
+            if isinstance(child, ast.Import):
+                found.update(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package.split(".")
+                    base = base[:len(base) - child.level + 1]
+                    target = ".".join([*base, child.module] if child.module else base)
+                    found.add("django_daphne." + target if target else "django_daphne")
+                    found.update(f"django_daphne.{target}.{a.name}".replace("..", ".")
+                                 for a in child.names)
+                else:
+                    found.add(child.module or "")
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+def core_modules() -> list[Path]:
+    return sorted(p for layer in CORE for p in (PACKAGE / layer).rglob("*.py"))
+
+
+def test_the_server_core_never_imports_django():
+    for path in core_modules():
+        imported = runtime_imports(path)
+        assert not any(name == "django" or name.startswith("django.") for name in imported), (
+            f"{path.relative_to(ROOT)} imports Django: the server core must run any ASGI "
+            "application without it")
+
+
+def test_no_wire_protocol_imports_another():
+    for path in core_modules():
+        module = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        mine = [wire for wire, prefixes in WIRES.items()
+                if any(module == p or module.startswith(p + ".") for p in prefixes)]
+        if not mine:
+            continue
+        for name in runtime_imports(path):
+            for wire, prefixes in WIRES.items():
+                if wire in mine:
+                    continue
+                for prefix in prefixes:
+                    full = "django_daphne." + prefix
+                    assert not (name == full or name.startswith(full + ".")), (
+                        f"{path.relative_to(ROOT)} ({mine[0]}) imports {name} ({wire})")

@@ -300,7 +300,9 @@ class HTTPStream(ApplicationInstance):
             headers, lengths = check_headers(message.get("headers", ()),
                                              "http.response.start")
             if lengths is not None:
-                declared = content_length(lengths, "http.response.start")
+                value = lengths[0]
+                declared = int(value) if len(lengths) == 1 and value.isdigit() and \
+                    len(value) <= 18 else content_length(lengths, "http.response.start")
                 if status not in NO_BODY_STATUSES and self.scope["method"] != "HEAD":
                     self.length_left = declared  # (no body is sent for these)
             if self.disconnected:

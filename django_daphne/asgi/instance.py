@@ -112,8 +112,8 @@ class ApplicationInstance:
         else:
             self.app_returned()
         finally:
+            # (its deadlines end here too: the sweep looks at running instances only)
             self.server.streams.discard(self)
-            self._set_app_due(None)
 
     def _kill(self) -> None:
         """The close timeout passed and the application is still running."""
