@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import time
 
 disconnects = []  # paths whose app saw http.disconnect
 gates: dict = {}  # name -> asyncio.Event, opened by /open-gate
@@ -296,6 +297,10 @@ async def app(scope, receive, send):
     if path == "/body-first":
         await send({"type": "http.response.body", "body": b"x"})
         return
+    if path == "/block":
+        # blocks the event loop itself (a stuck worker, for the watchdog test)
+        time.sleep(float(query.get("seconds", "1")))
+        return await respond(send, body=b"unblocked")
     if path == "/sleep":
         print("app: sleeping", flush=True)
         await asyncio.sleep(float(query.get("seconds", "1")))

@@ -175,6 +175,9 @@ def systemd_units(site, socket_path: Path) -> tuple[list[str], dict[str, str], P
     assert "ListenStream=/run/myproject/daphne.sock" in socket_unit
     fields = dict(line.split("=", 1) for line in service.splitlines()
                   if "=" in line and not line.startswith("#"))
+    # systemd waits for READY=1 and reloads through SIGHUP (tests/test_operations.py)
+    assert fields["Type"] == "notify"
+    assert fields["ExecReload"] == "/bin/kill -HUP $MAINPID"
     argv = shlex.split(fields["ExecStart"])
     assert argv[0] == "/srv/myproject/.venv/bin/python"
     argv[0] = sys.executable

@@ -127,6 +127,14 @@ def test_show_config_names_the_source_of_each_value(tmp_path, project):
     assert rows["(listening on)"][0] == (
         "tcp:port=9100:interface=127.0.0.1 unix:/tmp/x.sock"
     )
+    assert rows["(reached at)"][0] == "http://127.0.0.1:9100/ UNIX socket /tmp/x.sock"
+
+
+def test_show_config_says_where_a_tls_endpoint_is_reached(tmp_path, project):
+    rows = show_config("-e", "ssl:8443:privateKey=k.pem:certKey=c.pem", "-e",
+                       r"tcp:port=8001:interface=\:\:1", env=project)
+    assert rows["(reached at)"][0].endswith(  # after settings.py's own binding
+        "https://0.0.0.0:8443/ (every interface) http://[::1]:8001/")
 
 
 def test_show_config_verbosity_from_djangos_flag(tmp_path, project):

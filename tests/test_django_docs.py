@@ -44,7 +44,7 @@ def test_runtests_installs_the_system_packages_and_extras_the_tests_use():
     for package in ("redis-server", "chromium", "chromium-driver", "wrk", "nghttp2-client",
                     "curl", "python3-venv"):
         assert f"missing+=({package})" in script
-    assert '-e ".[tls,channels,redis,test]"' in script
+    assert '-e ".[channels,redis,dev]"' in script
     assert 'python -m pytest "$@"' in script
 
 

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import os
 import re
+import socket
 
 import brotli
 import httpx
@@ -454,3 +455,25 @@ def test_static_files_never_read_stay_bounded(static_root):
         serving()
     finally:
         process.stop()
+
+
+@pytest.mark.parametrize("target,headers", [
+    ("/static/demo/site.css", ""),  # a file, with every header the handler sends
+    ("/static/demo/site.css", "Range: bytes=0-3\r\n"),  # a 206
+    ("/static/nope.css", ""),  # a 404
+])
+def test_static_response_header_names_have_one_case(server, target, headers):
+    """Every header name of a static file response is written in HTTP/1.1's usual case,
+    as the server's own Date and Server are (it used to mix content-type with Date)."""
+    request = (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+               f"{headers}\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head = data.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    names = [line.partition(":")[0] for line in head[1:]]
+    assert len(names) >= 3, head
+    for name in names:
+        assert re.fullmatch(r"(?:[A-Z][A-Za-z]*|ETag)(?:-[A-Z][A-Za-z]*)*", name), head

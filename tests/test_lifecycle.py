@@ -3,6 +3,7 @@ and the logs, over real sockets and real signals."""
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import threading
@@ -10,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from tests.conftest import read_response
 
@@ -283,6 +285,37 @@ def test_access_log_to_a_file(start_server, tmp_path):
     # no body goes out for HEAD, 204 or 304: the size is "-", as Daphne logs it
     assert lines[2].endswith('"HEAD /no-read" 200 -')
     assert lines[3].endswith('"GET /no-content" 204 -')
+
+
+def test_access_log_format_adds_protocol_and_duration(start_server, tmp_path):
+    """--access-log-format picks the fields: the protocol (HTTP/1.1, HTTP/2, WebSocket)
+    and the time the response took, which Daphne's line cannot show."""
+    log = tmp_path / "access.log"
+    server = start_server("--access-log", str(log), "--access-log-format",
+                          "%(protocol)s %(status)s %(duration)s %(request)s")
+    httpx.get(server.url + "/echo")
+    with httpx.Client(http1=False, http2=True) as client:  # h2c by prior knowledge
+        client.get(server.url + "/echo?h2=1")
+    slow = httpx.get(server.url + "/sleep?seconds=0.3")
+    assert slow.status_code == 200
+    with connect(f"ws://127.0.0.1:{server.port}/ws/echo") as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=10) == "hi"
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    lines = log.read_text().splitlines()
+    assert re.fullmatch(r"HTTP/1\.1 200 \d+\.\d{3} GET /echo", lines[0]), lines
+    assert re.fullmatch(r"HTTP/2 200 \d+\.\d{3} GET /echo\?h2=1", lines[1]), lines
+    took = float(lines[2].split()[2])
+    assert lines[2].endswith("GET /sleep?seconds=0.3") and 0.3 <= took < 5, lines
+    assert any(re.fullmatch(r"WebSocket - - WSCONNECT /ws/echo", line) for line in lines)
+
+
+def test_a_bad_access_log_format_is_refused_naming_the_fields(start_server):
+    server = start_server("--access-log-format", "%(client)s %(bytes)s", ready=False)
+    assert server.wait_exit() == 2
+    assert ("--access-log-format: unknown field 'bytes'; the fields are %(client)s, "
+            "%(date)s") in server.output
 
 
 def test_access_log_on_stdout_by_default_and_off_at_verbosity_0(start_server):

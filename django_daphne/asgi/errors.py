@@ -34,5 +34,6 @@ def error_page(status: int, reason: str | None = None) -> tuple[list[tuple[bytes
     phrase = HTTPStatus(status).phrase
     text = f"{status} {phrase}: {reason}\n" if reason is not None else f"{phrase}\n"
     body = text.encode("latin-1", "replace")
-    return [(b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(body))], body
+    # (HTTP/1.1's case, as the Date and Server headers have it; HTTP/2 lower-cases names)
+    return [(b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Length", b"%d" % len(body))], body

@@ -59,13 +59,13 @@ _known_names: dict[bytes, bool] = {}
 
 
 def check_headers(headers: Any, what: str
-                  ) -> tuple[list[tuple[bytes, bytes]], list[bytes] | None]:
+                  ) -> tuple[list[tuple[bytes, bytes]], bytes | list[bytes] | None]:
     """Validate response headers: an iterable of (bytes name, bytes value) pairs that HTTP
     can carry; raise UnexpectedMessage naming the first bad one.  Returns the headers as a
-    list, and the values of their Content-Length headers (None without one: see
-    :func:`content_length`)."""
+    list, and the value of their Content-Length header (a list of them when there are
+    several; None without one: see :func:`content_length`)."""
     checked = []
-    lengths = None
+    lengths: bytes | list[bytes] | None = None
     try:
         for name, value in headers:
             if type(name) is not bytes or type(value) is not bytes:
@@ -85,10 +85,8 @@ def check_headers(headers: Any, what: str
                     f"{what}: header {name!r} has a value containing CR, LF or NUL"
                 )
             if is_length:
-                if lengths is None:
-                    lengths = [value]
-                else:
-                    lengths.append(value)
+                lengths = value if lengths is None else [
+                    *([lengths] if type(lengths) is bytes else lengths), value]
             checked.append((name, value))
     except (TypeError, ValueError) as exc:
         raise UnexpectedMessage(
@@ -97,11 +95,12 @@ def check_headers(headers: Any, what: str
     return checked, lengths
 
 
-def content_length(values: list[bytes], what: str) -> int:
-    """A response's Content-Length from its values (one, or several equal ones), or
+def content_length(values: bytes | list[bytes], what: str) -> int:
+    """A response's Content-Length from its value (one, or several equal ones), or
     UnexpectedMessage naming the first invalid (or differing) one."""
-    first = values[0]
-    for value in values:
+    listed = [values] if isinstance(values, bytes) else values
+    first = listed[0]
+    for value in listed:
         if not (value.isdigit() and len(value) <= 18) or value != first:
             raise UnexpectedMessage(f"{what}: invalid content-length {value!r}")
     return int(first)
@@ -149,7 +148,9 @@ class HTTPStream(ApplicationInstance):
     def start(self) -> None:
         """Run the application for this request."""
         server = self.server
-        now = self.started_at = server.clock
+        now = server.clock  # (coarse: the sweep's)
+        if server.access_log is not None:  # it may log the duration
+            self.started_at = server.loop.time()
         timeout = server.http_timeout
         app_due = self.app_due = None if timeout is None else now + timeout
         if self.expect_continue or self.body_done:
@@ -272,10 +273,10 @@ class HTTPStream(ApplicationInstance):
                     self._broken_length("more" if left < 0 else "less")
                     return
                 self.length_left = left
-            self.body_started = True
             self.sent += len(body)
             wire = self.wire
             if more:
+                self.body_started = True  # (the head goes out with it)
                 wire.response_body(body, True)
                 if wire.write_paused:
                     await wire.drain()
@@ -300,9 +301,8 @@ class HTTPStream(ApplicationInstance):
             headers, lengths = check_headers(message.get("headers", ()),
                                              "http.response.start")
             if lengths is not None:
-                value = lengths[0]
-                declared = int(value) if len(lengths) == 1 and value.isdigit() and \
-                    len(value) <= 18 else content_length(lengths, "http.response.start")
+                declared = int(lengths) if type(lengths) is bytes and lengths.isdigit() \
+                    and len(lengths) <= 18 else content_length(lengths, "http.response.start")
                 if status not in NO_BODY_STATUSES and self.scope["method"] != "HEAD":
                     self.length_left = declared  # (no body is sent for these)
             if self.disconnected:

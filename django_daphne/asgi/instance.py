@@ -54,6 +54,9 @@ class ApplicationInstance:
 
     def _start_task(self) -> None:
         server = self.server
+        started = server.instances_started = server.instances_started + 1
+        if started == server.request_limit:  # --max-requests (None: no limit)
+            server.request_limit_reached()
         server.streams.add(self)
         self.task = server.loop.create_task(self.run())
 

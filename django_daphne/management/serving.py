@@ -61,7 +61,8 @@ class DjangoServerLog(AccessLog):
         self.logger = logging.getLogger("django.server")
 
     def write_entry(
-        self, client: Any, request: str, status: Any, size: Any, scope: Any = None
+        self, client: Any, request: str, status: Any, size: Any, scope: Any = None,
+        duration: float | None = None,
     ) -> None:
         code = int(status) if status else 0
         level = logging.ERROR if code >= 500 else logging.WARNING if code >= 400 else (

@@ -242,7 +242,7 @@ class HTTP1Handler:
         server = self.server
         conn.write(
             status_line(status)
-            + b"".join(name.title() + b": " + value + b"\r\n" for name, value in fields)
+            + b"".join(name + b": " + value + b"\r\n" for name, value in fields)
             + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
             + b"Connection: close\r\n" + server.date_header + server.server_header + b"\r\n"
             + body

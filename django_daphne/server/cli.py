@@ -120,7 +120,7 @@ def open_access_log(config: Config) -> AccessLog | None:
         stream = sys.stdout
     else:
         stream = None
-    return AccessLog(stream) if stream is not None else None
+    return AccessLog(stream, config.access_log_format) if stream is not None else None
 
 
 def binding_problems(config: Config) -> str | None:

@@ -70,6 +70,12 @@ def as_str(value: Any) -> str:
     return value
 
 
+def as_access_log_format(value: Any) -> str:
+    from .access_log import check_format
+
+    return check_format(as_str(value))
+
+
 def as_str_list(value: Any) -> list[str]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ValueError(f"expected a list of strings, got {value!r}")
@@ -182,6 +188,13 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--access-log",), metavar="FILE", none_ok=True, group="logging",
     ),
     Option(
+        "access_log_format", None, as_access_log_format, "The fields of an access log line, "
+        "as a %-format: %(client)s %(date)s %(request)s %(status)s %(size)s %(protocol)s "
+        "%(duration)s (default: Daphne's line, '%(client)s - - [%(date)s] \"%(request)s\" "
+        "%(status)s %(size)s').",
+        flags=("--access-log-format",), metavar="FORMAT", none_ok=True, group="logging",
+    ),
+    Option(
         "log_fmt", DEFAULT_LOG_FMT, as_str,
         "The format of log lines (Python logging syntax).",
         flags=("--log-fmt",), metavar="FORMAT", group="logging",
@@ -241,9 +254,21 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--shutdown-timeout",), metavar="SECONDS", minimum=0, group="http",
     ),
     Option(
-        "workers", 1, as_int, "Worker processes: more than 1 starts a supervisor that binds "
-        "every socket once and runs this many workers serving them, restarting any that die.",
+        "workers", 1, as_int, "Worker processes: given (even 1), a supervisor binds every "
+        "socket once and runs this many workers serving them, restarting any that die, "
+        "reloading them on SIGHUP, adding one on SIGTTIN and removing one on SIGTTOU.",
         flags=("--workers",), metavar="N", minimum=1, group="http",
+    ),
+    Option(
+        "max_requests", 0, as_int, "Replace a worker once it has served this many requests "
+        "(and WebSockets), starting its successor first, so that a leak is contained without "
+        "a dropped request; 0 for never. Runs the workers under a supervisor.",
+        flags=("--max-requests",), metavar="N", minimum=0, group="http",
+    ),
+    Option(
+        "max_requests_jitter", 0, as_int, "With --max-requests: add up to this many requests "
+        "at random to each worker's limit, so that they are not all replaced at once.",
+        flags=("--max-requests-jitter",), metavar="N", minimum=0, group="http",
     ),
     Option(
         "reuse_port", True, as_bool, "With --workers: give each worker its own listening "
@@ -430,6 +455,7 @@ class Config:
     endpoints: list[str]
     verbosity: int
     access_log: str | None
+    access_log_format: str | None
     log_fmt: str
     http_timeout: float | None
     application_close_timeout: float
@@ -442,6 +468,8 @@ class Config:
     lifespan: str
     shutdown_timeout: float
     workers: int
+    max_requests: int
+    max_requests_jitter: int
     reuse_port: bool
     http_parser: str
     loop: str
@@ -586,6 +614,13 @@ class Config:
 
     # -- derived values
 
+    @property
+    def supervised(self) -> bool:
+        """Whether a supervisor runs the server as worker processes: --workers given (1
+        too: then SIGHUP reloads), or --max-requests."""
+        return (self.workers > 1 or self.sources.get("workers", DEFAULT) != DEFAULT
+                or self.max_requests > 0)
+
     def endpoint_descriptions(self) -> list[str]:
         """Twisted endpoint strings for every binding, with Daphne's defaults.
 
@@ -638,7 +673,7 @@ def log_level(config: Config) -> int:
 def log_format(config: Config) -> str:
     """LOG_FMT; with --workers and the default format, each line also names its process,
     so that the workers' (and the supervisor's) lines can be told apart."""
-    if config.workers > 1 and config.log_fmt == DEFAULT_LOG_FMT:
+    if config.supervised and config.log_fmt == DEFAULT_LOG_FMT:
         return "%(asctime)-15s %(levelname)-8s [%(process)d] %(message)s"
     return config.log_fmt
 

@@ -38,6 +38,34 @@ def _known_kind(kind: str) -> bool:
                for plugin in getPlugins(IStreamServerEndpointStringParser))
 
 
+def endpoint_url(description: str) -> str:
+    """Where a client reaches an endpoint, as ``--show-config`` shows it: a URL for TCP and
+    TLS (``http://127.0.0.1:8000/``), else what it is (``UNIX socket /run/d.sock``)."""
+    try:
+        kind, args, kwargs = _fields(description)
+    except (ValueError, EndpointError):
+        return description
+    if kind in ("tcp", "tcp6", "ssl"):
+        port = kwargs.get("port") or (args[0] if args else "?")
+        given = kwargs.get("interface")
+        everywhere = given is None
+        host = ("::" if kind == "tcp6" else "0.0.0.0") if given is None else given
+        if ":" in host:
+            host = f"[{host}]"
+        url = f"{'https' if kind == 'ssl' else 'http'}://{host}:{port}/"
+        if port == "0":
+            url += " (a free port, chosen at startup)"
+        return url + (" (every interface)" if everywhere else "")
+    if kind == "unix":
+        return f"UNIX socket {kwargs.get('address') or (args[0] if args else '?')}"
+    if kind == "fd":
+        return f"inherited fd {kwargs.get('fileno') or (args[0] if args else '?')}"
+    if kind == "systemd":
+        which = kwargs.get("name") or kwargs.get("index", "?")
+        return f"systemd socket {which}"
+    return description
+
+
 def check_description(description: str) -> list[str]:
     """Problems that make ``description`` fail before we try it: missing TLS files, a UNIX
     socket directory that does not exist.  Shared with the Django system checks."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +21,14 @@ from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..protocols.connection import Connection
 from .config import Config, asgi_threads
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
+from .notify import Notifier
 from .state import ServerState
 
 if TYPE_CHECKING:
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
     from .access_log import AccessLog
+    from .supervisor import SupervisorLink
 
 logger = logging.getLogger("django_daphne.server")
 
@@ -83,6 +86,9 @@ class Server:
         self._stop_requested: asyncio.Event | None = None
         self._stopping = False
         self._sweeper: asyncio.TimerHandle | None = None
+        # systemd's Type=notify (a --workers worker leaves it to the supervisor)
+        self.notifier = Notifier()
+        self.link: SupervisorLink | None = None  # in a --workers worker
 
     # -- running
 
@@ -91,7 +97,7 @@ class Server:
 
         from .supervisor import Supervisor, worker_endpoints
 
-        if self.config.workers > 1 and worker_endpoints() is None:
+        if self.config.supervised and worker_endpoints() is None:
             return Supervisor(self.config).run()
         # the asyncio reactor (see .reactor): Twisted types the installed reactor as zope
         # interfaces, which mypy cannot check calls through
@@ -145,6 +151,7 @@ class Server:
         if self.install_signal_handlers:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, self.request_stop, signum)
+            loop.add_signal_handler(signal.SIGHUP, self._cannot_reload)
         self.lifespan = Lifespan(self.app, self.config.lifespan, loop)
         try:
             await self.lifespan.startup()
@@ -157,7 +164,7 @@ class Server:
             logger.info("Stopping before listening: a stop was asked for during startup")
             return
         factory = ConnectionFactory(state)
-        from .supervisor import accept_one_at_a_time, notify_ready, worker_endpoints
+        from .supervisor import accept_one_at_a_time, supervisor_link, worker_endpoints
 
         inherited = worker_endpoints()
         descriptions = inherited or self.config.endpoint_descriptions()
@@ -184,12 +191,50 @@ class Server:
         if self.on_ready is not None:
             self.on_ready(self.listening)
         if inherited:
-            notify_ready()  # to the --workers supervisor
+            self.link = supervisor_link()
+            if self.link is not None:
+                self.link.ready()  # to the --workers supervisor
+                state.request_limit = self._request_limit()
+                state.on_request_limit = self._request_limit_reached
+        else:
+            self.notifier.ready("Serving on " + ", ".join(self.listening))
+            if self.notifier.watchdog_interval is not None:
+                self._ping_watchdog()
+
+    def _ping_watchdog(self) -> None:
+        """WATCHDOG=1 from the event loop itself: a loop that stops turning stops the pings,
+        and systemd restarts the service."""
+        self.notifier.watchdog()  # (a graceful stop's drain is pinged through too)
+        interval = self.notifier.watchdog_interval
+        assert interval is not None  # only scheduled with a watchdog
+        self.loop.call_later(interval, self._ping_watchdog)
+
+    def _cannot_reload(self) -> None:
+        logger.warning(
+            "Received SIGHUP: a single server process cannot reload its code; run it with "
+            "--workers (1 or more) to reload on SIGHUP without dropping a connection"
+        )
+
+    def _request_limit(self) -> int | None:
+        """--max-requests, plus this worker's share of the jitter (so that the workers are
+        not all replaced at once)."""
+        limit = self.config.max_requests
+        if not limit:
+            return None
+        return limit + random.randint(0, self.config.max_requests_jitter)
+
+    def _request_limit_reached(self) -> None:
+        assert self.state is not None and self.link is not None  # set together, at start
+        logger.info("Served %d requests (--max-requests): asking to be replaced",
+                    self.state.instances_started)
+        self.link.recycle()
 
     def _schedule_sweep(self) -> None:
         state = self.state
         assert state is not None  # start() made it
         state.sweep()
+        if self.link is not None:
+            self.link.heartbeat()
         self._sweeper = self.loop.call_later(state.sweep_interval(), self._schedule_sweep)
 
     # -- stopping
@@ -219,6 +264,7 @@ class Server:
             self._stop_reactor()
             return
         self._stopping = True
+        self.notifier.stopping()
         if signum is not None:
             logger.info("Received %s, shutting down gracefully", signal.Signals(signum).name)
         if self._stop_requested is not None:

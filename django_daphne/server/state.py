@@ -37,6 +37,10 @@ class ServerState:
         self.lifespan_state: dict[str, Any] | None = None
         self.access_log: AccessLog | None = None  # None when it is off
         self.shutting_down = False
+        self.instances_started = 0  # application instances: requests and WebSockets
+        # --max-requests: at this many instances, request_limit_reached() is called once
+        self.request_limit: int | None = None
+        self.on_request_limit: Callable[[], None] | None = None
         # what the hot path needs in another form than the config's
         self.http_timeout: float | None = config.http_timeout or None  # 0: no limit
         # the names of the proxy headers to trust (address, port, scheme), or None
@@ -64,6 +68,10 @@ class ServerState:
 
             self._autobahn_factory = make_factory(self.config)
         return self._autobahn_factory
+
+    def request_limit_reached(self) -> None:
+        if self.on_request_limit is not None:
+            self.on_request_limit()
 
     def tick(self) -> None:
         """Advance the coarse clock; reformat the Date header when the second changed."""

@@ -34,11 +34,14 @@ from .endpoints import (
     check_description,
     systemd_fd,
 )
+from .notify import Notifier, child_environment
 
 logger = logging.getLogger("django_daphne.supervisor")
 
 WORKER_ENV = "DJANGO_DAPHNE_WORKER_ENDPOINTS"
 READY_ENV = "DJANGO_DAPHNE_WORKER_READY_FD"
+# set for the workers when systemd's watchdog is on: they send a heartbeat every sweep
+HEARTBEAT_ENV = "DJANGO_DAPHNE_WORKER_HEARTBEAT"
 # workers that exit before they are ready this many times in a row (none becoming ready in
 # between) stop the service; each restart after such a failure waits twice as long
 FAILED_STARTS_ALLOWED = 5
@@ -58,16 +61,50 @@ def worker_endpoints() -> list[str] | None:
     return json.loads(raw) if raw else None
 
 
-def notify_ready() -> None:
-    """In a worker: tell the supervisor that this worker listens on every socket."""
+class SupervisorLink:
+    """In a worker: the pipe to the supervisor.  One byte per message: ``R`` ready (every
+    socket listens), ``.`` alive (the event loop turns: for systemd's watchdog), ``M``
+    replace me (``--max-requests`` reached)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: int | None = fd
+        os.set_blocking(fd, False)
+        self.heartbeat_wanted = HEARTBEAT_ENV in os.environ
+        self.recycle_asked = False
+
+    def _send(self, message: bytes) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, message)
+        except BlockingIOError:
+            pass  # the supervisor is behind: a heartbeat more or less does not matter
+        except OSError:
+            os.close(self.fd)  # the supervisor is gone: our parent-death signal is coming
+            self.fd = None
+
+    def ready(self) -> None:
+        self._send(b"R")
+
+    def heartbeat(self) -> None:
+        if self.heartbeat_wanted:
+            self._send(b".")
+
+    def recycle(self) -> None:
+        if not self.recycle_asked:
+            self.recycle_asked = True
+            self._send(b"M")
+
+
+def supervisor_link() -> SupervisorLink | None:
+    """In a worker: its link to the supervisor; else None."""
     raw = os.environ.pop(READY_ENV, None)
     if not raw:
-        return
+        return None
     try:
-        os.write(int(raw), b"R")
-        os.close(int(raw))
+        return SupervisorLink(int(raw))
     except (OSError, ValueError):
-        pass  # the supervisor is gone: our parent-death signal is on its way
+        return None
 
 
 def accept_one_at_a_time(port: Any) -> None:
@@ -211,13 +248,20 @@ def _die_with_parent(parent: int) -> Any:
 
 
 class Worker:
-    """One worker process: its slot, and the pipe it says it is ready on."""
+    """One worker process: its slot, its generation (each reload starts a new one), and the
+    pipe it reports on (see SupervisorLink)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], slot: int, ready_fd: int) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], slot: int, generation: int,
+                 ready_fd: int) -> None:
         self.process = process
+        self.pid = process.pid
         self.slot = slot
+        self.generation = generation
         self.ready_fd: int | None = ready_fd
         self.ready = False
+        self.retiring = False  # told to drain: replaced, or its slot removed
+        self.last_beat = time.monotonic()
+        self.replaces: int | None = None  # the worker it takes over from (--max-requests)
 
     def close_ready_fd(self) -> None:
         if self.ready_fd is not None:
@@ -226,13 +270,20 @@ class Worker:
 
 
 class Supervisor:
-    """Binds, spawns, restarts and drains the worker processes.
+    """Binds, spawns, restarts, reloads and drains the worker processes.
 
-    One loop, woken by signals (a wakeup fd) and by the workers' ready pipes, reaps the
-    workers that exit (it reaps any child, so it can run as PID 1 in a container), restarts
-    them, and stops them: SIGTERM or SIGINT asks every worker to drain; a second signal
-    asks them to stop at once; a worker still running well past the shutdown timeout is
-    killed.
+    One loop, woken by signals (a wakeup fd) and by the workers' pipes, reaps the workers
+    that exit (it reaps any child, so it can run as PID 1 in a container), restarts them,
+    and stops them: SIGTERM or SIGINT asks every worker to drain; a second signal asks them
+    to stop at once; a worker still running well past the shutdown timeout is killed.
+
+    SIGHUP reloads: a new generation of workers starts on the same sockets (they import the
+    application afresh), and once every one of them is ready the old ones drain as on
+    SIGTERM; a new generation that fails to start is stopped and the old one goes on
+    serving.  A worker that reaches --max-requests is replaced the same way, one at a time.
+    SIGTTIN adds a worker, SIGTTOU removes one.  Under systemd's ``Type=notify`` the
+    supervisor reports READY, RELOADING, STOPPING and STATUS, and pings the watchdog while
+    every worker's loop is turning.
     """
 
     def __init__(self, config: Config) -> None:
@@ -243,19 +294,25 @@ class Supervisor:
         # what each worker slot serves: its fds and their endpoint descriptions (a slot's
         # replacement worker inherits the same sockets, and whatever waits in their backlog)
         self.slots: list[tuple[list[int], list[str]]] = [([], []) for _ in range(self.count)]
+        self.bound_slots = self.count  # slots with sockets of their own; more share them
         self.workers: dict[int, Worker] = {}
         self.restarts: dict[int, float] = {}  # slot -> when to start its next worker
-        self.stop_signals: list[int] = []
-        self.stops_handled = 0
+        self.signals: list[int] = []
+        self.signals_handled = 0
         self.stopping = False
         self.stop_deadline: float | None = None
         self.failed_starts = 0
         self.announced = False
         self.exit_code = 0
+        self.generation = 0  # of the workers that serve
+        self.reloading: int | None = None  # the generation being started, during a reload
+        self.notifier = Notifier()
+        self.next_ping: float | None = None
 
     def run(self) -> int:
         try:
             own = self.count if self.config.reuse_port and reuse_port_available() else 1
+            self.bound_slots = own
             for description in self.config.endpoint_descriptions():
                 bound, name = bind(description, own)
                 if name.startswith("UNIX socket "):
@@ -277,11 +334,14 @@ class Supervisor:
         self.wakeup_fd = wakeup_r
         signal.set_wakeup_fd(wakeup_w)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the loop
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN,
+                       signal.SIGTTOU):
+            signal.signal(signum, self._on_signal)
+        if self.notifier.watchdog_interval is not None:
+            self.next_ping = time.monotonic()
         try:
             for slot in range(self.count):
-                if self.stop_signals:  # a stop signal during startup: start no more
+                if self._stop_asked():  # a stop signal during startup: start no more
                     break
                 self._spawn(slot)
             self._watch()
@@ -305,13 +365,15 @@ class Supervisor:
             except OSError:
                 pass
 
-    def _spawn(self, slot: int) -> None:
+    def _spawn(self, slot: int, generation: int | None = None) -> Worker:
         fds, descriptions = self.slots[slot]
         ready_r, ready_w = os.pipe()
         os.set_blocking(ready_r, False)  # a worker's own child may hold the other end
-        env = dict(os.environ)
+        env = child_environment(os.environ)
         env[WORKER_ENV] = json.dumps(descriptions)
         env[READY_ENV] = str(ready_w)
+        if self.notifier.watchdog_interval is not None:
+            env[HEARTBEAT_ENV] = "1"
         argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
         try:
             process = subprocess.Popen(
@@ -324,24 +386,38 @@ class Supervisor:
             raise
         finally:
             os.close(ready_w)
-        self.workers[process.pid] = Worker(process, slot, ready_r)
+        worker = Worker(process, slot, self.generation if generation is None else generation,
+                        ready_r)
+        self.workers[process.pid] = worker
         logger.info("Started worker %d", process.pid)
+        return worker
+
+    # -- signals, acted on by the loop (which the wakeup fd wakes)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        self.stop_signals.append(signum)  # acted on by the loop, which the wakeup fd wakes
+        self.signals.append(signum)
 
-    def _send(self, signum: int) -> None:
-        for pid in self.workers:
+    def _stop_asked(self) -> bool:
+        return any(s in (signal.SIGTERM, signal.SIGINT) for s in self.signals)
+
+    def _send(self, signum: int, workers: list[Worker] | None = None) -> None:
+        for worker in self.workers.values() if workers is None else workers:
             try:
-                os.kill(pid, signum)
+                os.kill(worker.pid, signum)
             except ProcessLookupError:
                 pass
 
-    def _handle_stop_signals(self) -> None:
-        while self.stops_handled < len(self.stop_signals):
-            signum = self.stop_signals[self.stops_handled]
-            self.stops_handled += 1
-            if not self.stopping:
+    def _handle_signals(self) -> None:
+        while self.signals_handled < len(self.signals):
+            signum = self.signals[self.signals_handled]
+            self.signals_handled += 1
+            if signum == signal.SIGHUP:
+                self._reload()
+            elif signum == signal.SIGTTIN:
+                self._add_worker()
+            elif signum == signal.SIGTTOU:
+                self._remove_worker()
+            elif not self.stopping:
                 logger.info("Received %s, stopping %d workers gracefully",
                             signal.Signals(signum).name, len(self.workers))
                 self._begin_stop()
@@ -357,10 +433,104 @@ class Supervisor:
 
     def _begin_stop(self) -> None:
         self.stopping = True
+        self.reloading = None
         self.restarts.clear()
+        self.notifier.stopping()
         self.stop_deadline = (time.monotonic() + 2 * self.config.shutdown_timeout
                               + STOP_MARGIN)
         self._send(signal.SIGTERM)
+
+    def _retire(self, workers: list[Worker], why: str) -> None:
+        """Drain these workers as on SIGTERM; they are not restarted."""
+        for worker in workers:
+            if not worker.retiring:
+                worker.retiring = True
+                logger.info("Stopping worker %d gracefully (%s)", worker.pid, why)
+                self._send(signal.SIGTERM, [worker])
+
+    def _serving(self) -> list[Worker]:
+        return [w for w in self.workers.values() if not w.retiring
+                and w.generation == self.generation and w.replaces is None]
+
+    # -- reload, recycling and scaling
+
+    def _reload(self) -> None:
+        if self.stopping:
+            return
+        if self.reloading is not None:
+            logger.info("Received SIGHUP during a reload: the reload under way goes on")
+            return
+        self.reloading = self.generation + 1
+        self.restarts.clear()  # the new generation fills every slot
+        self.notifier.reloading()
+        logger.info("Received SIGHUP: starting %d new workers; the current ones serve until "
+                    "every new one is ready", self.count)
+        for slot in range(self.count):
+            self._spawn(slot, self.reloading)
+
+    def _reload_ready(self) -> None:
+        """Every worker of the new generation is ready: the old ones drain."""
+        new = self.reloading
+        assert new is not None
+        fresh = [w for w in self.workers.values() if w.generation == new]
+        if len(fresh) < self.count or not all(w.ready for w in fresh):
+            return
+        old = [w for w in self.workers.values() if w.generation != new and not w.retiring]
+        self.generation = new
+        self.reloading = None
+        logger.info("Reloaded: workers %s serve; %s drain",
+                    ", ".join(str(w.pid) for w in fresh),
+                    ", ".join(str(w.pid) for w in old) or "none")
+        self._retire(old, "reloaded")
+        self.notifier.ready(self._status())
+
+    def _reload_failed(self, worker: Worker, code: int) -> None:
+        logger.error("Reload failed: new worker %d exited with status %s before it was ready "
+                     "(see its error above); the current workers go on serving",
+                     worker.pid, code)
+        self._retire([w for w in self.workers.values() if w.generation == self.reloading],
+                     "its reload failed")
+        self.reloading = None
+        self.notifier.ready(self._status())
+
+    def _recycle(self, worker: Worker) -> None:
+        """A worker reached --max-requests: its successor starts, then it drains."""
+        if self.stopping or worker.retiring or worker.generation != self.generation:
+            return
+        if any(w.replaces == worker.pid for w in self.workers.values()):
+            return
+        logger.info("Worker %d reached --max-requests; starting its successor", worker.pid)
+        successor = self._spawn(worker.slot)
+        successor.replaces = worker.pid
+
+    def _add_worker(self) -> None:
+        if self.stopping:
+            return
+        slot = self.count
+        self.count += 1
+        if slot >= len(self.slots):
+            # a slot beyond those with sockets of their own shares one's
+            self.slots.append(self.slots[slot % self.bound_slots])
+        logger.info("Received SIGTTIN: adding a worker (%d now)", self.count)
+        self._spawn(slot)
+
+    def _remove_worker(self) -> None:
+        if self.stopping:
+            return
+        if self.count <= 1:
+            logger.info("Received SIGTTOU: one worker is the fewest; none removed")
+            return
+        self.count -= 1
+        slot = self.count
+        self.restarts.pop(slot, None)
+        logger.info("Received SIGTTOU: removing a worker (%d now)", self.count)
+        self._retire([w for w in self.workers.values() if w.slot == slot], "SIGTTOU")
+
+    def _status(self) -> str:
+        serving = [w.pid for w in self.workers.values() if not w.retiring and w.ready]
+        return f"{len(serving)} workers: " + ", ".join(map(str, sorted(serving)))
+
+    # -- the workers' exits and messages
 
     def _reap(self) -> None:
         while True:
@@ -373,18 +543,33 @@ class Supervisor:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue  # not ours: as PID 1 we reap whatever is orphaned to us
-            self._check_ready(worker)
+            self._read_messages(worker)
             worker.close_ready_fd()
             code = os.waitstatus_to_exitcode(status)
             worker.process.returncode = code
-            self._exited(pid, worker, code)
+            self._exited(worker, code)
 
-    def _exited(self, pid: int, worker: Worker, code: int) -> None:
+    def _exited(self, worker: Worker, code: int) -> None:
+        pid = worker.pid
         if self.stopping:
             if code not in STOPPED_STATUSES:
                 logger.warning("Worker %d exited with status %s while stopping", pid, code)
                 self.exit_code = 1
             return
+        if worker.retiring:
+            logger.info("Worker %d stopped", pid)
+            return
+        if self.reloading is not None and worker.generation == self.reloading \
+                and not worker.ready:
+            self._reload_failed(worker, code)
+            return
+        if worker.replaces is not None and not worker.ready:
+            logger.error("The successor %d of worker %d exited with status %s before it was "
+                         "ready; worker %d goes on serving", pid, worker.replaces, code,
+                         worker.replaces)
+            return
+        if worker.slot >= self.count:
+            return  # its slot was removed
         if worker.ready:
             logger.warning("Worker %d exited with status %s; starting a new one", pid, code)
             self.restarts[worker.slot] = time.monotonic()
@@ -404,29 +589,63 @@ class Supervisor:
                        "one in %.1fs", pid, code, delay)
         self.restarts[worker.slot] = time.monotonic() + delay
 
-    def _check_ready(self, worker: Worker) -> None:
+    def _read_messages(self, worker: Worker) -> None:
         if worker.ready_fd is None:
             return
         try:
-            data = os.read(worker.ready_fd, 1)
+            data = os.read(worker.ready_fd, 512)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        if data:
-            worker.ready = True
-            self.failed_starts = 0
-            logger.info("Worker %d ready", worker.process.pid)
-        worker.close_ready_fd()  # ready, or the worker closed it on its way out
-        if not self.announced and not self.stopping and len(self.workers) == self.count \
-                and all(w.ready for w in self.workers.values()):
-            self.announced = True
-            logger.info("Server ready (%d workers: %s)", self.count,
-                        ", ".join(str(pid) for pid in self.workers))
+        if not data:  # the worker closed it on its way out
+            worker.close_ready_fd()
+            return
+        worker.last_beat = time.monotonic()
+        if b"R" in data and not worker.ready:
+            self._became_ready(worker)
+        if b"M" in data:
+            self._recycle(worker)
+
+    def _became_ready(self, worker: Worker) -> None:
+        worker.ready = True
+        self.failed_starts = 0
+        logger.info("Worker %d ready", worker.pid)
+        if worker.replaces is not None:
+            old = self.workers.get(worker.replaces)
+            worker.replaces = None
+            if old is not None:
+                self._retire([old], "--max-requests")
+        if self.reloading is not None and worker.generation == self.reloading:
+            self._reload_ready()
+            return
+        if not self.announced and not self.stopping and self.reloading is None:
+            serving = self._serving()
+            if len(serving) == self.count and all(w.ready for w in serving):
+                self.announced = True
+                logger.info("Server ready (%d workers: %s)", self.count,
+                            ", ".join(str(w.pid) for w in serving))
+                self.notifier.ready(self._status())
+
+    def _ping_watchdog(self, now: float) -> None:
+        """WATCHDOG=1 while every worker's loop turns (it sends a heartbeat each sweep);
+        a stuck one stops the pings, and systemd restarts the service."""
+        interval = self.notifier.watchdog_interval
+        assert interval is not None and self.next_ping is not None
+        if now < self.next_ping:
+            return
+        self.next_ping = now + interval
+        late = [w for w in self.workers.values()
+                if w.ready and not w.retiring and now - w.last_beat > 2 * interval]
+        if late:
+            logger.warning("Worker %s sent no heartbeat for %.1fs: no watchdog ping",
+                           ", ".join(str(w.pid) for w in late), now - late[0].last_beat)
+            return
+        self.notifier.watchdog()
 
     def _watch(self) -> None:
         while True:
-            self._handle_stop_signals()
+            self._handle_signals()
             self._reap()
             now = time.monotonic()
             for slot, due in list(self.restarts.items()):
@@ -439,11 +658,15 @@ class Supervisor:
                 self._send(signal.SIGKILL)
                 self.exit_code = 1
                 self.stop_deadline = None
+            if self.next_ping is not None and not self.stopping:
+                self._ping_watchdog(now)
             if not self.workers and (self.stopping or not self.restarts):
                 return
             waits = [*self.restarts.values()]
             if self.stopping and self.stop_deadline is not None:
                 waits.append(self.stop_deadline)
+            if self.next_ping is not None and not self.stopping:
+                waits.append(self.next_ping)
             timeout = max(0.0, min(waits) - now) if waits else None
             readers = [self.wakeup_fd, *(w.ready_fd for w in self.workers.values()
                                          if w.ready_fd is not None)]
@@ -458,4 +681,4 @@ class Supervisor:
                 else:
                     for worker in list(self.workers.values()):
                         if worker.ready_fd == fd:
-                            self._check_ready(worker)
+                            self._read_messages(worker)

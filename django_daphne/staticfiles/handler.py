@@ -181,7 +181,7 @@ class StaticFiles:
     async def serve(self, scope: dict, name: str, send: Any) -> None:
         method = scope["method"]
         if method not in ("GET", "HEAD"):
-            await respond(send, 405, b"Method Not Allowed\n", [(b"allow", b"GET, HEAD")])
+            await respond(send, 405, b"Method Not Allowed\n", [(b"Allow", b"GET, HEAD")])
             return
         relative = self.relative_name(scope, name)
         headers = request_headers(scope)
@@ -201,26 +201,26 @@ class StaticFiles:
     async def answer(self, loop: Any, send: Any, method: str, relative: str,
                      headers: dict[bytes, bytes], found: Found) -> None:
         response_headers = [
-            (b"last-modified", formatdate(found.mtime, usegmt=True).encode("ascii")),
-            (b"etag", found.etag),
-            (b"cache-control", IMMUTABLE if self.is_hashed(relative) else REVALIDATE),
-            (b"accept-ranges", b"bytes"),
-            (b"content-type", content_type(relative)),
-            (b"x-content-type-options", b"nosniff"),
+            (b"Last-Modified", formatdate(found.mtime, usegmt=True).encode("ascii")),
+            (b"ETag", found.etag),
+            (b"Cache-Control", IMMUTABLE if self.is_hashed(relative) else REVALIDATE),
+            (b"Accept-Ranges", b"bytes"),
+            (b"Content-Type", content_type(relative)),
+            (b"X-Content-Type-Options", b"nosniff"),
             # public files: fonts and modules loaded by pages of another origin (a CDN in
             # front, a second site) need it, as WhiteNoise sends it by default
-            (b"access-control-allow-origin", b"*"),
+            (b"Access-Control-Allow-Origin", b"*"),
         ]
         if found.vary:
-            response_headers.append((b"vary", b"Accept-Encoding"))
+            response_headers.append((b"Vary", b"Accept-Encoding"))
         if found.encoding:
-            response_headers.append((b"content-encoding", found.encoding.encode("ascii")))
+            response_headers.append((b"Content-Encoding", found.encoding.encode("ascii")))
         if precondition_failed(headers, found):
-            await respond(send, 412, b"Precondition Failed\n", [(b"etag", found.etag)])
+            await respond(send, 412, b"Precondition Failed\n", [(b"ETag", found.etag)])
             return
         if not_modified(headers, found):
             await send({"type": "http.response.start", "status": 304,
-                        "headers": [h for h in response_headers if h[0] != b"content-type"]})
+                        "headers": [h for h in response_headers if h[0] != b"Content-Type"]})
             await send({"type": "http.response.body", "body": b""})
             return
         start, end, status = 0, found.size, 200
@@ -229,17 +229,17 @@ class StaticFiles:
             span = parse_range(ranges, found.size)
             if span == "unsatisfiable":
                 await respond(send, 416, b"Range Not Satisfiable\n", [
-                    (b"content-range", b"bytes */%d" % found.size),
-                    (b"accept-ranges", b"bytes"),
+                    (b"Content-Range", b"bytes */%d" % found.size),
+                    (b"Accept-Ranges", b"bytes"),
                 ])
                 return
             if span is not None:
                 start, end = span
                 status = 206
                 response_headers.append(
-                    (b"content-range", b"bytes %d-%d/%d" % (start, end - 1, found.size))
+                    (b"Content-Range", b"bytes %d-%d/%d" % (start, end - 1, found.size))
                 )
-        response_headers.append((b"content-length", b"%d" % (end - start)))
+        response_headers.append((b"Content-Length", b"%d" % (end - start)))
         await send({"type": "http.response.start", "status": status,
                     "headers": response_headers})
         if method == "HEAD" or end == start:
@@ -283,8 +283,8 @@ async def send_file(loop: Any, send: Any, fd: int, start: int, end: int) -> None
 async def respond(send: Any, status: int, body: bytes, headers: list | None = None) -> None:
     await send({
         "type": "http.response.start", "status": status,
-        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", b"%d" % len(body)), *(headers or [])],
+        "headers": [(b"Content-Type", b"text/plain; charset=utf-8"),
+                    (b"Content-Length", b"%d" % len(body)), *(headers or [])],
     })
     await send({"type": "http.response.body", "body": body})
 

@@ -35,6 +35,7 @@ from ...server.config import (
     ConfigError,
     asgi_threads,
 )
+from ...server.endpoints import endpoint_url
 from ...server.loading import AppImportError
 from ..serving import (
     ShowsImportTracebacks,
@@ -73,7 +74,9 @@ def format_config(config: Config, application: str, application_source: str) -> 
     rows += [(key, repr(value), source) for key, value, source in config.describe()]
     rows += [(o.setting, repr(config.values[o.name]), config.sources[o.name])
              for o in DJANGO_OPTIONS]
-    rows.append(("(listening on)", " ".join(config.endpoint_descriptions()), "derived"))
+    descriptions = config.endpoint_descriptions()
+    rows.append(("(listening on)", " ".join(descriptions), "derived"))
+    rows.append(("(reached at)", " ".join(map(endpoint_url, descriptions)), "derived"))
     width = max(len(row[0]) for row in rows)
     value_width = min(50, max(len(row[1]) for row in rows))
     return "".join(
