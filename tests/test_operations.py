@@ -274,6 +274,10 @@ def test_systemd_notify_single_process(start_server, tmp_path):
         assert ready["STATUS"].startswith("Serving on TCP address 127.0.0.1:")
         for _ in range(3):  # pinged from the event loop, every 0.1 s
             assert notify.next("WATCHDOG") == {"WATCHDOG": "1"}
+        # the open connections, for systemctl status
+        with socket.create_connection(("127.0.0.1", server.port)):
+            while not notify.next("STATUS")["STATUS"].endswith(": 1 connection"):
+                pass
         server.signal(signal.SIGTERM)
         assert notify.next("STOPPING")["STOPPING"] == "1"
         assert server.wait_exit() == 0

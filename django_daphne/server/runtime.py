@@ -89,6 +89,7 @@ class Server:
         # systemd's Type=notify (a --workers worker leaves it to the supervisor)
         self.notifier = Notifier()
         self.link: SupervisorLink | None = None  # in a --workers worker
+        self._reported_connections = 0
 
     # -- running
 
@@ -223,6 +224,15 @@ class Server:
             return None
         return limit + random.randint(0, self.config.max_requests_jitter)
 
+    def _report_connections(self, state: ServerState) -> None:
+        """STATUS= for ``systemctl status``: the open connections, when their number
+        changed (at most once a sweep)."""
+        count = len(state.connections)
+        if count != self._reported_connections and self.listening:
+            self._reported_connections = count
+            self.notifier.status(f"Serving on {', '.join(self.listening)}: {count} "
+                                 f"connection{'' if count == 1 else 's'}")
+
     def _request_limit_reached(self) -> None:
         assert self.state is not None and self.link is not None  # set together, at start
         logger.info("Served %d requests (--max-requests): asking to be replaced",
@@ -235,6 +245,8 @@ class Server:
         state.sweep()
         if self.link is not None:
             self.link.heartbeat()
+        elif self.notifier.enabled:
+            self._report_connections(state)
         self._sweeper = self.loop.call_later(state.sweep_interval(), self._schedule_sweep)
 
     # -- stopping
