@@ -315,7 +315,8 @@ def test_dockerfile_command_as_process_1_drains_on_sigterm(site, tmp_path):
     port = free_port()
     argv = [sys.executable, *command[1:]]
     argv[argv.index("8000")] = str(port)
-    container = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", *argv],
+    container = subprocess.Popen(["unshare", "--user", "--map-root-user", "--pid", "--fork",
+                                  "--mount-proc", *argv],
                                  cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT)
     try:
