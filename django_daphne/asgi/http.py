@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -95,6 +94,11 @@ def check_headers(headers: Any, what: str
     return checked, lengths
 
 
+# valid Content-Length values seen, and their numbers (int() of bytes takes longer than the
+# rest of a small response's checks); bounded, like _known_names
+_LENGTHS: dict[bytes, int] = {}
+
+
 def content_length(values: bytes | list[bytes], what: str) -> int:
     """A response's Content-Length from its value (one, or several equal ones), or
     UnexpectedMessage naming the first invalid (or differing) one."""
@@ -103,7 +107,10 @@ def content_length(values: bytes | list[bytes], what: str) -> int:
     for value in listed:
         if not (value.isdigit() and len(value) <= 18) or value != first:
             raise UnexpectedMessage(f"{what}: invalid content-length {value!r}")
-    return int(first)
+    number = int(first)
+    if len(_LENGTHS) < 1000:
+        _LENGTHS[first] = number
+    return number
 
 
 class HTTPStream(ApplicationInstance):
@@ -158,7 +165,7 @@ class HTTPStream(ApplicationInstance):
             self.deadline = app_due
         else:
             body_due = self.body_due = now + server.config.body_timeout
-            self.deadline = body_due if app_due is None else min(app_due, body_due)
+            self.deadline = body_due if app_due is None or body_due < app_due else app_due
         self._start_task()
 
     # -- deadlines: the application's, and the request body's.  ``deadline`` (what the
@@ -168,7 +175,16 @@ class HTTPStream(ApplicationInstance):
     def _set_app_due(self, when: float | None) -> None:
         self.app_due = when
         body = self.body_due
-        self.deadline = when if body is None else body if when is None else min(when, body)
+        self.deadline = when if body is None else body if when is None or body < when else when
+
+    def _linger(self) -> None:
+        # (ApplicationInstance's, without its calls: this runs for every request)
+        task = self.task
+        if task is not None and not task.done() and self.cancelled_because is None:
+            server = self.server
+            due = self.app_due = server.clock + server.config.application_close_timeout
+            body = self.body_due
+            self.deadline = due if body is None or due < body else body
 
     def _body_moved(self) -> None:
         """From now, the client has the body timeout to send the next piece of the body
@@ -235,7 +251,7 @@ class HTTPStream(ApplicationInstance):
             if self.body_done and not self.final_delivered:
                 self.final_delivered = True
                 return {"type": "http.request", "body": b"", "more_body": False}
-            if self.disconnected or self.state == DONE:
+            if self.disconnected or self.state is DONE:
                 if self.told_gone:
                     # an application that keeps asking must not hold the loop: each repeat
                     # waits a turn, so that every other connection is served meanwhile
@@ -244,7 +260,7 @@ class HTTPStream(ApplicationInstance):
                 return {"type": "http.disconnect"}
             if self.expect_continue:
                 self.expect_continue = False
-                if self.state == START:
+                if self.state is START:
                     self.wire.send_continue()
                     self._body_moved()
             await self._wait()
@@ -255,7 +271,7 @@ class HTTPStream(ApplicationInstance):
         except (KeyError, TypeError):
             raise UnexpectedMessage(f"ASGI message without a 'type': {message!r}") from None
         state = self.state
-        if state == BODY and kind == "http.response.body":
+        if state is BODY and kind == "http.response.body":
             body = message.get("body", b"")
             if type(body) is not bytes:
                 if not isinstance(body, (bytes, bytearray, memoryview)):
@@ -289,7 +305,7 @@ class HTTPStream(ApplicationInstance):
                 self.state = DONE
                 wire.response_body(body, False)
                 self._finished()
-        elif state == START and kind == "http.response.start":
+        elif state is START and kind == "http.response.start":
             status = message.get("status")
             if type(status) is not int and isinstance(status, int) and type(status) is not bool:
                 status = int(status)  # an IntEnum such as http.HTTPStatus.OK
@@ -301,8 +317,9 @@ class HTTPStream(ApplicationInstance):
             headers, lengths = check_headers(message.get("headers", ()),
                                              "http.response.start")
             if lengths is not None:
-                declared = int(lengths) if type(lengths) is bytes and lengths.isdigit() \
-                    and len(lengths) <= 18 else content_length(lengths, "http.response.start")
+                declared = _LENGTHS.get(lengths) if type(lengths) is bytes else None
+                if declared is None:
+                    declared = content_length(lengths, "http.response.start")
                 if status not in NO_BODY_STATUSES and self.scope["method"] != "HEAD":
                     self.length_left = declared  # (no body is sent for these)
             if self.disconnected:
@@ -315,7 +332,7 @@ class HTTPStream(ApplicationInstance):
             if message.get("trailers", False):
                 self.trailers = []
             self.wire.response_start(status, headers)
-        elif state == TRAILERS and kind == "http.response.trailers":
+        elif state is TRAILERS and kind == "http.response.trailers":
             trailers = self.trailers
             assert trailers is not None  # TRAILERS: the application announced trailers
             trailers.extend(check_headers(message.get("headers", ()),
@@ -326,17 +343,17 @@ class HTTPStream(ApplicationInstance):
                 self.state = DONE
                 self.wire.response_trailers(trailers)
                 self._finished()
-        elif state == DONE:
+        elif state is DONE:
             if self.disconnected:
                 raise ClientDisconnected("the client disconnected")
             raise UnexpectedMessage(
                 f"application sent {kind!r} after the response was complete"
             )
-        elif state == START:
+        elif state is START:
             raise UnexpectedMessage(
                 f"expected 'http.response.start' first, got {kind!r}"
             )
-        elif state == TRAILERS:
+        elif state is TRAILERS:
             raise UnexpectedMessage(
                 f"expected 'http.response.trailers' after the last body, got {kind!r}"
             )
@@ -351,14 +368,14 @@ class HTTPStream(ApplicationInstance):
         self._fail()
 
     def app_returned(self) -> None:
-        if self.state != DONE and not self.disconnected:
+        if self.state is not DONE and not self.disconnected:
             logger.error("Application returned without completing the response to %s",
                          self.describe())
             self._fail()
 
     def _fail(self, status: int = 500) -> None:
         """Answer for an application that failed: an error page, or a cut connection."""
-        if self.state == START:
+        if self.state is START:
             self._error_page(status)
         elif self.state in (BODY, TRAILERS):
             self.state = DONE
@@ -433,7 +450,7 @@ class HTTPStream(ApplicationInstance):
         task = self.task
         if task is None or task.done():
             return
-        if self.state == START and not self.disconnected:
+        if self.state is START and not self.disconnected:
             logger.warning(
                 "Application did not respond to %s %s within %ss; answered 503",
                 self.scope["method"], self.scope["path"], self.server.http_timeout,
@@ -450,6 +467,6 @@ class HTTPStream(ApplicationInstance):
 
 
 # The HTTP connection scope, for any wire protocol: build_scope(server, http_version, scheme,
-# target, headers, client, server_addr, screen, method=...) (see connection_scope; a partial,
-# so a request pays no extra call for it).
-build_scope = functools.partial(connection_scope, "http")
+# target, headers, client, server_addr, screen, method), connection_scope itself (the
+# method makes it an HTTP scope), under the name the wire protocols call it by.
+build_scope = connection_scope

@@ -54,10 +54,7 @@ class ApplicationInstance:
 
     def _start_task(self) -> None:
         server = self.server
-        started = server.instances_started = server.instances_started + 1
-        if started == server.request_limit:  # --max-requests (None: no limit)
-            server.request_limit_reached()
-        server.streams.add(self)
+        server.streams.add(self)  # (counted there under --max-requests: ServerState)
         self.task = server.loop.create_task(self.run())
 
     async def _wait(self) -> None:

@@ -155,7 +155,6 @@ def apply_proxy_headers(
 
 
 def connection_scope(
-    kind: str,
     server: ServerState,
     http_version: str,
     scheme: str,
@@ -167,8 +166,9 @@ def connection_scope(
     method: bytes | None = None,
 ) -> dict[str, Any]:
     """What an HTTP and a WebSocket scope share, for any wire protocol: the target split and
-    decoded, the proxy headers applied, the headers screened (and an HTTP request's
-    ``method``).  Raises Refusal for a target that cannot be represented.
+    decoded, the proxy headers applied, the headers screened.  With a ``method`` it is an
+    HTTP scope (``build_scope``), without one a WebSocket's.  Raises Refusal for a target
+    that cannot be represented.
 
     ``screen``: the headers may hold a name with an underscore or Daphne-Root-Path (see
     :func:`screen_headers`); a wire protocol that can rule both out cheaply (HTTP/1.1 scans
@@ -181,10 +181,13 @@ def connection_scope(
     root_path = server.config.root_path
     if screen:
         headers, root_path = screen_headers(headers, root_path)
+    # "method" in the literal (a key added afterwards can make the dict grow): an HTTP
+    # scope's, taken out again of a WebSocket's
     scope = {
-        "type": kind,
+        "type": "websocket" if method is None else "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": http_version,
+        "method": None if method is None else _METHODS.get(method) or method.decode("ascii"),
         "scheme": scheme,
         "path": path,
         "raw_path": raw_path,
@@ -194,8 +197,8 @@ def connection_scope(
         "client": client,
         "server": server_addr,
     }
-    if method is not None:
-        scope["method"] = _METHODS.get(method) or method.decode("ascii")
+    if method is None:
+        del scope["method"]
     if server.lifespan_state is not None:
         scope["state"] = server.lifespan_state.copy()
     return scope

@@ -71,7 +71,7 @@ def build_websocket_scope(
     """The WebSocket connection scope; raises Refusal for an unusable target."""
     # as for HTTP, and as Daphne does for WebSockets: no header names with an underscore,
     # and Daphne-Root-Path sets root_path
-    scope = connection_scope("websocket", server, http_version, scheme, target, headers,
+    scope = connection_scope(server, http_version, scheme, target, headers,
                              client, server_addr)
     subprotocols: list[str] = []
     for name, value in scope["headers"]:

@@ -132,9 +132,11 @@ class HTTP1Handler:
                 return True
         scope = build_scope(
             server, head.http_version, conn.scheme, head.target, head.headers, conn.client,
-            conn.server_addr, head.odd_names, method=head.method,
+            conn.server_addr, head.odd_names, head.method,
         )
         stream = HTTPStream(server, self, scope, head.expect_continue)
+        if not head.has_body:
+            stream.body_done = True  # (its head was the whole request: no body timer)
         self.receiving = stream
         if self.current is None:
             conn.deadline = None

@@ -195,8 +195,9 @@ class Server:
             self.link = supervisor_link()
             if self.link is not None:
                 self.link.ready()  # to the --workers supervisor
-                state.request_limit = self._request_limit()
-                state.on_request_limit = self._request_limit_reached
+                limit = self._request_limit()
+                if limit is not None:
+                    state.limit_instances(limit, self._request_limit_reached)
         else:
             self.notifier.ready("Serving on " + ", ".join(self.listening))
             if self.notifier.watchdog_interval is not None:
@@ -233,10 +234,9 @@ class Server:
             self.notifier.status(f"Serving on {', '.join(self.listening)}: {count} "
                                  f"connection{'' if count == 1 else 's'}")
 
-    def _request_limit_reached(self) -> None:
-        assert self.state is not None and self.link is not None  # set together, at start
-        logger.info("Served %d requests (--max-requests): asking to be replaced",
-                    self.state.instances_started)
+    def _request_limit_reached(self, served: int) -> None:
+        assert self.link is not None  # a limit is set only in a worker
+        logger.info("Served %d requests (--max-requests): asking to be replaced", served)
         self.link.recycle()
 
     def _schedule_sweep(self) -> None:

@@ -37,10 +37,6 @@ class ServerState:
         self.lifespan_state: dict[str, Any] | None = None
         self.access_log: AccessLog | None = None  # None when it is off
         self.shutting_down = False
-        self.instances_started = 0  # application instances: requests and WebSockets
-        # --max-requests: at this many instances, request_limit_reached() is called once
-        self.request_limit: int | None = None
-        self.on_request_limit: Callable[[], None] | None = None
         # what the hot path needs in another form than the config's
         self.http_timeout: float | None = config.http_timeout or None  # 0: no limit
         # the names of the proxy headers to trust (address, port, scheme), or None
@@ -69,9 +65,11 @@ class ServerState:
             self._autobahn_factory = make_factory(self.config)
         return self._autobahn_factory
 
-    def request_limit_reached(self) -> None:
-        if self.on_request_limit is not None:
-            self.on_request_limit()
+    def limit_instances(self, limit: int, reached: Callable[[int], None]) -> None:
+        """--max-requests: call ``reached(limit)`` once ``limit`` application instances
+        (requests and WebSockets) have started.  Counted as they join ``streams``, so a
+        server without a limit pays nothing for it."""
+        self.streams = _CountingSet(self.streams, limit, reached)
 
     def tick(self) -> None:
         """Advance the coarse clock; reformat the Date header when the second changed."""
@@ -113,6 +111,24 @@ class ServerState:
             _guarded(conn.send_timed_out)
         if self.access_log is not None:
             _guarded(self.access_log.flush)
+
+
+class _CountingSet(set["ApplicationInstance"]):
+    """The running instances, counting every one added (see limit_instances)."""
+
+    def __init__(self, items: set[ApplicationInstance], limit: int,
+                 reached: Callable[[int], None]) -> None:
+        super().__init__(items)
+        self.added = len(items)
+        self.limit = limit
+        self.reached: Callable[[int], None] | None = reached
+
+    def add(self, item: ApplicationInstance) -> None:
+        super().add(item)
+        self.added += 1
+        if self.added >= self.limit and self.reached is not None:
+            reached, self.reached = self.reached, None
+            reached(self.added)
 
 
 def _guarded(handler: Callable[[], object]) -> None:

@@ -225,7 +225,7 @@ class HTTP2Handler:
             scope = build_scope(
                 self.server, "2",
                 scheme.decode("ascii") if scheme in (b"http", b"https") else conn.scheme,
-                path, headers, conn.client, conn.server_addr, method=method,
+                path, headers, conn.client, conn.server_addr, True, method,
             )
         except Refusal as exc:
             self._refuse(stream_id, ended, exc.reason, exc.status)
