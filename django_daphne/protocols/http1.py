@@ -136,7 +136,9 @@ class HTTP1Handler:
         )
         stream = HTTPStream(server, self, scope, head.expect_continue)
         if not head.has_body:
-            stream.body_done = True  # (its head was the whole request: no body timer)
+            # its head was the whole request: said before it starts, so no body timer is
+            # armed (the parser's on_message_complete repeats it, harmlessly)
+            stream.body_finished()
         self.receiving = stream
         if self.current is None:
             conn.deadline = None
