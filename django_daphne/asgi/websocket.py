@@ -126,12 +126,13 @@ class WebSocketStream(ApplicationInstance):
         timeout = self.server.config.websocket_timeout
         self.deadline = self.server.clock + timeout if timeout >= 0 else None
 
-    def message_received(self, payload: bytes, binary: bool) -> None:
-        if binary:
-            message = {"type": "websocket.receive", "bytes": payload, "text": None}
+    def message_received(self, data: bytes | str) -> None:
+        """A message from the peer: bytes for a binary one, str for a text one."""
+        message: dict[str, Any]
+        if type(data) is str:
+            message = {"type": "websocket.receive", "bytes": None, "text": data}
         else:
-            message = {"type": "websocket.receive", "bytes": None,
-                       "text": payload.decode("utf-8")}
+            message = {"type": "websocket.receive", "bytes": data, "text": None}
         self.inbox.append(message)
         if len(self.inbox) > QUEUE_HIGH_WATER and not self.reading_paused:
             self.reading_paused = True

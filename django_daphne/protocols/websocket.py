@@ -183,9 +183,9 @@ class WebSocketConnection:
 
     # -- the framing's events (FramingEvents)
 
-    def message_received(self, payload: bytes, binary: bool) -> None:
+    def message_received(self, message: bytes | str) -> None:
         self.active = True
-        self.stream.message_received(payload, binary)
+        self.stream.message_received(message)
 
     def pong_received(self, payload: bytes) -> None:
         if self.ping_payload is not None and payload == self.ping_payload:

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any
 from .config import Config
 
 if TYPE_CHECKING:
-    from autobahn.twisted.websocket import WebSocketServerFactory
-
     from ..asgi.instance import ApplicationInstance
     from ..protocols.connection import Connection
+    from ..protocols.websocket_framing import FramingFactory
     from .access_log import AccessLog
 
 logger = logging.getLogger("django_daphne.server")
@@ -47,7 +46,7 @@ class ServerState:
             b"Server: " + config.server_name.encode("latin-1") + b"\r\n"
             if config.server_name else b""
         )
-        self._autobahn_factory: WebSocketServerFactory | None = None
+        self._autobahn_factory: FramingFactory | None = None
         self.clock = loop.time()
         self._second = 0
         self.date_header = b""
@@ -56,7 +55,7 @@ class ServerState:
 
 
     @property
-    def autobahn_factory(self) -> WebSocketServerFactory:
+    def autobahn_factory(self) -> FramingFactory:
         """autobahn's factory (the server makes it before it listens: importing autobahn on
         the first WebSocket would stall every connection for that long)."""
         if self._autobahn_factory is None:
