@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import asyncio, warnings
 {before}
@@ -29,12 +31,12 @@ def run(before: str, loop: str = "auto") -> str:
 
 def test_installs_on_uvloop_by_default():
     out = run("")
-    assert out.startswith("AsyncioSelectorReactor True uvloop True []"), out
+    assert out.startswith("DirectAsyncioReactor True uvloop True []"), out
 
 
 def test_replaces_a_default_reactor_imported_first_and_warns():
     out = run("import twisted.internet.reactor")
-    assert out.startswith("AsyncioSelectorReactor True uvloop True"), out
+    assert out.startswith("DirectAsyncioReactor True uvloop True"), out
     assert "Something imported twisted.internet.reac" in out
 
 
@@ -44,4 +46,91 @@ def test_keeps_an_asyncio_reactor_already_installed():
 
 
 def test_plain_asyncio_loop_on_request():
-    assert run("", loop="asyncio").startswith("AsyncioSelectorReactor True asyncio True")
+    assert run("", loop="asyncio").startswith("DirectAsyncioReactor True asyncio True")
+
+
+DIRECT = """
+import os, socket, sys, tempfile
+from django_daphne.server.reactor import install
+reactor = install("{loop}")
+from twisted.internet import protocol
+from twisted.internet.abstract import FileDescriptor
+from twisted.python import log
+
+errors = []
+log.addObserver(lambda event: event.get("isError") and errors.append(event))
+events = []
+
+
+class Echo(protocol.Protocol):
+    def dataReceived(self, data):
+        if data == b"boom":
+            raise ValueError("raised while reading")
+        self.transport.write(data)
+
+    def connectionLost(self, reason):
+        events.append(("lost", reason.type.__name__))
+
+
+factory = protocol.Factory.forProtocol(Echo)
+port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+
+
+class FileReader(FileDescriptor):
+    # a regular file: epoll refuses it, Twisted's fallback polls it
+    def __init__(self, path):
+        super().__init__(reactor)
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def fileno(self):
+        return self.fd
+
+    def doRead(self):
+        events.append(("file", os.read(self.fd, 100)))
+        self.stopReading()
+        reactor.callLater(0, client)
+
+
+def client():
+    sock = socket.create_connection(("127.0.0.1", port.getHost().port))
+    sock.setblocking(False)
+    def step():
+        sock.sendall(b"hello")
+        reactor.callLater(0.05, read)
+    def read():
+        try:
+            events.append(("echo", sock.recv(100)))
+        except BlockingIOError:
+            reactor.callLater(0.05, read)
+            return
+        sock.sendall(b"boom")
+        reactor.callLater(0.05, done)
+    def done():
+        if not any(e[0] == "lost" for e in events):
+            reactor.callLater(0.05, done)
+            return
+        sock.close()
+        reactor.stop()
+    step()
+
+
+with tempfile.NamedTemporaryFile() as f:
+    f.write(b"from a file")
+    f.flush()
+    FileReader(f.name).startReading()
+    reactor.run()
+print(type(reactor).__name__, events, [str(e["failure"].value) for e in errors])
+"""
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_direct_reads_serve_sockets_files_and_errors(loop):
+    """The reactor's own read registration: a socket is read and written, a regular file
+    (which epoll refuses) through Twisted's fallback, and what a read raises is logged and
+    loses that connection, as Twisted's own registration does."""
+    out = subprocess.run([sys.executable, "-c", DIRECT.format(loop=loop)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (
+        "DirectAsyncioReactor [('file', b'from a file'), ('echo', b'hello'), "
+        "('lost', 'ValueError')] ['raised while reading']"), out.stdout + out.stderr

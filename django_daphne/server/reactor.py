@@ -77,8 +77,11 @@ def install(loop: str = "auto") -> Any:
         del sys.modules["twisted.internet.reactor"]
     event_loop = new_event_loop(loop)
     asyncio.set_event_loop(event_loop)
-    reactor = asyncioreactor.AsyncioSelectorReactor(event_loop)
+    from .asyncio_reactor import DirectAsyncioReactor
+
+    reactor = DirectAsyncioReactor(event_loop)
     from twisted.internet.main import installReactor
 
     installReactor(reactor)
     return reactor
+
