@@ -204,3 +204,15 @@ def test_unmask_matches_autobahns_masker():
         key = rng.randbytes(4)
         payload = rng.randbytes(size)
         assert unmask(payload, key) == create_xor_masker(key, size).process(payload), size
+
+
+def test_each_connection_starts_with_the_factorys_options():
+    """Framing hands autobahn's protocol the factory's options itself (autobahn's own copy
+    pretty-prints them on every connection): every one of them is there."""
+    from autobahn.twisted.websocket import WebSocketServerProtocol
+
+    framer, _ = framing(True)
+    factory = framer._protocol.factory
+    for name in WebSocketServerProtocol.CONFIG_ATTRS:
+        assert getattr(framer._protocol, name) == getattr(factory, name), name
+    assert framer._protocol.maxFramePayloadSize == LIMIT

@@ -114,6 +114,8 @@ class FramingFactory(WebSocketServerFactory):
     """autobahn's factory, holding the options every connection shares."""
 
     lean = True  # whether Framing takes the lean path (the tests run both ways)
+    # the options each connection's protocol starts with (see _AutobahnProtocol)
+    connection_options: dict[str, object]
 
 
 def make_factory(config: Config) -> FramingFactory:
@@ -130,6 +132,8 @@ def make_factory(config: Config) -> FramingFactory:
         failByDrop=False,  # fail with a close frame that says why (1002, 1007, 1009)
     )
     factory.noisy = False
+    factory.connection_options = {
+        name: getattr(factory, name) for name in WebSocketServerProtocol.CONFIG_ATTRS}
     return factory
 
 
@@ -162,6 +166,7 @@ class Framing:
         protocol = _AutobahnProtocol(events, write)
         protocol.factory = factory
         protocol.peer = peer  # what autobahn's log lines name
+        protocol.__dict__.update(factory.connection_options)
         protocol._connectionMade()  # its per-connection state, from the factory's options
         # what a successful opening handshake leaves behind (autobahn's succeedHandshake,
         # less the response, which the wire protocol wrote)
@@ -292,6 +297,11 @@ class _AutobahnProtocol(WebSocketServerProtocol):
     maxMessagePayloadSize: int  # noqa: N815 - autobahn's names
     maxFramePayloadSize: int  # noqa: N815
     _isMessageCompressed: bool  # noqa: N815
+    # autobahn's _connectionMade copies every option of the factory that the protocol does
+    # not have, and pretty-prints all of them for a debug log line, on every connection,
+    # with the log off (about a millisecond a WebSocket): Framing gives it the options
+    # first, and this list of the ones to copy is empty
+    CONFIG_ATTRS: list[str] = []  # noqa: RUF012 - autobahn's name and type, never changed
     # autobahn's starts as None, in unannotated code: mypy takes it for always None
     _perMessageCompress: PerMessageDeflate | None  # type: ignore[assignment]  # noqa: N815
 
