@@ -21,6 +21,7 @@ import os
 import platform
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from bench.servers import (  # noqa: E402
     ServerError,
     ServerProcess,
     baseline_spec,
+    free_port,
     main_python,
     snapshot,
 )
@@ -54,8 +56,9 @@ from tests.certs import make_certificate  # noqa: E402 - the tests' throwaway CA
 # Daphne speaks HTTP/2 over TLS only with Twisted's tls and http2 extras; Django and Channels
 # serve the example project (pinned by --setup to the versions django-daphne runs with).
 PEER_PACKAGES = ["daphne", "twisted[tls,http2]", "uvicorn[standard]", "hypercorn", "granian",
-                 "django", "channels", "matplotlib", "py-spy"]
-APT_PACKAGES = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux"}
+                 "django", "channels", "channels-redis", "matplotlib", "py-spy"]
+APT_PACKAGES = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux",
+                "redis-server": "redis-server"}
 RESULTS_HEADER = """# Benchmark results
 
 Written by `python bench/run.py` (how to run it: [README.md](README.md)).  The figures are from
@@ -155,7 +158,7 @@ def setup() -> int:
 def _same_version(package: str) -> str:
     """``django`` -> ``django==5.2.x`` when the project's environment has it, so that every
     server runs the Django view on the same Django."""
-    if package not in ("django", "channels"):
+    if package not in ("django", "channels", "channels-redis"):
         return package
     done = subprocess.run(
         [main_python(), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
@@ -256,15 +259,19 @@ def run(args: argparse.Namespace) -> int:
                       server_cpu=server_cpu, source=source, warmup=args.warmup)
         if any(WORKLOADS[w].launch.tls for w in measured):
             ctx.certificate = make_certificate(Path(tmp))
-        for round_no in range(1, args.rounds + 1):
-            for spec in specs:
-                todo = [w for w in measured if WORKLOADS[w].needs in spec.features
-                        and (w, spec.name) not in failures]
-                launches = list(dict.fromkeys(WORKLOADS[w].launch for w in todo))
-                for launch in launches:
-                    group = [w for w in todo if WORKLOADS[w].launch == launch]
-                    run_group(args, ctx, spec, launch, group, round_no, rounds, failures)
+        redis = None
+        if any(WORKLOADS[w].launch.redis for w in measured):
+            redis, ctx.redis_url = start_redis(Path(tmp))
+            say(f"redis-server for the Redis channel layer at {ctx.redis_url}")
+        try:
+            for round_no in range(1, args.rounds + 1):
+                run_round(args, ctx, specs, measured, round_no, rounds, failures)
+        finally:
+            if redis is not None:
+                redis.terminate()
+                redis.wait(timeout=30)
     data = {
+
         "meta": {
             "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
             "machine": _cpu_model(),
@@ -311,6 +318,40 @@ def run(args: argparse.Namespace) -> int:
             else:
                 results[spec.name] = {"na": "not measured"}
     return write_outputs(args, data)
+
+
+def run_round(args: argparse.Namespace, ctx: Context, specs: list, measured: list[str],
+              round_no: int, rounds: dict, failures: dict) -> None:
+    """Every server in turn, one start per launch its workloads need."""
+    for spec in specs:
+        todo = [w for w in measured if WORKLOADS[w].needs in spec.features
+                and (w, spec.name) not in failures]
+        launches = list(dict.fromkeys(WORKLOADS[w].launch for w in todo))
+        for launch in launches:
+            group = [w for w in todo if WORKLOADS[w].launch == launch]
+            run_group(args, ctx, spec, launch, group, round_no, rounds, failures)
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
+    """A redis-server of the run's own on a free port, nothing written to disk, ready."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("bench: redis-server did not start")
+        time.sleep(0.05)
 
 
 def run_group(args: argparse.Namespace, ctx: Context, spec, launch, group: list[str],

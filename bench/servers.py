@@ -54,6 +54,7 @@ class Launch:
     ready_path: str = "/"  # polled until it answers 200
     warmup: bool = True  # --warmup seconds of keep-alive load on ready_path before measuring
     settings: str | None = None  # DJANGO_SETTINGS_MODULE
+    redis: bool = False  # the application's channel layer is on the run's redis-server
 
 
 PLAIN = Launch()
@@ -62,6 +63,16 @@ DJANGO_LAUNCH = Launch(kind="django", app=DJANGO_APP, ready_path="/json/",
                        settings=DJANGO_SETTINGS)
 # A fresh process that has served nothing but one WebSocket, for its memory baseline.
 MEMORY_LAUNCH = Launch(kind="memory", warmup=False)
+# The Channels group application (broadcast.py), on the in-memory layer and on Redis.
+BROADCAST_APP = "bench.broadcast:application"
+BROADCAST_SETTINGS = "bench.broadcast_settings"
+BROADCAST_LAUNCH = Launch(kind="broadcast", app=BROADCAST_APP, settings=BROADCAST_SETTINGS,
+                          warmup=False)
+BROADCAST_REDIS_LAUNCH = Launch(kind="broadcast-redis", app=BROADCAST_APP,
+                                settings=BROADCAST_SETTINGS, warmup=False, redis=True)
+# the benchmark's applications, copied beside every copy of django-daphne that it runs
+BENCH_APPS = ("__init__.py", "app.py", "django_settings.py", "broadcast.py",
+              "broadcast_settings.py")
 WORKERS_LAUNCH = Launch(kind="workers", workers=2, pinned=False)
 
 
@@ -247,7 +258,7 @@ def snapshot(dest: Path) -> str:
     shutil.copytree(ROOT / "django_daphne", dest / "django_daphne", ignore=ignore)
     shutil.copytree(ROOT / "example_project", dest / "example_project", ignore=ignore)
     (dest / "bench").mkdir(parents=True)
-    for name in ("__init__.py", "app.py", "django_settings.py"):
+    for name in BENCH_APPS:
         shutil.copy2(ROOT / "bench" / name, dest / "bench" / name)
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
@@ -265,11 +276,13 @@ def baseline_spec(rev: str, dest: Path) -> ServerSpec:
     """django-daphne as it was at commit ``rev``, copied to ``dest`` (git archive), as a
     server of its own in the same run: old and new side by side, same machine, same load."""
     dest.mkdir(parents=True)
-    paths = ["django_daphne", "example_project", "bench/__init__.py", "bench/app.py",
-             "bench/django_settings.py"]
-    archive = subprocess.run(["git", "archive", rev, *paths], cwd=ROOT, capture_output=True,
-                             check=True).stdout
+    archive = subprocess.run(["git", "archive", rev, "django_daphne", "example_project"],
+                             cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    # the applications are the working tree's: the same load on old and new
+    (dest / "bench").mkdir()
+    for name in BENCH_APPS:
+        shutil.copy2(ROOT / "bench" / name, dest / "bench" / name)
     base = SERVERS["django-daphne"]
     return dataclasses.replace(base, name=f"django-daphne@{rev}",
                                label=f"django-daphne @{rev}", source=dest)
@@ -289,7 +302,8 @@ class ServerProcess:
     """A started server: its own process group, its output in a log file."""
 
     def __init__(self, spec: ServerSpec, launch: Launch, cpu: int | None, log_path: Path,
-                 source: Path = ROOT, certificate: tuple[Path, Path] | None = None) -> None:
+                 source: Path = ROOT, certificate: tuple[Path, Path] | None = None,
+                 redis_url: str | None = None) -> None:
         self.spec = spec
         self.launch = launch
         self.port = free_port()
@@ -305,6 +319,10 @@ class ServerProcess:
         env.pop("VIRTUAL_ENV", None)
         if launch.settings:
             env["DJANGO_SETTINGS_MODULE"] = launch.settings
+        if launch.redis:
+            if redis_url is None:
+                raise ServerError(f"{spec.label}: a Redis start needs the run's redis-server")
+            env["BENCH_REDIS_URL"] = redis_url
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             argv, cwd=source, env=env, stdout=self._log, stderr=subprocess.STDOUT,

@@ -27,6 +27,8 @@ from pathlib import Path
 from . import app as bench_app
 from .h2check import H2CheckError, h2_get
 from .servers import (
+    BROADCAST_LAUNCH,
+    BROADCAST_REDIS_LAUNCH,
     DJANGO,
     DJANGO_LAUNCH,
     H2_TLS,
@@ -48,6 +50,7 @@ from .servers import (
 MIB = 1024 * 1024
 WSLOAD = Path(__file__).resolve().parent / "wsload.py"
 IDLE_WEBSOCKETS = 2000
+BROADCAST_LISTENERS = 1000
 DJANGO_JSON = {"message": "Hello, World!"}
 
 
@@ -80,6 +83,7 @@ class Context:
     server_cpu: int | None = None
     source: Path | None = None  # the snapshot the servers run from
     certificate: tuple[Path, Path] | None = None  # (key, cert) for the TLS launches
+    redis_url: str | None = None  # the run's redis-server, for the Redis launches
     warmup: float = 0.0
 
     @property
@@ -111,7 +115,7 @@ def start_server(ctx: Context, spec: ServerSpec, launch: Launch) -> Iterator[Ser
     source = spec.source or ctx.source
     kwargs = {"source": source} if source else {}
     server = ServerProcess(spec, launch, ctx.server_cpu, log, certificate=ctx.certificate,
-                           **kwargs)
+                           redis_url=ctx.redis_url, **kwargs)
     try:
         server.wait_ready()
         if ctx.warmup and launch.warmup:
@@ -431,6 +435,47 @@ def ws_idle_memory(ctx: Context, server: ServerProcess) -> Measurement:
     )
 
 
+def ws_broadcast(ctx: Context, server: ServerProcess) -> Measurement:
+    """Channels group fan-out: deliveries per second to 1,000 listeners, and the delay from
+    the publisher's send to each listener's receipt (the launch says which layer)."""
+    expect(server, "GET", "/", None, lambda b: b == b"ready", "ready")
+    proc = _wsload(ctx, server, "broadcast", "--connections", str(BROADCAST_LISTENERS),
+                   "--path", "/ws/broadcast/", "--publish-path", "/ws/publish/",
+                   "--duration", str(ctx.seconds), "--timeout", "60")
+    _wsload_line(proc, "START ", f"joining {BROADCAST_LISTENERS:,} listeners to the group")
+    meter = Meter(server)
+    result = _wsload_line(proc, "RESULT ", "broadcast")
+    cpu = meter.stop(load_cpu_seconds=result["cpu_seconds"])
+    proc.communicate(timeout=60)
+    if not result["deliveries"]:
+        raise RuntimeError(f"{server.spec.label}: no broadcast reached every listener "
+                           f"({result['errors']})")
+    return Measurement(
+        value=result["rate"],
+        p50_ms=result["p50_ms"],
+        p99_ms=result["p99_ms"],
+        requests=result["deliveries"],
+        errors=result["errors"],
+        load_cpu=cpu["load_cpu"],
+        server_cpu=cpu["server_cpu"],
+        other_cpu=cpu["other_cpu"],
+        rss_mib=server.rss_bytes() / MIB,
+        generator="wsload",
+        extra={"broadcasts": result["broadcasts"] / result["seconds"]},
+    )
+
+
+BROADCAST_NOTE = (
+    f"The same Channels application on every server (bench/broadcast.py): "
+    f"{BROADCAST_LISTENERS:,} WebSockets, each an AsyncWebsocketConsumer in one group; a "
+    f"publisher's WebSocket consumer calls group_send for each message it gets, and every "
+    f"listener's consumer sends it on. wsload publishes numbered messages, 2 at a time, the "
+    f"next as soon as every listener has the last; every listener must get every message in "
+    f"order. msg/s counts deliveries (one message to one listener); p50 and p99 are the delays "
+    f"from the publisher's send to each listener's receipt."
+)
+
+
 def django_json(ctx: Context, server: ServerProcess) -> Measurement:
     expect(server, "GET", "/json/", None, lambda b: json.loads(b) == DJANGO_JSON,
            f"the JSON {DJANGO_JSON}")
@@ -493,6 +538,14 @@ WORKLOADS: dict[str, Workload] = {
                  f"is read again while they sit idle: the growth divided by "
                  f"{IDLE_WEBSOCKETS:,} is the figure (lower is better, the ratios are "
                  f"inverted so that above 1× is better)."),
+        Workload("ws-broadcast", f"Channels group broadcast to {BROADCAST_LISTENERS:,} "
+                 "WebSockets, in-memory channel layer (wsload)", "msg/s", WEBSOCKET,
+                 ws_broadcast, launch=BROADCAST_LAUNCH,
+                 extra_columns=(("broadcasts", "broadcasts/s", 1),), note=BROADCAST_NOTE),
+        Workload("ws-broadcast-redis", f"Channels group broadcast to {BROADCAST_LISTENERS:,} "
+                 "WebSockets, channels_redis on a local Redis (wsload)", "msg/s", WEBSOCKET,
+                 ws_broadcast, launch=BROADCAST_REDIS_LAUNCH, tool="redis-server",
+                 extra_columns=(("broadcasts", "broadcasts/s", 1),), note=BROADCAST_NOTE),
         Workload("django-json", "Django JSON view through Django's ASGI handler (example "
                  "project /json/, DEBUG off, wrk -c 50)", "req/s", DJANGO, django_json,
                  launch=DJANGO_LAUNCH),

@@ -16,8 +16,16 @@ line: the round trips, the seconds, the latency percentiles, its own CPU seconds
 accepted and serves it), prints ``READY`` with a JSON line, then holds them open until its
 standard input closes or says anything, closes them and prints ``DONE``.
 
+``broadcast``: opens N listeners on ``--path`` (each must say ``joined`` first: it is in the
+group) and one publisher on ``--publish-path``; prints ``START``; then the publisher sends
+numbered messages, ``--in-flight`` at a time, each followed by the next once every
+listener has received it, for D seconds; prints ``RESULT``: the deliveries, their rate and
+the delay from the publisher's send to each listener's receipt.  Every listener must get
+every message, in order: a gap or a repeat is an error.
+
     python bench/wsload.py echo --port 8000 --connections 50 --duration 5
     python bench/wsload.py idle --port 8000 --connections 2000
+    python bench/wsload.py broadcast --port 8000 --connections 1000 --path /ws/broadcast/
 
 It needs only the standard library (uvloop if present) and takes no part of the ``bench``
 package, so the benchmark runs it as its own process, pinned to the load generator's CPU.
@@ -142,6 +150,8 @@ class Client(asyncio.Protocol):
                 self.transport.write(bytes((0x8A, 0x80 | len(payload))) + MASK + masked)
             elif opcode == 0xA:
                 continue
+            elif self.expected is None and opcode == 0x1:
+                self.text_received(frame[start:])
             elif frame == self.expected:
                 self._echo()
             elif opcode == 0x8:
@@ -151,6 +161,9 @@ class Client(asyncio.Protocol):
                 self._fail("mismatch", f"wrong echo: sent {self.expected[2:]!r}, "
                            f"got frame {frame[:40]!r}")
                 return
+
+    def text_received(self, payload: bytes) -> None:
+        """A text message, where no echo is expected (see Listener)."""
 
     def _echo(self) -> None:
         stats = self.stats
@@ -184,6 +197,129 @@ class Client(asyncio.Protocol):
                 future.set_exception(ConnectionError(f"connection lost: {exc}"))
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+class Board:
+    """The broadcast's bookkeeping: what was published when, and who has it."""
+
+    def __init__(self, stats: Stats, listeners: int, in_flight: int) -> None:
+        self.stats = stats
+        self.listeners = listeners
+        self.in_flight = in_flight
+        self.publisher: Client | None = None
+        self.sent_at: dict[int, int] = {}  # message number -> perf_counter_ns at send
+        self.received: dict[int, int] = {}  # message number -> listeners that have it
+        self.next = 0
+        self.completed = 0  # messages every listener has
+        self.first_done = asyncio.get_running_loop().create_future()
+
+    def publish(self) -> None:
+        number = self.next
+        self.next += 1
+        self.received[number] = 0
+        self.sent_at[number] = time.perf_counter_ns()
+        self.publisher.transport.write(client_frame(b"%d" % number))
+
+    def delivered(self, number: int) -> None:
+        stats = self.stats
+        sent = self.sent_at.get(number)
+        if sent is None:
+            stats.error("unknown message")
+            return
+        if stats.running:
+            stats.latencies.append(time.perf_counter_ns() - sent)
+            stats.round_trips += 1
+        count = self.received[number] + 1
+        if count < self.listeners:
+            self.received[number] = count
+            return
+        del self.received[number], self.sent_at[number]
+        self.completed += 1
+        if not self.first_done.done():
+            self.first_done.set_result(None)
+        if stats.running:
+            self.publish()
+
+
+class Listener(Client):
+    """A member of the group: each broadcast must be the one after the last it got."""
+
+    def __init__(self, host: str, path: str, number: int, stats: Stats,
+                 opened: asyncio.Future, board: Board) -> None:
+        super().__init__(host, path, number, stats, opened, None)
+        self.board = board
+        self.joined = opened.get_loop().create_future()
+        self.expected = None  # no echo: text_received
+        self.last = -1
+
+    def text_received(self, payload: bytes) -> None:
+        if payload == b"joined":
+            if not self.joined.done():
+                self.joined.set_result(None)
+            return
+        number = int(payload)
+        if number != self.last + 1:
+            self.stats.error("gap or repeat")
+        self.last = number
+        self.board.delivered(number)
+
+
+async def broadcast(args: argparse.Namespace) -> dict:
+    stats = Stats()
+    board = Board(stats, args.connections, args.in_flight)
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(args.concurrency)
+    listeners: list[Listener] = []
+
+    async def join(number: int) -> None:
+        async with gate:
+            opened = loop.create_future()
+            _, listener = await loop.create_connection(
+                lambda: Listener(args.host, args.path, number, stats, opened, board),
+                args.host, args.port)
+            listeners.append(listener)
+            await asyncio.wait_for(opened, args.timeout)
+            await asyncio.wait_for(listener.joined, args.timeout)
+
+    results = await asyncio.gather(*(join(n) for n in range(args.connections)),
+                                   return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        raise SystemExit(f"wsload: {len(failed)} of {args.connections} listener(s) did not "
+                         f"join; first: {failed[0]!r}")
+    opened = loop.create_future()
+    _, board.publisher = await loop.create_connection(
+        lambda: Client(args.host, args.publish_path, -1, stats, opened, None),
+        args.host, args.port)
+    await asyncio.wait_for(opened, args.timeout)
+    # the first message through, untimed: every consumer and the layer are warm
+    stats.running = False
+    board.publish()
+    await asyncio.wait_for(board.first_done, args.timeout)
+    print("START " + json.dumps({"connections": len(listeners)}), flush=True)
+    started_cpu = time.process_time()
+    started = time.monotonic()
+    stats.running = True
+    for _ in range(args.in_flight):
+        board.publish()
+    await asyncio.sleep(args.duration)  # the measuring interval itself
+    stats.running = False
+    elapsed = time.monotonic() - started
+    cpu = time.process_time() - started_cpu
+    for client in [*listeners, board.publisher]:
+        client.transport.close()
+    latencies = sorted(stats.latencies)
+    return {
+        "deliveries": stats.round_trips,
+        "broadcasts": board.completed - 1,
+        "seconds": elapsed,
+        "rate": stats.round_trips / elapsed,
+        "p50_ms": percentile(latencies, 0.50) if latencies else None,
+        "p99_ms": percentile(latencies, 0.99) if latencies else None,
+        "errors": stats.errors,
+        "mismatch": stats.mismatch,
+        "cpu_seconds": cpu,
+    }
 
 
 async def open_clients(args: argparse.Namespace, stats: Stats, idle: bool) -> list[Client]:
@@ -271,11 +407,15 @@ def raise_fd_limit(needed: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wsload", description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("echo", "idle"))
+    parser.add_argument("mode", choices=("echo", "idle", "broadcast"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/ws")
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--publish-path", default="/ws/publish/",
+                        help="broadcast: where the publisher connects.")
+    parser.add_argument("--in-flight", type=int, default=2,
+                        help="broadcast: messages on their way at once. Default: 2.")
     parser.add_argument("--duration", type=float, default=5.0,
                         help="echo: seconds of round trips. Default: 5.")
     parser.add_argument("--concurrency", type=int, default=50,
@@ -292,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     if args.mode == "echo":
         print("RESULT " + json.dumps(runner(echo(args))), flush=True)
+    elif args.mode == "broadcast":
+        print("RESULT " + json.dumps(runner(broadcast(args))), flush=True)
     else:
         runner(idle(args))
     return 0

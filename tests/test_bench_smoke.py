@@ -1,11 +1,14 @@
 """The benchmark script runs end to end on a tiny workload and writes its Markdown table,
-and its WebSocket load generator counts only correct echoes.
+and its WebSocket load generator counts only correct echoes and complete, ordered
+broadcasts.
 
-No timing is asserted: the figures only have to exist.  Needs Debian's ``wrk``.
+No timing is asserted: the figures only have to exist.  Needs Debian's ``wrk`` and
+``redis-server``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -56,6 +59,24 @@ def test_tiny_run_writes_a_markdown_table(tmp_path):
     assert measured["requests"] > 0
     assert measured["errors"] == {}
     assert data["meta"]["cpus"] >= 1
+
+
+def test_tiny_broadcast_run_over_redis(tmp_path):
+    """ws-broadcast-redis end to end: the run's own redis-server, the Channels application,
+    1,000 listeners in the group, every delivery checked."""
+    done = run_bench(
+        "--servers", "django-daphne", "--workloads", "ws-broadcast-redis",
+        "--duration", "1", "--rounds", "1", "--warmup", "0", "--no-chart",
+        "--output", str(tmp_path),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "redis-server for the Redis channel layer at redis://127.0.0.1:" in done.stderr
+    data = json.loads((tmp_path / "results.json").read_text())
+    measured = data["results"]["ws-broadcast-redis"]["django-daphne"]
+    assert measured["errors"] == {}
+    assert measured["requests"] >= 1000  # deliveries: at least one broadcast reached all
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "### ws-broadcast-redis: Channels group broadcast to 1,000 WebSockets" in text
 
 
 def test_unknown_server_is_a_one_line_error_naming_the_flag():
@@ -110,6 +131,52 @@ def test_wsload_holds_idle_connections_until_told(start_server):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert json.loads(out.removeprefix("DONE ")) == {"lost_while_idle": 0}
+
+
+def test_wsload_broadcast_counts_ordered_deliveries(start_server):
+    server = start_server(app="bench.broadcast:application")
+    proc = wsload(server.port, "broadcast", "--connections", "20", "--path", "/ws/broadcast/",
+                  "--duration", "0.5")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    start, result = out.splitlines()
+    assert json.loads(start.removeprefix("START ")) == {"connections": 20}
+    figures = json.loads(result.removeprefix("RESULT "))
+    assert figures["errors"] == {}
+    assert figures["broadcasts"] > 0
+    assert figures["deliveries"] >= 20 * figures["broadcasts"]
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+
+
+def test_wsload_broadcast_reports_a_skipped_message(start_server):
+    server = start_server(app="tests.test_bench_smoke:skipping_broadcast")
+    proc = wsload(server.port, "broadcast", "--connections", "3", "--path", "/ws/broadcast/",
+                  "--duration", "0.3")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    figures = json.loads(out.splitlines()[-1].removeprefix("RESULT "))
+    assert figures["errors"]["gap or repeat"] == 3  # each listener, once
+
+
+async def skipping_broadcast(scope, receive, send):
+    """A broken broadcast: every listener gets message 0, then message 2 in place of 1
+    (and nothing after)."""
+    if scope["type"] != "websocket":
+        return
+    message = await receive()
+    await send({"type": "websocket.accept"})
+    if scope["path"] == "/ws/broadcast/":
+        await send({"type": "websocket.send", "text": "joined"})
+        await broadcast_ready.wait()
+        for number in ("0", "2"):
+            await send({"type": "websocket.send", "text": number})
+    while message["type"] != "websocket.disconnect":
+        message = await receive()
+        if message["type"] == "websocket.receive":
+            broadcast_ready.set()  # the publisher's first message
+
+
+broadcast_ready = asyncio.Event()
 
 
 async def shouting_echo(scope, receive, send):
