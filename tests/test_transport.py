@@ -25,6 +25,12 @@ PROBE = textwrap.dedent("""
     BIG = bytes(range(256)) * 40000  # 10 MB: far more than the socket buffers take
 
     class Probe(protocol.Protocol):
+        lost = False
+
+        def connectionLost(self, reason):
+            self.lost = True
+            found["lost_reason"] = reason.type.__name__
+
         def connectionMade(self):
             t = self.transport
             write = make_writer(t)
@@ -36,7 +42,12 @@ PROBE = textwrap.dedent("""
                 write(BIG)  # the socket takes part; the rest is queued, in order
                 found["held_after_big"] = bool(t.dataBuffer or t._tempDataBuffer)
                 write(b"END")  # behind what is queued, not before it
-                t.loseConnection()
+                close_transport(t)  # once the queue has gone out
+                found["lost_at_once"] = self.lost
+            elif mode == "tcp-close":
+                write(b"small")
+                close_transport(t)  # nothing held: closed now, not a loop turn later
+                found["lost_at_once"] = self.lost
             else:
                 t.registerProducer(self, True)
                 self.write = write
@@ -51,7 +62,7 @@ PROBE = textwrap.dedent("""
         def stopProducing(self): pass
 
     factory = protocol.Factory.forProtocol(Probe)
-    if mode == "tcp":
+    if mode != "tls":
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     else:
         options = tssl.DefaultOpenSSLContextFactory(key, cert)
@@ -96,7 +107,8 @@ PROBE = textwrap.dedent("""
             plain.close()
         data = b"".join(chunks)
         found["received_in_order"] = (
-            data == b"small" + BIG + b"END" if mode == "tcp" else data == b"hello over tls")
+            data == b"small" + BIG + b"END" if mode == "tcp" else
+            data == b"small" if mode == "tcp-close" else data == b"hello over tls")
 
     threading.Thread(target=client, daemon=True).start()
     reactor.run(installSignalHandlers=False)
@@ -120,6 +132,16 @@ def test_tcp_writes_go_straight_to_the_socket_and_stay_in_order(tmp_path):
     assert found["held_after_big"] is True, "the rest of a large write was not queued"
     assert found["received_in_order"] is True
     assert found["eof"] is True
+    assert found["lost_at_once"] is False  # the queue went out first
+    assert found["lost_reason"] == "ConnectionDone"
+
+
+def test_tcp_close_with_nothing_held_is_immediate_and_orderly(tmp_path):
+    found = probe("tcp-close", tmp_path)
+    assert found["lost_at_once"] is True, "the close waited for the reactor"
+    assert found["lost_reason"] == "ConnectionDone"
+    assert found["received_in_order"] is True
+    assert found["eof"] is True  # a FIN after the data, not a reset
 
 
 def test_tls_close_ends_the_socket_without_the_peers_close_notify(tmp_path):

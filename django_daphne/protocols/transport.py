@@ -6,6 +6,10 @@ release changes what these functions rely on.
 - A direct write to the socket of a plain TCP or UNIX transport while Twisted holds nothing
   unsent: Twisted's ``write`` always waits for the next writable event (an epoll
   registration, a loop turn and a deregistration per response).
+- Closing a plain TCP or UNIX transport that holds nothing unsent: Twisted's
+  ``loseConnection`` waits for the next writable event to find its buffer empty (an epoll
+  registration and a loop turn per connection); the socket is closed at once instead, as
+  Twisted itself does when the write side is already shut.
 - Closing a TLS transport: Twisted's TLS layer starts its close only once no producer is
   registered, and then waits for the peer's own close_notify before it closes the socket, so
   a client that never answers (or never reads) would hold the connection for ever.  RFC 8446
@@ -18,9 +22,10 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from twisted.internet import tcp
+from twisted.internet import main, tcp
 from twisted.internet.interfaces import IAddress
 from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
 
 
 class Transport(Protocol):
@@ -95,6 +100,14 @@ def close_transport(transport: Any) -> None:
             # our close_notify is written to it (or the handshake never finished, and
             # there is nothing to say): close the socket once it has gone out
             lower.loseConnection()
+    elif (isinstance(transport, tcp.Connection) and transport.connected
+          and not transport.disconnecting and not transport.dataBuffer
+          and not transport._tempDataBuffer):
+        # nothing unsent: what Twisted's loseConnection does once its buffer is found empty
+        # (the socket shut down and closed, the protocol told), without waiting for a turn
+        transport.stopReading()
+        transport.stopWriting()
+        transport.connectionLost(Failure(main.CONNECTION_DONE))
     else:
         transport.loseConnection()
 
