@@ -19,8 +19,10 @@ standard input closes or says anything, closes them and prints ``DONE``.
 ``broadcast``: opens N listeners on ``--path`` (each must say ``joined`` first: it is in the
 group) and one publisher on ``--publish-path``; prints ``START``; then the publisher sends
 numbered messages, ``--in-flight`` at a time, each followed by the next once every
-listener has received it, for D seconds; prints ``RESULT``: the deliveries, their rate and
-the delay from the publisher's send to each listener's receipt.  Every listener must get
+listener has received it, for D seconds; prints ``RESULT``: the deliveries up to the moment
+the last whole message reached every listener, their rate over that time (so a message half
+delivered when the time is up neither counts in part nor is lost), and the delay from the
+publisher's send to each listener's receipt.  Every listener must get
 every message, in order: a gap or a repeat is an error.
 
     python bench/wsload.py echo --port 8000 --connections 50 --duration 5
@@ -211,6 +213,12 @@ class Board:
         self.received: dict[int, int] = {}  # message number -> listeners that have it
         self.next = 0
         self.completed = 0  # messages every listener has
+        # the measured deliveries of complete messages, and when the last one completed: the
+        # rate counts whole broadcasts only (one still arriving when the time is up would
+        # otherwise count in part, or not at all)
+        self.complete_deliveries = 0
+        self.last_complete_at = 0.0
+        self.measured = 0  # messages completed while measuring
         self.first_done = asyncio.get_running_loop().create_future()
 
     def publish(self) -> None:
@@ -235,6 +243,10 @@ class Board:
             return
         del self.received[number], self.sent_at[number]
         self.completed += 1
+        if stats.running:
+            self.measured += 1
+            self.complete_deliveries = stats.round_trips
+            self.last_complete_at = time.monotonic()
         if not self.first_done.done():
             self.first_done.set_result(None)
         if stats.running:
@@ -304,16 +316,16 @@ async def broadcast(args: argparse.Namespace) -> dict:
         board.publish()
     await asyncio.sleep(args.duration)  # the measuring interval itself
     stats.running = False
-    elapsed = time.monotonic() - started
+    elapsed = board.last_complete_at - started if board.last_complete_at else 0.0
     cpu = time.process_time() - started_cpu
     for client in [*listeners, board.publisher]:
         client.transport.close()
     latencies = sorted(stats.latencies)
     return {
-        "deliveries": stats.round_trips,
-        "broadcasts": board.completed - 1,
+        "deliveries": board.complete_deliveries,
+        "broadcasts": board.measured,
         "seconds": elapsed,
-        "rate": stats.round_trips / elapsed,
+        "rate": board.complete_deliveries / elapsed if elapsed else 0.0,
         "p50_ms": percentile(latencies, 0.50) if latencies else None,
         "p99_ms": percentile(latencies, 0.99) if latencies else None,
         "errors": stats.errors,
