@@ -18,7 +18,7 @@ from .certs import make_certificate
 PROBE = textwrap.dedent("""
     import json, os, socket, ssl, sys, threading
     from twisted.internet import reactor, protocol, ssl as tssl
-    from django_daphne.protocols.transport import close_transport, is_tls, make_writer
+    from django_daphne.protocols.transport import addresses, close_transport, is_tls, make_writer
 
     mode, key, cert = sys.argv[1], sys.argv[2], sys.argv[3]
     found = {}
@@ -35,6 +35,9 @@ PROBE = textwrap.dedent("""
             t = self.transport
             write = make_writer(t)
             found["tls"] = is_tls(t)
+            peer, host = t.getPeer(), t.getHost()
+            found["addresses"] = addresses(t)
+            found["twisted_addresses"] = [[peer.host, peer.port], [host.host, host.port]]
             found["own_writer"] = write != t.write
             if mode == "tcp":
                 write(b"small")  # nothing queued: it goes out now, nothing is held
@@ -133,6 +136,9 @@ def test_tcp_writes_go_straight_to_the_socket_and_stay_in_order(tmp_path):
     assert found["received_in_order"] is True
     assert found["eof"] is True
     assert found["lost_at_once"] is False  # the queue went out first
+    # read from the socket, the same as Twisted's address objects say
+    assert found["addresses"] == found["twisted_addresses"]
+    assert found["addresses"][1][0] == "127.0.0.1"
     assert found["lost_reason"] == "ConnectionDone"
 
 
@@ -148,6 +154,7 @@ def test_tls_close_ends_the_socket_without_the_peers_close_notify(tmp_path):
     found = probe("tls", tmp_path)
     assert found["tls"] is True
     assert found["own_writer"] is False  # TLS writes go through its transport
+    assert found["addresses"] == found["twisted_addresses"]
     assert found["received_in_order"] is True
     assert found["eof"] is True
     # the client never sent its own close_notify: Twisted alone would wait for it with the

@@ -22,10 +22,9 @@ from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
-from ..asgi.scope import address, server_address
 from .http1 import HTTP1Handler
 from .interfaces import PAUSE_APP, PAUSE_WRITES, Handler
-from .transport import Transport, close_transport, make_writer
+from .transport import Transport, addresses, close_transport, make_writer
 
 if TYPE_CHECKING:
     from ..server.state import ServerState
@@ -76,8 +75,7 @@ class Connection(Protocol):
         transport = self.transport
         server = self.server
         self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
-        self.client = address(transport.getPeer())
-        self.server_addr = server_address(transport.getHost())
+        self.client, self.server_addr = addresses(transport)
         try:
             transport.setTcpNoDelay(True)
         except (AttributeError, OSError):

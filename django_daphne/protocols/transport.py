@@ -6,6 +6,9 @@ release changes what these functions rely on.
 - A direct write to the socket of a plain TCP or UNIX transport while Twisted holds nothing
   unsent: Twisted's ``write`` always waits for the next writable event (an epoll
   registration, a loop turn and a deregistration per response).
+- The addresses of an IPv4 TCP connection, from what Twisted stored at accept and from the
+  socket, without the two address objects (attrs classes) Twisted's ``getPeer`` and
+  ``getHost`` build on every call.
 - Closing a plain TCP or UNIX transport that holds nothing unsent: Twisted's
   ``loseConnection`` waits for the next writable event to find its buffer empty (an epoll
   registration and a loop turn per connection); the socket is closed at once instead, as
@@ -23,9 +26,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet import main, tcp
+from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IAddress
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
+
+from ..asgi.scope import address, server_address
 
 
 class Transport(Protocol):
@@ -86,6 +92,18 @@ def make_writer(transport: Any) -> Callable[[bytes], None]:
         queue(data)
 
     return write_now
+
+
+def addresses(transport: Any) -> tuple[list[Any] | None, list[Any] | None]:
+    """The client's and the server's address as ASGI's ``[host, port]`` (see
+    :func:`..asgi.scope.address`), read straight from an IPv4 TCP transport; any other
+    (IPv6, whose scoped hosts Twisted rewrites; UNIX, whose transport is a subclass; TLS)
+    through Twisted's own calls."""
+    if type(transport) is tcp.Server and transport._addressType is IPv4Address:
+        client = transport.client
+        host, port = transport.socket.getsockname()
+        return [client[0], client[1]], [host, port]
+    return address(transport.getPeer()), server_address(transport.getHost())
 
 
 def close_transport(transport: Any) -> None:
