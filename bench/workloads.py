@@ -329,27 +329,40 @@ def run_wsload_echo(ctx: Context, server: ServerProcess, connections: int = 50,
     """Echo round trips for the duration, every echo checked; CPU over wsload's interval."""
     proc = _wsload(ctx, server, "echo", "--connections", str(connections),
                    "--duration", str(seconds or ctx.seconds))
-    _wsload_line(proc, "START ", "opening its connections")  # every handshake done
-    meter = Meter(server)
-    result = _wsload_line(proc, "RESULT ", "echo")
-    cpu = meter.stop(load_cpu_seconds=result["cpu_seconds"])
-    proc.communicate(timeout=30)
+    result, cpu = _wsload_run(proc, server, "opening its connections", "echo")
     if result["mismatch"]:
         raise RuntimeError(f"{server.spec.label} answered a WebSocket message wrongly: "
                            f"{result['mismatch']}")
     if not result["round_trips"]:
         raise RuntimeError(f"{server.spec.label}: no echo came back ({result['errors']})")
+    return _wsload_measurement(server, result, cpu, result["round_trips"])
+
+
+def _wsload_run(proc: subprocess.Popen, server: ServerProcess, opening: str, what: str
+                ) -> tuple[dict, dict]:
+    """wsload's RESULT, and the CPU shares over its measured interval (from its START)."""
+    _wsload_line(proc, "START ", opening)
+    meter = Meter(server)
+    result = _wsload_line(proc, "RESULT ", what)
+    cpu = meter.stop(load_cpu_seconds=result["cpu_seconds"])
+    proc.communicate(timeout=60)
+    return result, cpu
+
+
+def _wsload_measurement(server: ServerProcess, result: dict, cpu: dict, count: int,
+                        **extra: float) -> Measurement:
     return Measurement(
         value=result["rate"],
         p50_ms=result["p50_ms"],
         p99_ms=result["p99_ms"],
-        requests=result["round_trips"],
+        requests=count,
         errors=result["errors"],
         load_cpu=cpu["load_cpu"],
         server_cpu=cpu["server_cpu"],
         other_cpu=cpu["other_cpu"],
         rss_mib=server.rss_bytes() / MIB,
         generator="wsload",
+        extra=extra,
     )
 
 
@@ -442,27 +455,13 @@ def ws_broadcast(ctx: Context, server: ServerProcess) -> Measurement:
     proc = _wsload(ctx, server, "broadcast", "--connections", str(BROADCAST_LISTENERS),
                    "--path", "/ws/broadcast/", "--publish-path", "/ws/publish/",
                    "--duration", str(ctx.seconds), "--timeout", "60")
-    _wsload_line(proc, "START ", f"joining {BROADCAST_LISTENERS:,} listeners to the group")
-    meter = Meter(server)
-    result = _wsload_line(proc, "RESULT ", "broadcast")
-    cpu = meter.stop(load_cpu_seconds=result["cpu_seconds"])
-    proc.communicate(timeout=60)
+    result, cpu = _wsload_run(
+        proc, server, f"joining {BROADCAST_LISTENERS:,} listeners to the group", "broadcast")
     if not result["deliveries"]:
         raise RuntimeError(f"{server.spec.label}: no broadcast reached every listener "
                            f"({result['errors']})")
-    return Measurement(
-        value=result["rate"],
-        p50_ms=result["p50_ms"],
-        p99_ms=result["p99_ms"],
-        requests=result["deliveries"],
-        errors=result["errors"],
-        load_cpu=cpu["load_cpu"],
-        server_cpu=cpu["server_cpu"],
-        other_cpu=cpu["other_cpu"],
-        rss_mib=server.rss_bytes() / MIB,
-        generator="wsload",
-        extra={"broadcasts": result["broadcasts"] / result["seconds"]},
-    )
+    return _wsload_measurement(server, result, cpu, result["deliveries"],
+                               broadcasts=result["broadcasts"] / result["seconds"])
 
 
 BROADCAST_NOTE = (
