@@ -50,7 +50,7 @@ def test_plain_asyncio_loop_on_request():
 
 
 DIRECT = """
-import os, socket, sys, tempfile
+import os, tempfile
 from django_daphne.server.reactor import install
 reactor = install("{loop}")
 from twisted.internet import protocol
@@ -60,6 +60,13 @@ from twisted.python import log
 errors = []
 log.addObserver(lambda event: event.get("isError") and errors.append(event))
 events = []
+lost = []
+
+
+def count_lost(who):
+    lost.append(who)
+    if len(lost) == 2:  # the server's connection and the client's
+        reactor.stop()
 
 
 class Echo(protocol.Protocol):
@@ -70,10 +77,22 @@ class Echo(protocol.Protocol):
 
     def connectionLost(self, reason):
         events.append(("lost", reason.type.__name__))
+        count_lost("server")
 
 
-factory = protocol.Factory.forProtocol(Echo)
-port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+class Client(protocol.Protocol):
+    def connectionMade(self):
+        self.transport.write(b"hello")
+
+    def dataReceived(self, data):
+        events.append(("echo", data))
+        self.transport.write(b"boom")
+
+    def connectionLost(self, reason):
+        count_lost("client")
+
+
+port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
 
 
 class FileReader(FileDescriptor):
@@ -88,30 +107,7 @@ class FileReader(FileDescriptor):
     def doRead(self):
         events.append(("file", os.read(self.fd, 100)))
         self.stopReading()
-        reactor.callLater(0, client)
-
-
-def client():
-    sock = socket.create_connection(("127.0.0.1", port.getHost().port))
-    sock.setblocking(False)
-    def step():
-        sock.sendall(b"hello")
-        reactor.callLater(0.05, read)
-    def read():
-        try:
-            events.append(("echo", sock.recv(100)))
-        except BlockingIOError:
-            reactor.callLater(0.05, read)
-            return
-        sock.sendall(b"boom")
-        reactor.callLater(0.05, done)
-    def done():
-        if not any(e[0] == "lost" for e in events):
-            reactor.callLater(0.05, done)
-            return
-        sock.close()
-        reactor.stop()
-    step()
+        protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", port.getHost().port)
 
 
 with tempfile.NamedTemporaryFile() as f:

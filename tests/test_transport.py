@@ -13,6 +13,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from .certs import make_certificate
 
 PROBE = textwrap.dedent("""
@@ -35,9 +37,10 @@ PROBE = textwrap.dedent("""
             t = self.transport
             write = make_writer(t)
             found["tls"] = is_tls(t)
-            peer, host = t.getPeer(), t.getHost()
             found["addresses"] = addresses(t)
-            found["twisted_addresses"] = [[peer.host, peer.port], [host.host, host.port]]
+            if mode != "unix-close":
+                peer, host = t.getPeer(), t.getHost()
+                found["twisted_addresses"] = [[peer.host, peer.port], [host.host, host.port]]
             found["own_writer"] = write != t.write
             if mode == "tcp":
                 write(b"small")  # nothing queued: it goes out now, nothing is held
@@ -47,7 +50,7 @@ PROBE = textwrap.dedent("""
                 write(b"END")  # behind what is queued, not before it
                 close_transport(t)  # once the queue has gone out
                 found["lost_at_once"] = self.lost
-            elif mode == "tcp-close":
+            elif mode in ("tcp-close", "unix-close"):
                 write(b"small")
                 close_transport(t)  # nothing held: closed now, not a loop turn later
                 found["lost_at_once"] = self.lost
@@ -65,7 +68,10 @@ PROBE = textwrap.dedent("""
         def stopProducing(self): pass
 
     factory = protocol.Factory.forProtocol(Probe)
-    if mode != "tls":
+    if mode == "unix-close":
+        path = os.path.join(os.path.dirname(key), "probe.sock")
+        port = reactor.listenUNIX(path, factory)
+    elif mode != "tls":
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     else:
         options = tssl.DefaultOpenSSLContextFactory(key, cert)
@@ -80,7 +86,12 @@ PROBE = textwrap.dedent("""
             reactor.callFromThread(reactor.stop)
 
     def read_all():
-        raw = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=20)
+        if mode == "unix-close":
+            raw = socket.socket(socket.AF_UNIX)
+            raw.settimeout(20)
+            raw.connect(path)
+        else:
+            raw = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=20)
         sock = raw
         if mode == "tls":
             context = ssl.create_default_context()
@@ -111,7 +122,7 @@ PROBE = textwrap.dedent("""
         data = b"".join(chunks)
         found["received_in_order"] = (
             data == b"small" + BIG + b"END" if mode == "tcp" else
-            data == b"small" if mode == "tcp-close" else data == b"hello over tls")
+            data == b"small" if mode.endswith("-close") else data == b"hello over tls")
 
     threading.Thread(target=client, daemon=True).start()
     reactor.run(installSignalHandlers=False)
@@ -142,12 +153,15 @@ def test_tcp_writes_go_straight_to_the_socket_and_stay_in_order(tmp_path):
     assert found["lost_reason"] == "ConnectionDone"
 
 
-def test_tcp_close_with_nothing_held_is_immediate_and_orderly(tmp_path):
-    found = probe("tcp-close", tmp_path)
+@pytest.mark.parametrize("mode", ["tcp-close", "unix-close"])
+def test_close_with_nothing_held_is_immediate_and_orderly(tmp_path, mode):
+    found = probe(mode, tmp_path)
     assert found["lost_at_once"] is True, "the close waited for the reactor"
     assert found["lost_reason"] == "ConnectionDone"
     assert found["received_in_order"] is True
     assert found["eof"] is True  # a FIN after the data, not a reset
+    if mode == "unix-close":
+        assert found["addresses"] == [None, [found["addresses"][1][0], None]]
 
 
 def test_tls_close_ends_the_socket_without_the_peers_close_notify(tmp_path):

@@ -18,7 +18,8 @@ about fifteen calls and a cffi masking object; the lean path, a few operations.
 
 Every place that reaches into autobahn is in this module, each with its reason; written
 against autobahn 23.1 to 26.11 (``tests/test_ws_conformance.py`` walks the Autobahn
-test suite's cases over it, with the lean path and without).
+test suite's cases over it; ``tests/test_websocket_framing.py`` holds the lean path to
+autobahn's answers, byte for byte).
 """
 
 from __future__ import annotations
