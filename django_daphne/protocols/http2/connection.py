@@ -2,9 +2,10 @@
 ways, and the bounds on what a client can make the server do.
 
 The pieces: :mod:`.validation` (what a request may hold), :mod:`.stream` (the wire of one
-stream), :mod:`.flow` (windows, and writes of h2's output), :mod:`.guards` (the frame walk
-before h2, flood counters), :mod:`.h2_workarounds` (where h2's public API is not enough),
-:mod:`.websocket` (WebSocket over a stream, RFC 8441).  Like HTTP/1.1, this knows framing
+stream), :mod:`.flow` (windows, and the writes), :mod:`.guards` (the frame walk before h2,
+flood counters), :mod:`.lean` and :mod:`.frames` (the common request served beside h2),
+:mod:`.h2_workarounds` (where h2's public API is not enough), :mod:`.websocket`
+(WebSocket over a stream, RFC 8441).  Like HTTP/1.1, this knows framing
 and nothing of ASGI messages.
 """
 
@@ -22,14 +23,17 @@ from h2.errors import ErrorCodes
 from ...asgi.errors import Refusal, error_page
 from ...asgi.http import DONE, START, HTTPStream, build_scope
 from .flow import FlowControl
+from .frames import rst_stream
 from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen
 from .h2_workarounds import (
     cap_encoder_table,
     graceful_goaway,
     inbound_window,
+    lean_stream_reset,
     new_connection,
     stream_closed,
 )
+from .lean import LeanPath
 from .stream import H2Stream
 from .validation import HOP_BY_HOP, malformed, read_request
 
@@ -43,6 +47,8 @@ logger = logging.getLogger("django_daphne.http2")
 
 class HTTP2Handler:
     """HTTP/2 on one connection: h2's events in, one stream per request."""
+
+    LEAN = True  # serve the common request beside h2 (see .lean); off only to compare
 
     def __init__(self, conn: Connection, upgrade: tuple[RequestHead, bytes] | None = None
                  ) -> None:
@@ -61,8 +67,10 @@ class HTTP2Handler:
         self.draining: dict[H2Stream, float] = {}
         self.last_stream_id = 0
         self.flow = FlowControl(self)
+        self.lean = LeanPath(self)
         self.screen = FrameScreen(config.http2_max_frame_size,
-                                  config.http2_max_header_list_size)
+                                  config.http2_max_header_list_size,
+                                  self.lean if self.LEAN else None)
         self.guard = FloodGuard(server.clock, max(100, 2 * config.http2_max_concurrent_streams))
         self.h2 = new_connection(config, None if upgrade is None else upgrade[1])
         # A stream whose application does not read holds back up to its own window of the
@@ -90,13 +98,23 @@ class HTTP2Handler:
         except FrameError as exc:
             logger.info("HTTP/2 client %s sent %s; closing the connection",
                         self.conn.client, exc.reason)
-            self._terminate(exc.code)
+            self.terminate(exc.code)
             return
+        if data:
+            self.to_h2(data)
+        if self.closed:
+            return
+        if goaway is not None:
+            self._client_goaway(goaway)
+        self.flow.flush()
+
+    def to_h2(self, data: bytes) -> None:
+        """Bytes through h2, and what its events ask of the streams."""
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             logger.info("HTTP/2 protocol error from %s: %s", self.conn.client, exc)
-            self._terminate(None)  # h2 has written its GOAWAY
+            self.terminate(None)  # h2 has written its GOAWAY
             return
         in_headers = None  # the priority carried by the last HEADERS: not a frame of its own
         event: Any  # dispatched on its exact type, which mypy does not narrow through ``kind``
@@ -106,7 +124,7 @@ class HTTP2Handler:
                 self._data(event)
             elif kind is h2.events.RequestReceived:
                 in_headers = event.priority_updated
-                self._request(event)
+                self.request(event.stream_id, event.headers, event.stream_ended is not None)
             elif kind is h2.events.StreamEnded:
                 self._body_ended(event.stream_id)
             elif kind is h2.events.WindowUpdated:
@@ -132,8 +150,15 @@ class HTTP2Handler:
             elif kind is h2.events.RemoteSettingsChanged:
                 self._count_control_frame()
                 cap_encoder_table(self.h2)
-                if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                self.lean.offering = True
+                window = event.changed_settings.get(
+                    h2.settings.SettingCodes.INITIAL_WINDOW_SIZE)
+                if window is not None:
                     # every stream's send window moved, with no WINDOW_UPDATE to say so
+                    if not self.lean.settings_changed(window.new_value
+                                                      - window.original_value):
+                        self.terminate(ErrorCodes.FLOW_CONTROL_ERROR)
+                        return
                     self.flow.window_opened(0)
             elif kind is h2.events.PriorityUpdated:
                 if event is not in_headers:
@@ -142,9 +167,6 @@ class HTTP2Handler:
                 self._count_control_frame()
             if self.closed:
                 return
-        if goaway is not None:
-            self._client_goaway(goaway)
-        self.flow.flush()
 
     def _client_goaway(self, code: int) -> None:
         """The client goes away: after an error at once, else once the streams it opened
@@ -183,43 +205,48 @@ class HTTP2Handler:
         closed a stream we had already answered, no frame may go on that stream any more
         (RFC 9113 5.1), and the error is the connection's (5.4.1 lets it be)."""
         if stream_closed(self.h2, stream_id):
-            self._terminate(ErrorCodes.PROTOCOL_ERROR)
+            self.terminate(ErrorCodes.PROTOCOL_ERROR)
         else:
             self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
 
-    def _request(self, event: Any) -> None:
-        stream_id = event.stream_id
+    def stream_limit_reached(self) -> bool:
+        """Whether SETTINGS_MAX_CONCURRENT_STREAMS streams are open, counting the
+        applications of streams the client reset that still run."""
+        limit = self.config.http2_max_concurrent_streams
+        if len(self.streams) + len(self.orphans) < limit:
+            return False
+        self.orphans = [s for s in self.orphans if s.task is not None and not s.task.done()]
+        return len(self.streams) + len(self.orphans) >= limit
+
+    def request(self, stream_id: int, fields: list[tuple[bytes, bytes]], ended: bool,
+                lean: bool = False) -> None:
+        """A HEADERS frame opened a stream (``lean``: one h2 never hears of)."""
         self.last_stream_id = max(self.last_stream_id, stream_id)
         if self.shutting_down:
-            self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
             return
-        limit = self.config.http2_max_concurrent_streams
-        if len(self.streams) + len(self.orphans) >= limit:
-            # applications of streams the client reset may still run: they count too
-            self.orphans = [s for s in self.orphans if s.task is not None and not s.task.done()]
-            if len(self.streams) + len(self.orphans) >= limit:
-                self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
-                # a client that keeps opening streams over the limit is one that resets
-                self._count_reset()
-                return
-        ended = event.stream_ended is not None
+        if self.stream_limit_reached():
+            self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
+            # a client that keeps opening streams over the limit is one that resets
+            self._count_reset()
+            return
         try:
-            request = read_request(event.headers, ended, self.config.http2_websocket)
+            request = read_request(fields, ended, self.config.http2_websocket)
         except Refusal as exc:
             if exc.status:
-                self._refuse(stream_id, ended, exc.reason, exc.status)
+                self._refuse(stream_id, ended, exc.reason, exc.status, lean=lean)
             else:
-                self._malformed_request(stream_id, exc.reason)
+                self._malformed_request(stream_id, exc.reason, lean)
             return
         if request.protocol is not None:
             self._start_websocket(stream_id, request.scheme, request.path, request.headers)
         else:
             self._start_stream(stream_id, request.method, request.scheme, request.path,
-                               request.headers, ended, request.length)
+                               request.headers, ended, request.length, lean)
 
     def _start_stream(self, stream_id: int, method: bytes, scheme: bytes | None,
                       path: bytes, headers: list[tuple[bytes, bytes]], ended: bool,
-                      length: bytes | None = None) -> None:
+                      length: bytes | None = None, lean: bool = False) -> None:
         conn = self.conn
         try:
             scope = build_scope(
@@ -228,10 +255,10 @@ class HTTP2Handler:
                 path, headers, conn.client, conn.server_addr, True, method,
             )
         except Refusal as exc:
-            self._refuse(stream_id, ended, exc.reason, exc.status)
+            self._refuse(stream_id, ended, exc.reason, exc.status, lean=lean)
             return
         scope["extensions"] = {"http.response.trailers": {}}
-        wire = H2Stream(self, stream_id, method == b"HEAD")
+        wire = H2Stream(self, stream_id, method == b"HEAD", lean)
         wire.body_ended = ended
         if length is not None:
             wire.length_left = int(length)
@@ -269,21 +296,21 @@ class HTTP2Handler:
         self.tunnels.discard(tunnel)
         self.tunnel_deadline_changed()
 
-    def _malformed_request(self, stream_id: int, reason: str) -> None:
+    def _malformed_request(self, stream_id: int, reason: str, lean: bool = False) -> None:
         """A malformed request (RFC 9113 8.1.1) is a stream error of type PROTOCOL_ERROR: the
         stream is reset, the application never sees it, the other streams go on.  Resets a
         client provokes this way count with its own (the "MadeYouReset" flood)."""
         logger.info("Reset HTTP/2 stream %d of %s: malformed request (%s)", stream_id,
                     self.conn.client, reason)
-        self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR, lean)
         self._count_reset()
 
     def _refuse(self, stream_id: int, ended: bool, reason: str, status: int = 400,
-                headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+                headers: Iterable[tuple[bytes, bytes]] = (), lean: bool = False) -> None:
         """Answer a malformed request (RFC 9113 8.1.1 allows a response) without an app."""
         logger.info("Refused an HTTP/2 request from %s: %d %s", self.conn.client, status,
                     reason)
-        wire = H2Stream(self, stream_id, False)
+        wire = H2Stream(self, stream_id, False, lean)
         wire.body_ended = ended
         self.streams[stream_id] = wire
         fields, body = error_page(status, reason)
@@ -318,6 +345,22 @@ class HTTP2Handler:
         else:
             self.flow.acknowledge(event.stream_id, size)
 
+    def lean_stream_reset(self, wire: H2Stream) -> None:
+        """The client reset a lean stream."""
+        del self.streams[wire.stream_id]
+        lean_stream_reset(self.h2, wire.stream_id, sent=False)
+        self._drop(wire)
+        self._count_reset()
+        self.update_deadline()
+
+    def lean_stream_ended(self, stream_id: int) -> None:
+        """A lean stream ends in a stream error h2 writes the RST_STREAM of."""
+        wire = self.streams.pop(stream_id)
+        lean_stream_reset(self.h2, stream_id, sent=True)
+        self._drop(wire)
+        self._count_reset()
+        self.update_deadline()
+
     def _stream_reset(self, event: h2.events.StreamReset) -> None:
         wire = self.streams.pop(event.stream_id, None)
         if wire is not None:
@@ -346,21 +389,28 @@ class HTTP2Handler:
             logger.warning("HTTP/2 client %s reset or was refused %d streams within a "
                            "second; closing the connection", self.conn.client,
                            self.guard.resets)
-            self._terminate(ErrorCodes.ENHANCE_YOUR_CALM)
+            self.terminate(ErrorCodes.ENHANCE_YOUR_CALM)
 
     def _count_control_frame(self) -> None:
         if self.guard.control_frame(self.server.clock) and not self.closed:
             logger.warning("HTTP/2 client %s sent over %d control frames within a second; "
                            "closing the connection", self.conn.client,
                            CONTROL_FRAMES_PER_SECOND)
-            self._terminate(ErrorCodes.ENHANCE_YOUR_CALM)
+            self.terminate(ErrorCodes.ENHANCE_YOUR_CALM)
 
-    def reset(self, stream_id: int, code: int) -> None:
+    def reset(self, stream_id: int, code: int, lean: bool = False) -> None:
+        """RST_STREAM on a stream (``lean``: one not yet in ``streams`` is lean)."""
         wire = self.streams.pop(stream_id, None)
-        try:
-            self.h2.reset_stream(stream_id, code)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            pass
+        if wire is not None:
+            lean = wire.lean
+        if not lean:
+            try:
+                self.h2.reset_stream(stream_id, code)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                pass
+        elif wire is None or not wire.ended:  # (once ended, it is closed: no frame more)
+            self.flow.write_lean(rst_stream(stream_id, code))
+            lean_stream_reset(self.h2, stream_id, sent=True)
         if wire is not None:
             self._drop(wire)
         self.flow.flush()
@@ -437,7 +487,7 @@ class HTTP2Handler:
                 deadline = due
         self.conn.deadline = deadline
 
-    def _terminate(self, code: int | None) -> None:
+    def terminate(self, code: int | None) -> None:
         """A connection error: GOAWAY with ``code`` (None: h2 has written its own), then
         close; the applications of the streams still open hear the disconnect."""
         if code is not None:

@@ -2,11 +2,14 @@
 
 :class:`FrameScreen` reads each frame header before h2 sees the bytes, and ends the
 connection for what h2 would buffer first and refuse later (or refuse with the wrong
-code); :class:`FloodGuard` counts, per second, the resets a client causes and the control
+code); it also offers the frames a lean stream may take (:mod:`.lean`) before h2 sees
+them.  :class:`FloodGuard` counts, per second, the resets a client causes and the control
 frames it sends (rapid reset, CVE-2023-44487; "MadeYouReset"; PING and SETTINGS floods).
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from h2.errors import ErrorCodes
 
@@ -14,8 +17,34 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # more than this many control frames (PING, SETTINGS, empty DATA, PRIORITY, ...) a second
 CONTROL_FRAMES_PER_SECOND = 1000
 
-_HEADERS, _SETTINGS, _GOAWAY, _CONTINUATION = 0x1, 0x4, 0x7, 0x9
+_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _GOAWAY, _WINDOW_UPDATE, _CONTINUATION = \
+    0x0, 0x1, 0x3, 0x4, 0x7, 0x8, 0x9
 _END_HEADERS, _ACK = 0x4, 0x1
+_REQUEST_IN_ONE_FRAME = 0x5  # END_STREAM | END_HEADERS
+
+
+class Router(Protocol):
+    """Where the frame walk hands bytes, in order: h2's, or a lean stream's frames."""
+
+    offering: bool  # whether frames are offered at all (not before the client's SETTINGS)
+
+    @property
+    def closed(self) -> bool:
+        """The connection ended: the walk stops."""
+
+    def deliver(self, data: bytes) -> None:
+        """Bytes for h2, before a frame that is offered next."""
+
+    def offer(self, kind: int, flags: int, stream_id: int, data: bytes, start: int,
+              end: int) -> bool:
+        """A whole frame, ``data[start:end]``; True if it was taken (h2 never sees it)."""
+
+    def lean_open(self, stream_id: int) -> bool:
+        """Whether a DATA or HEADERS frame on this stream is one h2 must answer for a
+        lean stream (a STREAM_CLOSED stream error); ``end_lean`` is called next."""
+
+    def end_lean(self, stream_id: int) -> None:
+        """The lean stream ends: h2 answers the frame that follows."""
 
 
 class FrameError(Exception):
@@ -40,22 +69,36 @@ class FrameScreen:
       announced (ENHANCE_YOUR_CALM): h2 gathers up to 64 frames, each as large as a frame
       may be, before decoding any of it;
     - a SETTINGS acknowledgement with a payload: FRAME_SIZE_ERROR (RFC 9113 6.5), where h2
-      says PROTOCOL_ERROR.
+      says PROTOCOL_ERROR;
+    - a CONTINUATION frame that continues no header block: PROTOCOL_ERROR (RFC 9113 6.10),
+      where h2's answer depends on the state of the stream it names.
 
     GOAWAY: h2 takes a client's GOAWAY for the end of the connection and refuses to send
     anything more, but the client still waits for the responses of the streams it opened
     (RFC 9113 6.8): the handler finishes those first, so h2 never sees it.
+
+    With a ``router``, a HEADERS frame that holds a whole request (END_STREAM and
+    END_HEADERS), and a RST_STREAM or WINDOW_UPDATE on a stream, are offered to it whole
+    (held back until all of the frame is in), outside any header block, after the bytes
+    before them went to h2: what the router does with a frame always follows what h2 did
+    with the frames before it.  A DATA or HEADERS frame it declines on a stream it has
+    open ends that stream before h2 sees the frame.
     """
 
-    __slots__ = ("max_frame_size", "max_header_block", "preface", "skip", "held", "block")
+    __slots__ = ("max_frame_size", "max_header_block", "preface", "skip", "held", "block",
+                 "in_block", "router")
 
-    def __init__(self, max_frame_size: int, max_header_block: int) -> None:
+    def __init__(self, max_frame_size: int, max_header_block: int,
+                 router: Router | None = None) -> None:
         self.max_frame_size = max_frame_size
         self.max_header_block = max_header_block
         self.preface = PREFACE  # what of the client's preface is still to come
         self.skip = len(PREFACE)  # payload bytes (the preface first) passed on, still due
-        self.held = b""  # held back until a frame header, or a whole GOAWAY, is in
+        self.held = b""  # held back until a frame header, a whole GOAWAY, or a whole
+        # offered frame is in
         self.block = 0  # the size so far of a header block that continues
+        self.in_block = False  # a header block continues (CONTINUATION is due)
+        self.router = router
 
     def screen(self, data: bytes) -> tuple[bytes, int | None]:
         """The bytes for h2, and the error code of a GOAWAY taken out of them (or None)."""
@@ -78,6 +121,8 @@ class FrameScreen:
         code = None
         kept = []
         start = 0
+        router = self.router
+        offering = router is not None and router.offering
         while pos < size:
             if size - pos < 9:  # the header's end is still to come
                 self.held = data[pos:]
@@ -89,7 +134,40 @@ class FrameScreen:
                 raise FrameError(ErrorCodes.FRAME_SIZE_ERROR,
                                  "a frame of %d bytes (the limit is %d)"
                                  % (length, self.max_frame_size))
+            if offering and router is not None and not self.in_block and kind <= 0x8:
+                stream_id = int.from_bytes(data[pos + 5:pos + 9], "big") & 0x7FFFFFFF
+                if not stream_id:
+                    pass
+                elif (kind == _HEADERS and data[pos + 4] & _REQUEST_IN_ONE_FRAME
+                      == _REQUEST_IN_ONE_FRAME) or (
+                          length == 4 and (kind == _RST_STREAM or kind == _WINDOW_UPDATE)):
+                    if end > size:  # offered whole or not at all
+                        self.held = data[pos:]
+                        break
+                    if start < pos:
+                        router.deliver(data[start:pos])
+                        start = pos
+                    if router.closed:
+                        return b"", None
+                    if router.offer(kind, data[pos + 4], stream_id, data, pos, end):
+                        start = end
+                        if router.closed:
+                            return b"", None
+                        pos = end
+                        continue
+                    offering = router.offering
+                if (kind == _DATA or kind == _HEADERS) and router.lean_open(stream_id):
+                    if start < pos:
+                        router.deliver(data[start:pos])
+                        start = pos
+                    if router.closed:
+                        return b"", None
+                    router.end_lean(stream_id)
             if kind == _HEADERS or kind == _CONTINUATION:
+                if kind == _CONTINUATION and not self.in_block:
+                    # RFC 9113 6.10, on whatever stream (h2 answers by the stream's state)
+                    raise FrameError(ErrorCodes.PROTOCOL_ERROR,
+                                     "a CONTINUATION frame outside a header block")
                 flags = data[pos + 4]
                 block = length + self.block if kind == _CONTINUATION else length
                 if block > self.max_header_block and not (
@@ -99,6 +177,7 @@ class FrameScreen:
                     raise FrameError(ErrorCodes.ENHANCE_YOUR_CALM,
                                      "a header block over %d bytes" % self.max_header_block)
                 self.block = 0 if flags & _END_HEADERS else block
+                self.in_block = not flags & _END_HEADERS
             elif kind == _SETTINGS and data[pos + 4] & _ACK and length:
                 raise FrameError(ErrorCodes.FRAME_SIZE_ERROR,
                                  "a SETTINGS acknowledgement with a payload")

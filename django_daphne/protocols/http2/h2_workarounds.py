@@ -22,6 +22,15 @@ that breaks one fails there, by name, before anything subtler does.
   would let a connection's memory grow with every distinct header value sent.
 - A graceful GOAWAY is written by hand: h2's ``close_connection`` would refuse to send
   anything after it, and the streams in flight still have their responses to finish.
+- Lean streams (:mod:`.lean`), which h2 never sees, are entered in h2's record of the
+  connection: the highest stream id (``highest_inbound_stream_id``), its record of closed
+  streams (``_closed_streams``: closed by the client's END_STREAM when one opens, by a
+  reset when one is reset), and the connection's send window
+  (``outbound_flow_control_window``) their DATA spends.  Their header blocks are decoded
+  by h2's HPACK decoder (``conn.decoder``), and the encoder's pending table size update
+  (``encoder.header_table.resized``) is read before a lean block is written.  The first
+  lean stream moves h2's connection state machine out of IDLE, as h2's first HEADERS
+  would.
 """
 
 from __future__ import annotations
@@ -34,11 +43,14 @@ import h2.connection
 import h2.exceptions
 import h2.settings
 import h2.stream
+from h2.connection import ConnectionInputs, ConnectionState
 from h2.errors import ErrorCodes
-from hpack.exceptions import HPACKError
+from h2.stream import StreamClosedBy
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import GoAwayFrame
 
 from ...server.config import Config
+from .guards import FrameError
 
 _BASE64URL = re.compile(rb"[A-Za-z0-9_-]*=*").fullmatch
 # what h2 turns into a ProtocolError when a field block does not decode
@@ -149,3 +161,55 @@ def graceful_goaway(last_stream_id: int) -> bytes:
     """A GOAWAY(NO_ERROR) naming the last stream taken, for h2 not to know of."""
     return GoAwayFrame(0, last_stream_id=last_stream_id,
                        error_code=ErrorCodes.NO_ERROR).serialize()
+
+
+# -- what lean streams (see the module docstring) enter in h2's record of the connection
+
+
+def open_lean_stream(conn: h2.connection.H2Connection, stream_id: int) -> None:
+    """A lean stream opens: h2 takes its id as the highest the client used (a lower one
+    later is refused), and knows it as closed by the client's END_STREAM (a DATA or
+    HEADERS frame on it is a STREAM_CLOSED error, as on a stream of h2's own)."""
+    conn.highest_inbound_stream_id = stream_id
+    conn._closed_streams[stream_id] = StreamClosedBy.RECV_END_STREAM
+    if conn.state_machine.state is ConnectionState.IDLE:
+        # what h2's own first HEADERS does: the connection is open from now on
+        conn.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+
+
+def lean_stream_reset(conn: h2.connection.H2Connection, stream_id: int, sent: bool
+                      ) -> None:
+    """A lean stream was reset, by us (``sent``) or by the client: frames still on their
+    way on it are answered as h2 answers them on a stream reset."""
+    conn._closed_streams[stream_id] = (
+        StreamClosedBy.SEND_RST_STREAM if sent else StreamClosedBy.RECV_RST_STREAM)
+
+
+def closed_by_end(conn: h2.connection.H2Connection, stream_id: int) -> bool:
+    """Whether h2 holds the stream as closed by END_STREAM and no longer has it open."""
+    return stream_id not in conn.streams and conn._closed_streams.get(stream_id) in (
+        StreamClosedBy.RECV_END_STREAM, StreamClosedBy.SEND_END_STREAM)
+
+
+def spend_connection_window(conn: h2.connection.H2Connection, size: int) -> None:
+    """DATA of a lean stream went out: the connection's send window shrinks by it."""
+    conn.outbound_flow_control_window -= size
+
+
+def owes_table_resize(conn: h2.connection.H2Connection) -> bool:
+    """Whether the next header block must begin with a dynamic table size update (RFC
+    7541 4.2), which h2's encoder writes."""
+    return bool(conn.encoder.header_table.resized)
+
+
+def decode_block(conn: h2.connection.H2Connection, block: bytes) -> list[tuple[bytes, bytes]]:
+    """A lean request's header block, decoded by h2's decoder; FrameError with the code
+    h2 would have ended the connection with (the decoder's table is then out of step)."""
+    try:
+        return conn.decoder.decode(block, raw=True)  # type: ignore[return-value]
+    except OversizedHeaderListError as exc:
+        raise FrameError(ErrorCodes.ENHANCE_YOUR_CALM,
+                         "a header list over the size we announced") from exc
+    except _DECODING_ERRORS as exc:
+        raise FrameError(ErrorCodes.COMPRESSION_ERROR,
+                         "a header block that does not decode (%s)" % exc) from exc

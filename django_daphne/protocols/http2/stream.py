@@ -39,11 +39,12 @@ class H2Stream:
     __slots__ = (
         "http2", "stream_id", "stream", "is_head", "start", "pending", "end_after",
         "trailers", "ended", "paused", "unacked", "waiters", "body_ended", "length_left",
-        "replaced",
+        "replaced", "lean", "window",
     )
     tunnel = False  # a WebSocket stream (RFC 8441), whose wire is a subclass
 
-    def __init__(self, http2: HTTP2Handler, stream_id: int, is_head: bool) -> None:
+    def __init__(self, http2: HTTP2Handler, stream_id: int, is_head: bool,
+                 lean: bool = False) -> None:
         self.http2 = http2
         self.stream_id = stream_id
         # the ASGI stream (an H2Tunnel for a WebSocket): None for a refused request
@@ -60,6 +61,9 @@ class H2Stream:
         self.body_ended = False  # the client ended its side of the stream
         self.length_left: int | None = None  # of the request's content-length, if it had one
         self.replaced = False  # the application's response could not go out: a 500 went
+        # a stream h2 never hears of (see .lean), and then its send window, kept here
+        self.lean = lean
+        self.window = http2.h2.remote_settings.initial_window_size if lean else 0
 
     # -- reading: the window reopens only as the application takes the body
 
@@ -119,6 +123,11 @@ class H2Stream:
 
     def _send_headers(self, fields: list[tuple[bytes, bytes]], end_stream: bool) -> None:
         http2 = self.http2
+        if self.lean:
+            http2.flow.lean_headers(self, fields, end_stream)
+            if end_stream:
+                self.ended = True
+            return
         try:
             http2.h2.send_headers(self.stream_id, fields, end_stream=end_stream)
         except h2.exceptions.ProtocolError as exc:
