@@ -9,13 +9,29 @@ import h2.connection
 import h2.events
 import h2.settings
 import h2.stream
+import pytest
 from h2.errors import ErrorCodes
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, SettingsFrame
+from hpack import Encoder
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 
+from django_daphne.protocols.http2.guards import FrameError
 from django_daphne.protocols.http2.h2_workarounds import (
     cap_encoder_table,
+    decode_block,
     graceful_goaway,
+    lean_stream_reset,
     new_connection,
+    open_lean_stream,
+    owes_table_resize,
+    spend_connection_window,
     valid_upgrade_settings,
 )
 from django_daphne.server.config import Config
@@ -130,3 +146,97 @@ def test_upgrade_settings_h2_takes_or_refuses():
     assert not valid_upgrade_settings(b"AAMAAABk!")  # not base64url
     assert not valid_upgrade_settings(b"AAMAAAB")  # not whole 6-byte settings
     assert not valid_upgrade_settings(b"AAIAAAAC")  # ENABLE_PUSH of 2: out of range
+
+
+# -- lean streams: h2 never sees them, but keeps the connection's record of them
+
+
+def handshaken() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
+    """A server connection that has read the client's preface and SETTINGS, as when the
+    handler starts taking lean streams, and that client."""
+    conn, peer = server(), client()
+    conn.receive_data(peer.data_to_send())
+    conn.data_to_send()
+    return conn, peer
+
+
+def test_a_lean_stream_opens_the_connection_and_takes_its_stream_id():
+    conn, peer = handshaken()
+    open_lean_stream(conn, 5)
+    assert conn.highest_inbound_stream_id == 5
+    assert conn.state_machine.state is not h2.connection.ConnectionState.IDLE
+    # a lower stream id is refused as for a stream of h2's own (RFC 9113 5.1.1)
+    with pytest.raises(h2.exceptions.ProtocolError):
+        conn.receive_data(HeadersFrame(3, data=Encoder().encode(REQUEST),
+                                       flags=["END_HEADERS"]).serialize())
+
+
+def test_a_lean_stream_that_ended_is_closed_to_h2():
+    """Once answered, a HEADERS on it is what it is on a closed stream of h2's own."""
+    conn, _ = handshaken()
+    open_lean_stream(conn, 5)
+    with pytest.raises(h2.exceptions.StreamClosedError):
+        conn.receive_data(HeadersFrame(5, data=Encoder().encode(REQUEST),
+                                       flags=["END_HEADERS", "END_STREAM"]).serialize())
+
+
+def test_data_on_a_lean_stream_that_ended_is_answered_by_h2():
+    """A lean stream still answering is entered as reset by us when the client sends DATA
+    on it (see LeanPath.end_lean): h2 answers RST_STREAM(STREAM_CLOSED), the connection
+    goes on, and the DATA's bytes are given back to the connection's window."""
+    conn, _ = handshaken()
+    open_lean_stream(conn, 1)
+    lean_stream_reset(conn, 1, sent=True)
+    conn.receive_data(b"".join(DataFrame(1, data=b"x" * 16000).serialize()
+                               for _ in range(3)))
+    sent = frames(conn.data_to_send())
+    resets = {(f.stream_id, f.error_code) for f in sent if isinstance(f, RstStreamFrame)}
+    assert resets == {(1, ErrorCodes.STREAM_CLOSED)}
+    given = sum(f.window_increment for f in sent
+                if isinstance(f, WindowUpdateFrame) and f.stream_id == 0)
+    assert given >= 32000  # (h2 gives back a window once half of it is spent)
+
+
+def test_headers_on_a_lean_stream_reset_are_decoded_then_refused():
+    conn, _ = handshaken()
+    encoder = Encoder()
+    open_lean_stream(conn, 1)
+    lean_stream_reset(conn, 1, sent=False)
+    conn.receive_data(HeadersFrame(1, data=encoder.encode([(b"x-new", b"1")]),
+                                   flags=["END_HEADERS", "END_STREAM"]).serialize())
+    resets = [f for f in frames(conn.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(1, ErrorCodes.STREAM_CLOSED)]
+    # the block went into the decoder's table: the next block may refer to it
+    assert decode_block(conn, encoder.encode([(b"x-new", b"1")])) == [(b"x-new", b"1")]
+
+
+def test_lean_data_spends_the_connections_window():
+    conn, peer = handshaken()
+    peer.send_headers(1, REQUEST, end_stream=True)
+    conn.receive_data(peer.data_to_send())
+    window = conn.local_flow_control_window(1)
+    spend_connection_window(conn, window - 10)
+    assert conn.local_flow_control_window(1) == 10
+
+
+def test_a_pending_table_size_update_is_seen_and_written_by_h2s_encoder():
+    conn, peer = handshaken()
+    assert not owes_table_resize(conn)
+    peer.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 0})
+    conn.receive_data(peer.data_to_send())
+    assert owes_table_resize(conn)
+    block = conn.encoder.encode([(b":status", b"200")])
+    assert block[0] & 0xE0 == 0x20  # a dynamic table size update (RFC 7541 6.3) first
+    assert not owes_table_resize(conn)
+
+
+def test_a_lean_block_is_decoded_by_h2s_decoder_with_h2s_errors():
+    conn, _ = handshaken()
+    assert decode_block(conn, Encoder().encode(REQUEST)) == REQUEST
+    with pytest.raises(FrameError) as bad:
+        decode_block(conn, b"\xff\xff\xff\xff\x0f")
+    assert bad.value.code == ErrorCodes.COMPRESSION_ERROR
+    small = server(http2_max_header_list_size=1024)
+    with pytest.raises(FrameError) as big:
+        decode_block(small, Encoder().encode([(b"x-big", b"v" * 2000)]))
+    assert big.value.code == ErrorCodes.ENHANCE_YOUR_CALM

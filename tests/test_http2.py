@@ -23,6 +23,7 @@ from hyperframe.frame import (
     HeadersFrame,
     PingFrame,
     SettingsFrame,
+    WindowUpdateFrame,
 )
 
 from tests.certs import make_certificate
@@ -971,6 +972,84 @@ def test_goaway_is_found_however_the_bytes_are_split():
                     codes.append(code)
             assert b"".join(passed) == before + after, (first, second)
             assert codes == [5] and state.held == b"" and state.skip == 0, (first, second)
+
+
+class RecordingRouter:
+    """A lean path that takes every request HEADERS, and RST_STREAM and WINDOW_UPDATE on
+    the streams it took; it writes down what the frame walk hands it, in order."""
+
+    offering = True
+    closed = False
+
+    def __init__(self) -> None:
+        self.log: list[tuple] = []
+        self.open: set[int] = set()
+
+    def deliver(self, data: bytes) -> None:
+        self.log.append(("h2", data))
+
+    def offer(self, kind, flags, stream_id, data, start, end) -> bool:
+        self.log.append(("offer", kind, stream_id, data[start:end]))
+        if kind == 1:
+            self.open.add(stream_id)
+            return True
+        return stream_id in self.open
+
+    def lean_open(self, stream_id: int) -> bool:
+        return stream_id in self.open
+
+    def end_lean(self, stream_id: int) -> None:
+        self.log.append(("end", stream_id))
+        self.open.discard(stream_id)
+
+
+def test_lean_frames_are_offered_whole_and_in_order_however_the_bytes_are_split():
+    """The frame walk's offers to the lean path, fed every way the bytes could arrive: each
+    offered frame whole, after every byte before it went to h2; the frames taken never
+    reach h2; a DATA frame on a stream the lean path holds ends it before h2 sees it."""
+    from django_daphne.protocols.http2.guards import FrameScreen
+
+    lean_request = HeadersFrame(1, data=b"r" * 20, flags=["END_HEADERS", "END_STREAM"])
+    window = WindowUpdateFrame(1, window_increment=1000).serialize()
+    with_body = HeadersFrame(3, data=b"h" * 30, flags=["END_HEADERS"]).serialize()
+    body = DataFrame(3, data=b"d" * 50).serialize()
+    declined = WindowUpdateFrame(3, window_increment=5).serialize()
+    stray = DataFrame(1, data=b"x" * 10).serialize()
+    ping = PingFrame(0, opaque_data=b"12345678").serialize()
+    start = PREFACE + SettingsFrame(0).serialize()
+    wire = (start + lean_request.serialize() + window + with_body + body + declined + stray
+            + ping)
+    to_h2 = start + with_body + body + declined + stray + ping
+    offers = [("offer", 1, 1, lean_request.serialize()), ("offer", 8, 1, window),
+              ("offer", 8, 3, declined)]
+    for first in range(len(wire) + 1):
+        for second in (first, min(first + 5, len(wire)), min(first + 33, len(wire))):
+            router = RecordingRouter()
+            screen = FrameScreen(16384, 65536, router)
+            for piece in (wire[:first], wire[first:second], wire[second:]):
+                rest, code = screen.screen(piece)
+                assert code is None
+                router.deliver(rest)
+            passed = b"".join(e[1] for e in router.log if e[0] == "h2")
+            assert passed == to_h2, (first, second)
+            assert [e for e in router.log if e[0] == "offer"] == offers, (first, second)
+            ended = [i for i, e in enumerate(router.log) if e[0] == "end"]
+            assert [router.log[i] for i in ended] == [("end", 1)]
+            # ended before the stray DATA went to h2, after everything before it had
+            before = b"".join(e[1] for e in router.log[:ended[0]] if e[0] == "h2")
+            assert before == start + with_body + body + declined, (first, second)
+
+
+def test_a_continuation_outside_a_header_block_ends_the_connection():
+    """RFC 9113 6.10, whatever the state of the stream it names."""
+    from django_daphne.protocols.http2.guards import FrameError, FrameScreen
+
+    screen = FrameScreen(16384, 65536)
+    screen.screen(PREFACE + SettingsFrame(0).serialize()
+                  + HeadersFrame(1, data=b"h", flags=["END_HEADERS"]).serialize())
+    with pytest.raises(FrameError) as error:
+        screen.screen(ContinuationFrame(1, data=b"c", flags=["END_HEADERS"]).serialize())
+    assert error.value.code == ErrorCodes.PROTOCOL_ERROR
 
 
 def test_graceful_shutdown_goaway_and_inflight_stream_finishes(start_server):

@@ -1103,3 +1103,115 @@ def test_malformed_ending_of_a_stream_already_answered_is_a_connection_error(ope
     client.h2.send_headers(sid, [(b":path", b"/other")], end_stream=True)
     client.flush()
     assert_connection_error(client, ErrorCodes.PROTOCOL_ERROR)
+
+
+# -- lean streams beside h2 (see django_daphne/protocols/http2/lean.py)
+#
+# A request in one HEADERS frame is served without h2; one with a body through h2.  Both
+# kinds on one connection: the frames, windows and HPACK contexts of the two stay one.
+
+
+def header_blocks(client: H2Client) -> list[tuple[int, bytes]]:
+    """Every header block the server sent, in order, with its stream."""
+    blocks: list[tuple[int, bytes]] = []
+    for f in client.sock.frames:
+        if type(f).__name__ == "HeadersFrame":
+            blocks.append((f.stream_id, f.data))
+        elif isinstance(f, ContinuationFrame):
+            blocks[-1] = (f.stream_id, blocks[-1][1] + f.data)
+    return blocks
+
+
+def test_lean_and_h2_responses_interleave_on_one_hpack_context(open_client):
+    """GETs (lean: static table and literals only) and POSTs with bodies (h2's encoder,
+    which indexes into the dynamic table) in flight together: every block decodes in the
+    order it was sent, the lean ones leave the table as they found it."""
+    from hpack import Decoder
+
+    client = open_client()
+    streams = {}
+    for n in range(6):
+        if n % 2:
+            sid = client.request(f"/echo?n={n}", method="POST", body=b"x" * n)
+        else:
+            sid = client.request(f"/echo?n={n}")
+        streams[sid] = "POST" if n % 2 else "GET"
+    for sid, method in streams.items():
+        response = client.response(sid)
+        assert response.status == 200 and client.error is None
+        assert json.loads(bytes(response.body))["method"] == method
+    decoder = Decoder()
+    grew = {}
+    for sid, block in header_blocks(client):
+        before = len(decoder.header_table.dynamic_entries)
+        fields = decoder.decode(block, raw=True)
+        assert fields[0] == (b":status", b"200")
+        grew[sid] = len(decoder.header_table.dynamic_entries) > before
+    assert not any(grew[sid] for sid, method in streams.items() if method == "GET")
+    assert grew[min(s for s, m in streams.items() if m == "POST")]
+
+
+def test_a_table_size_change_starts_the_next_block_even_a_lean_one(open_client):
+    """RFC 7541 4.2: once the client lowered SETTINGS_HEADER_TABLE_SIZE (and the server
+    acknowledged it), the next header block begins with a dynamic table size update, though
+    the block is a lean stream's, which never uses the table."""
+    client = open_client()
+    posted = client.request("/echo", method="POST", body=b"fill the table")
+    assert client.response(posted).status == 200
+    acks = len([f for f in client.sock.frames if is_settings_ack(f)])
+    client.raw(SettingsFrame(0, settings={SETTINGS.HEADER_TABLE_SIZE: 0}))
+    client.wait(lambda: len([f for f in client.sock.frames if is_settings_ack(f)]) > acks,
+                what="the SETTINGS ACK")
+    client.h2.decoder.header_table_size = 0  # (as h2 would, on its own SETTINGS' ACK)
+    lean = client.request("/echo")
+    assert client.response(lean).status == 200 and client.error is None
+    [first] = [block for sid, block in header_blocks(client) if sid == lean]
+    assert first[0] & 0xE0 == 0x20 and first[0] & 0x1F == 0  # size update to 0, first
+    again = client.request("/echo")
+    assert client.response(again).status == 200
+    [second] = [block for sid, block in header_blocks(client) if sid == again]
+    assert second[0] & 0xE0 != 0x20
+
+
+@pytest.mark.parametrize("flags", [["PADDED"], ["PRIORITY"], ["PADDED", "PRIORITY"]])
+def test_a_request_with_padding_or_priority_in_one_frame_is_served(open_client, flags):
+    client = open_client()
+    sid, [headers] = open_stream(client, request_fields())
+    for flag in flags:
+        headers.flags.add(flag)
+    if "PADDED" in flags:  # (hyperframe writes the padding with or without the flag)
+        headers.pad_length = 17
+    headers.depends_on, headers.stream_weight = 0, 200
+    client.raw(headers)
+    assert scope_headers(client.response(sid))
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_rst_stream_after_the_response_ended_is_ignored(open_client, method):
+    """RFC 9113 5.1: RST_STREAM may arrive for a while after END_STREAM went (a client
+    cancels as the response completes); the connection goes on, for a lean stream (GET)
+    as for one of h2's (POST), also once h2 has forgotten it (when another stream opens)."""
+    client = open_client()
+    body = b"b" if method == "POST" else None
+    done = client.request("/echo", method=method, body=body)
+    assert client.response(done).status == 200
+    later = client.request("/echo", method=method, body=body)
+    assert client.response(later).status == 200
+    client.raw(RstStreamFrame(done, error_code=ErrorCodes.CANCEL))
+    ping(client)
+    assert client.response(client.request("/echo")).status == 200
+    assert client.goaway is None and not frames_on(client, RstStreamFrame, done)
+
+
+def test_a_lean_request_split_across_reads_is_served(open_client):
+    """A HEADERS frame whose end is still to come is held until it is whole."""
+    client = open_client()
+    for cut in (4, 12, -1):
+        sid, [headers] = open_stream(client, request_fields("/echo?split"))
+        data = headers.serialize()
+        client.raw(data[:cut])
+        # a round trip on another connection lets the server read the first part alone
+        other = open_client()
+        assert other.response(other.request("/echo")).status == 200
+        client.raw(data[cut:])
+        assert client.response(sid).status == 200

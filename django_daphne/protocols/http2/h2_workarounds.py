@@ -185,12 +185,6 @@ def lean_stream_reset(conn: h2.connection.H2Connection, stream_id: int, sent: bo
         StreamClosedBy.SEND_RST_STREAM if sent else StreamClosedBy.RECV_RST_STREAM)
 
 
-def closed_by_end(conn: h2.connection.H2Connection, stream_id: int) -> bool:
-    """Whether h2 holds the stream as closed by END_STREAM and no longer has it open."""
-    return stream_id not in conn.streams and conn._closed_streams.get(stream_id) in (
-        StreamClosedBy.RECV_END_STREAM, StreamClosedBy.SEND_END_STREAM)
-
-
 def spend_connection_window(conn: h2.connection.H2Connection, size: int) -> None:
     """DATA of a lean stream went out: the connection's send window shrinks by it."""
     conn.outbound_flow_control_window -= size

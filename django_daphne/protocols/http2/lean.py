@@ -28,7 +28,7 @@ from h2.errors import ErrorCodes
 
 from .frames import HEADERS, RST_STREAM
 from .guards import FrameError
-from .h2_workarounds import closed_by_end, decode_block, open_lean_stream
+from .h2_workarounds import decode_block, open_lean_stream
 
 if TYPE_CHECKING:
     from .connection import HTTP2Handler
@@ -73,9 +73,7 @@ class LeanPath:
         wire = http2.streams.get(stream_id)
         value = int.from_bytes(data[start + 9:end], "big")
         if wire is None or not wire.lean:
-            # RFC 9113 5.1: RST_STREAM may come for a short while after END_STREAM went;
-            # h2 would end the connection for it once it has forgotten its own stream
-            return kind == RST_STREAM and closed_by_end(http2.h2, stream_id)
+            return False  # h2's stream, or one closed: h2 knows what to do
         if kind == RST_STREAM:
             http2.lean_stream_reset(wire)
             return True
