@@ -240,3 +240,25 @@ def test_a_lean_block_is_decoded_by_h2s_decoder_with_h2s_errors():
     with pytest.raises(FrameError) as big:
         decode_block(small, Encoder().encode([(b"x-big", b"v" * 2000)]))
     assert big.value.code == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_a_block_of_indexed_fields_is_read_from_the_decoders_table():
+    """What a client sends for a request it repeats: every field indexed, static or
+    dynamic.  Read from the table, it gives what hpack's decoder gives, and its errors."""
+    conn, _ = handshaken()
+    encoder = Encoder()
+    fields = [*REQUEST, (b"user-agent", b"test/1"), (b"accept", b"*/*")]
+    assert decode_block(conn, encoder.encode(fields)) == fields  # (literals: via hpack)
+    repeated = encoder.encode(fields)
+    assert min(repeated) > 0x80 and max(repeated) < 0xFF  # indexed, one byte each
+    assert decode_block(conn, repeated) == fields
+    with pytest.raises(FrameError) as bad:
+        decode_block(conn, bytes([0x80 | 120]))  # an index past both tables
+    assert bad.value.code == ErrorCodes.COMPRESSION_ERROR
+    small = server(http2_max_header_list_size=1024)
+    encoder = Encoder()
+    big = [(b"x-big", b"v" * 600)]
+    decode_block(small, encoder.encode(big))
+    with pytest.raises(FrameError) as over:
+        decode_block(small, encoder.encode(big + big))  # 2 x 637 bytes, indexed
+    assert over.value.code == ErrorCodes.ENHANCE_YOUR_CALM

@@ -468,6 +468,9 @@ class HTTP2Handler:
         the next keepalive check of a WebSocket stream, whichever comes first."""
         if self.closed or self.conn.closed:
             return  # a closing connection's deadline is its cut-off
+        if self.streams and not (self.flow.blocked or self.draining or self.tunnels):
+            self.conn.deadline = None  # (the common case, for every stream opened or done)
+            return
         if self.streams:
             deadline = min(self.flow.blocked.values()) + self.config.send_timeout \
                 if self.flow.blocked else None

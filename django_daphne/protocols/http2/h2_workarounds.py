@@ -27,7 +27,8 @@ that breaks one fails there, by name, before anything subtler does.
   streams (``_closed_streams``: closed by the client's END_STREAM when one opens, by a
   reset when one is reset), and the connection's send window
   (``outbound_flow_control_window``) their DATA spends.  Their header blocks are decoded
-  by h2's HPACK decoder (``conn.decoder``), and the encoder's pending table size update
+  by h2's HPACK decoder (``conn.decoder``; a block of indexed fields alone is read from
+  its table), and the encoder's pending table size update
   (``encoder.header_table.resized``) is read before a lean block is written.  The first
   lean stream moves h2's connection state machine out of IDLE, as h2's first HEADERS
   would.
@@ -198,9 +199,26 @@ def owes_table_resize(conn: h2.connection.H2Connection) -> bool:
 
 def decode_block(conn: h2.connection.H2Connection, block: bytes) -> list[tuple[bytes, bytes]]:
     """A lean request's header block, decoded by h2's decoder; FrameError with the code
-    h2 would have ended the connection with (the decoder's table is then out of step)."""
+    h2 would have ended the connection with (the decoder's table is then out of step).
+
+    A block of one-byte indexed fields only (RFC 7541 6.1: indexes 1 to 126), which is
+    what a client sends for a request it repeats, is read straight from the decoder's
+    table (``header_table.get_by_index``): it changes nothing in the table, and hpack's
+    decoder would spend most of a request's decoding time on it field by field."""
+    decoder = conn.decoder
+    if block and min(block) > 0x80 and max(block) < 0xFF:
+        table = decoder.header_table
+        try:
+            fields = [table.get_by_index(byte & 0x7F) for byte in block]
+        except HPACKError as exc:
+            raise FrameError(ErrorCodes.COMPRESSION_ERROR,
+                             "a header block that does not decode (%s)" % exc) from exc
+        if sum(len(n) + len(v) + 32 for n, v in fields) > decoder.max_header_list_size:
+            raise FrameError(ErrorCodes.ENHANCE_YOUR_CALM,
+                             "a header list over the size we announced")
+        return fields
     try:
-        return conn.decoder.decode(block, raw=True)  # type: ignore[return-value]
+        return decoder.decode(block, raw=True)  # type: ignore[return-value]
     except OversizedHeaderListError as exc:
         raise FrameError(ErrorCodes.ENHANCE_YOUR_CALM,
                          "a header list over the size we announced") from exc
