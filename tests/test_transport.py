@@ -26,6 +26,16 @@ PROBE = textwrap.dedent("""
     found = {}
     BIG = bytes(range(256)) * 40000  # 10 MB: far more than the socket buffers take
 
+    class Recorder:  # the transport's socket, with the calls that end it written down
+
+        def __init__(self, sock):
+            self.sock = sock
+
+        def __getattr__(self, name):
+            if name in ("shutdown", "close"):
+                found.setdefault("socket_calls", []).append(name)
+            return getattr(self.sock, name)
+
     class Probe(protocol.Protocol):
         lost = False
 
@@ -52,6 +62,7 @@ PROBE = textwrap.dedent("""
                 found["lost_at_once"] = self.lost
             elif mode in ("tcp-close", "unix-close"):
                 write(b"small")
+                t.socket = Recorder(t.socket)
                 close_transport(t)  # nothing held: closed now, not a loop turn later
                 found["lost_at_once"] = self.lost
             else:
@@ -160,6 +171,7 @@ def test_close_with_nothing_held_is_immediate_and_orderly(tmp_path, mode):
     assert found["lost_reason"] == "ConnectionDone"
     assert found["received_in_order"] is True
     assert found["eof"] is True  # a FIN after the data, not a reset
+    assert found["socket_calls"] == ["close"]  # no shutdown first: one system call less
     if mode == "unix-close":
         assert found["addresses"] == [None, [found["addresses"][1][0], None]]
 
