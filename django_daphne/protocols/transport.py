@@ -67,14 +67,22 @@ class Transport(Protocol):
     def abortConnection(self) -> None: ...  # noqa: N802
 
 
+# whether a transport class is one make_writer can write past (decided once per class)
+_DIRECT: dict[type, bool] = {}
+
+
 def make_writer(transport: Any) -> Callable[[bytes], None]:
     """The function a connection writes through.  For a plain TCP or UNIX transport it
     sends straight to the socket while Twisted holds nothing unsent before it, and queues
     what the socket does not take (or all of it) through the transport, in order; for TLS
     (and anything else) it is the transport's own write.  (isinstance, not hasattr: a TLS
     wrapper forwards attributes to the TCP transport under it.)"""
-    if not (isinstance(transport, tcp.Connection) and hasattr(transport, "_tempDataBuffer")
-            and hasattr(transport, "dataBuffer")):
+    kind = type(transport)
+    direct = _DIRECT.get(kind)
+    if direct is None:
+        direct = _DIRECT[kind] = (isinstance(transport, tcp.Connection) and hasattr(
+            transport, "_tempDataBuffer") and hasattr(transport, "dataBuffer"))
+    if not direct:
         write: Callable[[bytes], None] = transport.write
         return write
     sock: socket.socket = transport.socket

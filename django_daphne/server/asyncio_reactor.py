@@ -5,7 +5,9 @@ read the legacy log's context (the protocol's logPrefix, copied into a new conte
 set and restored) is built for messages logged through ``twisted.python.log``, which
 nothing here logs through.  The handler, ``_readOrWrite``, catches and logs what a read or
 write raises itself.  Anything the loop refuses to watch (a regular file, which epoll
-cannot) goes through Twisted's own registration and its fallbacks.
+cannot) goes through Twisted's own registration and its fallbacks.  A registration ends
+with the file descriptor it was made with, in one dictionary lookup (Twisted's looks the
+reader up three times and asks it for its descriptor again), on every connection's close.
 """
 
 from __future__ import annotations
@@ -39,3 +41,17 @@ class DirectAsyncioReactor(AsyncioSelectorReactor):
             super().addWriter(writer)  # type: ignore[no-untyped-call]
             return
         self._writers[writer] = fd
+
+    def removeReader(self, reader: Any) -> None:  # noqa: N802 - Twisted's name
+        fd = self._readers.pop(reader, None)
+        if fd is not None:
+            self._asyncioEventloop.remove_reader(fd)
+        elif self._continuousPolling.isReading(reader):
+            self._continuousPolling.removeReader(reader)
+
+    def removeWriter(self, writer: Any) -> None:  # noqa: N802 - Twisted's name
+        fd = self._writers.pop(writer, None)
+        if fd is not None:
+            self._asyncioEventloop.remove_writer(fd)
+        elif self._continuousPolling.isWriting(writer):
+            self._continuousPolling.removeWriter(writer)
