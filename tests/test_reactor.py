@@ -130,3 +130,57 @@ def test_direct_reads_serve_sockets_files_and_errors(loop):
     assert out.stdout.strip() == (
         "DirectAsyncioReactor [('file', b'from a file'), ('echo', b'hello'), "
         "('lost', 'ValueError')] ['raised while reading']"), out.stdout + out.stderr
+
+
+ADDRESSES = """
+import socket
+from django_daphne.server.reactor import install
+reactor = install("uvloop")
+from twisted.internet import protocol
+from twisted.internet.ssl import CertificateOptions
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+seen = {}
+
+
+class Recorder(protocol.Factory):
+    def __init__(self, name, takes_no_address):
+        self.name = name
+        self.takes_no_address = takes_no_address
+
+    def buildProtocol(self, addr):
+        seen[self.name] = type(addr).__name__
+        if len(seen) == 4:
+            reactor.callLater(0, reactor.stop)
+        return protocol.Protocol()
+
+
+ports = {
+    "own": reactor.listenTCP(0, Recorder("own", True), interface="127.0.0.1"),
+    "other": reactor.listenTCP(0, Recorder("other", False), interface="127.0.0.1"),
+    "own under TLS": reactor.listenTCP(0, TLSMemoryBIOFactory(
+        CertificateOptions(), False, Recorder("own under TLS", True)), interface="127.0.0.1"),
+}
+bound = socket.socket()
+bound.bind(("127.0.0.1", 0))
+bound.listen()
+bound.setblocking(False)
+ports["own, adopted"] = reactor.adoptStreamPort(
+    bound.fileno(), socket.AF_INET, Recorder("own, adopted", True))
+for port in ports.values():
+    socket.create_connection(("127.0.0.1", port.getHost().port)).close()
+reactor.run()
+print(sorted(seen.items()))
+"""
+
+
+def test_the_servers_own_factories_get_no_address_object():
+    """Twisted's ports build an address object per accepted connection for the factory;
+    the reactor's skip it for a factory that declares it takes none (the server's own,
+    also under TLS and on an adopted socket), and only for such a factory."""
+    out = subprocess.run([sys.executable, "-c", ADDRESSES], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (
+        "[('other', 'IPv4Address'), ('own', 'NoneType'), ('own under TLS', 'NoneType'), "
+        "('own, adopted', 'NoneType')]"), out.stdout + out.stderr

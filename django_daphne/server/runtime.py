@@ -53,6 +53,10 @@ class ConnectionFactory(Factory):
         http1 = [b"http/1.1", b"http/1.0"]
         return [b"h2", *http1] if self.server.config.http2 else http1
 
+    # a Connection reads its addresses from its socket: the reactor's ports need not build
+    # an address object for buildProtocol (server/asyncio_reactor.py)
+    takes_no_address = True
+
     def buildProtocol(self, addr: Any) -> Connection:  # noqa: N802 - Twisted's name
         return Connection(self.server)
 
