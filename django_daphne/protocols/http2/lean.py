@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_daphne.http2")
 
 _PADDED, _PRIORITY = 0x8, 0x20
-_MAX_WINDOW = 2**31 - 1
+_MAX_WINDOW = _31_BITS = 2**31 - 1  # the largest window; a stream id's or increment's bits
 
 
 class LeanPath:
@@ -71,13 +71,12 @@ class LeanPath:
             return self._request(flags, stream_id, data, start, end)
         http2 = self.http2
         wire = http2.streams.get(stream_id)
-        value = int.from_bytes(data[start + 9:end], "big")
         if wire is None or not wire.lean:
             return False  # h2's stream, or one closed: h2 knows what to do
         if kind == RST_STREAM:
             http2.lean_stream_reset(wire)
             return True
-        increment = value & _MAX_WINDOW
+        increment = int.from_bytes(data[start + 9:end], "big") & _31_BITS
         if not increment:
             return False  # h2 ends the connection for it (PROTOCOL_ERROR)
         if wire.window + increment > _MAX_WINDOW:
@@ -106,7 +105,7 @@ class LeanPath:
             end -= data[at]
             at += 1
         if flags & _PRIORITY:
-            if end - at < 5 or int.from_bytes(data[at:at + 4], "big") & _MAX_WINDOW \
+            if end - at < 5 or int.from_bytes(data[at:at + 4], "big") & _31_BITS \
                     == stream_id:
                 return False  # h2 refuses it
             at += 5
