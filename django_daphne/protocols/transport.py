@@ -12,10 +12,11 @@ release changes what these functions rely on.
 - Closing a plain TCP or UNIX transport that holds nothing unsent: Twisted's
   ``loseConnection`` waits for the next writable event to find its buffer empty (an epoll
   registration and a loop turn per connection); the socket is closed at once instead, as
-  Twisted itself does when the write side is already shut, without the ``shutdown`` call
-  before ``close`` (Twisted's ``_shouldShutdown``: the socket is close-on-exec, so this
-  process alone holds it and ``close`` sends the FIN; one system call less per
-  connection), and with one reason object for every such close.
+  Twisted itself does when the write side is already shut, with one reason object for
+  every such close.  (Twisted's ``shutdown`` before ``close`` stays: without it, a
+  keep-alive client whose next request crossed the close got a reset now and then rather
+  than the end of the connection it may retry on, in tests/test_operations.py's reload
+  under load.)
 - Closing a TLS transport: Twisted's TLS layer starts its close only once no producer is
   registered, and then waits for the peer's own close_notify before it closes the socket, so
   a client that never answers (or never reads) would hold the connection for ever.  RFC 8446
@@ -139,7 +140,6 @@ def close_transport(transport: Any) -> None:
           and not transport._tempDataBuffer):
         # nothing unsent: what Twisted's loseConnection does once its buffer is found empty
         # (the socket closed, the protocol told), without waiting for a turn
-        transport._shouldShutdown = False
         transport.connectionLost(_CLOSED)
     else:
         transport.loseConnection()
