@@ -1040,6 +1040,54 @@ def test_lean_frames_are_offered_whole_and_in_order_however_the_bytes_are_split(
             assert before == start + with_body + body + declined, (first, second)
 
 
+def test_a_goaway_taken_out_does_not_reorder_what_h2_gets():
+    """With the lean path, h2's bytes go out as the walk goes: those before a client's
+    GOAWAY reach h2 before a lean frame after it is offered, and before the bytes after it
+    (a body split around them once reached the application out of order)."""
+    from django_daphne.protocols.http2.guards import FrameScreen
+
+    start = PREFACE + SettingsFrame(0).serialize()
+    with_body = HeadersFrame(1, data=b"h" * 30, flags=["END_HEADERS"]).serialize()
+    body = DataFrame(1, data=b"0123456789", flags=["END_STREAM"]).serialize()
+    goaway = GoAwayFrame(0, last_stream_id=0).serialize()
+    ping = PingFrame(0, opaque_data=b"12345678").serialize()
+    lean = HeadersFrame(3, data=b"r" * 20, flags=["END_HEADERS", "END_STREAM"]).serialize()
+    wire = start + with_body + body + goaway + ping + lean
+    for first in range(len(wire) + 1):
+        router = RecordingRouter()
+        screen = FrameScreen(16384, 65536, router)
+        for piece in (wire[:first], wire[first:]):
+            rest, _ = screen.screen(piece)
+            router.deliver(rest)
+        [offer] = [i for i, e in enumerate(router.log) if e[0] == "offer"]
+        before = b"".join(e[1] for e in router.log[:offer] if e[0] == "h2")
+        assert before == start + with_body + body + ping, first
+        assert b"".join(e[1] for e in router.log if e[0] == "h2") == before, first
+
+
+def test_a_lean_stream_that_h2s_bytes_finished_is_not_ended_again():
+    """A DATA frame on a lean stream ends it, unless the bytes h2 got just before (a
+    WINDOW_UPDATE that let its response finish, say) already closed it: then h2 alone
+    answers the frame."""
+    from django_daphne.protocols.http2.guards import FrameScreen
+
+    class Finishing(RecordingRouter):
+        def deliver(self, data: bytes) -> None:
+            super().deliver(data)
+            self.open.discard(1)  # the window those bytes opened let stream 1 finish
+
+    router = Finishing()
+    screen = FrameScreen(16384, 65536, router)
+    screen.screen(PREFACE + SettingsFrame(0).serialize())
+    rest, _ = screen.screen(
+        HeadersFrame(1, data=b"r", flags=["END_HEADERS", "END_STREAM"]).serialize())
+    assert router.open == {1} and rest == b""
+    stray = DataFrame(1, data=b"x").serialize()
+    rest, _ = screen.screen(WindowUpdateFrame(0, window_increment=100).serialize() + stray)
+    assert not [e for e in router.log if e[0] == "end"]
+    assert rest == stray  # h2's to answer
+
+
 def test_a_continuation_outside_a_header_block_ends_the_connection():
     """RFC 9113 6.10, whatever the state of the stream it names."""
     from django_daphne.protocols.http2.guards import FrameError, FrameScreen

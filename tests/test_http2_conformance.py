@@ -1215,3 +1215,38 @@ def test_a_lean_request_split_across_reads_is_served(open_client):
         assert other.response(other.request("/echo")).status == 200
         client.raw(data[cut:])
         assert client.response(sid).status == 200
+
+
+def test_data_on_a_lean_stream_just_finished_in_the_same_read(open_client):
+    """A lean response held back by the connection's window; one read brings the
+    WINDOW_UPDATE that lets it finish and a DATA frame on its stream: the response
+    completes, h2 answers the DATA on the now closed stream (STREAM_CLOSED), the
+    connection goes on.  (The server once crashed on it, the connection dropped.)"""
+    client = open_client(settings={SETTINGS.INITIAL_WINDOW_SIZE: 1 << 20}, auto_ack=False)
+    wait_frame(client, is_settings_ack, "the SETTINGS ACK")
+    sid = client.request("/big?size=100000&whole=1")
+    client.wait(lambda: client.received_data >= 65535, what="the connection's window")
+    client.h2.increment_flow_control_window(100000)  # (the client's h2 keeps count too)
+    client.raw(client.h2.data_to_send() + frame(DATA, 0, sid, b"x"))
+    client.wait(lambda: client.received_data == 100000, what="the rest of the response")
+    assert_stream_error(client, sid, ErrorCodes.STREAM_CLOSED)
+
+
+def test_a_client_goaway_keeps_the_order_of_the_frames_around_it(open_client):
+    """A body whose end arrives in the read that also brings a GOAWAY, a PING and a
+    request in one HEADERS frame: the application gets the body whole, the PING is
+    answered, and the request after the GOAWAY is served (the client still waits for it,
+    RFC 9113 6.8)."""
+    client = open_client()
+    posted, [headers] = open_stream(client, request_fields(method="POST"), end_stream=False)
+    body = frame(DATA, END_STREAM, posted, b"0123456789")
+    client.raw(headers.serialize() + body[:12])
+    other = open_client()  # a round trip elsewhere: the server reads the first part alone
+    assert other.response(other.request("/echo")).status == 200
+    lean, [request] = open_stream(client, request_fields())
+    client.raw(body[12:] + GoAwayFrame(0, last_stream_id=0).serialize()
+               + PingFrame(0, opaque_data=b"ordered!").serialize() + request.serialize())
+    assert json.loads(bytes(client.response(posted).body))["body"] == "0123456789"
+    wait_frame(client, lambda f: isinstance(f, PingFrame) and "ACK" in f.flags
+               and f.opaque_data == b"ordered!", "the PING ACK")
+    assert client.response(lean).status == 200

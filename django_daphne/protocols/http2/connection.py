@@ -355,7 +355,9 @@ class HTTP2Handler:
 
     def lean_stream_ended(self, stream_id: int) -> None:
         """A lean stream ends in a stream error h2 writes the RST_STREAM of."""
-        wire = self.streams.pop(stream_id)
+        wire = self.streams.pop(stream_id, None)
+        if wire is None:
+            return  # (already done: h2 answers as on any closed stream)
         lean_stream_reset(self.h2, stream_id, sent=True)
         self._drop(wire)
         self._count_reset()

@@ -160,9 +160,14 @@ class FrameScreen:
                     if start < pos:
                         router.deliver(data[start:pos])
                         start = pos
-                    if router.closed:
-                        return b"", None
-                    router.end_lean(stream_id)
+                        if router.closed:
+                            return b"", None
+                    # (what just went to h2 may have let the stream's response finish:
+                    # then it is closed, and h2 alone answers the frame)
+                    if router.lean_open(stream_id):
+                        router.end_lean(stream_id)
+                        if router.closed:
+                            return b"", None
             if kind == _HEADERS or kind == _CONTINUATION:
                 if kind == _CONTINUATION and not self.in_block:
                     # RFC 9113 6.10, on whatever stream (h2 answers by the stream's state)
@@ -186,7 +191,14 @@ class FrameScreen:
                     self.held = data[pos:]
                     break
                 code = int.from_bytes(data[pos + 13:pos + 17], "big")
-                kept.append(data[start:pos])
+                if router is None:
+                    kept.append(data[start:pos])
+                elif start < pos:
+                    # with a router, h2's bytes go out as the walk goes: these now, in
+                    # order with what it delivers next
+                    router.deliver(data[start:pos])
+                    if router.closed:
+                        return b"", None
                 start = end
             pos = end
         else:
