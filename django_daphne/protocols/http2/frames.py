@@ -1,4 +1,5 @@
-"""The frames a lean stream's response is written in, built without h2.
+"""The frames a lean stream's response is written in, built without h2 (and the frame
+types and flags the frame walk reads).
 
 A lean stream (see :mod:`.lean`) is one h2 never hears of, so its HEADERS, CONTINUATION,
 DATA and RST_STREAM frames are serialized here.  Its response header block is HPACK-encoded
@@ -16,8 +17,10 @@ import struct
 
 from hpack.table import HeaderTable
 
-DATA, HEADERS, RST_STREAM, CONTINUATION = 0x0, 0x1, 0x3, 0x9
-END_STREAM, END_HEADERS = 0x1, 0x4
+# frame types (RFC 9113 6), and flags
+DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY, WINDOW_UPDATE, CONTINUATION = \
+    0x0, 0x1, 0x3, 0x4, 0x7, 0x8, 0x9
+END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
 
 _frame_header = struct.Struct(">BHBBL").pack
 

@@ -13,14 +13,24 @@ from typing import Protocol
 
 from h2.errors import ErrorCodes
 
+from .frames import (
+    ACK,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    GOAWAY,
+    HEADERS,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+)
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # more than this many control frames (PING, SETTINGS, empty DATA, PRIORITY, ...) a second
 CONTROL_FRAMES_PER_SECOND = 1000
 
-_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _GOAWAY, _WINDOW_UPDATE, _CONTINUATION = \
-    0x0, 0x1, 0x3, 0x4, 0x7, 0x8, 0x9
-_END_HEADERS, _ACK = 0x4, 0x1
-_REQUEST_IN_ONE_FRAME = 0x5  # END_STREAM | END_HEADERS
+_REQUEST_IN_ONE_FRAME = END_STREAM | END_HEADERS
 
 
 class Router(Protocol):
@@ -134,13 +144,13 @@ class FrameScreen:
                 raise FrameError(ErrorCodes.FRAME_SIZE_ERROR,
                                  "a frame of %d bytes (the limit is %d)"
                                  % (length, self.max_frame_size))
-            if offering and router is not None and not self.in_block and kind <= 0x8:
+            if offering and router is not None and not self.in_block and kind <= WINDOW_UPDATE:
                 stream_id = int.from_bytes(data[pos + 5:pos + 9], "big") & 0x7FFFFFFF
                 if not stream_id:
                     pass
-                elif (kind == _HEADERS and data[pos + 4] & _REQUEST_IN_ONE_FRAME
+                elif (kind == HEADERS and data[pos + 4] & _REQUEST_IN_ONE_FRAME
                       == _REQUEST_IN_ONE_FRAME) or (
-                          length == 4 and (kind == _RST_STREAM or kind == _WINDOW_UPDATE)):
+                          length == 4 and (kind == RST_STREAM or kind == WINDOW_UPDATE)):
                     if end > size:  # offered whole or not at all
                         self.held = data[pos:]
                         break
@@ -156,7 +166,7 @@ class FrameScreen:
                         pos = end
                         continue
                     offering = router.offering
-                if (kind == _DATA or kind == _HEADERS) and router.lean_open(stream_id):
+                if (kind == DATA or kind == HEADERS) and router.lean_open(stream_id):
                     if start < pos:
                         router.deliver(data[start:pos])
                         start = pos
@@ -168,25 +178,25 @@ class FrameScreen:
                         router.end_lean(stream_id)
                         if router.closed:
                             return b"", None
-            if kind == _HEADERS or kind == _CONTINUATION:
-                if kind == _CONTINUATION and not self.in_block:
+            if kind == HEADERS or kind == CONTINUATION:
+                if kind == CONTINUATION and not self.in_block:
                     # RFC 9113 6.10, on whatever stream (h2 answers by the stream's state)
                     raise FrameError(ErrorCodes.PROTOCOL_ERROR,
                                      "a CONTINUATION frame outside a header block")
                 flags = data[pos + 4]
-                block = length + self.block if kind == _CONTINUATION else length
+                block = length + self.block if kind == CONTINUATION else length
                 if block > self.max_header_block and not (
-                    kind == _HEADERS and flags & _END_HEADERS
+                    kind == HEADERS and flags & END_HEADERS
                 ):
                     # (a header block in one frame is held to its size by h2's decoder)
                     raise FrameError(ErrorCodes.ENHANCE_YOUR_CALM,
                                      "a header block over %d bytes" % self.max_header_block)
-                self.block = 0 if flags & _END_HEADERS else block
-                self.in_block = not flags & _END_HEADERS
-            elif kind == _SETTINGS and data[pos + 4] & _ACK and length:
+                self.block = 0 if flags & END_HEADERS else block
+                self.in_block = not flags & END_HEADERS
+            elif kind == SETTINGS and data[pos + 4] & ACK and length:
                 raise FrameError(ErrorCodes.FRAME_SIZE_ERROR,
                                  "a SETTINGS acknowledgement with a payload")
-            elif kind == _GOAWAY and length >= 8 and not any(data[pos + 5:pos + 9]):
+            elif kind == GOAWAY and length >= 8 and not any(data[pos + 5:pos + 9]):
                 if end > size:  # a GOAWAY is taken whole or not at all
                     self.held = data[pos:]
                     break

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
 
-from .frames import HEADERS, RST_STREAM
+from .frames import HEADERS, PADDED, PRIORITY, RST_STREAM
 from .guards import FrameError
 from .h2_workarounds import decode_block, open_lean_stream
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_daphne.http2")
 
-_PADDED, _PRIORITY = 0x8, 0x20
 _MAX_WINDOW = _31_BITS = 2**31 - 1  # the largest window; a stream id's or increment's bits
 
 
@@ -99,12 +98,12 @@ class LeanPath:
                 or http2.shutting_down or http2.stream_limit_reached()):
             return False
         at = start + 9
-        if flags & _PADDED:
+        if flags & PADDED:
             if at >= end or data[at] >= end - at:
                 return False  # h2 refuses the padding
             end -= data[at]
             at += 1
-        if flags & _PRIORITY:
+        if flags & PRIORITY:
             if end - at < 5 or int.from_bytes(data[at:at + 4], "big") & _31_BITS \
                     == stream_id:
                 return False  # h2 refuses it
