@@ -209,7 +209,7 @@ class HTTP2Handler:
         else:
             self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
 
-    def stream_limit_reached(self) -> bool:
+    def _stream_limit_reached(self) -> bool:
         """Whether SETTINGS_MAX_CONCURRENT_STREAMS streams are open, counting the
         applications of streams the client reset that still run."""
         limit = self.config.http2_max_concurrent_streams
@@ -225,7 +225,7 @@ class HTTP2Handler:
         if self.shutting_down:
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
             return
-        if self.stream_limit_reached():
+        if self._stream_limit_reached():
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
             # a client that keeps opening streams over the limit is one that resets
             self._count_reset()
@@ -345,20 +345,13 @@ class HTTP2Handler:
         else:
             self.flow.acknowledge(event.stream_id, size)
 
-    def lean_stream_reset(self, wire: H2Stream) -> None:
-        """The client reset a lean stream."""
-        del self.streams[wire.stream_id]
-        lean_stream_reset(self.h2, wire.stream_id, sent=False)
-        self._drop(wire)
-        self._count_reset()
-        self.update_deadline()
-
-    def lean_stream_ended(self, stream_id: int) -> None:
-        """A lean stream ends in a stream error h2 writes the RST_STREAM of."""
+    def end_lean_stream(self, stream_id: int, by_client: bool) -> None:
+        """A lean stream ends in a reset: the client's RST_STREAM (``by_client``), or a
+        stream error whose RST_STREAM h2 writes; either counts with the client's resets."""
         wire = self.streams.pop(stream_id, None)
         if wire is None:
             return  # (already done: h2 answers as on any closed stream)
-        lean_stream_reset(self.h2, stream_id, sent=True)
+        lean_stream_reset(self.h2, stream_id, sent=not by_client)
         self._drop(wire)
         self._count_reset()
         self.update_deadline()

@@ -62,7 +62,7 @@ class LeanPath:
         """The client sent DATA or HEADERS on a lean stream, which it had ended (RFC 9113
         5.1, half-closed (remote)): h2 answers with RST_STREAM(STREAM_CLOSED), as for a
         stream of its own, and the stream's application hears the client is gone."""
-        self.http2.lean_stream_ended(stream_id)
+        self.http2.end_lean_stream(stream_id, by_client=False)
 
     def offer(self, kind: int, flags: int, stream_id: int, data: bytes, start: int,
               end: int) -> bool:
@@ -73,7 +73,7 @@ class LeanPath:
         if wire is None or not wire.lean:
             return False  # h2's stream, or one closed: h2 knows what to do
         if kind == RST_STREAM:
-            http2.lean_stream_reset(wire)
+            http2.end_lean_stream(stream_id, by_client=True)
             return True
         increment = int.from_bytes(data[start + 9:end], "big") & _31_BITS
         if not increment:
@@ -94,9 +94,8 @@ class LeanPath:
         everything else, and every frame it must refuse."""
         http2 = self.http2
         h2conn = http2.h2
-        if (not stream_id & 1 or stream_id <= h2conn.highest_inbound_stream_id
-                or http2.shutting_down or http2.stream_limit_reached()):
-            return False
+        if not stream_id & 1 or stream_id <= h2conn.highest_inbound_stream_id:
+            return False  # (a stream over the limit, or after our GOAWAY: request() refuses)
         at = start + 9
         if flags & PADDED:
             if at >= end or data[at] >= end - at:
