@@ -209,7 +209,7 @@ class HTTP2Handler:
         else:
             self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
 
-    def _stream_limit_reached(self) -> bool:
+    def stream_limit_reached(self) -> bool:
         """Whether SETTINGS_MAX_CONCURRENT_STREAMS streams are open, counting the
         applications of streams the client reset that still run."""
         limit = self.config.http2_max_concurrent_streams
@@ -225,7 +225,7 @@ class HTTP2Handler:
         if self.shutting_down:
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
             return
-        if self._stream_limit_reached():
+        if self.stream_limit_reached():
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
             # a client that keeps opening streams over the limit is one that resets
             self._count_reset()

@@ -94,8 +94,9 @@ class LeanPath:
         everything else, and every frame it must refuse."""
         http2 = self.http2
         h2conn = http2.h2
-        if not stream_id & 1 or stream_id <= h2conn.highest_inbound_stream_id:
-            return False  # (a stream over the limit, or after our GOAWAY: request() refuses)
+        if (not stream_id & 1 or stream_id <= h2conn.highest_inbound_stream_id
+                or http2.shutting_down or http2.stream_limit_reached()):
+            return False  # (h2 refuses a stream over the limit or after our GOAWAY)
         at = start + 9
         if flags & PADDED:
             if at >= end or data[at] >= end - at:
