@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .django_helpers import BANNER_RE, ManageProcess, run_manage
+from .django_helpers import BANNER_RE, LISTEN_RE, ManageProcess, run_manage
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -123,3 +123,49 @@ def test_server_log_is_clean_after_the_browser_tests(site, browser):
     assert "Traceback" not in output
     assert "took too long" not in output
     assert "ERROR" not in output
+
+
+def test_chat_page_reconnects_after_a_reload(tmp_path, redis_url, browser):
+    """A SIGHUP reload closes every WebSocket with 1001 as the old workers drain; the chat
+    page reconnects by itself (to the new workers) and messages flow again, across the
+    two workers through Redis."""
+    env = {"EXAMPLE_DB": str(tmp_path / "db.sqlite3"), "REDIS_URL": redis_url,
+           "EXAMPLE_STATIC_ROOT": str(tmp_path / "static")}
+    assert run_manage("migrate", "-v", "0", env=env).returncode == 0
+    assert run_manage("collectstatic", "--noinput", "-v", "0", env=env).returncode == 0
+    server = ManageProcess(["daphne", "-p", "0", "--workers", "2", "--static"], env=env)
+    try:
+        base = f"http://127.0.0.1:{server.wait_for(LISTEN_RE).group(2)}"
+        server.wait_for("Server ready")
+        room = "room-" + uuid.uuid4().hex[:8]
+        browser.get(f"{base}/chat/{room}/")
+        first = browser.current_window_handle
+        browser.switch_to.new_window("window")
+        browser.get(f"{base}/chat/{room}/")
+        second = browser.current_window_handle
+        for handle in (first, second):
+            browser.switch_to.window(handle)
+            wait(browser).until(conditions.text_to_be_present_in_element((By.ID, "status"),
+                                                                         "Connected."))
+        server.signal(signal.SIGHUP)
+        server.wait_for(r"Reloaded: workers")
+        for handle in (first, second):
+            browser.switch_to.window(handle)
+            # the page saw the close (1001 from the draining worker), then came back
+            closed = wait(browser).until(lambda driver: driver.find_element(
+                By.ID, "status").get_attribute("data-last-close"))
+            assert closed == "1001"
+            wait(browser).until(conditions.text_to_be_present_in_element((By.ID, "status"),
+                                                                         "Connected."))
+        browser.switch_to.window(first)
+        browser.find_element(By.ID, "text").send_keys("after the reload")
+        browser.find_element(By.CSS_SELECTOR, "#send button").click()
+        browser.switch_to.window(second)
+        wait(browser).until(conditions.text_to_be_present_in_element(
+            (By.ID, "log"), "guest: after the reload"
+        ))
+        browser.close()
+        browser.switch_to.window(first)
+        browser.get("about:blank")
+    finally:
+        server.stop()
