@@ -54,9 +54,11 @@ from bench.workloads import (  # noqa: E402
 from tests.certs import make_certificate  # noqa: E402 - the tests' throwaway CA
 
 # Daphne speaks HTTP/2 over TLS only with Twisted's tls and http2 extras; Django and Channels
-# serve the example project (pinned by --setup to the versions django-daphne runs with).
+# serve the example project (pinned by --setup to the versions django-daphne runs with);
+# Gunicorn with uvicorn-worker is the reload comparison of bench/reloads.py.
 PEER_PACKAGES = ["daphne", "twisted[tls,http2]", "uvicorn[standard]", "hypercorn", "granian",
-                 "django", "channels", "channels-redis", "matplotlib", "py-spy"]
+                 "gunicorn", "uvicorn-worker", "django", "channels", "channels-redis",
+                 "matplotlib", "py-spy"]
 APT_PACKAGES = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux",
                 "redis-server": "redis-server"}
 RESULTS_HEADER = """# Benchmark results
