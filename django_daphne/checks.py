@@ -23,6 +23,8 @@ E011  more than one worker with the in-memory channel layer
 W002  (deploy) DEBUG is off and nothing serves static files
 W003  (deploy) static files are to be served, but STATIC_ROOT does not exist
 W004  Daphne's own app is installed beside django_daphne
+W005  proxy headers believed from every peer (FORWARDED_ALLOW_IPS '*') on a binding other
+      machines can reach
 ====  ======================================================================================
 """
 
@@ -37,7 +39,7 @@ from django.core.checks import CheckMessage, Error, Info, Tags, Warning, registe
 
 from .conf import SETTING, DjangoConfig, application_path, daphne_settings, setting_label
 from .server.config import COMMAND_LINE, ConfigError
-from .server.endpoints import check_description
+from .server.endpoints import beyond_loopback, check_description
 from .server.reactor import wants_uvloop
 
 TAG = "daphne"
@@ -194,6 +196,32 @@ def channel_layer_problems(config: DjangoConfig) -> list[CheckMessage]:
     )]
 
 
+@register(TAG, deploy=True)
+def check_proxy_trust(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W005, from settings.py alone (``manage.py daphne`` checks its flags too)."""
+    config = _static_config()
+    return proxy_trust_problems(config) if config is not None else []
+
+
+def proxy_trust_problems(config: DjangoConfig) -> list[CheckMessage]:
+    """Proxy headers believed from every peer on a binding other machines reach: any client
+    there chooses the address and scheme the application sees."""
+    if not config.proxy_headers or "*" not in config.forwarded_allow_ips:
+        return []
+    public = [d for d in config.endpoint_descriptions() if beyond_loopback(d)]
+    if not public:
+        return []
+    return [Warning(
+        f"Proxy headers are believed from every peer (FORWARDED_ALLOW_IPS contains '*'), and "
+        f"{', '.join(public)} can be reached from other machines: a client that connects "
+        "directly sets its own address and scheme (request.is_secure()).",
+        hint="List the proxies' addresses in FORWARDED_ALLOW_IPS (--forwarded-allow-ips), "
+        "e.g. ['127.0.0.1', '10.0.0.0/8'], or bind to 127.0.0.1 or a UNIX socket behind the "
+        "proxy.",
+        id="django_daphne.W005",
+    )]
+
+
 # -- static files
 
 
@@ -283,5 +311,6 @@ def serving_checks(config: DjangoConfig) -> list[CheckMessage]:
     static files checks and the channel layer against --workers."""
     return [*static_root_problems(config, deploy=False),
             *static_root_problems(config, deploy=True),
-            *static_served_problems(config), *channel_layer_problems(config)]
+            *static_served_problems(config), *channel_layer_problems(config),
+            *proxy_trust_problems(config)]
 

@@ -88,6 +88,14 @@ CASES = {
         'DAPHNE = {"STATIC": True}\nSTATIC_ROOT = "/nonexistent/static"', "django_daphne.W003",
         "STATIC_ROOT (/nonexistent/static) does not exist",
     ),
+    "E005 FORWARDED_ALLOW_IPS not addresses": (
+        'DAPHNE = {"PROXY_HEADERS": True, "FORWARDED_ALLOW_IPS": ["10.0.0.0/8", "proxy"]}',
+        "django_daphne.E005", "DAPHNE['FORWARDED_ALLOW_IPS']: expected IP addresses",
+    ),
+    "W005 proxy headers from every peer on a public binding (deploy)": (
+        'DAPHNE = {"PROXY_HEADERS": True, "FORWARDED_ALLOW_IPS": "*", "BIND": "0.0.0.0"}',
+        "django_daphne.W005", "Proxy headers are believed from every peer",
+    ),
     "W002 nothing serves static files in production (deploy)": (
         'DEBUG = False\nDAPHNE = {}', "django_daphne.W002",
         "DEBUG is off and nothing serves static files",

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from .errors import Refusal
+from .proxy import apply_proxy_headers
 
 if TYPE_CHECKING:
     from ..server.state import ServerState
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
 
 def split_target(target: bytes) -> tuple[str, bytes, bytes]:
@@ -91,69 +91,6 @@ def server_address(addr: Any) -> list[Any] | None:
     return None
 
 
-def _port(raw: bytes) -> int | None:
-    return int(raw) if raw.isdigit() and len(raw) <= 5 and int(raw) < 65536 else None
-
-
-def _host_and_port(entry: bytes) -> tuple[str, int | None]:
-    """An X-Forwarded-For entry as (host, port or None): ``203.0.113.7``, ``::1``, and with
-    the port some proxies add (IIS, Azure): ``203.0.113.7:5678``, ``[2001:db8::1]:5678``,
-    or brackets alone, ``[2001:db8::1]``."""
-    if entry[:1] == b"[":
-        close = entry.find(b"]")
-        if close > 1:
-            rest = entry[close + 1:]
-            if not rest:
-                return entry[1:close].decode("latin-1"), None
-            if rest[:1] == b":" and _port(rest[1:]) is not None:
-                return entry[1:close].decode("latin-1"), _port(rest[1:])
-    elif entry.count(b":") == 1:
-        host, _, port = entry.partition(b":")
-        if host and _port(port) is not None:
-            return host.decode("latin-1"), _port(port)
-    return entry.decode("latin-1"), None
-
-
-def apply_proxy_headers(
-    headers: list[tuple[bytes, bytes]],
-    client: list[Any] | None,
-    scheme: str,
-    address_header: bytes,
-    port_header: bytes,
-    proto_header: bytes,
-) -> tuple[list[Any] | None, str]:
-    """The client and scheme a trusted proxy reports, else the ones we saw.
-
-    From a list such as ``X-Forwarded-For: spoofed, 203.0.113.7`` the last entry is used:
-    it is the one the proxy in front of us added, the earlier ones are the client's word.
-    A port in that entry (``203.0.113.7:5678``, ``[2001:db8::1]:5678``) is the client's
-    port; without one, X-Forwarded-Port gives it.
-    """
-    forwarded_for = forwarded_port = forwarded_proto = None
-    for name, value in headers:
-        if name == address_header:
-            forwarded_for = value
-        elif name == port_header:
-            forwarded_port = value
-        elif name == proto_header:
-            forwarded_proto = value
-    if forwarded_for is not None:
-        host, port = _host_and_port(forwarded_for.rsplit(b",", 1)[-1].strip())
-        if host:
-            if port is None:
-                port = 0
-                if forwarded_port is not None:
-                    port = _port(forwarded_port.rsplit(b",", 1)[-1].strip()) or 0
-            client = [host, port]
-    if forwarded_proto is not None:
-        proto = forwarded_proto.rsplit(b",", 1)[-1].strip().lower().decode("latin-1")
-        if proto in _SCHEMES:
-            websocket = scheme in ("ws", "wss")
-            base = _SCHEMES[proto]
-            scheme = ("wss" if base == "https" else "ws") if websocket else base
-    return client, scheme
-
-
 def connection_scope(
     server: ServerState,
     http_version: str,
@@ -177,7 +114,8 @@ def connection_scope(
     path, raw_path, query = split_target(target)
     if server.proxy_headers is not None:
         # before the screening: a proxy header configured with an underscore still counts
-        client, scheme = apply_proxy_headers(headers, client, scheme, *server.proxy_headers)
+        client, scheme = apply_proxy_headers(headers, client, scheme, server.proxy_headers,
+                                             server.trusted_proxies)
     root_path = server.config.root_path
     if screen:
         headers, root_path = screen_headers(headers, root_path)

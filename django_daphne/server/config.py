@@ -93,6 +93,14 @@ def as_header_name(value: Any) -> str:
     return name
 
 
+def as_trusted_proxies(value: Any) -> list[str]:
+    from .trust import parse_trusted
+
+    if isinstance(value, str):
+        return parse_trusted(value.split(","))
+    return parse_trusted(as_str_list(value))
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: how it is spelled, parsed, checked and documented."""
@@ -224,8 +232,16 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--proxy-headers",), action="store_true", group="http",
     ),
     Option(
+        "forwarded_allow_ips", ["127.0.0.1", "::1", "unix"], as_trusted_proxies,
+        "The peers whose proxy headers are believed, comma-separated: IP addresses, "
+        "networks (10.0.0.0/8), unix (a peer on a UNIX socket) or * (every peer: only when "
+        "nothing but the proxy can reach the server). Others' headers are ignored.",
+        flags=("--forwarded-allow-ips",), metavar="ADDRESSES", group="http",
+    ),
+    Option(
         "proxy_headers_host", None, as_header_name, "The header that carries the client "
-        "address (default X-Forwarded-For). Needs --proxy-headers.",
+        "address (default X-Forwarded-For; Forwarded reads RFC 7239's header instead, "
+        "proto= included). Needs --proxy-headers.",
         flags=("--proxy-headers-host",), metavar="HEADER", none_ok=True, group="http",
     ),
     Option(
@@ -461,6 +477,7 @@ class Config:
     application_close_timeout: float
     root_path: str
     proxy_headers: bool
+    forwarded_allow_ips: list[str]
     proxy_headers_host: str | None
     proxy_headers_port: str | None
     proxy_headers_proto: str | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import stat
@@ -292,6 +293,22 @@ def listen_error(description: str, exc: BaseException) -> EndpointError:
             return EndpointError(f"Cannot listen on {where}: address not available here")
         return EndpointError(f"Cannot listen on {where}: {cause}")
     return EndpointError(f"Cannot listen on {description!r}: {exc}")
+
+
+def beyond_loopback(description: str) -> bool:
+    """Whether a TCP or TLS endpoint can be reached from other machines: it has no
+    interface= (every interface), or one that is not a loopback address."""
+    try:
+        kind, _, kwargs = _fields(description)
+    except (EndpointError, ValueError):
+        return False
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return False
+    interface = kwargs.get("interface", "")
+    try:
+        return not ipaddress.ip_address(interface.strip("[]")).is_loopback
+    except ValueError:
+        return interface != "localhost"
 
 
 def describe_port(description: str, port: Any) -> str:

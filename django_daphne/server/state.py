@@ -10,6 +10,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
+from .trust import TrustedProxies
 
 if TYPE_CHECKING:
     from ..asgi.instance import ApplicationInstance
@@ -38,10 +39,12 @@ class ServerState:
         self.shutting_down = False
         # what the hot path needs in another form than the config's
         self.http_timeout: float | None = config.http_timeout or None  # 0: no limit
-        # the names of the proxy headers to trust (address, port, scheme), or None
+        # the names of the proxy headers (address, port, scheme), or None when off, and the
+        # peers they are believed from
         self.proxy_headers: tuple[bytes, bytes, bytes] | None = (
             config.proxy_address_header, config.proxy_port_header, config.proxy_proto_header,
         ) if config.proxy_headers else None
+        self.trusted_proxies = TrustedProxies(config.forwarded_allow_ips)
         self.server_header = (
             b"Server: " + config.server_name.encode("latin-1") + b"\r\n"
             if config.server_name else b""
