@@ -214,7 +214,10 @@ def exercise(site, http2: bool) -> None:
     application sees of the client."""
     base = f"https://127.0.0.1:{site['port']}"
     context = ssl.create_default_context(cafile=str(site["cert"]))
-    with httpx.Client(verify=context, http2=http2, timeout=60) as client:
+    # from 127.0.0.2: a client address that is not one of the trusted proxies (the default
+    # trusts 127.0.0.1, the proxy's)
+    transport = httpx.HTTPTransport(verify=context, http2=http2, local_address="127.0.0.2")
+    with httpx.Client(transport=transport, timeout=60) as client:
         # the first request may start the server (socket activation): it waits meanwhile
         page = client.get(base + "/")
         assert page.status_code == 200, page.text
@@ -222,7 +225,7 @@ def exercise(site, http2: bool) -> None:
         # the client's own X-Forwarded-For is not believed: the proxy's entry is
         seen = client.get(base + "/client/", headers={"X-Forwarded-For": "203.0.113.9",
                                                       "Daphne-Root-Path": "/forged"})
-        assert seen.json()["client"] == "127.0.0.1"
+        assert seen.json()["client"] == "127.0.0.2"
         assert seen.json()["root_path"] == ""  # the proxy cleared the client's
         assert seen.json()["scheme"] == "https"
         assert seen.json()["host"] == f"127.0.0.1:{site['port']}"

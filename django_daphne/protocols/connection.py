@@ -24,7 +24,14 @@ from zope.interface import implementer
 
 from .http1 import HTTP1Handler
 from .interfaces import PAUSE_APP, PAUSE_WRITES, Handler
-from .transport import Transport, addresses, close_transport, make_writer
+from .transport import (
+    Transport,
+    addresses,
+    behind_proxy_header,
+    close_transport,
+    make_writer,
+    proxied_addresses,
+)
 
 if TYPE_CHECKING:
     from ..server.state import ServerState
@@ -66,6 +73,7 @@ class Connection(Protocol):
         # read while our writes wait; HTTP/1.1 reads on (a request body may be coming)
         self.read_while_stalled = True
         self.sniffing = True  # no byte received yet: the moment to recognise HTTP/2
+        self.proxied = False  # addresses from a PROXY header, read with the first bytes
         self.sniff_held = b""  # a first read too short to tell HTTP/2 from HTTP/1.1
         self.told_handler = False  # the handler heard connection_lost
 
@@ -76,6 +84,8 @@ class Connection(Protocol):
         server = self.server
         self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
         self.client, self.server_addr = addresses(transport)
+        # the addresses a PROXY header carries are read with the first bytes after it
+        self.proxied = server.config.proxy_protocol or behind_proxy_header(transport)
         try:
             transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
@@ -98,6 +108,14 @@ class Connection(Protocol):
         if self.sniff_held:
             data = self.sniff_held + data
             self.sniff_held = b""
+        elif self.proxied:
+            # the PROXY header was read before these bytes: the addresses it carries
+            proxied = proxied_addresses(self.transport)
+            if proxied is None:
+                logger.info("Closed a connection whose PROXY header names no IP address")
+                self.close()
+                return
+            self.client, self.server_addr = proxied
         if len(data) < 4 and HTTP2_PREFACE.startswith(data):
             # "P" to "PRI": too little to tell the HTTP/2 preface from HTTP/1.1 yet
             self.sniff_held = data

@@ -25,6 +25,7 @@ release changes what these functions rely on.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 from twisted.internet import main, tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IAddress
+from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
@@ -116,6 +118,29 @@ def addresses(transport: Any) -> tuple[list[Any] | None, list[Any] | None]:
         host, port = transport.socket.getsockname()
         return [client[0], client[1]], [host, port]
     return address(transport.getPeer()), server_address(transport.getHost())
+
+
+def behind_proxy_header(transport: Any) -> bool:
+    """Whether a connection starts with a PROXY protocol header that Twisted's wrapper reads
+    (``--proxy-protocol``, or a ``haproxy:`` endpoint): its addresses are known only once
+    the first bytes after the header arrive."""
+    if type(transport) is tcp.Server:
+        return False  # the common case, at once
+    lower = getattr(transport, "transport", None)  # a TLS connection's socket side
+    return isinstance(transport, HAProxyProtocolWrapper) or \
+        isinstance(lower, HAProxyProtocolWrapper)
+
+
+def proxied_addresses(transport: Any) -> tuple[list[Any] | None, list[Any] | None] | None:
+    """After a PROXY protocol header: the addresses it carried, as :func:`addresses`; None
+    when its source is not an IP address (Twisted's v1 parser takes any word there)."""
+    client, server = addresses(transport)
+    if client is not None:
+        try:
+            ipaddress.ip_address(client[0])
+        except ValueError:
+            return None
+    return client, server
 
 
 # the reason a connection closed at once gives its protocol (Twisted's connectionLost

@@ -239,6 +239,13 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--forwarded-allow-ips",), metavar="ADDRESSES", group="http",
     ),
     Option(
+        "proxy_protocol", False, as_bool, "Every connection starts with a PROXY protocol "
+        "header (v1 or v2, as HAProxy's send-proxy and send-proxy-v2 write it, before TLS): "
+        "the client address it carries is the connection's. A connection without a valid "
+        "one is closed before anything is served.",
+        flags=("--proxy-protocol",), action="store_true", group="http",
+    ),
+    Option(
         "proxy_headers_host", None, as_header_name, "The header that carries the client "
         "address (default X-Forwarded-For; Forwarded reads RFC 7239's header instead, "
         "proto= included). Needs --proxy-headers.",
@@ -478,6 +485,7 @@ class Config:
     root_path: str
     proxy_headers: bool
     forwarded_allow_ips: list[str]
+    proxy_protocol: bool
     proxy_headers_host: str | None
     proxy_headers_port: str | None
     proxy_headers_proto: str | None

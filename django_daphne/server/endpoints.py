@@ -230,21 +230,51 @@ def _adopted(reactor: Any, fileno: int, domain: str) -> Any:
     return endpoints.AdoptedStreamServerEndpoint(reactor, fileno, _FAMILIES[domain])
 
 
-class _AdoptedTLSEndpoint:
-    """An inherited listening socket served with TLS."""
+class _LayeredEndpoint:
+    """A listening endpoint whose connections pass through TLS (``context``) and, outside
+    it, the PROXY protocol header (``proxy``), layered here: Twisted's own ssl: endpoint
+    puts TLS outermost, where the PROXY header, sent before the TLS handshake, must be."""
 
-    def __init__(self, reactor: Any, fileno: int, family: int, context: Any) -> None:
-        self.adopted = endpoints.AdoptedStreamServerEndpoint(reactor, fileno, family)
+    def __init__(self, inner: Any, context: Any = None, proxy: bool = False) -> None:
+        self.inner = inner
         self.context = context
+        self.proxy = proxy
 
     def listen(self, factory: Any) -> Any:
-        from twisted.protocols.tls import TLSMemoryBIOFactory
+        if self.context is not None:
+            from twisted.protocols.tls import TLSMemoryBIOFactory
 
-        return self.adopted.listen(TLSMemoryBIOFactory(self.context, False, factory))
+            factory = TLSMemoryBIOFactory(self.context, False, factory)
+        if self.proxy:
+            from twisted.protocols.haproxy import proxyEndpoint
+
+            return proxyEndpoint(self.inner).listen(factory)
+        return self.inner.listen(factory)
 
 
-def make_endpoint(reactor: Any, description: str) -> Any:
-    """A Twisted server endpoint for ``description``, or EndpointError saying why not."""
+def make_endpoint(reactor: Any, description: str, proxy_protocol: bool = False) -> Any:
+    """A Twisted server endpoint for ``description``, or EndpointError saying why not.
+
+    ``proxy_protocol``: each connection starts with a PROXY protocol header (v1 or v2),
+    read before anything else, TLS included; the address it carries is the client's."""
+    endpoint = _make_endpoint(reactor, description)
+    if not proxy_protocol:
+        return endpoint
+    if isinstance(endpoint, _LayeredEndpoint):
+        endpoint.proxy = True
+        return endpoint
+    if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
+        # TLS inside the PROXY header: the same port served as TCP, TLS layered on it here
+        interface = endpoint._interface
+        tcp_endpoint = (endpoints.TCP6ServerEndpoint if ":" in interface
+                        else endpoints.TCP4ServerEndpoint)
+        return _LayeredEndpoint(
+            tcp_endpoint(reactor, endpoint._port, endpoint._backlog, interface),
+            endpoint._sslContextFactory, proxy=True)
+    return _LayeredEndpoint(endpoint, proxy=True)
+
+
+def _make_endpoint(reactor: Any, description: str) -> Any:
     problems = check_description(description)
     if problems:
         raise EndpointError(problems[0])
@@ -266,7 +296,8 @@ def make_endpoint(reactor: Any, description: str) -> Any:
         context = endpoints.serverFromString(
             reactor, description.rsplit(":fileno=", 1)[0])._sslContextFactory
         family = _complete_fd(f"fd:fileno={fileno}").rsplit("domain=", 1)[1]
-        return _AdoptedTLSEndpoint(reactor, fileno, _FAMILIES[family], context)
+        return _LayeredEndpoint(
+            endpoints.AdoptedStreamServerEndpoint(reactor, fileno, _FAMILIES[family]), context)
     if kind == "fd":
         # Twisted has no "fd:" parser of its own; Daphne registered one, so we build it here
         fileno = int(kwargs.get("fileno") or args[0])

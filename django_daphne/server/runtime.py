@@ -176,7 +176,8 @@ class Server:
         endpoints = []
         for description in descriptions:  # every one understood before any is bound
             try:
-                endpoints.append((description, make_endpoint(self.reactor, description)))
+                endpoints.append((description, make_endpoint(
+                    self.reactor, description, self.config.proxy_protocol)))
             except EndpointError as exc:
                 raise StartupError(str(exc)) from None
         for description, endpoint in endpoints:
