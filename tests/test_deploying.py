@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -83,6 +84,27 @@ class Process:
         self.proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, cwd=cwd,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for raw in self.proc.stdout:
+            with self.cond:
+                self.lines.append(raw.decode("utf-8", "replace"))
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        """Until a line of the output contains ``text`` (fails on a timeout or an exit)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not any(text in line for line in self.lines):
+                remaining = deadline - time.monotonic()
+                assert remaining > 0 and self.reader.is_alive(), "".join(self.lines)
+                self.cond.wait(remaining)
 
     def stop(self) -> str:
         if self.proc.poll() is None:
@@ -91,7 +113,9 @@ class Process:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
-        return self.proc.stdout.read().decode("utf-8", "replace")
+        self.reader.join(10)
+        with self.cond:
+            return "".join(self.lines)
 
 
 def wait_until_listening(port: int, proc: subprocess.Popen, what: str) -> None:
@@ -261,6 +285,8 @@ def test_nginx_on_a_unix_socket_under_systemd_socket_activation(site, tmp_path, 
         proxy = start_nginx(site, None, socket_path)
         exercise(site, http2=False)
         exercise(site, http2=True)
+        # the first request started the server; its second worker may still be starting
+        server.wait_for("Server ready (2 workers")
     finally:
         proxy_output = proxy.stop() if proxy else ""
         output = server.stop()

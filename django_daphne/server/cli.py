@@ -23,6 +23,7 @@ GROUP_TITLES = {
     "binding": "where to listen (default 127.0.0.1:8000)",
     "logging": "logging",
     "http": "HTTP and the application",
+    "tls": "TLS (every ssl: binding)",
     "limits": "request limits and timeouts",
     "http2": "HTTP/2",
     "websocket": "WebSocket",

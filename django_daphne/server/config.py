@@ -93,6 +93,34 @@ def as_header_name(value: Any) -> str:
     return name
 
 
+def as_cipher_string(value: Any) -> str:
+    import ssl
+
+    ciphers = as_str(value)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(ciphers)
+    except ssl.SSLError:
+        raise ValueError(f"expected an OpenSSL cipher string such as ECDHE+AESGCM; "
+                         f"{ciphers!r} selects no cipher") from None
+    return ciphers
+
+
+ALPN_PROTOCOLS = ("h2", "http/1.1", "http/1.0")
+
+
+def as_alpn_list(value: Any) -> list[str]:
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) \
+        else as_str_list(value)
+    items = [item for item in items if item]
+    for item in items:
+        if item not in ALPN_PROTOCOLS:
+            raise ValueError(f"expected protocols of {', '.join(ALPN_PROTOCOLS)}, "
+                             f"got {item!r}")
+    if not items:
+        raise ValueError(f"expected at least one of {', '.join(ALPN_PROTOCOLS)}")
+    return items
+
+
 def as_trusted_proxies(value: Any) -> list[str]:
     from .trust import parse_trusted
 
@@ -260,6 +288,34 @@ OPTIONS: tuple[Option, ...] = (
         "proxy_headers_proto", None, as_header_name, "The header that carries the scheme the "
         "client used (default X-Forwarded-Proto). Needs --proxy-headers.",
         flags=("--proxy-headers-proto",), metavar="HEADER", none_ok=True, group="http",
+    ),
+    # -- TLS (every ssl: binding)
+    Option(
+        "ssl_minimum_version", "1.2", as_str, "The oldest TLS version a client may use.",
+        flags=("--ssl-minimum-version",), choices=("1.2", "1.3"), group="tls",
+    ),
+    Option(
+        "ssl_ciphers", None, as_cipher_string, "The TLS 1.2 cipher suites offered, as an "
+        "OpenSSL cipher string, e.g. ECDHE+AESGCM (default: Twisted's, forward-secret AEAD "
+        "first). TLS 1.3's suites are always on.",
+        flags=("--ssl-ciphers",), metavar="CIPHERS", none_ok=True, group="tls",
+    ),
+    Option(
+        "ssl_alpn", None, as_alpn_list, "The protocols offered by ALPN, in order of "
+        "preference, comma-separated, of h2, http/1.1 and http/1.0 (default: all three, "
+        "h2 first; h2 left out with --http2 off).",
+        flags=("--ssl-alpn",), metavar="PROTOCOLS", none_ok=True, group="tls",
+    ),
+    Option(
+        "ssl_ca_certs", None, as_str, "A PEM file of the certificate authorities whose client "
+        "certificates are accepted (needs --ssl-cert-reqs optional or required).",
+        flags=("--ssl-ca-certs",), metavar="FILE", none_ok=True, group="tls",
+    ),
+    Option(
+        "ssl_cert_reqs", "none", as_str, "Client certificates: none (not asked for), "
+        "optional (asked for; one that does not verify fails the handshake) or required. "
+        "The application sees them in scope['extensions']['tls'].",
+        flags=("--ssl-cert-reqs",), choices=("none", "optional", "required"), group="tls",
     ),
     Option(
         "server_name", "daphne", as_str, "The value of the Server response header; "
@@ -489,6 +545,11 @@ class Config:
     proxy_headers_host: str | None
     proxy_headers_port: str | None
     proxy_headers_proto: str | None
+    ssl_minimum_version: str
+    ssl_ciphers: str | None
+    ssl_alpn: list[str] | None
+    ssl_ca_certs: str | None
+    ssl_cert_reqs: str
     server_name: str
     lifespan: str
     shutdown_timeout: float
@@ -635,6 +696,18 @@ class Config:
                         message = (f"{option.flag} ({option.setting}) has no effect without "
                                    "--proxy-headers (PROXY_HEADERS = True).")
                     problems.append(SettingProblem("combination", option.setting, message))
+        if self.ssl_alpn == ["h2"] and not self.http2:
+            problems.append(SettingProblem(
+                "combination", "SSL_ALPN", "--ssl-alpn (SSL_ALPN) offers h2 alone while "
+                "--http2 (HTTP2) is off: TLS clients would have no protocol to agree on."))
+        if self.ssl_cert_reqs != "none" and not self.ssl_ca_certs:
+            option = OPTIONS_BY_NAME["ssl_cert_reqs"]
+            name = (f"{settings_name}[{option.setting!r}]" if self.sources["ssl_cert_reqs"]
+                    == SETTINGS else option.flag)
+            problems.append(SettingProblem(
+                "combination", option.setting,
+                f"{name} is {self.ssl_cert_reqs!r}, which needs the certificate authorities "
+                "to check client certificates against: set --ssl-ca-certs (SSL_CA_CERTS)."))
         return problems
 
     # -- derived values

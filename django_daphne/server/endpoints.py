@@ -7,6 +7,7 @@ import ipaddress
 import os
 import socket
 import stat
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, endpoints, tcp, unix
@@ -252,12 +253,19 @@ class _LayeredEndpoint:
         return self.inner.listen(factory)
 
 
-def make_endpoint(reactor: Any, description: str, proxy_protocol: bool = False) -> Any:
+def make_endpoint(reactor: Any, description: str, proxy_protocol: bool = False,
+                  tls: Callable[[Any], Any] | None = None) -> Any:
     """A Twisted server endpoint for ``description``, or EndpointError saying why not.
 
     ``proxy_protocol``: each connection starts with a PROXY protocol header (v1 or v2),
-    read before anything else, TLS included; the address it carries is the client's."""
+    read before anything else, TLS included; the address it carries is the client's.
+    ``tls``: rebuilds the TLS options of an ``ssl:`` endpoint (server/tls.py)."""
     endpoint = _make_endpoint(reactor, description)
+    if tls is not None:
+        if isinstance(endpoint, _LayeredEndpoint) and endpoint.context is not None:
+            endpoint.context = tls(endpoint.context)
+        elif isinstance(endpoint, endpoints.SSL4ServerEndpoint):
+            endpoint._sslContextFactory = tls(endpoint._sslContextFactory)
     if not proxy_protocol:
         return endpoint
     if isinstance(endpoint, _LayeredEndpoint):

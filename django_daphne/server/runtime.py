@@ -23,6 +23,7 @@ from .config import Config, asgi_threads
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
 from .notify import Notifier
 from .state import ServerState
+from .tls import TLSSettingError, options_for
 
 if TYPE_CHECKING:
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
@@ -46,12 +47,15 @@ class ConnectionFactory(Factory):
 
     def __init__(self, server: ServerState) -> None:
         self.server = server
+        # http/1.0 too by default: a client offering only that (curl --http1.0) would
+        # otherwise fail the TLS handshake with no protocol in common; HTTP/1.1's parser
+        # serves it
+        config = server.config
+        offered = config.ssl_alpn or ["h2", "http/1.1", "http/1.0"]
+        self.protocols = [p.encode() for p in offered if p != "h2" or config.http2]
 
     def acceptableProtocols(self) -> list[bytes]:
-        # http/1.0 too: a client offering only that (curl --http1.0) would otherwise fail
-        # the TLS handshake with no protocol in common; HTTP/1.1's parser serves it
-        http1 = [b"http/1.1", b"http/1.0"]
-        return [b"h2", *http1] if self.server.config.http2 else http1
+        return self.protocols
 
     # a Connection reads its addresses from its socket: the reactor's ports need not build
     # an address object for buildProtocol (server/asyncio_reactor.py)
@@ -173,11 +177,15 @@ class Server:
 
         inherited = worker_endpoints()
         descriptions = inherited or self.config.endpoint_descriptions()
+        try:
+            tls = options_for(self.config)
+        except TLSSettingError as exc:
+            raise StartupError(str(exc)) from None
         endpoints = []
         for description in descriptions:  # every one understood before any is bound
             try:
                 endpoints.append((description, make_endpoint(
-                    self.reactor, description, self.config.proxy_protocol)))
+                    self.reactor, description, self.config.proxy_protocol, tls)))
             except EndpointError as exc:
                 raise StartupError(str(exc)) from None
         for description, endpoint in endpoints:

@@ -1,0 +1,75 @@
+"""TLS settings for every ``ssl:`` binding: the oldest version, the ciphers, and client
+certificates checked against the configured authorities.
+
+Twisted's ``ssl:`` endpoint reads the key, the certificate and its chain; the options it
+builds from them are rebuilt here with the configuration's settings, so that one set of
+flags (or ``DAPHNE`` keys) applies to every TLS binding, inherited ones included.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet import ssl
+
+from .config import Config
+
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL)
+_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class TLSSettingError(ValueError):
+    """A TLS setting that cannot be used (the message names it)."""
+
+
+def load_authorities(path: str) -> list[Any]:
+    """The certificates of a PEM bundle, as pyOpenSSL X509 objects."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise TLSSettingError(f"--ssl-ca-certs {path!r}: {exc.strerror or exc}") from None
+    try:
+        found = [ssl.Certificate.loadPEM(pem).original
+                 for pem in _PEM_CERTIFICATE.findall(data)]
+    except Exception as exc:  # pyOpenSSL's errors name no file
+        raise TLSSettingError(f"--ssl-ca-certs {path!r}: not a PEM certificate ({exc})") \
+            from None
+    if not found:
+        raise TLSSettingError(f"--ssl-ca-certs {path!r}: no PEM certificate in it")
+    return found
+
+
+def options_for(config: Config) -> Callable[[Any], Any]:
+    """A function that rebuilds Twisted's options of an ``ssl:`` endpoint (a
+    CertificateOptions) with the configuration's TLS settings. The authorities are read
+    once, now: a missing file stops the start, naming the option."""
+    authorities = load_authorities(config.ssl_ca_certs) \
+        if config.ssl_cert_reqs != "none" and config.ssl_ca_certs else None
+    ciphers = ssl.AcceptableCiphers.fromOpenSSLCipherString(config.ssl_ciphers) \
+        if config.ssl_ciphers else None
+
+    def rebuild(base: Any) -> Any:
+        kwargs: dict[str, Any] = {
+            "privateKey": base.privateKey,
+            "certificate": base.certificate,
+            "extraCertChain": base.extraCertChain,
+            "dhParameters": base.dhParameters,
+        }
+        if base.method != SSL.TLS_METHOD:
+            # the endpoint's own (deprecated) sslmethod= keeps its protocol choice
+            kwargs["method"] = base.method
+        else:
+            kwargs["raiseMinimumTo"] = _VERSIONS[config.ssl_minimum_version]
+        if ciphers is not None:
+            kwargs["acceptableCiphers"] = ciphers
+        if authorities is not None:
+            kwargs.update(verify=True, caCerts=authorities,
+                          requireCertificate=config.ssl_cert_reqs == "required")
+        return ssl.CertificateOptions(**kwargs)
+
+    return rebuild

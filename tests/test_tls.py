@@ -1,0 +1,145 @@
+"""TLS settings on every ssl: binding: client certificates (none, optional, required)
+checked against a CA made here, the oldest TLS version, the ciphers and the ALPN list, and
+bad values refused at startup naming the option. Real handshakes, with Python's ssl module
+and with curl."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+
+import pytest
+
+from tests.certs import make_client_certificates
+from tests.conftest import binding_args, client_context, read_to_close
+
+CURL = shutil.which("curl") or "/usr/bin/curl"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_client_certificates(tmp_path_factory.mktemp("client-pki"))
+
+
+def tls_get(server, certificate=None, context=None, path="/echo") -> bytes | None:
+    """GET path over a new TLS connection: the response, or None when the handshake or
+    the connection failed before any of it arrived."""
+    context = context or client_context()
+    if certificate is not None:
+        key, cert = certificate
+        context.load_cert_chain(str(cert), str(key))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            received, _ = read_to_close(sock, 10)
+    except (ssl.SSLError, ConnectionError):
+        return None
+    return received or None
+
+
+def mtls_server(start_server, pki, mode):
+    return start_server(*binding_args("tls"), "--ssl-ca-certs", str(pki["ca"]),
+                        "--ssl-cert-reqs", mode, binding="tls")
+
+
+def test_required_client_certificates(start_server, pki):
+    server = mtls_server(start_server, pki, "required")
+    assert tls_get(server, pki["good"]).startswith(b"HTTP/1.1 200")
+    assert tls_get(server) is None
+    assert tls_get(server, pki["expired"]) is None
+    assert tls_get(server, pki["foreign"]) is None
+    assert server.proc.poll() is None
+
+
+def test_optional_client_certificates(start_server, pki):
+    server = mtls_server(start_server, pki, "optional")
+    assert tls_get(server, pki["good"]).startswith(b"HTTP/1.1 200")
+    assert tls_get(server).startswith(b"HTTP/1.1 200")
+    assert tls_get(server, pki["expired"]) is None
+    assert tls_get(server, pki["foreign"]) is None
+
+
+def test_no_client_certificate_is_asked_for_by_default(start_server, pki):
+    server = start_server(*binding_args("tls"), binding="tls")
+    assert tls_get(server).startswith(b"HTTP/1.1 200")
+    # one sent anyway (it was not asked for, so a client does not send it) changes nothing
+    assert tls_get(server, pki["foreign"]).startswith(b"HTTP/1.1 200")
+
+
+def test_curl_with_and_without_a_client_certificate(start_server, pki):
+    server = mtls_server(start_server, pki, "required")
+    from tests.conftest import certificate
+
+    url = f"https://localhost:{server.port}/echo"
+    base = [CURL, "-sS", "--cacert", str(certificate()[1]), "-o", "/dev/null",
+            "-w", "%{http_code}", "--max-time", "10"]
+    key, cert = pki["good"]
+    good = subprocess.run([*base, "--cert", str(cert), "--key", str(key), url],
+                          capture_output=True, text=True)
+    assert good.stdout == "200", good.stderr
+    missing = subprocess.run([*base, url], capture_output=True, text=True)
+    assert missing.returncode != 0 and missing.stdout in ("", "000"), missing.stdout
+
+
+def test_minimum_version(start_server):
+    twelve = client_context()
+    twelve.maximum_version = ssl.TLSVersion.TLSv1_2
+    default = start_server(*binding_args("tls"), binding="tls")
+    assert tls_get(default, context=twelve).startswith(b"HTTP/1.1 200")
+    strict = start_server(*binding_args("tls"), "--ssl-minimum-version", "1.3", binding="tls")
+    twelve = client_context()
+    twelve.maximum_version = ssl.TLSVersion.TLSv1_2
+    assert tls_get(strict, context=twelve) is None
+    assert tls_get(strict).startswith(b"HTTP/1.1 200")  # 1.3
+
+
+def test_ciphers(start_server):
+    server = start_server(*binding_args("tls"), "--ssl-ciphers", "ECDHE+AESGCM",
+                          binding="tls")
+
+    def tls12(ciphers):
+        context = client_context()
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(ciphers)
+        return context
+
+    assert tls_get(server, context=tls12("ECDHE+AESGCM")).startswith(b"HTTP/1.1 200")
+    assert tls_get(server, context=tls12("ECDHE+CHACHA20")) is None
+
+
+def test_alpn_list(start_server):
+    server = start_server(*binding_args("tls"), "--ssl-alpn", "http/1.1", binding="tls")
+    with server.connect(alpn=("h2", "http/1.1")) as sock:
+        assert sock.selected_alpn_protocol() == "http/1.1"
+    default = start_server(*binding_args("tls"), binding="tls")
+    with default.connect(alpn=("h2", "http/1.1")) as sock:
+        assert sock.selected_alpn_protocol() == "h2"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ssl-ciphers", "NOT-A-CIPHER"],
+     "--ssl-ciphers: expected an OpenSSL cipher string such as ECDHE+AESGCM"),
+    (["--ssl-alpn", "h3"], "--ssl-alpn: expected protocols of h2, http/1.1, http/1.0"),
+    (["--ssl-cert-reqs", "required"], "--ssl-cert-reqs is 'required', which needs"),
+    (["--ssl-minimum-version", "1.1"], "argument --ssl-minimum-version: invalid choice"),
+])
+def test_bad_tls_settings_are_refused_naming_the_option(start_server, args, message):
+    server = start_server(*binding_args("tls"), *args, ready=False)
+    assert server.wait_exit() == 2
+    assert message in server.output, server.output
+
+
+def test_an_unreadable_ca_file_stops_the_start(start_server, tmp_path):
+    server = start_server(*binding_args("tls"), "--ssl-cert-reqs", "required",
+                          "--ssl-ca-certs", str(tmp_path / "missing.pem"), ready=False)
+    assert server.wait_exit() == 1
+    assert f"--ssl-ca-certs '{tmp_path / 'missing.pem'}'" in server.output
+    (tmp_path / "empty.pem").write_text("not a certificate\n")
+    server = start_server(*binding_args("tls"), "--ssl-cert-reqs", "required",
+                          "--ssl-ca-certs", str(tmp_path / "empty.pem"), ready=False)
+    assert server.wait_exit() == 1
+    assert "no PEM certificate in it" in server.output
