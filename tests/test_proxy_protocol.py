@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from tests.conftest import binding_args, client_context, read_to_close
+from tests.conftest import client_context, read_to_close
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 CLIENT = "127.0.0.2"
@@ -106,7 +106,7 @@ def get_echo(proxy: HAProxy, tls: bool) -> dict:
 @pytest.mark.parametrize("binding", ["tcp", "tls", "unix"])
 @pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])
 def test_the_client_address_comes_from_the_proxy_header(start_server, binding, send_proxy):
-    server = start_server("--proxy-protocol", *binding_args(binding), binding=binding)
+    server = start_server("--proxy-protocol", binding=binding)
     proxy = HAProxy(target_of(server), send_proxy)
     try:
         scope = get_echo(proxy, binding == "tls")
@@ -136,7 +136,7 @@ def test_workers_behind_haproxy_http_and_websocket(start_server, send_proxy):
 
 @pytest.mark.parametrize("binding", ["tcp", "tls", "unix"])
 def test_a_connection_without_a_valid_header_is_closed_unserved(start_server, binding):
-    server = start_server("--proxy-protocol", *binding_args(binding), binding=binding)
+    server = start_server("--proxy-protocol", binding=binding)
     for first in (b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n",  # no header at all
                   b"PROXY TCP4 not-an-address 127.0.0.1 1 2\r\nGET / HTTP/1.1\r\n\r\n",
                   b"PROXY SCTP 1.2.3.4 127.0.0.1 1 2\r\nGET / HTTP/1.1\r\n\r\n"):

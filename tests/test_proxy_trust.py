@@ -16,7 +16,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from tests.conftest import binding_args, client_context
+from tests.conftest import client_context
 
 DIRECT = "127.0.0.2"  # a loopback source address the default trust does not list
 
@@ -47,7 +47,7 @@ def direct_client(server) -> httpx.Client:
 
 @pytest.mark.parametrize("binding", ["tcp", "tls"])
 def test_a_direct_client_cannot_spoof_its_address_or_scheme(start_server, binding):
-    server = start_server("--proxy-headers", *binding_args(binding), binding=binding)
+    server = start_server("--proxy-headers", binding=binding)
     with direct_client(server) as client:
         for headers in SPOOFS:
             scope = client.get("/echo", headers=headers).json()
@@ -59,12 +59,12 @@ def test_a_direct_client_cannot_spoof_its_address_or_scheme(start_server, bindin
 
 
 def test_a_unix_socket_peer_is_trusted_unless_left_out(start_server):
-    trusting = start_server("--proxy-headers", *binding_args("unix"), binding="unix")
+    trusting = start_server("--proxy-headers", binding="unix")
     scope = trusting.http.get("/echo", headers={"X-Forwarded-For": "203.0.113.7",
                                                 "X-Forwarded-Proto": "https"}).json()
     assert scope["client"] == ["203.0.113.7", 0] and scope["scheme"] == "https"
     strict = start_server("--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
-                          *binding_args("unix"), binding="unix")
+                          binding="unix")
     for headers in SPOOFS:
         scope = strict.http.get("/echo", headers=headers).json()
         assert scope["client"] is None, headers
@@ -74,13 +74,13 @@ def test_a_unix_socket_peer_is_trusted_unless_left_out(start_server):
 @pytest.mark.parametrize("binding", ["tcp", "tls"])
 def test_a_listed_peer_is_believed(start_server, binding):
     server = start_server("--proxy-headers", "--forwarded-allow-ips", f"10.0.0.0/8, {DIRECT}",
-                          *binding_args(binding), binding=binding)
+                          binding=binding)
     with direct_client(server) as client:
         scope = client.get("/echo", headers={"X-Forwarded-For": "203.0.113.7",
                                              "X-Forwarded-Proto": "https"}).json()
         assert scope["client"] == ["203.0.113.7", 0] and scope["scheme"] == "https"
     # the default list does not name DIRECT: the same request is not believed
-    default = start_server("--proxy-headers", *binding_args(binding), binding=binding)
+    default = start_server("--proxy-headers", binding=binding)
     with direct_client(default) as client:
         scope = client.get("/echo", headers={"X-Forwarded-For": "203.0.113.7"}).json()
         assert scope["client"][0] == DIRECT
@@ -145,7 +145,7 @@ def test_forwarded_header_when_chosen(start_server):
 
 @pytest.mark.parametrize("binding", ["tcp", "tls"])
 def test_websocket_spoof_from_a_direct_client_is_not_believed(start_server, binding):
-    server = start_server("--proxy-headers", *binding_args(binding), binding=binding)
+    server = start_server("--proxy-headers", binding=binding)
     sock = socket.socket()
     sock.bind((DIRECT, 0))
     sock.connect(("127.0.0.1", server.port))

@@ -6,6 +6,7 @@ and with curl."""
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -13,7 +14,7 @@ import subprocess
 import pytest
 
 from tests.certs import make_client_certificates
-from tests.conftest import binding_args, client_context, read_to_close
+from tests.conftest import client_context, read_to_close
 
 CURL = shutil.which("curl") or "/usr/bin/curl"
 
@@ -42,7 +43,7 @@ def tls_get(server, certificate=None, context=None, path="/echo") -> bytes | Non
 
 
 def mtls_server(start_server, pki, mode):
-    return start_server(*binding_args("tls"), "--ssl-ca-certs", str(pki["ca"]),
+    return start_server("--ssl-ca-certs", str(pki["ca"]),
                         "--ssl-cert-reqs", mode, binding="tls")
 
 
@@ -64,7 +65,7 @@ def test_optional_client_certificates(start_server, pki):
 
 
 def test_no_client_certificate_is_asked_for_by_default(start_server, pki):
-    server = start_server(*binding_args("tls"), binding="tls")
+    server = start_server(binding="tls")
     assert tls_get(server).startswith(b"HTTP/1.1 200")
     # one sent anyway (it was not asked for, so a client does not send it) changes nothing
     assert tls_get(server, pki["foreign"]).startswith(b"HTTP/1.1 200")
@@ -88,9 +89,9 @@ def test_curl_with_and_without_a_client_certificate(start_server, pki):
 def test_minimum_version(start_server):
     twelve = client_context()
     twelve.maximum_version = ssl.TLSVersion.TLSv1_2
-    default = start_server(*binding_args("tls"), binding="tls")
+    default = start_server(binding="tls")
     assert tls_get(default, context=twelve).startswith(b"HTTP/1.1 200")
-    strict = start_server(*binding_args("tls"), "--ssl-minimum-version", "1.3", binding="tls")
+    strict = start_server("--ssl-minimum-version", "1.3", binding="tls")
     twelve = client_context()
     twelve.maximum_version = ssl.TLSVersion.TLSv1_2
     assert tls_get(strict, context=twelve) is None
@@ -98,7 +99,7 @@ def test_minimum_version(start_server):
 
 
 def test_ciphers(start_server):
-    server = start_server(*binding_args("tls"), "--ssl-ciphers", "ECDHE+AESGCM",
+    server = start_server("--ssl-ciphers", "ECDHE+AESGCM",
                           binding="tls")
 
     def tls12(ciphers):
@@ -112,10 +113,10 @@ def test_ciphers(start_server):
 
 
 def test_alpn_list(start_server):
-    server = start_server(*binding_args("tls"), "--ssl-alpn", "http/1.1", binding="tls")
+    server = start_server("--ssl-alpn", "http/1.1", binding="tls")
     with server.connect(alpn=("h2", "http/1.1")) as sock:
         assert sock.selected_alpn_protocol() == "http/1.1"
-    default = start_server(*binding_args("tls"), binding="tls")
+    default = start_server(binding="tls")
     with default.connect(alpn=("h2", "http/1.1")) as sock:
         assert sock.selected_alpn_protocol() == "h2"
 
@@ -128,18 +129,91 @@ def test_alpn_list(start_server):
     (["--ssl-minimum-version", "1.1"], "argument --ssl-minimum-version: invalid choice"),
 ])
 def test_bad_tls_settings_are_refused_naming_the_option(start_server, args, message):
-    server = start_server(*binding_args("tls"), *args, ready=False)
+    server = start_server(*args, ready=False, binding="tls")
     assert server.wait_exit() == 2
     assert message in server.output, server.output
 
 
 def test_an_unreadable_ca_file_stops_the_start(start_server, tmp_path):
-    server = start_server(*binding_args("tls"), "--ssl-cert-reqs", "required",
-                          "--ssl-ca-certs", str(tmp_path / "missing.pem"), ready=False)
+    server = start_server("--ssl-cert-reqs", "required", "--ssl-ca-certs",
+                          str(tmp_path / "missing.pem"), ready=False, binding="tls")
     assert server.wait_exit() == 1
     assert f"--ssl-ca-certs '{tmp_path / 'missing.pem'}'" in server.output
     (tmp_path / "empty.pem").write_text("not a certificate\n")
-    server = start_server(*binding_args("tls"), "--ssl-cert-reqs", "required",
-                          "--ssl-ca-certs", str(tmp_path / "empty.pem"), ready=False)
+    server = start_server("--ssl-cert-reqs", "required", "--ssl-ca-certs",
+                          str(tmp_path / "empty.pem"), ready=False, binding="tls")
     assert server.wait_exit() == 1
     assert "no PEM certificate in it" in server.output
+
+
+# -- certificates renewed on disk, picked up on SIGHUP by a single process
+
+
+def served_fingerprint(server) -> bytes:
+    """The SHA-256 of the certificate a new connection is served."""
+    import hashlib
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as sock:
+        return hashlib.sha256(sock.getpeercert(binary_form=True)).digest()
+
+
+def file_fingerprint(cert_path) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    return x509.load_pem_x509_certificate(cert_path.read_bytes()).fingerprint(hashes.SHA256())
+
+
+def test_sighup_reloads_a_renewed_certificate(start_server, tmp_path):
+    from tests.certs import make_certificate
+
+    live, renewed, wrong = (tmp_path / name for name in ("live", "renewed", "wrong"))
+    for directory in (live, renewed, wrong):
+        directory.mkdir()
+    key, cert = make_certificate(live)
+    server = start_server("-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    first = file_fingerprint(cert)
+    assert served_fingerprint(server) == first
+    # a request in flight across the reload: its body half sent, the application waiting
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    in_flight = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", server.port), timeout=10),
+        server_hostname="localhost")
+    in_flight.sendall(b"POST /gated-body?gate=renew HTTP/1.1\r\nHost: localhost\r\n"
+                      b"Content-Length: 10\r\nConnection: close\r\n\r\n12345")
+    server.wait_for("app: gated")
+
+    # the user's mistake first: a new certificate with the old key (certbot's files half
+    # copied): refused, the current one still served
+    make_certificate(wrong)
+    cert.write_bytes((wrong / "crt.pem").read_bytes())
+    server.signal(signal.SIGHUP)
+    server.wait_for(r"the certificate of ssl:.* was not reloaded \(.*\); the current one is "
+                    r"still served")
+    assert served_fingerprint(server) == first
+    # then the fix: the renewed pair, complete
+    new_key, new_cert = make_certificate(renewed)
+    key.write_bytes(new_key.read_bytes())
+    cert.write_bytes(new_cert.read_bytes())
+    server.signal(signal.SIGHUP)
+    server.wait_for(r"reloaded the certificate of ssl:")
+    assert served_fingerprint(server) == file_fingerprint(new_cert) != first
+    # the request in flight finishes on its connection
+    gate_opener = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", server.port), timeout=10),
+        server_hostname="localhost")
+    with gate_opener:
+        gate_opener.sendall(b"GET /open-gate?gate=renew HTTP/1.1\r\nHost: x\r\n"
+                            b"Connection: close\r\n\r\n")
+        assert read_to_close(gate_opener, 10)[0].startswith(b"HTTP/1.1 200")
+    with in_flight:
+        in_flight.sendall(b"67890")
+        response, _ = read_to_close(in_flight, 10)
+    assert response.startswith(b"HTTP/1.1 200") and response.endswith(b"10"), response
+    assert server.proc.poll() is None

@@ -254,7 +254,7 @@ class _LayeredEndpoint:
 
 
 def make_endpoint(reactor: Any, description: str, proxy_protocol: bool = False,
-                  tls: Callable[[Any], Any] | None = None) -> Any:
+                  tls: Callable[[Any, str], Any] | None = None) -> Any:
     """A Twisted server endpoint for ``description``, or EndpointError saying why not.
 
     ``proxy_protocol``: each connection starts with a PROXY protocol header (v1 or v2),
@@ -263,9 +263,9 @@ def make_endpoint(reactor: Any, description: str, proxy_protocol: bool = False,
     endpoint = _make_endpoint(reactor, description)
     if tls is not None:
         if isinstance(endpoint, _LayeredEndpoint) and endpoint.context is not None:
-            endpoint.context = tls(endpoint.context)
+            endpoint.context = tls(endpoint.context, description)
         elif isinstance(endpoint, endpoints.SSL4ServerEndpoint):
-            endpoint._sslContextFactory = tls(endpoint._sslContextFactory)
+            endpoint._sslContextFactory = tls(endpoint._sslContextFactory, description)
     if not proxy_protocol:
         return endpoint
     if isinstance(endpoint, _LayeredEndpoint):

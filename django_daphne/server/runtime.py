@@ -23,7 +23,7 @@ from .config import Config, asgi_threads
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
 from .notify import Notifier
 from .state import ServerState
-from .tls import TLSSettingError, options_for
+from .tls import ReloadableTLS, TLSSettingError, options_for
 
 if TYPE_CHECKING:
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
@@ -88,6 +88,7 @@ class Server:
         self.install_signal_handlers = install_signal_handlers
         self.ports: list[Any] = []
         self.listening: list[str] = []
+        self.tls_bindings: list[ReloadableTLS] = []  # what SIGHUP reloads certificates of
         self.exit_code = 0
         self.state: ServerState | None = None
         self.lifespan: Lifespan | None = None
@@ -178,9 +179,15 @@ class Server:
         inherited = worker_endpoints()
         descriptions = inherited or self.config.endpoint_descriptions()
         try:
-            tls = options_for(self.config)
+            reloadable = options_for(self.config)
         except TLSSettingError as exc:
             raise StartupError(str(exc)) from None
+
+        def tls(base: Any, description: str) -> ReloadableTLS:
+            binding = reloadable(base, description)
+            self.tls_bindings.append(binding)
+            return binding
+
         endpoints = []
         for description in descriptions:  # every one understood before any is bound
             try:
@@ -225,6 +232,17 @@ class Server:
         self.loop.call_later(interval, self._ping_watchdog)
 
     def _cannot_reload(self) -> None:
+        """SIGHUP to a single process: its TLS certificates are read again (a renewed one
+        is served to new connections); its code cannot be."""
+        for binding in self.tls_bindings:
+            try:
+                fingerprint = binding.reload(self.reactor)
+            except TLSSettingError as exc:
+                logger.error("Received SIGHUP: the certificate of %s was not reloaded (%s); "
+                             "the current one is still served", binding.description, exc)
+            else:
+                logger.info("Received SIGHUP: reloaded the certificate of %s (SHA-256 %s)",
+                            binding.description, fingerprint)
         logger.warning(
             "Received SIGHUP: a single server process cannot reload its code; run it with "
             "--workers (1 or more) to reload on SIGHUP without dropping a connection"

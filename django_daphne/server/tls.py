@@ -15,6 +15,8 @@ from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
 
 from .config import Config
 
@@ -44,10 +46,46 @@ def load_authorities(path: str) -> list[Any]:
     return found
 
 
-def options_for(config: Config) -> Callable[[Any], Any]:
+@implementer(IOpenSSLServerConnectionCreator)
+class ReloadableTLS:
+    """The TLS options of one ``ssl:`` binding, which a reload replaces: each new connection
+    takes the options current when it is accepted, a connection in flight keeps its own."""
+
+    def __init__(self, description: str, options: Any, rebuild: Callable[[Any], Any]) -> None:
+        self.description = description
+        self.options = options
+        self._rebuild = rebuild
+
+    def serverConnectionForTLS(self, protocol: Any) -> SSL.Connection:  # noqa: N802
+        return SSL.Connection(self.options.getContext(), None)
+
+    def reload(self, reactor: Any) -> str:
+        """Read the key and certificate files again: the new certificate's SHA-256
+        fingerprint. Raises TLSSettingError (the old options stay) when they cannot be read
+        or do not match."""
+        from twisted.internet import endpoints
+
+        description = self.description.split(":fileno=", 1)[0]  # a worker's inherited one
+        try:
+            base = endpoints.serverFromString(reactor, description)._sslContextFactory
+            options = self._rebuild(base)
+            options.getContext()  # the key checked against the certificate, now
+        except Exception as exc:  # OpenSSL's and Twisted's errors name no file
+            raise TLSSettingError(f"{exc or type(exc).__name__}") from None
+        self.options = options
+        return fingerprint(options.certificate)
+
+
+def fingerprint(certificate: Any) -> str:
+    """A certificate's SHA-256 fingerprint, as ``openssl x509 -fingerprint`` writes it."""
+    digest: bytes = certificate.digest("sha256")
+    return digest.decode("ascii")
+
+
+def options_for(config: Config) -> Callable[[Any, str], ReloadableTLS]:
     """A function that rebuilds Twisted's options of an ``ssl:`` endpoint (a
-    CertificateOptions) with the configuration's TLS settings. The authorities are read
-    once, now: a missing file stops the start, naming the option."""
+    CertificateOptions) with the configuration's TLS settings, as a reloadable creator. The
+    authorities are read once, now: a missing file stops the start, naming the option."""
     authorities = load_authorities(config.ssl_ca_certs) \
         if config.ssl_cert_reqs != "none" and config.ssl_ca_certs else None
     ciphers = ssl.AcceptableCiphers.fromOpenSSLCipherString(config.ssl_ciphers) \
@@ -72,4 +110,7 @@ def options_for(config: Config) -> Callable[[Any], Any]:
                           requireCertificate=config.ssl_cert_reqs == "required")
         return ssl.CertificateOptions(**kwargs)
 
-    return rebuild
+    def reloadable(base: Any, description: str) -> ReloadableTLS:
+        return ReloadableTLS(description, rebuild(base), rebuild)
+
+    return reloadable
