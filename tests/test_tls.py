@@ -5,6 +5,7 @@ and with curl."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -217,3 +218,87 @@ def test_sighup_reloads_a_renewed_certificate(start_server, tmp_path):
         response, _ = read_to_close(in_flight, 10)
     assert response.startswith(b"HTTP/1.1 200") and response.endswith(b"10"), response
     assert server.proc.poll() is None
+
+
+# -- the ASGI TLS extension: scope["extensions"]["tls"], on every protocol
+
+
+def expected_tls(pki, certificate_pair, server_cert_path) -> dict:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    def pem(path):
+        return x509.load_pem_x509_certificate(path.read_bytes()).public_bytes(
+            Encoding.PEM).decode()
+
+    client = certificate_pair[1] if certificate_pair else None
+    return {
+        "server_cert": pem(server_cert_path),
+        "client_cert_chain": [pem(client)] if client else [],
+        "client_cert_name": x509.load_pem_x509_certificate(
+            client.read_bytes()).subject.rfc4514_string() if client else None,
+        "client_cert_error": None,
+    }
+
+
+def check_extension(tls: dict, expected: dict, version: int = 0x0304) -> None:
+    assert {key: tls[key] for key in expected} == expected
+    assert tls["tls_version"] == version
+    assert isinstance(tls["cipher_suite"], int) and tls["cipher_suite"] > 0
+
+
+def client_with(certificate_pair, alpn=("http/1.1",)) -> ssl.SSLContext:
+    context = client_context(alpn)
+    if certificate_pair:
+        key, cert = certificate_pair
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+@pytest.mark.parametrize("who", ["good", None])
+def test_tls_extension_over_http1_and_websocket(start_server, pki, who):
+    from websockets.sync.client import connect
+
+    from tests.conftest import certificate
+
+    server = mtls_server(start_server, pki, "optional")
+    pair = pki[who] if who else None
+    expected = expected_tls(pki, pair, certificate()[1])
+    response = tls_get(server, pair)
+    scope = json.loads(response.partition(b"\r\n\r\n")[2])
+    check_extension(scope["extensions"]["tls"], expected)
+    twelve = client_with(pair)
+    twelve.maximum_version = ssl.TLSVersion.TLSv1_2
+    response = tls_get(server, context=twelve)
+    scope = json.loads(response.partition(b"\r\n\r\n")[2])
+    check_extension(scope["extensions"]["tls"], expected, version=0x0303)
+    with connect(f"wss://localhost:{server.port}/ws/scope", ssl=client_with(pair)) as ws:
+        scope = json.loads(ws.recv(timeout=10))
+    check_extension(scope["extensions"]["tls"], expected)
+
+
+def test_tls_extension_over_http2_and_its_websockets(start_server, pki):
+    from h2.settings import SettingCodes
+
+    from tests.conftest import certificate
+    from tests.h2client import H2Client
+    from tests.test_http2_websocket import open_ws
+
+    server = mtls_server(start_server, pki, "required")
+    expected = expected_tls(pki, pki["good"], certificate()[1])
+    with H2Client(server.port, tls=client_with(pki["good"], ("h2",))) as client:
+        assert client.sock.selected_alpn_protocol() == "h2"
+        response = client.response(client.request("/echo"))
+        scope = json.loads(response.body)
+        check_extension(scope["extensions"]["tls"], expected)
+        assert "http.response.trailers" in scope["extensions"]
+        client.wait(lambda: SettingCodes.ENABLE_CONNECT_PROTOCOL in client.server_settings,
+                    what="extended CONNECT")
+        ws = open_ws(client, "/ws/scope", scheme="https")
+        scope = json.loads(ws.message())
+        check_extension(scope["extensions"]["tls"], expected)
+
+
+def test_no_tls_extension_in_cleartext(start_server):
+    server = start_server()
+    assert "extensions" not in server.http.get("/echo").json()

@@ -101,11 +101,14 @@ def connection_scope(
     server_addr: list[Any] | None,
     screen: bool = True,
     method: bytes | None = None,
+    tls: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What an HTTP and a WebSocket scope share, for any wire protocol: the target split and
     decoded, the proxy headers applied, the headers screened.  With a ``method`` it is an
     HTTP scope (``build_scope``), without one a WebSocket's.  Raises Refusal for a target
     that cannot be represented.
+
+    ``tls``: the connection's ASGI TLS extension (``scope["extensions"]["tls"]``).
 
     ``screen``: the headers may hold a name with an underscore or Daphne-Root-Path (see
     :func:`screen_headers`); a wire protocol that can rule both out cheaply (HTTP/1.1 scans
@@ -121,7 +124,7 @@ def connection_scope(
         headers, root_path = screen_headers(headers, root_path)
     # "method" in the literal (a key added afterwards can make the dict grow): an HTTP
     # scope's, taken out again of a WebSocket's
-    scope = {
+    scope: dict[str, Any] = {
         "type": "websocket" if method is None else "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": http_version,
@@ -139,4 +142,8 @@ def connection_scope(
         del scope["method"]
     if server.lifespan_state is not None:
         scope["state"] = server.lifespan_state.copy()
+    if tls is not None:
+        # a copy per scope: an application may change what it is given
+        copy: dict[str, Any] = {**tls, "client_cert_chain": [*tls["client_cert_chain"]]}
+        scope["extensions"] = {"tls": copy}
     return scope

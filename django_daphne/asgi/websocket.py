@@ -67,12 +67,13 @@ def build_websocket_scope(
     headers: list[tuple[bytes, bytes]],
     client: list[Any] | None,
     server_addr: list[Any] | None,
+    tls: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The WebSocket connection scope; raises Refusal for an unusable target."""
     # as for HTTP, and as Daphne does for WebSockets: no header names with an underscore,
     # and Daphne-Root-Path sets root_path
     scope = connection_scope(server, http_version, scheme, target, headers,
-                             client, server_addr)
+                             client, server_addr, tls=tls)
     subprotocols: list[str] = []
     for name, value in scope["headers"]:
         if name == b"sec-websocket-protocol":
@@ -80,7 +81,7 @@ def build_websocket_scope(
                 p.strip() for p in value.decode("latin-1").split(",") if p.strip()
             )
     scope["subprotocols"] = subprotocols
-    scope["extensions"] = {"websocket.http.response": {}}
+    scope.setdefault("extensions", {})["websocket.http.response"] = {}
     return scope
 
 

@@ -31,6 +31,7 @@ from .transport import (
     close_transport,
     make_writer,
     proxied_addresses,
+    tls_extension,
 )
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class Connection(Protocol):
         self.read_while_stalled = True
         self.sniffing = True  # no byte received yet: the moment to recognise HTTP/2
         self.proxied = False  # addresses from a PROXY header, read with the first bytes
+        self.tls: dict[str, Any] | None = None  # the ASGI TLS extension, once handshaken
         self.sniff_held = b""  # a first read too short to tell HTTP/2 from HTTP/1.1
         self.told_handler = False  # the handler heard connection_lost
 
@@ -121,6 +123,8 @@ class Connection(Protocol):
             self.sniff_held = data
             return
         self.sniffing = False
+        if self.scheme == "https":
+            self.tls = tls_extension(self.transport)  # the handshake is done: bytes came
         if self._speaks_http2(data):
             self.start_http2()
         self._route()

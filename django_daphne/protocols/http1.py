@@ -132,7 +132,7 @@ class HTTP1Handler:
                 return True
         scope = build_scope(
             server, head.http_version, conn.scheme, head.target, head.headers, conn.client,
-            conn.server_addr, head.odd_names, head.method,
+            conn.server_addr, head.odd_names, head.method, conn.tls,
         )
         stream = HTTPStream(server, self, scope, head.expect_continue)
         if not head.has_body:

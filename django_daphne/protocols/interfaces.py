@@ -31,6 +31,7 @@ class Link(Protocol):
     scheme: str  # "https" over TLS, else "http"
     client: list[Any] | None  # [host, port], None on a UNIX socket
     server_addr: list[Any] | None
+    tls: dict[str, Any] | None  # the ASGI TLS extension's fields, on a TLS connection
     deadline: float | None  # when the handler's deadline_passed is due (the server's sweep)
 
     @property

@@ -143,6 +143,55 @@ def proxied_addresses(transport: Any) -> tuple[list[Any] | None, list[Any] | Non
     return client, server
 
 
+# TLS versions and cipher suites as the ASGI TLS extension numbers them (IANA's ids)
+_TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+_CIPHER_IDS: dict[str, int] = {}
+
+
+def _cipher_id(name: str | None) -> int | None:
+    """An OpenSSL cipher name's IANA id, from the standard library's table of them."""
+    if not _CIPHER_IDS:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.set_ciphers("ALL:@SECLEVEL=0")
+        _CIPHER_IDS.update((c["name"], c["id"] & 0xFFFF) for c in context.get_ciphers())
+    return _CIPHER_IDS.get(name) if name else None
+
+
+def _pem(certificate: Any) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    pem: bytes = certificate.to_cryptography().public_bytes(Encoding.PEM)
+    return pem.decode("ascii")
+
+
+def tls_extension(transport: Any) -> dict[str, Any] | None:
+    """The ASGI TLS extension's fields of a TLS connection whose handshake is done (None
+    for any other): the server's certificate, the client's chain and name, the version and
+    the cipher suite. A client certificate that does not verify never gets here: it fails
+    the handshake, so ``client_cert_error`` is always None."""
+    if not isinstance(transport, TLSMemoryBIOProtocol):
+        return None
+    tls = transport.getHandle()  # pyOpenSSL's Connection
+    own = tls.get_certificate()
+    leaf = tls.get_peer_certificate()
+    chain = [leaf] if leaf is not None else []
+    for certificate in tls.get_peer_cert_chain() or ():
+        # a server's view of the chain may or may not begin with the client's own
+        if leaf is None or certificate.digest("sha256") != leaf.digest("sha256"):
+            chain.append(certificate)
+    return {
+        "server_cert": _pem(own) if own is not None else None,
+        "client_cert_chain": [_pem(certificate) for certificate in chain],
+        "client_cert_name": leaf.to_cryptography().subject.rfc4514_string()
+        if leaf is not None else None,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(tls.get_protocol_version_name()),
+        "cipher_suite": _cipher_id(tls.get_cipher_name()),
+    }
+
+
 # the reason a connection closed at once gives its protocol (Twisted's connectionLost
 # reads the exception's classes from it, computed once here rather than per connection)
 _CLOSED = Failure(main.CONNECTION_DONE)

@@ -119,7 +119,7 @@ class WebSocketConnection:
         server = link.server
         scope = build_websocket_scope(
             server, head.http_version, "wss" if link.scheme == "https" else "ws",
-            head.target, head.headers, link.client, link.server_addr,
+            head.target, head.headers, link.client, link.server_addr, link.tls,
         )
         self.stream = WebSocketStream(server, self, scope)
 

@@ -252,12 +252,16 @@ class HTTP2Handler:
             scope = build_scope(
                 self.server, "2",
                 scheme.decode("ascii") if scheme in (b"http", b"https") else conn.scheme,
-                path, headers, conn.client, conn.server_addr, True, method,
+                path, headers, conn.client, conn.server_addr, True, method, conn.tls,
             )
         except Refusal as exc:
             self._refuse(stream_id, ended, exc.reason, exc.status, lean=lean)
             return
-        scope["extensions"] = {"http.response.trailers": {}}
+        extensions = scope.get("extensions")
+        if extensions is None:
+            scope["extensions"] = {"http.response.trailers": {}}
+        else:  # the TLS extension's
+            extensions["http.response.trailers"] = {}
         wire = H2Stream(self, stream_id, method == b"HEAD", lean)
         wire.body_ended = ended
         if length is not None:

@@ -61,6 +61,7 @@ class H2Tunnel:
         self.scheme = scheme.decode("ascii") if scheme in (b"http", b"https") else conn.scheme
         self.client = conn.client
         self.server_addr = conn.server_addr
+        self.tls = conn.tls
         self.wire = _TunnelWire(http2, stream_id, False)
         self.wire.stream = self
         self._deadline: float | None = None
