@@ -225,12 +225,12 @@ class Supervisor:
         self.count -= 1
         slot = self.count
         logger.info("Received SIGTTOU: removing a worker (%d now)", self.count)
+        self.listeners.release(slot)  # before its workers are told: see listeners.py
         for generation in self._generations():
             generation.start_after.pop(slot, None)
             for worker in list(generation.members()):
                 if worker.slot == slot:
                     self._retire(worker, "SIGTTOU")
-        self.listeners.release(slot)
 
     # -- the transitions of one worker
 
