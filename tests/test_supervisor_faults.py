@@ -426,8 +426,10 @@ def test_a_worker_whose_event_loop_is_stuck_is_replaced(start_server, tmp_path):
               "        time.sleep(3600)\n"
               "    return await inner(scope, receive, send)\n")
     (tmp_path / "blockapp.py").write_text(source)
+    notify = NotifySocket(tmp_path)
     server = start_server("--workers", "2", "--worker-timeout", "3", app="blockapp:app",
-                          cwd=tmp_path)
+                          cwd=tmp_path, env={"NOTIFY_SOCKET": notify.path,
+                                             "WATCHDOG_USEC": "1000000"})
     pids = worker_pids(server)
     blocked = []
 
@@ -459,3 +461,8 @@ def test_a_worker_whose_event_loop_is_stuck_is_replaced(start_server, tmp_path):
         if seen == serving:
             break
     assert seen == serving
+    # systemd's watchdog went on: the supervisor replaces a stuck worker itself (a service
+    # restart would drop every other worker's connections)
+    assert notify.next("WATCHDOG") == {"WATCHDOG": "1"}
+    notify.close()
+    assert "no watchdog ping" not in server.output

@@ -442,15 +442,17 @@ class Supervisor:
         return min(times) if times else None
 
     def _ping_watchdog(self, now: float) -> None:
-        """WATCHDOG=1 while every worker's loop turns (it sends a heartbeat each sweep);
-        a stuck one stops the pings, and systemd restarts the service."""
+        """WATCHDOG=1 while this loop turns and, with --worker-timeout 0, while every
+        worker's loop turns too (it sends a heartbeat each sweep): then a stuck one stops
+        the pings, and systemd restarts the service.  With a --worker-timeout, this loop
+        replaces a stuck worker itself, which a restart of the service would pre-empt."""
         interval = self.notifier.watchdog_interval
         assert interval is not None and self.next_ping is not None
         if now < self.next_ping:
             return
         self.next_ping = now + interval
-        late = [w for w in self.workers.values()
-                if w.state is READY and now - w.last_beat > 2 * interval]
+        late = [w for w in self.workers.values() if not self.config.worker_timeout
+                and w.state is READY and now - w.last_beat > 2 * interval]
         if late:
             logger.warning("Worker %s sent no heartbeat for %.1fs: no watchdog ping",
                            ", ".join(str(w.pid) for w in late), now - late[0].last_beat)
