@@ -71,7 +71,9 @@ ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def write_app(directory, version: str, gate: str = "") -> None:
-    (directory / "faultapp.py").write_text(APP.format(version=version, gate=gate))
+    """Replace the application's module at once (an import never sees half a file)."""
+    (directory / "faultapp.tmp").write_text(APP.format(version=version, gate=gate))
+    os.replace(directory / "faultapp.tmp", directory / "faultapp.py")
 
 
 class ImportGate:
@@ -213,10 +215,11 @@ def test_sigttou_leaves_no_socket_without_an_acceptor(start_server, tmp_path, bi
         lines_matching(server, r"Worker \d+ stopped$", workers - 2)  # the others drained
         assert pids == {first, *removed}
         server.wait_for(rf"\[{removed[-1]}\] Received SIGTERM")
-        # while the last slot's worker still drains: nothing hangs (a connection that came
-        # in the moment before its socket closed may be reset: a client retries that)
+        # while the last slot's worker still drains: nothing hangs (one that came in the
+        # moment before its socket closed may be served by it, or reset: a client retries)
         during = connect_many(server)
-        assert set(during) <= {str(first), "reset"}, during
+        assert set(during) <= {str(first), str(removed[-1]), "reset"}, during
+        assert during.get(str(first)), during
     finally:
         hanging.close()
     server.wait_for(rf"Worker {removed[-1]} stopped")
@@ -237,7 +240,7 @@ def test_new_code_that_hangs_on_import_fails_the_reload_at_the_boot_deadline(
     notify = NotifySocket(tmp_path)
     try:
         write_app(tmp_path, "1")
-        server = start_server("--workers", "2", "--worker-boot-timeout", "3",
+        server = start_server("--workers", "2", "--worker-boot-timeout", "5",
                               "--shutdown-timeout", "1", app="faultapp:app", cwd=tmp_path,
                               env={**ENV, "NOTIFY_SOCKET": notify.path})
         old = worker_pids(server)
@@ -245,8 +248,8 @@ def test_new_code_that_hangs_on_import_fails_the_reload_at_the_boot_deadline(
         write_app(tmp_path, "2", gate=HANGING)
         server.signal(signal.SIGHUP)
         assert notify.next("RELOADING")["RELOADING"] == "1"
-        lines_matching(server, r"app: importing in \d+ for ever", 2)
-        failed = server.wait_for(r"Reload failed: new worker \d+ was not ready within 3s "
+        server.wait_for(r"app: importing in \d+ for ever")
+        failed = server.wait_for(r"Reload failed: new worker \d+ was not ready within 5s "
                                  r"\(--worker-boot-timeout\); killed; the current workers "
                                  r"go on serving")
         ready = notify.next("READY")
@@ -398,7 +401,7 @@ def test_a_failed_successor_is_retried_until_the_code_is_fixed(start_server, tmp
     server = start_server("--workers", "1", "--max-requests", "3", app="faultapp:app",
                           cwd=tmp_path, env=ENV)
     [first] = worker_pids(server)
-    (tmp_path / "faultapp.py").write_text(APP.format(version="2", gate=BROKEN))
+    write_app(tmp_path, "2", gate=BROKEN)
     for _ in range(3):
         assert get(server, "/pid") == f"1:{first}"
     server.wait_for(rf"The successor \d+ of worker {first} exited with status 1 before it "

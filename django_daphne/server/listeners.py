@@ -117,17 +117,16 @@ class _Endpoint:
 class Listeners:
     """Every endpoint of a Config, bound here; what each worker slot serves."""
 
-    def __init__(self, descriptions: list[str], reuse_port: bool) -> None:
-        self.descriptions = descriptions
+    def __init__(self, reuse_port: bool) -> None:
         self.per_slot = reuse_port and reuse_port_available()
         self.endpoints: list[_Endpoint] = []
         self.unix_paths: list[str] = []
 
-    def bind(self, slots: int) -> list[str]:
+    def bind(self, descriptions: list[str], slots: int) -> list[str]:
         """Bind every endpoint for ``slots`` slots; how the log names each.  Raises
         EndpointError (having closed what it bound)."""
         try:
-            for description in self.descriptions:
+            for description in descriptions:
                 endpoint = self._endpoint(description)
                 self.endpoints.append(endpoint)
                 for slot in range(slots):

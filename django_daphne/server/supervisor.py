@@ -94,7 +94,7 @@ class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.count = config.workers
-        self.listeners = Listeners(config.endpoint_descriptions(), config.reuse_port)
+        self.listeners = Listeners(config.reuse_port)
         self.workers: dict[int, Worker] = {}  # every worker process not yet reaped
         self.current = Generation(1)
         self.pending: Generation | None = None  # the one a reload is starting
@@ -111,7 +111,7 @@ class Supervisor:
 
     def run(self) -> int:
         try:
-            for name in self.listeners.bind(self.count):
+            for name in self.listeners.bind(self.config.endpoint_descriptions(), self.count):
                 logger.info("Listening on %s", name)
         except EndpointError as exc:
             logger.error("%s", exc)
