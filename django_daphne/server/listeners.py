@@ -1,8 +1,9 @@
 """The ``--workers`` supervisor's listening sockets: bound once, in the supervisor, and
 handed to the worker processes by descriptor.
 
-With reuse-port (Linux, the default) each worker slot has its own socket on every TCP port
-(SO_REUSEPORT), bound when the slot is first filled and kept open across that slot's
+With reuse-port (Linux, the default, and more than one worker) each worker slot has its own
+socket on every TCP port (SO_REUSEPORT), bound when the slot is first filled (SIGTTIN binds
+a new slot's) and kept open across that slot's
 restarts, reloads and recycling, so the kernel spreads new connections evenly and a
 replacement worker finds what waited in its slot's backlog.  A slot that is removed
 (SIGTTOU) has its sockets closed here at once: the kernel then sends new connections to the

@@ -94,7 +94,8 @@ class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.count = config.workers
-        self.listeners = Listeners(config.reuse_port)
+        # one worker: one plain socket, which a second server on the port cannot join
+        self.listeners = Listeners(config.reuse_port and config.workers > 1)
         self.workers: dict[int, Worker] = {}  # every worker process not yet reaped
         self.current = Generation(1)
         self.pending: Generation | None = None  # the one a reload is starting
