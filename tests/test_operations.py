@@ -288,8 +288,9 @@ def test_systemd_notify_single_process(start_server, tmp_path):
 def test_systemd_notify_with_workers_reload_and_watchdog(start_server, tmp_path):
     notify = NotifySocket(tmp_path)
     try:
-        server = start_server("--workers", "2", env={"NOTIFY_SOCKET": notify.path,
-                                                     "WATCHDOG_USEC": "400000"})
+        # (with a --worker-timeout the supervisor replaces a stuck worker itself instead)
+        server = start_server("--workers", "2", "--worker-timeout", "0",
+                              env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"})
         pids = worker_pids(server)
         ready = notify.next("READY")
         assert ready["STATUS"] == "2 workers: " + ", ".join(map(str, sorted(pids)))

@@ -350,6 +350,21 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--max-requests-jitter",), metavar="N", minimum=0, group="http",
     ),
     Option(
+        "worker_boot_timeout", 60.0, as_seconds, "With --workers: seconds a new worker has "
+        "to import the application, run its lifespan startup and listen; one still starting "
+        "then is killed and counts as a worker that failed to start (in a reload: the "
+        "reload fails and the current workers go on serving).",
+        flags=("--worker-boot-timeout",), metavar="SECONDS", minimum=1, group="http",
+    ),
+    Option(
+        "worker_timeout", 30.0, as_seconds, "With --workers: a worker whose event loop sends "
+        "no heartbeat (one a sweep, every second or so) for this many seconds is stuck "
+        "(blocking code in async code, a deadlock): it is killed, its threads' tracebacks "
+        "logged first, and replaced; 0 for never.",
+        flags=("--worker-timeout",), metavar="SECONDS", minimum=2, unlimited=0,
+        group="http",
+    ),
+    Option(
         "reuse_port", True, as_bool, "With --workers: give each worker its own listening "
         "socket on every TCP port (SO_REUSEPORT, Linux), so the kernel spreads new "
         "connections evenly; off: the workers share one socket, where the first to wake can "
@@ -556,6 +571,8 @@ class Config:
     workers: int
     max_requests: int
     max_requests_jitter: int
+    worker_boot_timeout: float
+    worker_timeout: float
     reuse_port: bool
     http_parser: str
     loop: str

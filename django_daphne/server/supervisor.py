@@ -1,332 +1,121 @@
-"""``--workers N``: one supervisor binds every listening socket once and runs N worker
-processes that serve them.
+"""``--workers N``: one supervisor binds every listening socket once (listeners.py) and runs N
+worker processes that serve them (worker_process.py; their side of the link is
+worker_link.py).
 
 Workers are the same command line re-executed, told through ``WORKER_ENV`` which inherited
-sockets to serve (``fd:`` endpoints, and ``ssl:...:fileno=N`` for TLS ones), so the
-``daphne`` command and ``manage.py daphne`` get workers alike.  The supervisor restarts a
-worker that dies, forwards SIGTERM/SIGINT so every worker drains gracefully, and exits 0.
+sockets to serve, so the ``daphne`` command and ``manage.py daphne`` get workers alike.
 
-On Linux each worker slot has its own socket on every TCP port (SO_REUSEPORT), bound by the
-supervisor and kept open across restarts, so the kernel spreads new connections evenly and
-a replacement worker finds what waited in its slot's backlog; UNIX sockets and ``--fd`` are
-one socket shared by every worker, accepted one connection per wake-up.
+The supervisor is a state machine.  Each worker is STARTING, READY, DRAINING or KILLED
+(worker_process.WorkerState), and each STARTING or READY one fills a slot of a
+:class:`Generation` (the workers of one reload) or is the --max-requests successor about to
+take a slot over.  Signals and the workers' exits and messages change what is wanted (how
+many slots, a reload, a stop) or take a worker out of its role; one pass, :meth:`_settle`,
+then starts whatever a live generation lacks, ends a reload whose new generation is all
+ready, and reports to systemd.  So every signal at every moment has one outcome.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import select
 import signal
-import socket
-import stat
-import subprocess
-import sys
 import time
 from typing import Any
 
 from .config import Config
-from .endpoints import (
-    EndpointError,
-    _fields,
-    _remove_stale_unix_socket,
-    check_description,
-    systemd_fd,
+from .endpoints import EndpointError
+from .listeners import Listeners, reuse_port_available
+from .notify import Notifier
+from .worker_link import (
+    DUMP_SIGNAL,
+    READY_ENV,
+    WORKER_ENV,
+    SupervisorLink,
+    accept_one_at_a_time,
+    supervisor_link,
+    worker_endpoints,
 )
-from .notify import Notifier, child_environment
+from .worker_process import Generation, Worker, WorkerState, spawn
+
+__all__ = [
+    "READY_ENV", "WORKER_ENV", "Supervisor", "SupervisorLink", "accept_one_at_a_time",
+    "reuse_port_available", "supervisor_link", "worker_endpoints",
+]
 
 logger = logging.getLogger("django_daphne.supervisor")
 
-WORKER_ENV = "DJANGO_DAPHNE_WORKER_ENDPOINTS"
-READY_ENV = "DJANGO_DAPHNE_WORKER_READY_FD"
-# set for the workers when systemd's watchdog is on: they send a heartbeat every sweep
-HEARTBEAT_ENV = "DJANGO_DAPHNE_WORKER_HEARTBEAT"
+STARTING, READY = WorkerState.STARTING, WorkerState.READY
+DRAINING, KILLED = WorkerState.DRAINING, WorkerState.KILLED
 # workers that exit before they are ready this many times in a row (none becoming ready in
 # between) stop the service; each restart after such a failure waits twice as long
 FAILED_STARTS_ALLOWED = 5
 FIRST_RETRY_DELAY = 0.1
 MAX_RETRY_DELAY = 5.0
-# after the stop signal, a worker still running this long past twice --shutdown-timeout
-# (its drain, then its lifespan shutdown) is killed
+# a --max-requests successor that fails to start is tried again, waiting twice as long
+# each time (the worker it replaces goes on serving meanwhile)
+FIRST_RECYCLE_DELAY = 1.0
+MAX_RECYCLE_DELAY = 60.0
+# a worker told to drain (on a stop, or retired) that is still running this long past
+# twice --shutdown-timeout (its drain, then its lifespan shutdown) is killed
 STOP_MARGIN = 5.0
+# between the traceback signal to a hung worker and its SIGKILL
+DUMP_GRACE = 1.0
 # a worker that ends for the stop signal: gracefully (0), or killed by it before it could
 # install its handler
 STOPPED_STATUSES = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
 
 
-def worker_endpoints() -> list[str] | None:
-    """In a worker: the endpoint descriptions of the inherited sockets; else None."""
-    raw = os.environ.get(WORKER_ENV)
-    return json.loads(raw) if raw else None
-
-
-class SupervisorLink:
-    """In a worker: the pipe to the supervisor.  One byte per message: ``R`` ready (every
-    socket listens), ``.`` alive (the event loop turns: for systemd's watchdog), ``M``
-    replace me (``--max-requests`` reached)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd: int | None = fd
-        os.set_blocking(fd, False)
-        self.heartbeat_wanted = HEARTBEAT_ENV in os.environ
-        self.recycle_asked = False
-
-    def _send(self, message: bytes) -> None:
-        if self.fd is None:
-            return
-        try:
-            os.write(self.fd, message)
-        except BlockingIOError:
-            pass  # the supervisor is behind: a heartbeat more or less does not matter
-        except OSError:
-            os.close(self.fd)  # the supervisor is gone: our parent-death signal is coming
-            self.fd = None
-
-    def ready(self) -> None:
-        self._send(b"R")
-
-    def heartbeat(self) -> None:
-        if self.heartbeat_wanted:
-            self._send(b".")
-
-    def recycle(self) -> None:
-        if not self.recycle_asked:
-            self.recycle_asked = True
-            self._send(b"M")
-
-
-def supervisor_link() -> SupervisorLink | None:
-    """In a worker: its link to the supervisor; else None."""
-    raw = os.environ.pop(READY_ENV, None)
-    if not raw:
-        return None
-    try:
-        return SupervisorLink(int(raw))
-    except (OSError, ValueError):
-        return None
-
-
-def accept_one_at_a_time(port: Any) -> None:
-    """Make a worker's listening port take one connection per wake-up.
-
-    Every worker waits on the same listening socket.  Twisted accepts up to 100 connections
-    (and more as bursts grow) each time the socket is readable, so the first worker to wake
-    takes a whole burst, say a load balancer's 50 keep-alive connections, and the others sit
-    idle for as long as those connections live.  One accept per wake-up lets the workers
-    that woke together share the burst.
-    """
-    cls = type(port)
-    sock = getattr(port, "socket", None)
-    if not hasattr(port, "numberAccepts") or sock is None or _reuses_port(sock):
-        return  # not a listening port, or this worker's own socket (--reuse-port)
-    shared = _SHARED_PORT_CLASSES.get(cls)
-    if shared is None:
-        shared = type(f"OneAccept{cls.__name__}", (cls,), {
-            # a data descriptor: Twisted's doRead cannot grow it again
-            "numberAccepts": property(lambda self: 1, lambda self, value: None),
-        })
-        _SHARED_PORT_CLASSES[cls] = shared
-    port.__class__ = shared
-
-
-_SHARED_PORT_CLASSES: dict[type, type] = {}
-
-
-def _reuses_port(sock: socket.socket) -> bool:
-    try:
-        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
-    except (AttributeError, OSError):
-        return False
-
-
-def reuse_port_available() -> bool:
-    """SO_REUSEPORT spreads connections over the sockets that share a port on Linux only
-    (elsewhere it may send every connection to one of them)."""
-    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
-
-
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-Bound = tuple[socket.socket | None, int, str]  # (socket, or None for --fd; fd; description)
-
-
-def bind(description: str, copies: int = 1) -> tuple[list[Bound], str]:
-    """Bind one endpoint here, in the supervisor.
-
-    Returns what each of ``copies`` worker slots serves (socket or None for an inherited fd,
-    its fd, the endpoint description the worker uses) and how the log names the endpoint.
-    A TCP endpoint asked for more than one copy gets one socket per slot on the same port
-    (SO_REUSEPORT); any other is one socket that every slot shares."""
-    problems = check_description(description)
-    if problems:
-        raise EndpointError(problems[0])
-    kind, args, kwargs = _fields(description)
-    if kind in ("tcp", "ssl"):
-        port = int(kwargs.get("port") or (args[0] if args else 0))
-        host = kwargs.get("interface", "")
-        sockets: list[socket.socket] = []
-        try:
-            for _ in range(copies):
-                sock = socket.socket(_family(host), socket.SOCK_STREAM)
-                sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if copies > 1:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind((host, port))
-                port = sock.getsockname()[1]  # port 0: the others join the one it got
-                sock.listen(int(kwargs.get("backlog", 50)))
-                sock.set_inheritable(True)
-        except OSError as exc:
-            for sock in sockets:
-                sock.close()
-            where = f"{host or '*'}:{port}"
-            assert exc.strerror is not None  # a socket call's error has its message
-            raise EndpointError(f"Cannot listen on {where}: {exc.strerror.lower()}") from None
-        bound_host, bound_port = sockets[0].getsockname()[:2]
-        where = f"[{bound_host}]:{bound_port}" if ":" in bound_host else \
-            f"{bound_host}:{bound_port}"
-        if kind == "ssl":
-            return [(sock, sock.fileno(), f"{description}:fileno={sock.fileno()}")
-                    for sock in sockets], f"TLS address {where}"
-        domain = "INET6" if sockets[0].family == socket.AF_INET6 else "INET"
-        return [(sock, sock.fileno(), f"fd:fileno={sock.fileno()}:domain={domain}")
-                for sock in sockets], f"TCP address {where}"
-    if kind == "unix":
-        path = kwargs.get("address") or args[0]
-        _remove_stale_unix_socket(description)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            assert exc.strerror is not None  # a socket call's error has its message
-            raise EndpointError(f"Cannot listen on {path}: {exc.strerror.lower()}") from None
-        os.chmod(path, int(kwargs.get("mode", "666"), 8))
-        sock.listen(int(kwargs.get("backlog", 50)))
-        sock.set_inheritable(True)
-        return [(sock, sock.fileno(), f"fd:fileno={sock.fileno()}:domain=UNIX")] * copies, \
-            f"UNIX socket {path}"
-    if kind in ("fd", "systemd"):
-        fd = systemd_fd(description) if kind == "systemd" else \
-            int(kwargs.get("fileno") or args[0])
-        if kind == "systemd":
-            description = f"fd:fileno={fd}"
-            if kwargs.get("domain"):
-                description += f":domain={kwargs['domain']}"
-        try:
-            mode = os.fstat(fd).st_mode
-        except OSError as exc:
-            raise EndpointError(f"--fd {fd}: not an open socket ({exc})") from None
-        if not stat.S_ISSOCK(mode):
-            raise EndpointError(f"--fd {fd}: not a socket")
-        os.set_inheritable(fd, True)
-        return [(None, fd, description)] * copies, f"inherited fd {fd}"
-    raise EndpointError(
-        f"--workers cannot share endpoint {description!r}: the supervisor binds tcp:, ssl:, "
-        "unix:, fd: and systemd: endpoints only"
-    )
-
-
-def _die_with_parent(parent: int) -> Any:
-    def preexec() -> None:  # pragma: no cover - runs in the child before exec
-        """Linux: a worker gets SIGTERM if the supervisor is killed outright (kill -9, the
-        OOM killer), and drains as on a stop.  The parent-death signal is per thread and
-        survives exec; a supervisor that died before it was set is noticed here."""
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-        except OSError:
-            pass
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
-class Worker:
-    """One worker process: its slot, its generation (each reload starts a new one), and the
-    pipe it reports on (see SupervisorLink)."""
-
-    def __init__(self, process: subprocess.Popen[bytes], slot: int, generation: int,
-                 ready_fd: int) -> None:
-        self.process = process
-        self.pid = process.pid
-        self.slot = slot
-        self.generation = generation
-        self.ready_fd: int | None = ready_fd
-        self.ready = False
-        self.retiring = False  # told to drain: replaced, or its slot removed
-        self.last_beat = time.monotonic()
-        self.replaces: int | None = None  # the worker it takes over from (--max-requests)
-
-    def close_ready_fd(self) -> None:
-        if self.ready_fd is not None:
-            os.close(self.ready_fd)
-            self.ready_fd = None
-
-
 class Supervisor:
-    """Binds, spawns, restarts, reloads and drains the worker processes.
+    """Binds, spawns, restarts, reloads, recycles, scales and stops the worker processes.
 
-    One loop, woken by signals (a wakeup fd) and by the workers' pipes, reaps the workers
-    that exit (it reaps any child, so it can run as PID 1 in a container), restarts them,
-    and stops them: SIGTERM or SIGINT asks every worker to drain; a second signal asks them
-    to stop at once; a worker still running well past the shutdown timeout is killed.
+    One loop, woken by signals (a wakeup fd), by the workers' pipes and by the next
+    deadline, reaps the workers that exit (any child: it can run as PID 1 in a container).
 
-    SIGHUP reloads: a new generation of workers starts on the same sockets (they import the
-    application afresh), and once every one of them is ready the old ones drain as on
-    SIGTERM; a new generation that fails to start is stopped and the old one goes on
-    serving.  A worker that reaches --max-requests is replaced the same way, one at a time.
-    SIGTTIN adds a worker, SIGTTOU removes one.  Under systemd's ``Type=notify`` the
-    supervisor reports READY, RELOADING, STOPPING and STATUS, and pings the watchdog while
-    every worker's loop is turning.
+    * A worker that dies is replaced (after a growing delay if it was not ready yet); one
+      not ready within --worker-boot-timeout is killed and counts as such a failure; one
+      whose loop sends no heartbeat for --worker-timeout is killed (its tracebacks
+      dumped first) and replaced.
+    * SIGHUP reloads: a new generation starts on the same sockets, and once every slot of it
+      is ready the old one drains.  A new worker that fails (or misses its boot deadline)
+      fails the reload: the new generation drains, the old one goes on serving.  A SIGHUP
+      during a reload starts one more reload when it ends, so the code on disk wins.
+    * --max-requests: a worker that reached it gets a successor, which takes its slot once
+      ready; a successor that fails is tried again with a growing delay.
+    * SIGTTIN adds a slot, SIGTTOU removes the last one (its sockets closed at once), in
+      every live generation.
+    * Every worker leaving its role (reloaded, recycled, removed, a failed reload) drains
+      as on SIGTERM and is killed past the stop deadline.  SIGTERM or SIGINT drains them
+      all; a second signal asks them to stop at once.
+    * Under systemd's ``Type=notify``: READY, RELOADING, STOPPING, STATUS, and the watchdog
+      pinged while every worker's loop turns.
     """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.count = config.workers
-        self.sockets: list[socket.socket] = []
-        self.unix_paths: list[str] = []
-        # what each worker slot serves: its fds and their endpoint descriptions (a slot's
-        # replacement worker inherits the same sockets, and whatever waits in their backlog)
-        self.slots: list[tuple[list[int], list[str]]] = [([], []) for _ in range(self.count)]
-        self.bound_slots = self.count  # slots with sockets of their own; more share them
-        self.workers: dict[int, Worker] = {}
-        self.restarts: dict[int, float] = {}  # slot -> when to start its next worker
+        # one worker: one plain socket, which a second server on the port cannot join
+        self.listeners = Listeners(config.reuse_port and config.workers > 1)
+        self.workers: dict[int, Worker] = {}  # every worker process not yet reaped
+        self.current = Generation(1)
+        self.pending: Generation | None = None  # the one a reload is starting
+        self.reload_again = False  # SIGHUP during a reload
         self.signals: list[int] = []
         self.signals_handled = 0
         self.stopping = False
-        self.stop_deadline: float | None = None
         self.failed_starts = 0
-        self.announced = False
+        self.announced = False  # "Server ready" logged
+        self.to_announce: str | None = ""  # READY=1 due once settled, with this note
         self.exit_code = 0
-        self.generation = 0  # of the workers that serve
-        self.reloading: int | None = None  # the generation being started, during a reload
         self.notifier = Notifier()
         self.next_ping: float | None = None
 
     def run(self) -> int:
         try:
-            own = self.count if self.config.reuse_port and reuse_port_available() else 1
-            self.bound_slots = own
-            for description in self.config.endpoint_descriptions():
-                bound, name = bind(description, own)
-                if name.startswith("UNIX socket "):
-                    self.unix_paths.append(name[len("UNIX socket "):])
-                for slot, (sock, fd, worker_description) in enumerate(
-                        bound[slot % len(bound)] for slot in range(self.count)):
-                    if sock is not None and sock not in self.sockets:
-                        self.sockets.append(sock)
-                    self.slots[slot][0].append(fd)
-                    self.slots[slot][1].append(worker_description)
+            for name in self.listeners.bind(self.config.endpoint_descriptions(), self.count):
                 logger.info("Listening on %s", name)
         except EndpointError as exc:
             logger.error("%s", exc)
-            self._close_sockets()
             return 1
         wakeup_r, wakeup_w = os.pipe()
         os.set_blocking(wakeup_r, False)
@@ -340,195 +129,336 @@ class Supervisor:
         if self.notifier.watchdog_interval is not None:
             self.next_ping = time.monotonic()
         try:
-            for slot in range(self.count):
-                if self._stop_asked():  # a stop signal during startup: start no more
-                    break
-                self._spawn(slot)
-            self._watch()
+            self._loop()
         finally:
             signal.set_wakeup_fd(-1)
             os.close(wakeup_r)
             os.close(wakeup_w)
             for worker in self.workers.values():
-                worker.close_ready_fd()
-            self._close_sockets()
+                worker.close_pipe()
+            self.listeners.close()
         logger.info("Server stopped")
         return self.exit_code
 
-    def _close_sockets(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-        for path in self.unix_paths:  # the workers leave the file to the one who bound it
-            try:
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
-                    os.unlink(path)
-            except OSError:
-                pass
+    def _loop(self) -> None:
+        while True:
+            self._handle_signals()
+            self._reap()
+            now = time.monotonic()
+            self._check_deadlines(now)
+            if self.stopping:
+                if not self.workers:
+                    return
+            else:
+                self._settle(now)
+                if self.next_ping is not None:
+                    self._ping_watchdog(now)
+            self._wait(now)
 
-    def _spawn(self, slot: int, generation: int | None = None) -> Worker:
-        fds, descriptions = self.slots[slot]
-        ready_r, ready_w = os.pipe()
-        os.set_blocking(ready_r, False)  # a worker's own child may hold the other end
-        env = child_environment(os.environ)
-        env[WORKER_ENV] = json.dumps(descriptions)
-        env[READY_ENV] = str(ready_w)
-        if self.notifier.watchdog_interval is not None:
-            env[HEARTBEAT_ENV] = "1"
-        argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
-        try:
-            process = subprocess.Popen(
-                argv, env=env, pass_fds=[*fds, ready_w], start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid())
-                if sys.platform.startswith("linux") else None,
-            )
-        except BaseException:
-            os.close(ready_r)
-            raise
-        finally:
-            os.close(ready_w)
-        worker = Worker(process, slot, self.generation if generation is None else generation,
-                        ready_r)
-        self.workers[process.pid] = worker
-        logger.info("Started worker %d", process.pid)
-        return worker
-
-    # -- signals, acted on by the loop (which the wakeup fd wakes)
+    # -- signals: they change what is wanted; _settle does the rest
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals.append(signum)
-
-    def _stop_asked(self) -> bool:
-        return any(s in (signal.SIGTERM, signal.SIGINT) for s in self.signals)
-
-    def _send(self, signum: int, workers: list[Worker] | None = None) -> None:
-        for worker in self.workers.values() if workers is None else workers:
-            try:
-                os.kill(worker.pid, signum)
-            except ProcessLookupError:
-                pass
 
     def _handle_signals(self) -> None:
         while self.signals_handled < len(self.signals):
             signum = self.signals[self.signals_handled]
             self.signals_handled += 1
-            if signum == signal.SIGHUP:
-                self._reload()
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                if self.stopping:
+                    self._stop_now()
+                else:
+                    logger.info("Received %s, stopping %d workers gracefully",
+                                signal.Signals(signum).name, len(self.workers))
+                    self._begin_stop()
+            elif self.stopping:
+                continue  # a stop outranks everything else
+            elif signum == signal.SIGHUP:
+                if self.pending is not None:
+                    self.reload_again = True
+                    logger.info("Received SIGHUP during a reload: another reload starts "
+                                "once this one ends")
+                else:
+                    self._reload("Received SIGHUP")
             elif signum == signal.SIGTTIN:
-                self._add_worker()
+                self._add_slot()
             elif signum == signal.SIGTTOU:
-                self._remove_worker()
-            elif not self.stopping:
-                logger.info("Received %s, stopping %d workers gracefully",
-                            signal.Signals(signum).name, len(self.workers))
-                self._begin_stop()
-            else:
-                # SIGINT: a worker takes a repeated SIGTERM (systemd sends one to every
-                # process of the service, besides ours) as the same graceful stop
-                logger.warning("Second stop signal: workers stop at once")
-                self.exit_code = 1
-                self._send(signal.SIGINT)
-                if self.stop_deadline is not None:
-                    self.stop_deadline = min(self.stop_deadline,
-                                             time.monotonic() + STOP_MARGIN)
+                self._remove_slot()
 
     def _begin_stop(self) -> None:
         self.stopping = True
-        self.reloading = None
-        self.restarts.clear()
+        self.pending = None
+        self.reload_again = False
         self.notifier.stopping()
-        self.stop_deadline = (time.monotonic() + 2 * self.config.shutdown_timeout
-                              + STOP_MARGIN)
-        self._send(signal.SIGTERM)
+        for worker in list(self.workers.values()):
+            self._retire(worker, "stopping", log=False)
 
-    def _retire(self, workers: list[Worker], why: str) -> None:
-        """Drain these workers as on SIGTERM; they are not restarted."""
-        for worker in workers:
-            if not worker.retiring:
-                worker.retiring = True
-                logger.info("Stopping worker %d gracefully (%s)", worker.pid, why)
-                self._send(signal.SIGTERM, [worker])
+    def _stop_now(self) -> None:
+        # SIGINT: a worker takes a repeated SIGTERM (systemd sends one to every process of
+        # the service, besides ours) as the same graceful stop
+        logger.warning("Second stop signal: workers stop at once")
+        self.exit_code = 1
+        soon = time.monotonic() + STOP_MARGIN
+        for worker in self.workers.values():
+            worker.signal(signal.SIGINT)
+            if worker.deadline is not None:
+                worker.deadline = min(worker.deadline, soon)
 
-    def _serving(self) -> list[Worker]:
-        return [w for w in self.workers.values() if not w.retiring
-                and w.generation == self.generation and w.replaces is None]
-
-    # -- reload, recycling and scaling
-
-    def _reload(self) -> None:
-        if self.stopping:
-            return
-        if self.reloading is not None:
-            logger.info("Received SIGHUP during a reload: the reload under way goes on")
-            return
-        self.reloading = self.generation + 1
-        self.restarts.clear()  # the new generation fills every slot
+    def _reload(self, why: str) -> None:
+        self.pending = Generation(self.current.number + 1)
         self.notifier.reloading()
-        logger.info("Received SIGHUP: starting %d new workers; the current ones serve until "
-                    "every new one is ready", self.count)
-        for slot in range(self.count):
-            self._spawn(slot, self.reloading)
+        logger.info("%s: starting %d new workers; the current ones serve until every new "
+                    "one is ready", why, self.count)
 
-    def _reload_ready(self) -> None:
-        """Every worker of the new generation is ready: the old ones drain."""
-        new = self.reloading
-        assert new is not None
-        fresh = [w for w in self.workers.values() if w.generation == new]
-        if len(fresh) < self.count or not all(w.ready for w in fresh):
+    def _add_slot(self) -> None:
+        try:
+            self.listeners.slot(self.count)  # its own sockets, with reuse-port
+        except EndpointError as exc:
+            logger.error("Received SIGTTIN: cannot add a worker: %s", exc)
             return
-        old = [w for w in self.workers.values() if w.generation != new and not w.retiring]
-        self.generation = new
-        self.reloading = None
-        logger.info("Reloaded: workers %s serve; %s drain",
-                    ", ".join(str(w.pid) for w in fresh),
-                    ", ".join(str(w.pid) for w in old) or "none")
-        self._retire(old, "reloaded")
-        self.notifier.ready(self._status())
-
-    def _reload_failed(self, worker: Worker, code: int) -> None:
-        logger.error("Reload failed: new worker %d exited with status %s before it was ready "
-                     "(see its error above); the current workers go on serving",
-                     worker.pid, code)
-        self._retire([w for w in self.workers.values() if w.generation == self.reloading],
-                     "its reload failed")
-        self.reloading = None
-        self.notifier.ready(self._status())
-
-    def _recycle(self, worker: Worker) -> None:
-        """A worker reached --max-requests: its successor starts, then it drains."""
-        if self.stopping or worker.retiring or worker.generation != self.generation:
-            return
-        if any(w.replaces == worker.pid for w in self.workers.values()):
-            return
-        logger.info("Worker %d reached --max-requests; starting its successor", worker.pid)
-        successor = self._spawn(worker.slot)
-        successor.replaces = worker.pid
-
-    def _add_worker(self) -> None:
-        if self.stopping:
-            return
-        slot = self.count
         self.count += 1
-        if slot >= len(self.slots):
-            # a slot beyond those with sockets of their own shares one's
-            self.slots.append(self.slots[slot % self.bound_slots])
         logger.info("Received SIGTTIN: adding a worker (%d now)", self.count)
-        self._spawn(slot)
 
-    def _remove_worker(self) -> None:
-        if self.stopping:
-            return
+    def _remove_slot(self) -> None:
         if self.count <= 1:
             logger.info("Received SIGTTOU: one worker is the fewest; none removed")
             return
         self.count -= 1
         slot = self.count
-        self.restarts.pop(slot, None)
         logger.info("Received SIGTTOU: removing a worker (%d now)", self.count)
-        self._retire([w for w in self.workers.values() if w.slot == slot], "SIGTTOU")
+        self.listeners.release(slot)  # before its workers are told: see listeners.py
+        for generation in self._generations():
+            generation.start_after.pop(slot, None)
+            for worker in list(generation.members()):
+                if worker.slot == slot:
+                    self._retire(worker, "SIGTTOU")
+
+    # -- the transitions of one worker
+
+    def _start(self, generation: Generation, slot: int,
+               successor_of: Worker | None = None) -> None:
+        fds, descriptions = self.listeners.slot(slot)  # bound already: see _add_slot
+        try:
+            worker = spawn(generation, slot, fds, descriptions,
+                           self.config.worker_boot_timeout)
+        except OSError as exc:
+            logger.error("Cannot start a worker: %s; trying again in %.1fs", exc,
+                         MAX_RETRY_DELAY)
+            generation.start_after[slot] = time.monotonic() + MAX_RETRY_DELAY
+            return
+        self.workers[worker.pid] = worker
+        if successor_of is None:
+            generation.slots[slot] = worker
+        else:
+            worker.successor_of = successor_of
+            generation.successors[slot] = worker
+        logger.info("Started worker %d", worker.pid)
+
+    def _became_ready(self, worker: Worker) -> None:
+        """STARTING -> READY."""
+        worker.state = READY
+        worker.deadline = None
+        worker.last_beat = time.monotonic()
+        self.failed_starts = 0
+        logger.info("Worker %d ready", worker.pid)
+        old = worker.successor_of
+        if old is not None:
+            generation = worker.generation
+            worker.successor_of = None
+            del generation.successors[worker.slot]
+            generation.slots[worker.slot] = worker
+            generation.recycle_after.pop(worker.slot, None)
+            generation.recycle_failures.pop(worker.slot, None)
+            self._retire(old, "--max-requests")
+
+    def _retire(self, worker: Worker, why: str, log: bool = True) -> None:
+        """STARTING or READY -> DRAINING: out of its role, drained as on SIGTERM, killed
+        past the stop deadline."""
+        if worker.state in (DRAINING, KILLED):
+            return
+        worker.generation.leave(worker)
+        worker.state = DRAINING
+        worker.deadline = time.monotonic() + 2 * self.config.shutdown_timeout + STOP_MARGIN
+        if log:
+            logger.info("Stopping worker %d gracefully (%s)", worker.pid, why)
+        worker.signal(signal.SIGTERM)
+
+    def _kill(self, worker: Worker, dump: bool = False) -> None:
+        """-> KILLED: SIGKILL, or first the signal that dumps its threads' tracebacks."""
+        worker.state = KILLED
+        if dump:
+            worker.signal(DUMP_SIGNAL)
+            worker.deadline = time.monotonic() + DUMP_GRACE
+        else:
+            worker.signal(signal.SIGKILL)
+            worker.deadline = None
+
+    def _lost(self, worker: Worker, why: str, exited: bool) -> None:
+        """A STARTING or READY worker left its role without being asked to (it exited, or is
+        being killed): what its generation does about it."""
+        generation, slot, pid = worker.generation, worker.slot, worker.pid
+        was_ready = worker.state is READY
+        replaced = worker.successor_of
+        generation.leave(worker)
+        now = time.monotonic()
+        if generation is self.pending:
+            if was_ready:
+                logger.warning("New worker %d %s; starting another in its place", pid, why)
+            else:
+                self._end_reload(f"new worker {pid} {why}"
+                                 + (" (see its error above)" if exited else ""))
+        elif replaced is not None:
+            failures = generation.recycle_failures.get(slot, 0) + 1
+            generation.recycle_failures[slot] = failures
+            delay = min(FIRST_RECYCLE_DELAY * 2 ** (failures - 1), MAX_RECYCLE_DELAY)
+            generation.recycle_after[slot] = now + delay
+            logger.error("The successor %d of worker %d %s; worker %d goes on serving, and "
+                         "a new successor starts in %.1fs", pid, replaced.pid, why,
+                         replaced.pid, delay)
+        elif slot in generation.slots:
+            logger.warning("Worker %d %s; its successor %d takes its place", pid, why,
+                           generation.slots[slot].pid)
+        elif was_ready:
+            logger.warning("Worker %d %s; starting a new one", pid, why)
+        else:
+            self.failed_starts += 1
+            if self.failed_starts >= FAILED_STARTS_ALLOWED:
+                logger.error("Worker %d %s: %d workers in a row failed to start (see their "
+                             "errors above); stopping the server", pid, why,
+                             self.failed_starts)
+                self.exit_code = 1
+                self._begin_stop()
+                return
+            delay = min(FIRST_RETRY_DELAY * 2 ** (self.failed_starts - 1), MAX_RETRY_DELAY)
+            logger.warning("Worker %d %s; starting a new one in %.1fs", pid, why, delay)
+            generation.start_after[slot] = now + delay
+
+    def _end_reload(self, failure: str | None) -> None:
+        new = self.pending
+        assert new is not None
+        self.pending = None
+        if failure is None:
+            old, self.current = self.current, new
+            leaving = list(old.members())
+            logger.info("Reloaded: workers %s serve; %s drain",
+                        ", ".join(str(w.pid) for w in new.slots.values()),
+                        ", ".join(str(w.pid) for w in leaving) or "none")
+            for worker in leaving:
+                self._retire(worker, "reloaded")
+            self.to_announce = ""
+        else:
+            logger.error("Reload failed: %s; the current workers go on serving", failure)
+            for worker in list(new.members()):
+                self._retire(worker, "its reload failed")
+            self.to_announce = f"Reload failed ({failure}); "
+        if self.reload_again:
+            self.reload_again = False
+            self._reload("Reloading again (SIGHUP during the last reload)")
+
+    # -- settling: start what each live generation lacks, end a ready reload, tell systemd
+
+    def _generations(self) -> list[Generation]:
+        return [self.current] if self.pending is None else [self.current, self.pending]
+
+    def _settle(self, now: float) -> None:
+        for generation in self._generations():
+            for slot in range(self.count):
+                if slot not in generation.slots \
+                        and generation.start_after.get(slot, 0.0) <= now:
+                    generation.start_after.pop(slot, None)
+                    self._start(generation, slot)
+        current = self.current
+        for slot, worker in list(current.slots.items()):
+            if worker.recycle_asked and worker.state is READY \
+                    and slot not in current.successors \
+                    and current.recycle_after.get(slot, 0.0) <= now:
+                logger.info("Worker %d reached --max-requests; starting its successor",
+                            worker.pid)
+                self._start(current, slot, successor_of=worker)
+        if self.pending is not None and self._all_ready(self.pending):
+            self._end_reload(None)
+        if self.to_announce is not None and self.pending is None \
+                and self._all_ready(self.current):
+            status = self._status()
+            if not self.announced:
+                self.announced = True
+                logger.info("Server ready (%s)", status)
+            self.notifier.ready(self.to_announce + status)
+            self.to_announce = None
+
+    def _all_ready(self, generation: Generation) -> bool:
+        return all(slot in generation.slots and generation.slots[slot].state is READY
+                   for slot in range(self.count))
 
     def _status(self) -> str:
-        serving = [w.pid for w in self.workers.values() if not w.retiring and w.ready]
-        return f"{len(serving)} workers: " + ", ".join(map(str, sorted(serving)))
+        serving = sorted(w.pid for w in self.current.slots.values() if w.state is READY)
+        return f"{len(serving)} workers: " + ", ".join(map(str, serving))
+
+    # -- deadlines
+
+    def _check_deadlines(self, now: float) -> None:
+        timeout = self.config.worker_timeout
+        for worker in list(self.workers.values()):
+            if worker.state is READY and timeout and now - worker.last_beat >= timeout:
+                self._read_messages(worker)  # what came while this loop was busy
+                silent = time.monotonic() - worker.last_beat
+                if silent >= timeout:
+                    self._lost(worker, f"sent no heartbeat for {silent:.1f}s "
+                                       f"(--worker-timeout {timeout:g}): its event loop is "
+                                       "stuck; killing it (its threads' tracebacks follow)",
+                               exited=False)
+                    self._kill(worker, dump=True)
+            elif worker.deadline is None or now < worker.deadline:
+                continue
+            elif worker.state is STARTING:
+                self._lost(worker, f"was not ready within "
+                                   f"{self.config.worker_boot_timeout:g}s "
+                                   "(--worker-boot-timeout); killed", exited=False)
+                self._kill(worker)
+            elif worker.state is DRAINING:
+                logger.error("Worker %d did not stop in time; killing it", worker.pid)
+                if self.stopping:
+                    self.exit_code = 1
+                self._kill(worker)
+            else:  # KILLED, its tracebacks dumped: now SIGKILL
+                worker.signal(signal.SIGKILL)
+                worker.deadline = None
+
+    def _next_deadline(self, now: float) -> float | None:
+        times = [w.deadline for w in self.workers.values() if w.deadline is not None]
+        timeout = self.config.worker_timeout
+        if timeout:
+            times.extend(w.last_beat + timeout for w in self.workers.values()
+                         if w.state is READY)
+        if not self.stopping:
+            for generation in self._generations():
+                times.extend(generation.start_after.get(slot, now)
+                             for slot in range(self.count) if slot not in generation.slots)
+            times.extend(self.current.recycle_after.get(slot, now)
+                         for slot, w in self.current.slots.items()
+                         if w.recycle_asked and w.state is READY
+                         and slot not in self.current.successors)
+            if self.next_ping is not None:
+                times.append(self.next_ping)
+        return min(times) if times else None
+
+    def _ping_watchdog(self, now: float) -> None:
+        """WATCHDOG=1 while this loop turns and, with --worker-timeout 0, while every
+        worker's loop turns too (it sends a heartbeat each sweep): then a stuck one stops
+        the pings, and systemd restarts the service.  With a --worker-timeout, this loop
+        replaces a stuck worker itself, which a restart of the service would pre-empt."""
+        interval = self.notifier.watchdog_interval
+        assert interval is not None and self.next_ping is not None
+        if now < self.next_ping:
+            return
+        self.next_ping = now + interval
+        late = [w for w in self.workers.values() if not self.config.worker_timeout
+                and w.state is READY and now - w.last_beat > 2 * interval]
+        if late:
+            logger.warning("Worker %s sent no heartbeat for %.1fs: no watchdog ping",
+                           ", ".join(str(w.pid) for w in late), now - late[0].last_beat)
+            return
+        self.notifier.watchdog()
 
     # -- the workers' exits and messages
 
@@ -544,141 +474,55 @@ class Supervisor:
             if worker is None:
                 continue  # not ours: as PID 1 we reap whatever is orphaned to us
             self._read_messages(worker)
-            worker.close_ready_fd()
+            worker.close_pipe()
             code = os.waitstatus_to_exitcode(status)
             worker.process.returncode = code
             self._exited(worker, code)
 
     def _exited(self, worker: Worker, code: int) -> None:
-        pid = worker.pid
-        if self.stopping:
+        if worker.state is STARTING:
+            self._lost(worker, f"exited with status {code} before it was ready", exited=True)
+        elif worker.state is READY:
+            self._lost(worker, f"exited with status {code}", exited=True)
+        elif self.stopping:
             if code not in STOPPED_STATUSES:
-                logger.warning("Worker %d exited with status %s while stopping", pid, code)
+                logger.warning("Worker %d exited with status %s while stopping",
+                               worker.pid, code)
                 self.exit_code = 1
-            return
-        if worker.retiring:
-            logger.info("Worker %d stopped", pid)
-            return
-        if self.reloading is not None and worker.generation == self.reloading \
-                and not worker.ready:
-            self._reload_failed(worker, code)
-            return
-        if worker.replaces is not None and not worker.ready:
-            logger.error("The successor %d of worker %d exited with status %s before it was "
-                         "ready; worker %d goes on serving", pid, worker.replaces, code,
-                         worker.replaces)
-            return
-        if worker.slot >= self.count:
-            return  # its slot was removed
-        if worker.ready:
-            logger.warning("Worker %d exited with status %s; starting a new one", pid, code)
-            self.restarts[worker.slot] = time.monotonic()
-            return
-        self.failed_starts += 1
-        if self.failed_starts >= FAILED_STARTS_ALLOWED:
-            logger.error(
-                "Worker %d exited with status %s before it was ready: %d workers in a row "
-                "failed to start (see their errors above); stopping the server",
-                pid, code, self.failed_starts,
-            )
-            self.exit_code = 1
-            self._begin_stop()
-            return
-        delay = min(FIRST_RETRY_DELAY * 2 ** (self.failed_starts - 1), MAX_RETRY_DELAY)
-        logger.warning("Worker %d exited with status %s before it was ready; starting a new "
-                       "one in %.1fs", pid, code, delay)
-        self.restarts[worker.slot] = time.monotonic() + delay
+        elif worker.state is KILLED or code not in STOPPED_STATUSES:
+            logger.info("Worker %d stopped (status %s)", worker.pid, code)
+        else:
+            logger.info("Worker %d stopped", worker.pid)
 
     def _read_messages(self, worker: Worker) -> None:
-        if worker.ready_fd is None:
+        if worker.pipe is None:
             return
         try:
-            data = os.read(worker.ready_fd, 512)
+            data = os.read(worker.pipe, 512)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         if not data:  # the worker closed it on its way out
-            worker.close_ready_fd()
+            worker.close_pipe()
             return
         worker.last_beat = time.monotonic()
-        if b"R" in data and not worker.ready:
+        if b"R" in data and worker.state is STARTING:
             self._became_ready(worker)
         if b"M" in data:
-            self._recycle(worker)
+            worker.recycle_asked = True
 
-    def _became_ready(self, worker: Worker) -> None:
-        worker.ready = True
-        self.failed_starts = 0
-        logger.info("Worker %d ready", worker.pid)
-        if worker.replaces is not None:
-            old = self.workers.get(worker.replaces)
-            worker.replaces = None
-            if old is not None:
-                self._retire([old], "--max-requests")
-        if self.reloading is not None and worker.generation == self.reloading:
-            self._reload_ready()
-            return
-        if not self.announced and not self.stopping and self.reloading is None:
-            serving = self._serving()
-            if len(serving) == self.count and all(w.ready for w in serving):
-                self.announced = True
-                logger.info("Server ready (%d workers: %s)", self.count,
-                            ", ".join(str(w.pid) for w in serving))
-                self.notifier.ready(self._status())
-
-    def _ping_watchdog(self, now: float) -> None:
-        """WATCHDOG=1 while every worker's loop turns (it sends a heartbeat each sweep);
-        a stuck one stops the pings, and systemd restarts the service."""
-        interval = self.notifier.watchdog_interval
-        assert interval is not None and self.next_ping is not None
-        if now < self.next_ping:
-            return
-        self.next_ping = now + interval
-        late = [w for w in self.workers.values()
-                if w.ready and not w.retiring and now - w.last_beat > 2 * interval]
-        if late:
-            logger.warning("Worker %s sent no heartbeat for %.1fs: no watchdog ping",
-                           ", ".join(str(w.pid) for w in late), now - late[0].last_beat)
-            return
-        self.notifier.watchdog()
-
-    def _watch(self) -> None:
-        while True:
-            self._handle_signals()
-            self._reap()
-            now = time.monotonic()
-            for slot, due in list(self.restarts.items()):
-                if due <= now and not self.stopping:
-                    del self.restarts[slot]
-                    self._spawn(slot)
-            if self.stopping and self.stop_deadline is not None and now >= self.stop_deadline:
-                for pid in self.workers:
-                    logger.error("Worker %d did not stop in time; killing it", pid)
-                self._send(signal.SIGKILL)
-                self.exit_code = 1
-                self.stop_deadline = None
-            if self.next_ping is not None and not self.stopping:
-                self._ping_watchdog(now)
-            if not self.workers and (self.stopping or not self.restarts):
-                return
-            waits = [*self.restarts.values()]
-            if self.stopping and self.stop_deadline is not None:
-                waits.append(self.stop_deadline)
-            if self.next_ping is not None and not self.stopping:
-                waits.append(self.next_ping)
-            timeout = max(0.0, min(waits) - now) if waits else None
-            readers = [self.wakeup_fd, *(w.ready_fd for w in self.workers.values()
-                                         if w.ready_fd is not None)]
-            readable, _, _ = select.select(readers, [], [], timeout)
-            for fd in readable:
-                if fd == self.wakeup_fd:
-                    try:
-                        while os.read(fd, 512):
-                            pass
-                    except BlockingIOError:
+    def _wait(self, now: float) -> None:
+        deadline = self._next_deadline(now)
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        pipes = {w.pipe: w for w in self.workers.values() if w.pipe is not None}
+        readable, _, _ = select.select([self.wakeup_fd, *pipes], [], [], timeout)
+        for fd in readable:
+            if fd == self.wakeup_fd:
+                try:
+                    while os.read(fd, 512):
                         pass
-                else:
-                    for worker in list(self.workers.values()):
-                        if worker.ready_fd == fd:
-                            self._read_messages(worker)
+                except BlockingIOError:
+                    pass
+            else:
+                self._read_messages(pipes[fd])
