@@ -302,3 +302,23 @@ def test_tls_extension_over_http2_and_its_websockets(start_server, pki):
 def test_no_tls_extension_in_cleartext(start_server):
     server = start_server()
     assert "extensions" not in server.http.get("/echo").json()
+
+
+def test_workers_serve_a_renewed_certificate_after_a_reload(start_server, tmp_path):
+    from tests.certs import make_certificate
+
+    live, renewed = tmp_path / "live", tmp_path / "renewed"
+    live.mkdir()
+    renewed.mkdir()
+    key, cert = make_certificate(live)
+    server = start_server("--workers", "1",
+                          "-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    server.wait_for("Server ready")
+    first = served_fingerprint(server)
+    new_key, new_cert = make_certificate(renewed)
+    key.write_bytes(new_key.read_bytes())
+    cert.write_bytes(new_cert.read_bytes())
+    server.signal(signal.SIGHUP)
+    old = server.wait_for(r"Reloaded: workers \d+ serve; (\d+) drain").group(1)
+    server.wait_for(rf"Worker {old} stopped")  # its listening socket with it
+    assert served_fingerprint(server) == file_fingerprint(new_cert) != first
