@@ -119,6 +119,10 @@ def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Check
     try:
         import_application(path)
     except AppImportError as exc:
+        # under runserver, its autoreloader watches the file that failed: the fix restarts
+        from .management.serving import watch_failed_import
+
+        watch_failed_import(exc)
         return [Error(
             f"ASGI_APPLICATION {settings.ASGI_APPLICATION!r} cannot be loaded: {exc}",
             id="django_daphne.E002",

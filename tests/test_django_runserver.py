@@ -310,3 +310,51 @@ def test_nothreading_is_accepted_and_said_to_be_ignored(runserver):
     server = runserver("127.0.0.1:0", "--nothreading")
     assert httpx.get(url(server, "/json/")).status_code == 200
     assert "--nothreading is ignored: django-daphne serves every request" in server.output
+
+
+def edit_until_noticed(server, path, source: str, mark: int) -> int:
+    """Write ``source`` to ``path`` (again, with a fresh trailing comment, until the
+    reloader reports the change: its first scan of the file may come after an edit); the
+    line count once it has."""
+    pattern = re.escape(path.name) + r" changed, reloading\."
+    for attempt in range(15):
+        path.write_text(source + f"\n# edit {attempt}\n")
+        try:
+            server.wait_for(pattern, timeout=3, start=mark)
+            return server.line_count()
+        except AssertionError:
+            continue
+    raise AssertionError(f"the reloader never noticed {path.name}:\n" + server.output)
+
+
+BREAKAGES = {
+    "syntax error in a consumer": ("example_project/chat/consumers.py", "\ndef broken(:\n"),
+    "name error in asgi.py": ("example_project/asgi.py", "\nundefined_name_in_asgi\n"),
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+@pytest.mark.parametrize("when", ["mid-run", "at start"])
+def test_runserver_serves_again_once_an_import_error_is_fixed(tmp_path, env, breakage, when):
+    """The file that failed to import is watched: its fix restarts the server, whether it
+    broke while runserver ran or runserver started broken."""
+    copy_example(tmp_path)
+    relative, bad_code = BREAKAGES[breakage]
+    path = tmp_path / relative
+    good = path.read_text()
+    if when == "at start":
+        path.write_text(good + bad_code)
+    server = ManageProcess(["runserver", f"127.0.0.1:{free_port()}"], env=env, cwd=tmp_path)
+    try:
+        if when == "mid-run":
+            assert httpx.get(url(server, "/json/")).status_code == 200
+            mark = edit_until_noticed(server, path, good + bad_code, server.line_count())
+        else:
+            mark = 0
+        server.wait_for(r"django_daphne\.E002", start=mark)
+        assert path.name in server.output[-3000:]  # the error names the file
+        mark = edit_until_noticed(server, path, good, server.line_count())
+        assert httpx.get(url(server, "/json/", start=mark)).json() == {
+            "message": "Hello, World!"}
+    finally:
+        server.stop()

@@ -14,6 +14,7 @@ from django.core.management.base import CommandError, SystemCheckError
 
 from ..server.access_log import AccessLog
 from ..server.config import Config, log_format, log_level
+from ..server.loading import failed_files
 
 
 def ensure_reactor(kind: str = "auto", fresh: bool = False) -> Any:
@@ -153,6 +154,22 @@ class ShowsImportTracebacks:
         except (ConfigError, AppImportError) as exc:
             cause = exc.__cause__ or exc
             self.stderr.write("".join(traceback.format_exception(cause)).rstrip("\n"))
+
+
+def watch_failed_import(exc: BaseException) -> None:
+    """Have Django's autoreloader watch the project files an import of the application
+    failed in. A module that failed to import is not in ``sys.modules``, so the reloader
+    would not see its fix; Django's runserver adds such a file to the same list when its own
+    handler fails to load (``autoreload.check_errors``), but our import fails inside a
+    system check, whose traceback ends in Django."""
+    from django.utils import autoreload
+
+    error_files = getattr(autoreload, "_error_files", None)
+    if error_files is None:  # pragma: no cover - pinned by tests/test_django_runserver.py
+        return
+    for path in failed_files(exc):
+        if path not in error_files:
+            error_files.append(path)
 
 
 def import_failure(exc: Exception, options: dict[str, Any], stderr: Any) -> CommandError:

@@ -28,6 +28,33 @@ def where(exc: BaseException) -> str:
     return f"{_short(found[0])}, line {found[1]}" if found else "while importing"
 
 
+def failed_files(exc: BaseException) -> list[str]:
+    """The project's source files an import failed in (a SyntaxError's file, and each frame
+    of the traceback outside the import machinery, the standard library and installed
+    packages): what a development server must watch to notice the fix."""
+    import sysconfig
+
+    if isinstance(exc, AppImportError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    installed = tuple(os.path.realpath(p) + os.sep for p in {
+        sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")
+    })
+    found = []
+    if isinstance(exc, SyntaxError) and exc.filename:
+        found.append(exc.filename)
+    traceback = exc.__traceback__
+    while traceback is not None:
+        found.append(traceback.tb_frame.f_code.co_filename)
+        traceback = traceback.tb_next
+    files = []
+    for name in found:
+        path = os.path.realpath(name)
+        if path.endswith(".py") and os.path.isfile(path) and path != os.path.realpath(__file__) \
+                and not path.startswith(installed) and path not in files:
+            files.append(path)
+    return files
+
+
 def looked_in(name: str, cwd: str) -> str:
     """Where a module that cannot be found was looked for."""
     parent = name.rpartition(".")[0]

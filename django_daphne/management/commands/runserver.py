@@ -34,6 +34,7 @@ from ..serving import (
     ensure_reactor,
     import_failure,
     load_application,
+    watch_failed_import,
     with_static_files,
 )
 
@@ -119,6 +120,7 @@ class Command(ShowsImportTracebacks, StaticfilesRunserver):
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         except AppImportError as exc:
+            watch_failed_import(exc)  # (with --skip-checks, E002 did not see it)
             raise import_failure(exc, options, self.stderr) from None
         in_main_thread = threading.current_thread() is threading.main_thread()
         configure_logging(config)
