@@ -19,7 +19,7 @@ E007  a binding that cannot be used (an endpoint string, a socket path)
 E008  static files are to be served, but STATIC_ROOT is not set
 E009  ``manage.py runserver`` is another app's command
 E010  LOOP is "uvloop", and uvloop is not installed
-E011  more than one worker with the in-memory channel layer
+E011  (deploy, and manage.py daphne) more than one worker with the in-memory channel layer
 W002  (deploy) DEBUG is off and nothing serves static files
 W003  (deploy) static files are to be served, but STATIC_ROOT does not exist
 W004  Daphne's own app is installed beside django_daphne
@@ -158,8 +158,7 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     if messages:
         return messages
     config = DjangoConfig.build(settings=values)
-    return [*_loop_problems(config), *_binding_problems(config),
-            *channel_layer_problems(config)]
+    return [*_loop_problems(config), *_binding_problems(config)]
 
 
 def _loop_problems(config: DjangoConfig) -> list[CheckMessage]:
@@ -198,6 +197,15 @@ def channel_layer_problems(config: DjangoConfig) -> list[CheckMessage]:
         "'channels_redis.core.RedisChannelLayer', ...}}), or a single worker.",
         id="django_daphne.E011",
     )]
+
+
+@register(TAG, deploy=True)
+def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E011, where several processes would run: ``check --deploy`` and ``manage.py daphne``
+    (which checks its flags too). runserver, ``manage.py test`` and the live-server test
+    case run one process whatever WORKERS says, so they are not refused."""
+    config = _static_config()
+    return channel_layer_problems(config) if config is not None else []
 
 
 @register(TAG, deploy=True)

@@ -111,7 +111,8 @@ def _serve(
         values.update(BIND=host, PORT=port, UNIX_SOCKET=None, FD=None, ENDPOINTS=[])
         for key in DJANGO_SETTING_NAMES:  # static files come from serve_static here
             values.pop(key, None)
-        config = Config.build(settings=values)
+        # one process, whatever WORKERS or MAX_REQUESTS say for manage.py daphne
+        config, _ignored = Config.build(settings=values).single_process()
         configure_logging(config)
         ensure_reactor(config.loop, fresh=True)
         application = load_application(application_path())

@@ -79,7 +79,7 @@ CASES = {
         'DAPHNE = {"STATIC": True}\nSTATIC_ROOT = None', "django_daphne.E008",
         "DAPHNE['STATIC'] is on but STATIC_ROOT is not set",
     ),
-    "E011 workers with the in-memory channel layer": (
+    "E011 workers with the in-memory channel layer (deploy)": (
         'DAPHNE = {"WORKERS": 2}\nCHANNEL_LAYERS = {"default": {"BACKEND": '
         '"channels.layers.InMemoryChannelLayer"}}', "django_daphne.E011",
         "DAPHNE['WORKERS'] is 2 with CHANNEL_LAYERS' in-memory layer",

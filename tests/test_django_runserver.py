@@ -358,3 +358,17 @@ def test_runserver_serves_again_once_an_import_error_is_fixed(tmp_path, env, bre
             "message": "Hello, World!"}
     finally:
         server.stop()
+
+
+def test_runserver_runs_one_process_whatever_workers_says(runserver, tmp_path):
+    module = settings_module(tmp_path, """
+        DAPHNE = {"WORKERS": 2, "MAX_REQUESTS": 1}
+        CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    """)
+    server = runserver("127.0.0.1:0", "--noreload", "-v", "2", "--settings", module)
+    for _ in range(3):  # past MAX_REQUESTS: nothing is recycled in one process
+        assert httpx.get(url(server, "/json/")).status_code == 200
+    assert "runserver runs one process: DAPHNE['WORKERS'], DAPHNE['MAX_REQUESTS'] apply " \
+        "to manage.py daphne and are ignored here." in server.output
+    assert "Started worker" not in server.output
+    assert "E011" not in server.output

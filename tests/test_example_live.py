@@ -98,3 +98,26 @@ def test_live_server_runs_in_the_test_environment(tmp_path):
     )
     assert result.returncode == 0, result.stdout
     assert "SERVER SAYS 200" in result.stdout
+
+
+def test_one_settings_file_for_development_and_production(tmp_path):
+    """WORKERS and MAX_REQUESTS (with the in-memory layer, as many projects have it in
+    development) are for manage.py daphne: ``manage.py test`` with the live-server test case
+    runs, one process, and ``check`` passes; ``check --deploy`` names E011."""
+    (tmp_path / "live_urls.py").write_text(LIVE_URLS)
+    (tmp_path / "test_live_env.py").write_text(LIVE_TESTS)
+    module = settings_module(tmp_path, """
+        ROOT_URLCONF = "live_urls"
+        DAPHNE = {"WORKERS": 2, "MAX_REQUESTS": 1}
+        CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    """)
+    env = {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
+           "EXAMPLE_TEST_DB": str(tmp_path / "test-db.sqlite3")}
+    result = run_manage("test", "test_live_env", "--noinput", "--settings", module, env=env,
+                        timeout=300)
+    assert result.returncode == 0, result.stdout
+    assert "SERVER SAYS 200" in result.stdout
+    assert "Started worker" not in result.stdout
+    assert run_manage("check", "--settings", module, env=env).returncode == 0
+    deploy = run_manage("check", "--deploy", "--settings", module, env=env)
+    assert "django_daphne.E011" in deploy.stdout

@@ -503,6 +503,10 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+# what only the --workers supervisor reads: a server that always runs in one process
+# (runserver, the live-server test case) ignores them
+PROCESS_OPTIONS = ("workers", "max_requests", "max_requests_jitter", "worker_boot_timeout",
+                   "worker_timeout", "reuse_port")
 SETTING_NAMES: dict[str, Option] = {option.setting: option for option in OPTIONS}
 
 
@@ -726,6 +730,19 @@ class Config:
                 f"{name} is {self.ssl_cert_reqs!r}, which needs the certificate authorities "
                 "to check client certificates against: set --ssl-ca-certs (SSL_CA_CERTS)."))
         return problems
+
+    def single_process(self: _C) -> tuple[_C, list[str]]:
+        """This configuration for a server that runs in one process whatever it says
+        (``runserver``, the live-server test case): the options only a supervisor uses back
+        at their defaults, and the names of those that were set."""
+        values, sources = self.values, dict(self.sources)
+        ignored = []
+        for name in PROCESS_OPTIONS:
+            if sources.get(name, DEFAULT) != DEFAULT:
+                ignored.append(name)
+                values[name] = OPTIONS_BY_NAME[name].default
+                sources[name] = DEFAULT
+        return type(self)(values, sources), ignored
 
     # -- derived values
 

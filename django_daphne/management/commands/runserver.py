@@ -155,7 +155,12 @@ class Command(ShowsImportTracebacks, StaticfilesRunserver):
         listening on addrport only, stopping within ``DEVELOPMENT_SHUTDOWN_TIMEOUT``, with
         the server's own lines at warning level unless ``DAPHNE['VERBOSITY']`` asks for
         more: the banner and the request log say the rest."""
-        config = build_config()
+        config, ignored = build_config().single_process()
+        if ignored and (options or {}).get("verbosity", 1) >= 2:
+            self.stdout.write(
+                "runserver runs one process: " + ", ".join(
+                    f"DAPHNE[{OPTIONS_BY_NAME[name].setting!r}]" for name in ignored)
+                + " apply to manage.py daphne and are ignored here.\n")
         verbosity = config.verbosity if config.sources["verbosity"] != DEFAULT else 1
         return config.replace(
             bind=self.addr, port=int(self.port), unix_socket=None, fd=None, endpoints=[],
