@@ -62,7 +62,9 @@ def test_unknown_setting_suggests_the_right_name():
 @pytest.mark.parametrize("settings,message", [
     ({"PORT": "eighty"}, r"DAPHNE\['PORT'\]: expected a whole number, got 'eighty'"),
     ({"PORT": 70000}, r"DAPHNE\['PORT'\]: must be at most 65535, got 70000"),
-    ({"PROXY_HEADERS": "maybe"}, r"expected True or False, got 'maybe'"),
+    ({"PROXY_HEADERS": "maybe"},
+     r"expected True or False \(or 1/0, yes/no, on/off\), got 'maybe'"),
+    ({"PROXY_HEADERS": 2}, r"expected True or False .*, got 2"),
     ({"LIFESPAN": "sometimes"}, r"expected one of auto, on, off, got 'sometimes'"),
     ({"ENDPOINTS": "tcp:80"}, r"expected a list of strings"),
     ({"WEBSOCKET_TIMEOUT": -5}, r"must be at least 0 \(or -1 for no limit\)"),
@@ -139,3 +141,8 @@ def test_config_attributes_are_the_option_table(config_class):
     for option in cls.options:
         assert _fits(option.default, hints[option.name]), option.name
         assert _fits(getattr(built, option.name), hints[option.name]), option.name
+
+
+def test_booleans_take_the_integers_their_strings_stand_for():
+    assert Config.build(settings={"PROXY_HEADERS": 1}).proxy_headers is True
+    assert Config.build(settings={"PROXY_HEADERS": 0, "REUSE_PORT": 0}).reuse_port is False

@@ -73,7 +73,7 @@ CASES = {
     ),
     "E005 STATIC not a boolean": (
         'DAPHNE = {"STATIC": "sometimes"}', "django_daphne.E005",
-        "DAPHNE['STATIC']: expected True or False, got 'sometimes'",
+        "DAPHNE['STATIC']: expected True or False (or 1/0, yes/no, on/off), got 'sometimes'",
     ),
     "E008 STATIC without STATIC_ROOT": (
         'DAPHNE = {"STATIC": True}\nSTATIC_ROOT = None', "django_daphne.E008",

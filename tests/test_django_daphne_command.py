@@ -65,7 +65,10 @@ def show_config(*args, env) -> dict[str, tuple[str, str]]:
     rows = {}
     for line in result.stdout.splitlines():
         key, value, source = re.split(r"\s{2,}", line.strip())
-        rows[key] = (value, source)
+        if key.startswith("("):  # one row per binding: a list of them
+            rows.setdefault(key, []).append((value, source))
+        else:
+            rows[key] = (value, source)
     return rows
 
 
@@ -124,17 +127,40 @@ def test_show_config_names_the_source_of_each_value(tmp_path, project):
     assert rows["APPLICATION"] == (
         "example_project.asgi:application", "settings (ASGI_APPLICATION)"
     )
-    assert rows["(listening on)"][0] == (
-        "tcp:port=9100:interface=127.0.0.1 unix:/tmp/x.sock"
-    )
-    assert rows["(reached at)"][0] == "http://127.0.0.1:9100/ UNIX socket /tmp/x.sock"
+    assert rows["(listening on)"] == [
+        ("tcp:port=9100:interface=127.0.0.1", "command line"),
+        ("unix:/tmp/x.sock", "command line"),
+    ]
+    assert rows["(reached at)"] == [("http://127.0.0.1:9100/", "command line"),
+                                    ("UNIX socket /tmp/x.sock", "command line")]
 
 
 def test_show_config_says_where_a_tls_endpoint_is_reached(tmp_path, project):
     rows = show_config("-e", "ssl:8443:privateKey=k.pem:certKey=c.pem", "-e",
                        r"tcp:port=8001:interface=\:\:1", env=project)
-    assert rows["(reached at)"][0].endswith(  # after settings.py's own binding
-        "https://0.0.0.0:8443/ (every interface) http://[::1]:8001/")
+    # (settings.py's own binding is replaced by the command line's)
+    assert rows["(reached at)"] == [("https://0.0.0.0:8443/ (every interface)", "command line"),
+                                    ("http://[::1]:8001/", "command line")]
+
+
+def test_bindings_on_the_command_line_replace_those_in_settings(tmp_path, project):
+    """A process manager's socket (systemd:, --fd, -u) given on the command line is the one
+    bound: settings.py's UNIX_SOCKET is not bound twice (docs/deploying.rst's unit)."""
+    module = settings_module(tmp_path, f'DAPHNE = {{"UNIX_SOCKET": "{tmp_path}/d.sock", '
+                                       '"PORT": 8001, "HTTP_TIMEOUT": 5}')
+    rows = show_config("--settings", module, env=project)
+    assert rows["(listening on)"] == [("tcp:port=8001:interface=127.0.0.1", "settings"),
+                                      (f"unix:{tmp_path}/d.sock", "settings")]
+    rows = show_config("--settings", module, "-e", "systemd:domain=UNIX:index=0", env=project)
+    assert rows["(listening on)"] == [("systemd:domain=UNIX:index=0", "command line")]
+    assert rows["UNIX_SOCKET"] == ("None", "default")
+    assert rows["HTTP_TIMEOUT"] == ("5.0", "settings")  # the rest of the settings stay
+    # and a settings binding that cannot be used here (production's directory) is not
+    # checked when the command line replaces it
+    module = settings_module(tmp_path, 'DAPHNE = {"UNIX_SOCKET": "/nonexistent/d.sock"}',
+                             name="production_settings")
+    rows = show_config("--settings", module, "-p", "0", env=project)
+    assert rows["(listening on)"] == [("tcp:port=0:interface=127.0.0.1", "command line")]
 
 
 def test_show_config_verbosity_from_djangos_flag(tmp_path, project):

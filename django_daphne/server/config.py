@@ -57,11 +57,13 @@ def as_seconds(value: Any) -> float:
 def as_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
+    if isinstance(value, int) and value in (0, 1):  # as "0" and "1" are
+        return bool(value)
     if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
         return True
     if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"expected True or False, got {value!r}")
+    raise ValueError(f"expected True or False (or 1/0, yes/no, on/off), got {value!r}")
 
 
 def as_str(value: Any) -> str:
@@ -503,6 +505,8 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+# where to listen: given on the command line, they replace those of the settings
+BINDING_OPTIONS = ("bind", "port", "unix_socket", "fd", "endpoints")
 # what only the --workers supervisor reads: a server that always runs in one process
 # (runserver, the live-server test case) ignores them
 PROCESS_OPTIONS = ("workers", "max_requests", "max_requests_jitter", "worker_boot_timeout",
@@ -641,6 +645,14 @@ class Config:
             except ValueError as exc:
                 raise ConfigError(f"{option.flag}: {exc}") from None
             sources[name] = COMMAND_LINE
+        if any(sources[name] == COMMAND_LINE for name in BINDING_OPTIONS):
+            # bindings on the command line replace those in the settings, as a process
+            # manager that passes its own socket (systemd:, --fd) expects
+            for name in BINDING_OPTIONS:
+                if sources[name] == SETTINGS:
+                    default = by_name[name].default
+                    values[name] = list(default) if isinstance(default, list) else default
+                    sources[name] = DEFAULT
         config = cls(values, sources)
         config._check_combinations(settings_name)
         return config
@@ -759,7 +771,13 @@ class Config:
         No binding at all means 127.0.0.1:8000; a host without a port uses 8000; a port
         without a host binds 127.0.0.1.
         """
+        return [description for description, _ in self.bindings()]
+
+    def bindings(self) -> list[tuple[str, str]]:
+        """(endpoint string, where it came from) for every binding."""
         host, port = self.bind, self.port
+        sources = {self.sources[name] for name in ("bind", "port")
+                   if getattr(self, name) is not None}
         if host is None and port is None and not (
             self.unix_socket or self.fd is not None or self.endpoints
         ):
@@ -768,16 +786,19 @@ class Config:
             port = DEFAULT_PORT
         elif port is not None and host is None:
             host = DEFAULT_HOST
-        descriptions = []
+        found = []
         if host is not None:
             interface = host.strip("[]").replace(":", r"\:")
-            descriptions.append(f"tcp:port={port}:interface={interface}")
+            source = COMMAND_LINE if COMMAND_LINE in sources else (
+                SETTINGS if SETTINGS in sources else DEFAULT)
+            found.append((f"tcp:port={port}:interface={interface}", source))
         if self.unix_socket:
-            descriptions.append("unix:" + self.unix_socket.replace(":", r"\:"))
+            found.append(("unix:" + self.unix_socket.replace(":", r"\:"),
+                          self.sources["unix_socket"]))
         if self.fd is not None:
-            descriptions.append(f"fd:fileno={self.fd}")
-        descriptions.extend(self.endpoints)
-        return descriptions
+            found.append((f"fd:fileno={self.fd}", self.sources["fd"]))
+        found.extend((endpoint, self.sources["endpoints"]) for endpoint in self.endpoints)
+        return found
 
     @property
     def proxy_address_header(self) -> bytes:

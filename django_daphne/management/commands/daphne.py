@@ -27,6 +27,7 @@ from ...server.cli import (
     stop_during_startup,
 )
 from ...server.config import (
+    BINDING_OPTIONS,
     COMMAND_LINE,
     DEFAULT,
     OPTIONS,
@@ -72,11 +73,9 @@ def format_config(config: Config, application: str, application_source: str) -> 
     """The ``--show-config`` table: each setting, its effective value and its source."""
     rows = [("APPLICATION", application, application_source)]
     rows += [(key, repr(value), source) for key, value, source in config.describe()]
-    rows += [(o.setting, repr(config.values[o.name]), config.sources[o.name])
-             for o in DJANGO_OPTIONS]
-    descriptions = config.endpoint_descriptions()
-    rows.append(("(listening on)", " ".join(descriptions), "derived"))
-    rows.append(("(reached at)", " ".join(map(endpoint_url, descriptions)), "derived"))
+    for description, source in config.bindings():
+        rows.append(("(listening on)", description, source))
+        rows.append(("(reached at)", endpoint_url(description), source))
     width = max(len(row[0]) for row in rows)
     value_width = min(50, max(len(row[1]) for row in rows))
     return "".join(
@@ -107,6 +106,17 @@ class Command(ShowsImportTracebacks, BaseCommand):
         if warnings:
             self.stderr.write("System check identified some issues:\n\nWARNINGS:\n"
                               + "\n".join(str(m) for m in warnings) + "\n")
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        if options.get("addrport") or any(options.get(name) not in (None, [])
+                                          for name in BINDING_OPTIONS):
+            # the command line's bindings replace settings.py's: E007 about the latter
+            # would refuse a binding that is not bound (the former are checked in handle)
+            from django.conf import settings
+
+            settings.SILENCED_SYSTEM_CHECKS = [*settings.SILENCED_SYSTEM_CHECKS,
+                                               "django_daphne.E007"]
+        return super().execute(*args, **options)
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
