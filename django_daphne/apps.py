@@ -37,3 +37,6 @@ class DjangoDaphneConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .daphne_compat import install
+
+        install()  # channels.testing importable once Daphne is uninstalled

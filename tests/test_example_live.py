@@ -121,3 +121,70 @@ def test_one_settings_file_for_development_and_production(tmp_path):
     assert run_manage("check", "--settings", module, env=env).returncode == 0
     deploy = run_manage("check", "--deploy", "--settings", module, env=env)
     assert "django_daphne.E011" in deploy.stdout
+
+
+CHANNELS_TESTS = '''
+import json
+
+import httpx
+from channels.testing import (
+    ApplicationCommunicator,
+    ChannelsLiveServerTestCase,
+    HttpCommunicator,
+    WebsocketCommunicator,
+)
+from django.test import TestCase
+from websockets.sync.client import connect
+
+from example_project.asgi import application
+from example_project.chat.consumers import ChatConsumer
+
+
+class CommunicatorTests(TestCase):
+    async def test_websocket_communicator(self):
+        communicator = WebsocketCommunicator(ChatConsumer.as_asgi(), "/ws/chat/lobby/")
+        communicator.scope["url_route"] = {"kwargs": {"room": "lobby"}}
+        connected, _ = await communicator.connect()
+        self.assertTrue(connected)
+        await communicator.send_json_to({"author": "ada", "text": "hi"})
+        self.assertEqual(await communicator.receive_json_from(timeout=5),
+                         {"author": "ada", "text": "hi"})
+        await communicator.disconnect()
+
+    async def test_http_communicator(self):
+        response = await HttpCommunicator(application, "GET", "/json/",
+                                          headers=[(b"host", b"testserver")]).get_response()
+        self.assertEqual(response["status"], 200)
+        self.assertTrue(ApplicationCommunicator)
+
+
+class LiveTests(ChannelsLiveServerTestCase):
+    serve_static = False
+
+    def test_served_by_django_daphne(self):
+        page = httpx.get(self.live_server_url + "/json/", timeout=30)
+        self.assertEqual(page.json(), {"message": "Hello, World!"})
+        self.assertEqual(page.headers["server"], "daphne")
+        with connect(self.live_server_ws_url + "/ws/chat/live/",
+                     origin=self.live_server_url, open_timeout=30) as ws:
+            ws.send(json.dumps({"author": "bob", "text": "live"}))
+            self.assertEqual(json.loads(ws.recv(timeout=10))["text"], "live")
+'''
+
+
+def test_channels_test_tools_work_without_daphne_installed(tmp_path):
+    """README's upgrade steps uninstall Daphne, whose ``daphne.testing`` channels.testing
+    imports: its communicators, and its ChannelsLiveServerTestCase (served by
+    django-daphne), still work."""
+    import importlib.util
+
+    assert importlib.util.find_spec("daphne") is None  # as after `pip uninstall daphne`
+    (tmp_path / "test_channels_tools.py").write_text(CHANNELS_TESTS)
+    result = run_manage(
+        "test", "test_channels_tools", "-v", "2", "--noinput",
+        env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
+             "EXAMPLE_TEST_DB": str(tmp_path / "test-db.sqlite3")},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"^Ran 3 tests", result.stdout, re.M), result.stdout
