@@ -284,3 +284,23 @@ def test_an_endpoint_without_interface_says_it_listens_everywhere(start_server, 
                         r"endpoint has no interface=\)")
     local = start_server("-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
     assert "every interface" not in local.output
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["single", "workers"])
+def test_unix_socket_mode(start_server, tmp_path, workers):
+    path = tmp_path / "d.sock"
+    server = start_server("-u", str(path), "--unix-socket-mode", "660", *workers, ready=False)
+    server.wait_for("Server ready \\(2 workers" if workers else "Server ready")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660
+    server.stop()
+    default = start_server("-u", str(tmp_path / "e.sock"), ready=False)
+    default.wait_for("Server ready")
+    assert stat.S_IMODE((tmp_path / "e.sock").stat().st_mode) == 0o666
+    default.stop()
+
+
+def test_a_bad_unix_socket_mode_names_the_option(start_server, tmp_path):
+    server = start_server("-u", str(tmp_path / "d.sock"), "--unix-socket-mode", "rw-rw----",
+                          ready=False)
+    assert server.wait_exit() == 2
+    assert "--unix-socket-mode: expected permissions in octal such as 660" in server.output

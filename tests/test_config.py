@@ -146,3 +146,10 @@ def test_config_attributes_are_the_option_table(config_class):
 def test_booleans_take_the_integers_their_strings_stand_for():
     assert Config.build(settings={"PROXY_HEADERS": 1}).proxy_headers is True
     assert Config.build(settings={"PROXY_HEADERS": 0, "REUSE_PORT": 0}).reuse_port is False
+
+
+@pytest.mark.parametrize("value", ["660", "0660", "0o660", 0o660])
+def test_unix_socket_mode_in_octal_however_written(value):
+    config = Config.build(settings={"UNIX_SOCKET": "/tmp/x.sock", "UNIX_SOCKET_MODE": value})
+    assert config.unix_socket_mode == "660"
+    assert config.endpoint_descriptions() == ["unix:/tmp/x.sock:mode=660"]

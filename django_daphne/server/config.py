@@ -88,6 +88,22 @@ def as_str_list(value: Any) -> list[str]:
     return items
 
 
+def as_file_mode(value: Any) -> str:
+    """Permissions in octal: "660", "0660", "0o660", or the number 0o660."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().lower().removeprefix("0o")
+        if not text.isdigit() or any(c in "89" for c in text):
+            raise ValueError(f"expected permissions in octal such as 660, got {value!r}")
+        number = int(text, 8)
+    else:
+        raise ValueError(f"expected permissions in octal such as 660, got {value!r}")
+    if not 0 <= number <= 0o777:
+        raise ValueError(f"expected permissions from 000 to 777, got {value!r}")
+    return f"{number:03o}"
+
+
 def as_header_name(value: Any) -> str:
     name = as_str(value)
     if not name or any(c in name for c in ' \t:\r\n"(),/;<=>?@[\\]{}'):
@@ -203,6 +219,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "unix_socket", None, as_str, "Bind to a UNIX socket at this path.",
         flags=("-u", "--unix-socket"), metavar="PATH", none_ok=True, group="binding",
+    ),
+    Option(
+        "unix_socket_mode", None, as_file_mode, "The permissions of the UNIX socket that -u "
+        "creates, in octal, e.g. 660 (owner and group only; default 666, everyone).",
+        flags=("--unix-socket-mode",), metavar="MODE", none_ok=True, group="binding",
     ),
     Option(
         "fd", None, as_int, "Serve on an inherited, already listening socket file descriptor.",
@@ -553,6 +574,7 @@ class Config:
     bind: str | None
     port: int | None
     unix_socket: str | None
+    unix_socket_mode: str | None
     fd: int | None
     endpoints: list[str]
     verbosity: int
@@ -793,7 +815,8 @@ class Config:
                 SETTINGS if SETTINGS in sources else DEFAULT)
             found.append((f"tcp:port={port}:interface={interface}", source))
         if self.unix_socket:
-            found.append(("unix:" + self.unix_socket.replace(":", r"\:"),
+            mode = f":mode={self.unix_socket_mode}" if self.unix_socket_mode else ""
+            found.append(("unix:" + self.unix_socket.replace(":", r"\:") + mode,
                           self.sources["unix_socket"]))
         if self.fd is not None:
             found.append((f"fd:fileno={self.fd}", self.sources["fd"]))
