@@ -58,9 +58,14 @@ def check_app_order(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         (i for name, i in positions.items() if name.split(".apps.")[0] == STATICFILES), None
     )
     if ours is not None and theirs is not None and ours > theirs:
+        from django.core.management import get_commands
+
+        winner = get_commands().get("runserver", "django.core")
+        which = {STATICFILES: "staticfiles' WSGI server", DAPHNE_APP: "Daphne's",
+                 "django.core": "Django's WSGI server"}.get(winner, f"{winner}'s")
         return [Error(
             f"{APP} is listed after {STATICFILES} in INSTALLED_APPS, so `manage.py runserver` "
-            "is staticfiles' WSGI server, not django-daphne's.",
+            f"is {which}, not django-daphne's.",
             hint=f"Move '{APP}' before '{STATICFILES}' (first in INSTALLED_APPS is best: it "
             "installs the asyncio reactor before other apps can import Twisted).",
             id="django_daphne.E001",

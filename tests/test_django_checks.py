@@ -272,3 +272,18 @@ def test_manage_py_daphne_warns_of_unserved_static_files_in_production(tmp_path)
         server.wait_for("Server ready")
     finally:
         server.stop()
+
+
+def test_e001_names_the_runserver_that_wins(tmp_path):
+    """With Daphne's app first and staticfiles before ours, Daphne's runserver is the one
+    that runs: E001 says so (it used to blame staticfiles' WSGI server)."""
+    fake_daphne_app(tmp_path)
+    module = settings_module(tmp_path, STATICFILES_FIRST + 'INSTALLED_APPS.insert(0, "daphne")\n')
+    result = run_manage("check", "--settings", module,
+                        env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")})
+    assert "`manage.py runserver` is Daphne's, not django-daphne's" in result.stdout, \
+        result.stdout
+    plain = settings_module(tmp_path, STATICFILES_FIRST, name="plain_settings")
+    result = run_manage("check", "--settings", plain,
+                        env={"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db")})
+    assert "`manage.py runserver` is staticfiles' WSGI server" in result.stdout
