@@ -376,3 +376,32 @@ def test_workers_keep_the_unix_socket_mode_asked_for(start_server, tmp_path):
                                     headers={"Connection": "close"}).text))
     assert seen == pids
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()
+
+
+def test_process_titles_tell_the_supervisor_and_each_worker_apart(start_server):
+    server = start_server("--workers", "2")
+    pids = worker_pids(server)
+    assert cmdline(server.proc.pid).startswith("django-daphne: supervisor (2 workers): ")
+    titles = sorted(cmdline(pid).split(":")[1].strip() for pid in pids)
+    assert titles == ["worker 0 (generation 1)", "worker 1 (generation 1)"]
+    mark = len(server.lines)
+    server.signal(signal.SIGHUP)
+    match = server.wait_for(r"Reloaded: workers ([\d, ]+) serve")
+    assert server.lines.index(match.string) >= mark
+    new = [int(pid) for pid in match.group(1).split(", ")]
+    assert sorted(cmdline(pid).split(":")[1].strip() for pid in new) == [
+        "worker 0 (generation 2)", "worker 1 (generation 2)"]
+
+
+def test_without_setproctitle_nothing_breaks(start_server, tmp_path):
+    (tmp_path / "setproctitle.py").write_text("raise ImportError('not installed here')\n")
+    server = start_server("--workers", "2", env={"PYTHONPATH": str(tmp_path)})
+    pids = worker_pids(server)
+    assert "django-daphne:" not in cmdline(server.proc.pid)
+    assert all("django-daphne:" not in cmdline(pid) for pid in pids)
+    assert httpx.get(server.url + "/pid").status_code == 200

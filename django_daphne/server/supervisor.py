@@ -27,6 +27,7 @@ from .config import Config
 from .endpoints import EndpointError
 from .listeners import Listeners, reuse_port_available
 from .notify import Notifier
+from .titles import set_title
 from .worker_link import (
     DUMP_SIGNAL,
     READY_ENV,
@@ -111,6 +112,7 @@ class Supervisor:
         self.next_ping: float | None = None
 
     def run(self) -> int:
+        set_title(f"supervisor ({self.count} workers)")
         try:
             for name in self.listeners.bind(self.config.endpoint_descriptions(), self.count):
                 logger.info("Listening on %s", name)

@@ -11,6 +11,8 @@ import socket
 import sys
 from typing import Any
 
+from .titles import TITLE_ENV, set_title
+
 WORKER_ENV = "DJANGO_DAPHNE_WORKER_ENDPOINTS"
 READY_ENV = "DJANGO_DAPHNE_WORKER_READY_FD"
 # what the supervisor sends a worker whose loop stopped turning (SIGKILL follows): every
@@ -69,6 +71,7 @@ def supervisor_link() -> SupervisorLink | None:
     except (OSError, ValueError):
         return None
     faulthandler.enable(file=sys.stderr, all_threads=True)
+    set_title(os.environ.pop(TITLE_ENV, "worker"))
     return link
 
 

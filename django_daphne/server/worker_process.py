@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .notify import child_environment
+from .titles import TITLE_ENV
 from .worker_link import READY_ENV, WORKER_ENV
 
 
@@ -116,6 +117,7 @@ def spawn(generation: Generation, slot: int, fds: list[int], descriptions: list[
     env = child_environment(os.environ)
     env[WORKER_ENV] = json.dumps(descriptions)
     env[READY_ENV] = str(pipe_w)
+    env[TITLE_ENV] = f"worker {slot} (generation {generation.number})"
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
     try:
         process = subprocess.Popen(
