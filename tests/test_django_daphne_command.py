@@ -266,3 +266,33 @@ def test_a_binding_that_cannot_work_is_refused_before_serving(project, flags, me
     assert f"CommandError: {message}" in result.stdout
     assert "Example project started" not in result.stdout
     assert "Listening on" not in result.stdout
+
+
+def test_logging_setting_routes_the_access_log(tmp_path, manage):
+    """A LOGGING that sends django_daphne to a file takes the access log there too (its own
+    logger, django_daphne.access), not to stdout. (The server's own lines also go to the
+    console here, so that the test sees when it listens.)"""
+    log = tmp_path / "server.log"
+    module = settings_module(tmp_path, f"""
+        LOGGING = {{
+            "version": 1,
+            "handlers": {{
+                "file": {{"class": "logging.FileHandler", "filename": {str(log)!r},
+                          "formatter": "plain"}},
+                "console": {{"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}},
+            }},
+            "formatters": {{"plain": {{"format": "%(name)s %(levelname)s %(message)s"}}}},
+            "loggers": {{
+                "django_daphne": {{"handlers": ["file"], "level": "INFO"}},
+                "django_daphne.server": {{"handlers": ["console"], "level": "INFO"}},
+            }},
+        }}
+    """)
+    server = manage("daphne", "-p", "0", "--settings", module)
+    host, port = listening(server)
+    assert httpx.get(f"http://{host}:{port}/json/").status_code == 200
+    server.stop()
+    text = log.read_text()
+    assert re.search(r'django_daphne\.access INFO 127\.0\.0\.1:\d+ - - \[.*\] "GET /json/" 200',
+                     text), text
+    assert '"GET /json/"' not in server.output

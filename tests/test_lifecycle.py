@@ -351,3 +351,42 @@ def test_version_flag(start_server):
     server = start_server("--version", app=None, ready=False)
     assert server.wait_exit() == 0
     assert server.output.strip() == f"django-daphne {__version__}"
+
+
+def test_access_log_request_header_fields(start_server, tmp_path):
+    log = tmp_path / "access.log"
+    server = start_server("--access-log", str(log), "--access-log-format",
+                          "%(user_agent)s|%(referer)s|%(h_x_request_id)s|%(h_x_absent)s")
+    httpx.get(server.url + "/echo", headers={"User-Agent": "probe/1.0", "Referer": "http://r/",
+                                             "X-Request-Id": "abc-123"})
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    assert log.read_text().splitlines()[0] == "probe/1.0|http://r/|abc-123|-"
+
+
+def test_access_log_as_json(start_server, tmp_path):
+    import json
+
+    log = tmp_path / "access.log"
+    server = start_server("--access-log", str(log), "--access-log-format", "json")
+    httpx.get(server.url + "/echo?x=1", headers={"User-Agent": "probe/1.0"})
+    with connect(f"ws://127.0.0.1:{server.port}/ws/echo") as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=10) == "hi"
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    first = entries[0]
+    assert first["client"] == "127.0.0.1" and isinstance(first["port"], int)
+    assert first["request"] == "GET /echo?x=1" and first["status"] == 200
+    assert first["protocol"] == "HTTP/1.1" and first["user_agent"] == "probe/1.0"
+    assert first["referer"] is None and first["duration"] >= 0 and first["size"] > 0
+    assert any(e["request"] == "WSCONNECT /ws/echo" and e["protocol"] == "WebSocket"
+               for e in entries)
+
+
+def test_access_log_through_logging(start_server):
+    server = start_server("--access-log", "logging")
+    httpx.get(server.url + "/echo")
+    # the logging format (LOG_FMT: time and level) around Daphne's line
+    server.wait_for(r'^\S+ \S+ INFO +127\.0\.0\.1:\d+ - - \[.*\] "GET /echo" 200 \d+$')

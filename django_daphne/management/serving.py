@@ -25,6 +25,16 @@ def ensure_reactor(kind: str = "auto", fresh: bool = False) -> Any:
     return reinstall(kind, fresh)
 
 
+def logging_configured() -> bool:
+    """Whether the project's LOGGING gives the ``django_daphne`` logger (or the root
+    logger) a handler or a level: then the access log goes through ``logging`` too."""
+    for name in ("django_daphne.access", "django_daphne", ""):
+        logger = logging.getLogger(name or None)
+        if logger.handlers or (name and logger.level != logging.NOTSET):
+            return True
+    return False
+
+
 def configure_logging(config: Config, django_logging: bool = True) -> None:
     """Send the server's log records somewhere a user sees them.
 
@@ -59,7 +69,7 @@ class DjangoServerLog(AccessLog):
     like ``runserver``'s own lines."""
 
     def __init__(self) -> None:
-        self.logger = logging.getLogger("django.server")
+        self.server_logger = logging.getLogger("django.server")
 
     def write_entry(
         self, client: Any, request: str, status: Any, size: Any, scope: Any = None,
@@ -69,7 +79,7 @@ class DjangoServerLog(AccessLog):
         level = logging.ERROR if code >= 500 else logging.WARNING if code >= 400 else (
             logging.INFO
         )
-        self.logger.log(
+        self.server_logger.log(
             level, '"%s" %s %s', request, status or "-", size or "-",
             extra={"status_code": code or None, "server_time": _server_time()},
         )
@@ -91,7 +101,7 @@ class DjangoServerLog(AccessLog):
         # a status only picks the colour: accepted in green, refused in yellow
         code = {"CONNECT": 200, "REJECT": 403}.get(action, 101)
         level = logging.WARNING if action == "REJECT" else logging.INFO
-        self.logger.log(
+        self.server_logger.log(
             level, "WebSocket %s %s [%s]", action, path, where,
             extra={"status_code": code, "server_time": _server_time()},
         )

@@ -105,11 +105,15 @@ def configure_logging(config: Config) -> None:
     log.PythonLoggingObserver(loggerName="twisted").start()
 
 
-def open_access_log(config: Config) -> AccessLog | None:
-    """The AccessLog the options ask for, or None."""
+def open_access_log(config: Config, to_logging: bool = False) -> AccessLog | None:
+    """The AccessLog the options ask for, or None. ``to_logging``: with no --access-log,
+    the lines go to the ``django_daphne.access`` logger (a project's LOGGING routes it)."""
     from .access_log import AccessLog
 
     stream: TextIO | None
+    if config.access_log == "logging" or (
+            to_logging and config.access_log is None and config.verbosity >= 1):
+        return AccessLog(None, config.access_log_format)
     if config.access_log == "-":
         stream = sys.stdout
     elif config.access_log:

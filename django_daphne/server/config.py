@@ -242,15 +242,18 @@ OPTIONS: tuple[Option, ...] = (
         flags=("-v", "--verbosity"), metavar="{0,1,2,3}", minimum=0, maximum=3, group="logging",
     ),
     Option(
-        "access_log", None, as_str, "Where to write the access log: a file path, or - for "
-        "stdout (the default at verbosity 1 and above).",
+        "access_log", None, as_str, "Where to write the access log: a file path, - for "
+        "stdout (the default at verbosity 1 and above), or logging for the "
+        "django_daphne.access logger (the default under manage.py daphne when LOGGING "
+        "configures the django_daphne logger or the root logger).",
         flags=("--access-log",), metavar="FILE", none_ok=True, group="logging",
     ),
     Option(
         "access_log_format", None, as_access_log_format, "The fields of an access log line, "
         "as a %-format: %(client)s %(date)s %(request)s %(status)s %(size)s %(protocol)s "
-        "%(duration)s (default: Daphne's line, '%(client)s - - [%(date)s] \"%(request)s\" "
-        "%(status)s %(size)s').",
+        "%(duration)s %(user_agent)s %(referer)s, any request header as %(h_x_request_id)s; "
+        "or json, a JSON object a line (default: Daphne's line, '%(client)s - - [%(date)s] "
+        "\"%(request)s\" %(status)s %(size)s').",
         flags=("--access-log-format",), metavar="FORMAT", none_ok=True, group="logging",
     ),
     Option(

@@ -44,6 +44,7 @@ from ..serving import (
     ensure_reactor,
     import_failure,
     load_application,
+    logging_configured,
     static_files,
 )
 
@@ -182,6 +183,7 @@ class Command(ShowsImportTracebacks, BaseCommand):
             raise CommandError(problem)
         if not options["skip_checks"]:
             self.report_checks(serving_checks(config))
+        routed = logging_configured()  # (before configure_logging adds our handler)
         configure_logging(config)
         try:
             ensure_reactor(config.loop)
@@ -197,7 +199,7 @@ class Command(ShowsImportTracebacks, BaseCommand):
             except ImproperlyConfigured as exc:
                 raise CommandError(str(exc)) from None
         try:
-            access_log = open_access_log(config)
+            access_log = open_access_log(config, to_logging=routed)
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         from ...server.runtime import Server
