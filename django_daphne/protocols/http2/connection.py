@@ -26,7 +26,6 @@ from .flow import FlowControl
 from .frames import rst_stream
 from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen
 from .h2_workarounds import (
-    cap_encoder_table,
     graceful_goaway,
     inbound_window,
     lean_stream_reset,
@@ -149,7 +148,6 @@ class HTTP2Handler:
                 return
             elif kind is h2.events.RemoteSettingsChanged:
                 self._count_control_frame()
-                cap_encoder_table(self.h2)
                 self.lean.offering = True
                 window = event.changed_settings.get(
                     h2.settings.SettingCodes.INITIAL_WINDOW_SIZE)
@@ -221,10 +219,11 @@ class HTTP2Handler:
     def request(self, stream_id: int, fields: list[tuple[bytes, bytes]], ended: bool,
                 lean: bool = False) -> None:
         """A HEADERS frame opened a stream (``lean``: one h2 never hears of)."""
-        self.last_stream_id = max(self.last_stream_id, stream_id)
         if self.shutting_down:
+            # not taken: after our GOAWAY, its last stream id stays the last (RFC 9113 6.8)
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
             return
+        self.last_stream_id = max(self.last_stream_id, stream_id)
         if self.stream_limit_reached():
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
             # a client that keeps opening streams over the limit is one that resets
@@ -567,7 +566,7 @@ class HTTP2Handler:
         self.shutting_down = True
         self.flow.flush()
         if not self.conn.closed:
-            self.conn.write(graceful_goaway(self.last_stream_id))
+            self.conn.write(graceful_goaway(self.h2, self.last_stream_id))
         for tunnel in list(self.tunnels):
             tunnel.shutdown()  # close 1001, going away
         if not self.streams:
