@@ -33,6 +33,7 @@ from django_daphne.protocols.http2.h2_workarounds import (
     new_connection,
     open_lean_stream,
     owes_table_resize,
+    reset_already,
     spend_connection_window,
     valid_upgrade_settings,
 )
@@ -248,6 +249,17 @@ def test_h2_still_buffers_frames_as_the_swapped_classes_expect():
     assert callable(h2.frame_buffer.FrameBuffer._update_header_buffer)
     assert isinstance(Encoder().table_size_changes, list)
     assert callable(h2.connection.H2Connection._terminate_connection)
+
+
+def test_a_stream_reset_is_told_from_one_ended():
+    conn, peer = handshaken()
+    for stream_id in (1, 3):
+        peer.send_headers(stream_id, REQUEST, end_stream=True)
+    conn.receive_data(peer.data_to_send())
+    conn.reset_stream(1, ErrorCodes.PROTOCOL_ERROR)
+    conn.send_headers(3, [(b":status", b"200")], end_stream=True)
+    assert reset_already(conn, 1) and not reset_already(conn, 3)
+    assert not reset_already(conn, 5)  # (one never opened)
 
 
 def test_upgrade_settings_h2_takes_or_refuses():

@@ -1422,3 +1422,19 @@ def test_a_window_update_with_the_reserved_bit_set_opens_the_window(open_client,
     client.raw(frame(WINDOW_UPDATE, 0, sid if on == "stream" else 0, reserved))
     client.wait(lambda: client.responses[sid].ended, what="the rest of the response")
     assert client.goaway is None and client.error is None
+
+
+def test_what_follows_a_malformed_request_in_one_read_is_ignored(open_client):
+    """A malformed request (a content-length that is no number), its body and malformed
+    trailers (continued in a CONTINUATION frame, so that h2 reads all of it at once) in
+    one write: its stream is reset (PROTOCOL_ERROR) and the rest ignored (RFC 9113 5.1),
+    the connection goes on.  (The trailers were taken for those of a stream answered
+    already, and ended the connection.)"""
+    client = open_client()
+    sid, [headers] = open_stream(client, request_fields(
+        method="POST", extra=[(b"content-length", b"four")]), end_stream=False)
+    trailers = client.h2.encoder.encode([(b":path", b"/")])
+    client.raw(headers.serialize() + frame(DATA, 0, sid, b"body")
+               + frame(HEADERS, END_STREAM, sid, trailers[:1])
+               + frame(CONTINUATION, END_HEADERS, sid, trailers[1:]))
+    assert_stream_error(client, sid, ErrorCodes.PROTOCOL_ERROR)

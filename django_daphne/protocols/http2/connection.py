@@ -30,6 +30,7 @@ from .h2_workarounds import (
     inbound_window,
     lean_stream_reset,
     new_connection,
+    reset_already,
     stream_closed,
 )
 from .lean import LeanPath
@@ -201,7 +202,11 @@ class HTTP2Handler:
         """The body or trailers made the request malformed (RFC 9113 8.1.1): a stream
         error, RST_STREAM(PROTOCOL_ERROR).  When the client's END_STREAM that carried it
         closed a stream we had already answered, no frame may go on that stream any more
-        (RFC 9113 5.1), and the error is the connection's (5.4.1 lets it be)."""
+        (RFC 9113 5.1), and the error is the connection's (5.4.1 lets it be).  On a stream
+        reset already (for its malformed request, once h2 had read the rest of it in the
+        same read) there is nothing more to say: what came after the reset is ignored."""
+        if reset_already(self.h2, stream_id):
+            return
         if stream_closed(self.h2, stream_id):
             self.terminate(ErrorCodes.PROTOCOL_ERROR)
         else:

@@ -16,7 +16,8 @@ that breaks one fails there, by name, before anything subtler does.
 - The settings we announce apply at once (frame size, header list size), not only once
   the client acknowledges them.
 - A stream's inbound window and whether it is closed are read from h2's stream objects
-  (``conn.streams``), which h2 keeps public but does not document.
+  (``conn.streams``), which h2 keeps public but does not document; whether a reset closed
+  it, from h2's record of how streams closed (``_stream_is_closed_by_reset``).
 - HPACK's encoder (the class of ``conn.encoder`` is swapped) caps its table at 4 KiB: a
   client's larger SETTINGS_HEADER_TABLE_SIZE is only a ceiling (RFC 7541 4.2), and
   honouring 4 GiB of it would let a connection's memory grow with every distinct header
@@ -205,6 +206,12 @@ def stream_closed(conn: h2.connection.H2Connection, stream_id: int) -> bool:
     sides ended it, it was reset, or h2 has forgotten it."""
     stream = conn.streams.get(stream_id)
     return stream is None or stream.closed
+
+
+def reset_already(conn: h2.connection.H2Connection, stream_id: int) -> bool:
+    """Whether a RST_STREAM, ours or the client's, ended the stream (h2's own record of
+    how each stream closed)."""
+    return conn._stream_is_closed_by_reset(stream_id)
 
 
 def valid_upgrade_settings(value: bytes) -> bool:
