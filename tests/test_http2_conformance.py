@@ -1438,3 +1438,21 @@ def test_what_follows_a_malformed_request_in_one_read_is_ignored(open_client):
                + frame(HEADERS, END_STREAM, sid, trailers[:1])
                + frame(CONTINUATION, END_HEADERS, sid, trailers[1:]))
     assert_stream_error(client, sid, ErrorCodes.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("first", ["PING", "undecodable HEADERS"])
+def test_frames_before_one_the_frame_walk_refuses_are_read_first(open_client, first):
+    """One read: a frame, then a CONTINUATION outside any header block (which the frame
+    walk refuses before h2 sees it).  The frame before it is read first: a PING is
+    answered, then GOAWAY(PROTOCOL_ERROR); a header block that does not decode is the
+    first error, GOAWAY(COMPRESSION_ERROR).  (The walk's error dropped what came before
+    it in the read, or came first.)"""
+    client = open_client()
+    before = frame(PING, 0, 0, b"first!!!") if first == "PING" else \
+        frame(HEADERS, END_HEADERS, 1, b"\xff\xff\xff\xff\x0f")
+    client.raw(before + frame(CONTINUATION, END_HEADERS, 1, b""))
+    if first == "PING":
+        wait_frame(client, lambda f: isinstance(f, PingFrame) and "ACK" in f.flags
+                   and f.opaque_data == b"first!!!", "the PING ACK")
+    assert_connection_error(client, ErrorCodes.PROTOCOL_ERROR if first == "PING"
+                            else ErrorCodes.COMPRESSION_ERROR)

@@ -96,6 +96,10 @@ class HTTP2Handler:
         try:
             data, goaway = self.screen.screen(data)
         except FrameError as exc:
+            if exc.before:  # the frames before it first: an error among them comes first
+                self.to_h2(exc.before)
+                if self.closed:
+                    return
             logger.info("HTTP/2 client %s sent %s; closing the connection",
                         self.conn.client, exc.reason)
             self.terminate(exc.code)
