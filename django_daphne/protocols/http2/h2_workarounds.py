@@ -113,7 +113,8 @@ class _FrameBuffer(FrameBuffer):
 
     def __next__(self) -> Frame:
         data = self._data  # the next frame's header first
-        if len(data) > 9 and data[3] == _WINDOW_UPDATE and data[9] & 0x80:
+        if len(data) > 9 and data[3] == _WINDOW_UPDATE and data[9] & 0x80 \
+                and data[:3] == b"\x00\x00\x04":  # (any other length is refused whole)
             data[9] &= 0x7F
         return super().__next__()
 
