@@ -463,14 +463,15 @@ class Generator:
         rng = self.rng
         code = 0  # (with an error code the server closes at once, racing what came before)
         frames = []
-        if "open" not in self.streams.values() and rng.random() < 0.7:
-            sid = self.next_id  # an upload in progress
+        if rng.random() < 0.7:
+            # an upload in progress, which keeps the connection open (a stream the client
+            # thinks open may have been reset by the server, for its malformed request)
+            sid = self.next_id
             self.next_id += 2
             frames += self._headers(sid, [
                 (b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"localhost"),
                 (b":path", b"/upload")], end_stream=False)
             self.streams[sid] = "open"
-        if "open" in self.streams.values():
             self.refusing = True
         self.going = not self.refusing
         return [*frames, frame(GOAWAY, 0, 0, (0).to_bytes(4, "big") + code.to_bytes(4, "big"))]
