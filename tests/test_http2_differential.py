@@ -230,14 +230,14 @@ class Generator:
 
     def _step(self, data: bytes) -> None:
         rng = self.rng
+        if self.must_fail and self.script.must_fail_step is None:
+            self.script.must_fail_step = sum(step.sync for step in self.script.steps)
+            # the first frame of its step: no other frame's error can come first
+            self.script.must_fail_first = data.startswith(self.must_fail)
         if len(data) > 1 and rng.random() < 0.3:  # split across reads
             cut = rng.randint(1, len(data) - 1)
             self.script.steps.append(Step(data[:cut], sync=False))
             data = data[cut:]
-        if self.must_fail and self.script.must_fail_step is None:
-            self.script.must_fail_step = sum(step.sync for step in self.script.steps)
-            # the first frame of its read: no other frame's error can come first
-            self.script.must_fail_first = data.startswith(self.must_fail)
         self.script.steps.append(Step(data, awaited=self.awaited,
                                       goaway=self.going or self.refusing))
         self.awaited = set()
