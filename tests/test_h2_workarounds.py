@@ -7,11 +7,14 @@ from __future__ import annotations
 import h2.config
 import h2.connection
 import h2.events
+import h2.frame_buffer
 import h2.settings
 import h2.stream
 import pytest
 from h2.errors import ErrorCodes
 from hpack import Encoder
+from hpack.hpack import decode_integer
+from hyperframe.exceptions import InvalidDataError
 from hyperframe.frame import (
     DataFrame,
     Frame,
@@ -24,13 +27,13 @@ from hyperframe.frame import (
 
 from django_daphne.protocols.http2.guards import FrameError
 from django_daphne.protocols.http2.h2_workarounds import (
-    cap_encoder_table,
     decode_block,
     graceful_goaway,
     lean_stream_reset,
     new_connection,
     open_lean_stream,
     owes_table_resize,
+    reset_already,
     spend_connection_window,
     valid_upgrade_settings,
 )
@@ -115,29 +118,148 @@ def test_announced_sizes_apply_before_the_client_acknowledges_them():
     assert conn.decoder.max_header_list_size == 4096
 
 
-def test_the_encoder_table_is_capped():
-    conn = server()
-    peer = client()
-    peer.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 2**30})
-    conn.receive_data(peer.data_to_send())
-    assert conn.encoder.header_table_size > 4096  # h2 honours the client's ceiling
-    cap_encoder_table(conn)
-    assert conn.encoder.header_table_size == 4096
-
-
 def test_graceful_goaway_is_a_goaway_h2_does_not_know_of():
     """Written beside h2, it leaves h2 able to answer the streams in flight (h2's own
     close_connection would refuse every frame after it)."""
-    [frame] = frames(graceful_goaway(7))
+    conn = server()
+    [frame] = frames(graceful_goaway(conn, 7))
     assert isinstance(frame, GoAwayFrame)
     assert (frame.last_stream_id, frame.error_code) == (7, ErrorCodes.NO_ERROR)
-    conn = server()
     peer = client()
     peer.send_headers(1, REQUEST, end_stream=True)
     conn.receive_data(peer.data_to_send())
     conn.send_headers(1, [(b":status", b"200")], end_stream=True)
     assert [f.stream_id for f in frames(conn.data_to_send()) if isinstance(f, HeadersFrame)] \
         == [1]
+
+
+PING_ON_A_STREAM = b"\x00\x00\x08\x06\x00\x00\x00\x00\x01" + bytes(8)  # h2 refuses it
+
+
+@pytest.mark.parametrize("close", ["h2's own", "ours"])
+def test_no_goaway_names_a_stream_after_the_graceful_goaways(close):
+    """RFC 9113 6.8: the last stream id never increases.  Streams 1 and 3 opened (h2 saw
+    both), the graceful GOAWAY said 1: a connection error after it says 1 too, whether h2
+    writes it (for a frame it refuses) or the handler has it written (close_connection)."""
+    conn, peer = handshaken()
+    peer.send_headers(1, REQUEST, end_stream=True)
+    conn.receive_data(peer.data_to_send())
+    [first] = frames(graceful_goaway(conn, 1))
+    assert first.last_stream_id == 1
+    peer.send_headers(3, REQUEST, end_stream=True)
+    conn.receive_data(peer.data_to_send())
+    assert conn.highest_inbound_stream_id == 3
+    conn.data_to_send()
+    if close == "ours":
+        conn.close_connection(ErrorCodes.PROTOCOL_ERROR, last_stream_id=3)
+    else:
+        with pytest.raises(h2.exceptions.ProtocolError):
+            conn.receive_data(PING_ON_A_STREAM)
+    [second] = [f for f in frames(conn.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert (second.last_stream_id, second.error_code) == (1, ErrorCodes.PROTOCOL_ERROR)
+    assert frames(graceful_goaway(conn, 5))[0].last_stream_id == 1
+
+
+def table_size_updates(block: bytes) -> list[int]:
+    """The dynamic table size updates (RFC 7541 6.3) a header block begins with."""
+    sizes = []
+    while block and block[0] & 0xE0 == 0x20:
+        size, used = decode_integer(block, 5)
+        sizes.append(size)
+        block = block[used:]
+    return sizes
+
+
+def settings_then_block(conn, *sizes: int) -> list[int]:
+    """The client's SETTINGS_HEADER_TABLE_SIZE, once per size (each acknowledged), then the
+    table size updates of the next response header block."""
+    for size in sizes:
+        conn.receive_data(SettingsFrame(0, settings={
+            h2.settings.SettingCodes.HEADER_TABLE_SIZE: size}).serialize())
+    return table_size_updates(conn.encoder.encode([(b":status", b"200")]))
+
+
+def test_hpack_still_writes_every_table_size_and_forgets_a_repeated_one():
+    """What the encoder's swapped class corrects: hpack's own encoder, as h2 drives it."""
+    plain = Encoder()
+    for size in (100, 50):
+        plain.header_table_size = size
+    assert table_size_updates(plain.encode([(b":status", b"200")])) == [100, 50]
+    for size in (0, 0):
+        plain.header_table_size = size
+    assert table_size_updates(plain.encode([(b":status", b"200")])) == []
+
+
+@pytest.mark.parametrize("sizes, updates", [
+    ((2**30,), []),  # capped at 4 KiB, which it was already: nothing to signal
+    ((8192, 100), [100]),
+    ((100, 50), [50]),  # the smallest, which is the final one
+    ((0, 0), [0]),  # the same size twice: the update is still owed
+    ((0, 4096), [0, 4096]),  # the smallest, then the final
+    ((100, 0, 2**30, 200), [0, 200]),
+    ((4096,), []),
+])
+def test_the_encoder_signals_the_smallest_then_the_final_table_size(sizes, updates):
+    """RFC 7541 4.2, and the 4 KiB cap on the table whatever the client allows."""
+    conn, _ = handshaken()
+    assert settings_then_block(conn, *sizes) == updates
+    assert conn.encoder.header_table_size == min(sizes[-1], 4096)
+    assert table_size_updates(conn.encoder.encode([(b":status", b"200")])) == []
+
+
+def test_a_window_update_with_the_reserved_bit_is_its_increment():
+    """RFC 9113 6.9: the bit is ignored; hyperframe alone reads it as part of the
+    increment, and refuses the frame."""
+    payload = (0x80000000 | 1000).to_bytes(4, "big")
+    with pytest.raises(InvalidDataError):
+        WindowUpdateFrame(0).parse_body(memoryview(payload))
+    conn, _ = handshaken()
+    before = conn.outbound_flow_control_window
+    raw = b"\x00\x00\x04\x08\x00\x00\x00\x00\x00" + payload
+    [event] = conn.receive_data(raw[:10]) + conn.receive_data(raw[10:])  # (split too)
+    assert isinstance(event, h2.events.WindowUpdated) and event.delta == 1000
+    assert conn.outbound_flow_control_window == before + 1000
+
+
+def padding_over_priority() -> bytes:
+    """A HEADERS frame of 10 bytes: pad length 5, priority (5 bytes), 4 bytes of field
+    block: the padding (5) is longer than what is left (4)."""
+    payload = bytes([5]) + (0).to_bytes(4, "big") + bytes([15]) + b"\x82\x84\x86\x41"
+    flags = 0x1 | 0x4 | 0x8 | 0x20  # END_STREAM, END_HEADERS, PADDED, PRIORITY
+    return len(payload).to_bytes(3, "big") + bytes([0x1, flags]) + (1).to_bytes(4, "big") \
+        + payload
+
+
+def test_padding_over_the_priority_fields_is_a_protocol_error():
+    """RFC 9113 6.2; hyperframe alone reads the frame as an empty field block."""
+    raw = padding_over_priority()
+    plain, length = Frame.parse_frame_header(memoryview(raw[:9]))
+    plain.parse_body(memoryview(raw[9:9 + length]))
+    assert plain.data == b""
+    conn, _ = handshaken()
+    with pytest.raises(h2.exceptions.ProtocolError):
+        conn.receive_data(raw)
+    [goaway] = [f for f in frames(conn.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+
+
+def test_h2_still_buffers_frames_as_the_swapped_classes_expect():
+    buffer = h2.connection.H2Connection().incoming_buffer
+    assert type(buffer) is h2.frame_buffer.FrameBuffer and isinstance(buffer._data, bytearray)
+    assert callable(h2.frame_buffer.FrameBuffer._update_header_buffer)
+    assert isinstance(Encoder().table_size_changes, list)
+    assert callable(h2.connection.H2Connection._terminate_connection)
+
+
+def test_a_stream_reset_is_told_from_one_ended():
+    conn, peer = handshaken()
+    for stream_id in (1, 3):
+        peer.send_headers(stream_id, REQUEST, end_stream=True)
+    conn.receive_data(peer.data_to_send())
+    conn.reset_stream(1, ErrorCodes.PROTOCOL_ERROR)
+    conn.send_headers(3, [(b":status", b"200")], end_stream=True)
+    assert reset_already(conn, 1) and not reset_already(conn, 3)
+    assert not reset_already(conn, 5)  # (one never opened)
 
 
 def test_upgrade_settings_h2_takes_or_refuses():

@@ -974,6 +974,27 @@ def test_goaway_is_found_however_the_bytes_are_split():
             assert codes == [5] and state.held == b"" and state.skip == 0, (first, second)
 
 
+def test_a_frame_the_walk_refuses_comes_with_the_bytes_h2_has_not_had():
+    """For h2 to read them first: an error among them is the connection's first."""
+    from django_daphne.protocols.http2.guards import FrameError, FrameScreen
+
+    before = PREFACE + SettingsFrame(0).serialize() + PingFrame(0).serialize()
+    stray = ContinuationFrame(1, flags=["END_HEADERS"]).serialize()
+    for cut in (0, 9, len(before)):
+        state = FrameScreen(16384, 65536)
+        passed = state.screen(before[:cut])[0] if cut else b""
+        with pytest.raises(FrameError) as error:
+            state.screen(before[cut:] + stray)
+        assert passed + error.value.before == before, cut
+    router = RecordingRouter()
+    state = FrameScreen(16384, 65536, router)
+    request = HeadersFrame(1, data=b"h", flags=["END_HEADERS", "END_STREAM"]).serialize()
+    with pytest.raises(FrameError) as error:
+        state.screen(before + request + PingFrame(0).serialize() + stray)
+    assert router.log[0] == ("h2", before)  # (handed on before the request was offered)
+    assert error.value.before == PingFrame(0).serialize()
+
+
 class RecordingRouter:
     """A lean path that takes every request HEADERS, and RST_STREAM and WINDOW_UPDATE on
     the streams it took; it writes down what the frame walk hands it, in order."""

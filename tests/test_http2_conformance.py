@@ -1250,3 +1250,209 @@ def test_a_client_goaway_keeps_the_order_of_the_frames_around_it(open_client):
     wait_frame(client, lambda f: isinstance(f, PingFrame) and "ACK" in f.flags
                and f.opaque_data == b"ordered!", "the PING ACK")
     assert client.response(lean).status == 200
+
+
+# -- What tests/test_http2_differential.py found, on the lean path (a request in one
+# HEADERS frame) and h2's (a request with a body) alike
+
+
+def lean_or_h2(client: H2Client, path: str, method: str, extra=()) -> int:
+    """A request the lean path takes (GET, one frame) or h2 does (POST with a body)."""
+    fields = request_fields(path, method, extra)
+    if method == "GET":
+        return open_stream_sent(client, fields)
+    sid = client.send_headers(fields, end_stream=False)
+    client.send_data(sid, b"body", end_stream=True)
+    return sid
+
+
+def open_stream_sent(client: H2Client, fields: list) -> int:
+    sid, frames = open_stream(client, fields)
+    client.raw(b"".join(f.serialize() for f in frames))
+    return sid
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_cookie_split_over_several_fields_reaches_the_application_joined(open_client,
+                                                                          method):
+    """RFC 9113 8.2.3: the cookie fields are joined with "; " before the application sees
+    them, so that Django (which joins repeated fields with ",") reads each cookie."""
+    from django.http.cookie import parse_cookie
+
+    client = open_client()
+    sid = lean_or_h2(client, "/echo", method, [
+        (b"cookie", b"sessionid=abc"), (b"x-between", b"1"), (b"cookie", b"csrftoken=xyz")])
+    headers = scope_headers(client.response(sid))
+    assert [v for n, v in headers if n == "cookie"] == ["sessionid=abc; csrftoken=xyz"]
+    assert [n for n, _ in headers].index("cookie") < [n for n, _ in headers].index(
+        "x-between")  # where the first one was
+    # what Django's ASGIRequest does with the scope's headers (django/core/handlers/asgi.py)
+    meta = ",".join(v for n, v in headers if n == "cookie")
+    assert parse_cookie(meta) == {"sessionid": "abc", "csrftoken": "xyz"}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_cookie_before_the_pseudo_headers_is_malformed(open_client, method):
+    """RFC 9113 8.3: pseudo-header fields come first; a cookie before them is no
+    exception (h2 once moved cookies after everything else, and served the request)."""
+    from hpack import Encoder
+
+    client = open_client()
+    # the client's h2 opens the stream (it would refuse these fields), unsent
+    sid, _ = open_stream(client, request_fields(), end_stream=method == "GET")
+    fields = [(b"cookie", b"a=1"), *request_fields()]
+    flags = END_HEADERS | (END_STREAM if method == "GET" else 0)
+    client.raw(frame(HEADERS, flags, sid, Encoder().encode(fields)))
+    if method == "POST":
+        client.raw(frame(DATA, END_STREAM, sid, b"body"))
+    assert_stream_error(client, sid, ErrorCodes.PROTOCOL_ERROR)
+
+
+def goaways(client: H2Client) -> list[tuple[int, int]]:
+    return [(f.error_code, f.last_stream_id) for f in client.sock.frames
+            if isinstance(f, GoAwayFrame)]
+
+
+@pytest.mark.parametrize("bad, read", [("h2's", "one read"), ("h2's", "two reads"),
+                                       ("the frame walk's", "two reads")])
+def test_a_goaway_never_names_a_later_stream_than_the_one_before(open_client, bad, read):
+    """RFC 9113 6.8: the last stream id of GOAWAY never increases.  The client's GOAWAY
+    starts a graceful stop (stream 1, a POST whose body is still to come, keeps the
+    connection open), the server's GOAWAY says 1; stream 3, opened after it, is refused;
+    then a connection error (a PING on a stream, which h2 refuses; a CONTINUATION outside
+    a header block, which the frame walk does), sent with stream 3 (h2 then saw the stream
+    open, though it never says so) or once stream 3 was refused: its GOAWAY says 1 too."""
+    client = open_client()
+    posted = client.request("/echo", method="POST", end_stream=False)
+    client.raw(GoAwayFrame(0, last_stream_id=0))
+    wait_frame(client, lambda f: isinstance(f, GoAwayFrame), "the graceful GOAWAY")
+    assert goaways(client) == [(ErrorCodes.NO_ERROR, posted)]
+    sid, frames = open_stream(client, request_fields())
+    refused = b"".join(f.serialize() for f in frames)
+    error = frame(PING, 0, posted, b"12345678") if bad == "h2's" else \
+        frame(CONTINUATION, END_HEADERS, sid, b"")
+    if read == "one read":
+        client.raw(refused + error)
+    else:
+        client.raw(refused)
+        reset = wait_frame(client, lambda f: isinstance(f, RstStreamFrame)
+                           and f.stream_id == sid, "RST_STREAM on the refused stream")
+        assert reset.error_code == ErrorCodes.REFUSED_STREAM
+        client.raw(error)
+    client.wait(lambda: len(goaways(client)) == 2, what="the second GOAWAY")
+    assert goaways(client)[1] == (ErrorCodes.PROTOCOL_ERROR, posted)
+    client.wait_closed()
+
+
+@pytest.mark.parametrize("more", [False, True], ids=["one frame", "continued"])
+def test_padding_that_overlaps_the_priority_fields_is_a_connection_error(open_client, more):
+    """RFC 9113 6.2: padding longer than what the priority fields leave of the payload is
+    a PROTOCOL_ERROR (it was read as an empty field block, and answered 400): a request in
+    one frame (the lean path's) and one continued in a CONTINUATION frame (h2's)."""
+    client = open_client()
+    block = client.h2.encoder.encode(request_fields())
+    payload = bytes([len(block) + 1]) + (0).to_bytes(4, "big") + bytes([15]) + block
+    flags = PADDED | 0x20 | (0 if more else END_HEADERS | END_STREAM)
+    client.raw(frame(HEADERS, flags, 1, payload))
+    if more:
+        client.raw(frame(CONTINUATION, END_HEADERS, 1, b""))
+    assert_connection_error(client, ErrorCodes.PROTOCOL_ERROR)
+
+
+def table_size_updates(block: bytes) -> list[int]:
+    """The dynamic table size updates (RFC 7541 6.3) a header block begins with."""
+    from hpack.hpack import decode_integer
+
+    sizes = []
+    while block and block[0] & 0xE0 == 0x20:
+        size, used = decode_integer(block, 5)
+        sizes.append(size)
+        block = block[used:]
+    return sizes
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("sizes, updates", [((0, 0), [0]), ((100, 50), [50]),
+                                            ((0, 4096), [0, 4096])])
+def test_table_size_updates_are_the_smallest_then_the_final_size(open_client, method,
+                                                                 sizes, updates):
+    """RFC 7541 4.2: SETTINGS_HEADER_TABLE_SIZE changed twice before the next header
+    block: the block begins with the smallest size, then the final one, each within the
+    client's limit when the block is sent (hpack wrote 100 then 50, over the limit of 50,
+    and nothing at all for the same size twice; nghttp2 refuses either)."""
+    client = open_client()
+    acks = sum(map(is_settings_ack, client.sock.frames))
+    for size in sizes:
+        client.raw(SettingsFrame(0, settings={SETTINGS.HEADER_TABLE_SIZE: size}))
+    client.wait(lambda: sum(map(is_settings_ack, client.sock.frames)) == acks + 2,
+                what="the SETTINGS ACKs")
+    client.h2.decoder.header_table_size = sizes[-1]  # (as h2 would, on its SETTINGS' ACK)
+    sid = lean_or_h2(client, "/echo", method)
+    assert client.response(sid).status == 200 and client.error is None
+    [block] = [block for s, block in header_blocks(client) if s == sid]
+    assert table_size_updates(block) == updates
+
+
+@pytest.mark.parametrize("on", ["connection", "stream"])
+def test_a_window_update_with_the_reserved_bit_set_opens_the_window(open_client, on):
+    """RFC 9113 6.9: the reserved bit of a WINDOW_UPDATE is ignored (it was read as part
+    of the increment, over 2^31-1: a PROTOCOL_ERROR, on the connection and h2's streams).
+    A response held back by a window of 0 goes on once the WINDOW_UPDATE opens it."""
+    if on == "stream":
+        client = open_client(auto_ack=False)
+        acks = sum(map(is_settings_ack, client.sock.frames))
+        client.raw(SettingsFrame(0, settings={SETTINGS.INITIAL_WINDOW_SIZE: 0}))
+        client.wait(lambda: sum(map(is_settings_ack, client.sock.frames)) == acks + 1,
+                    what="the SETTINGS ACK")
+        sid = lean_or_h2(client, "/echo", "POST")  # (h2's: the lean path was right)
+        wait_frame(client, lambda f: type(f).__name__ == "HeadersFrame"
+                   and f.stream_id == sid, "the response's HEADERS")
+    else:
+        client = open_client(settings={SETTINGS.INITIAL_WINDOW_SIZE: 1 << 20},
+                             auto_ack=False)
+        client.wait(lambda: sum(map(is_settings_ack, client.sock.frames)) == 2,
+                    what="the SETTINGS ACKs")
+        sid = client.request("/big?size=70000&whole=1")
+        client.wait(lambda: client.received_data >= 65535, what="the connection's window")
+    ping(client)
+    assert not client.responses[sid].ended
+    client.h2.increment_flow_control_window(100000)  # (as sent next, less the reserved bit)
+    client.h2.data_to_send()
+    reserved = (0x80000000 | 100000).to_bytes(4, "big")
+    client.raw(frame(WINDOW_UPDATE, 0, sid if on == "stream" else 0, reserved))
+    client.wait(lambda: client.responses[sid].ended, what="the rest of the response")
+    assert client.goaway is None and client.error is None
+
+
+def test_what_follows_a_malformed_request_in_one_read_is_ignored(open_client):
+    """A malformed request (a content-length that is no number), its body and malformed
+    trailers (continued in a CONTINUATION frame, so that h2 reads all of it at once) in
+    one write: its stream is reset (PROTOCOL_ERROR) and the rest ignored (RFC 9113 5.1),
+    the connection goes on.  (The trailers were taken for those of a stream answered
+    already, and ended the connection.)"""
+    client = open_client()
+    sid, [headers] = open_stream(client, request_fields(
+        method="POST", extra=[(b"content-length", b"four")]), end_stream=False)
+    trailers = client.h2.encoder.encode([(b":path", b"/")])
+    client.raw(headers.serialize() + frame(DATA, 0, sid, b"body")
+               + frame(HEADERS, END_STREAM, sid, trailers[:1])
+               + frame(CONTINUATION, END_HEADERS, sid, trailers[1:]))
+    assert_stream_error(client, sid, ErrorCodes.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("first", ["PING", "undecodable HEADERS"])
+def test_frames_before_one_the_frame_walk_refuses_are_read_first(open_client, first):
+    """One read: a frame, then a CONTINUATION outside any header block (which the frame
+    walk refuses before h2 sees it).  The frame before it is read first: a PING is
+    answered, then GOAWAY(PROTOCOL_ERROR); a header block that does not decode is the
+    first error, GOAWAY(COMPRESSION_ERROR).  (The walk's error dropped what came before
+    it in the read, or came first.)"""
+    client = open_client()
+    before = frame(PING, 0, 0, b"first!!!") if first == "PING" else \
+        frame(HEADERS, END_HEADERS, 1, b"\xff\xff\xff\xff\x0f")
+    client.raw(before + frame(CONTINUATION, END_HEADERS, 1, b""))
+    if first == "PING":
+        wait_frame(client, lambda f: isinstance(f, PingFrame) and "ACK" in f.flags
+                   and f.opaque_data == b"first!!!", "the PING ACK")
+    assert_connection_error(client, ErrorCodes.PROTOCOL_ERROR if first == "PING"
+                            else ErrorCodes.COMPRESSION_ERROR)

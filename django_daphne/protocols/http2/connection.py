@@ -26,11 +26,11 @@ from .flow import FlowControl
 from .frames import rst_stream
 from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen
 from .h2_workarounds import (
-    cap_encoder_table,
     graceful_goaway,
     inbound_window,
     lean_stream_reset,
     new_connection,
+    reset_already,
     stream_closed,
 )
 from .lean import LeanPath
@@ -96,6 +96,10 @@ class HTTP2Handler:
         try:
             data, goaway = self.screen.screen(data)
         except FrameError as exc:
+            if exc.before:  # the frames before it first: an error among them comes first
+                self.to_h2(exc.before)
+                if self.closed:
+                    return
             logger.info("HTTP/2 client %s sent %s; closing the connection",
                         self.conn.client, exc.reason)
             self.terminate(exc.code)
@@ -149,7 +153,6 @@ class HTTP2Handler:
                 return
             elif kind is h2.events.RemoteSettingsChanged:
                 self._count_control_frame()
-                cap_encoder_table(self.h2)
                 self.lean.offering = True
                 window = event.changed_settings.get(
                     h2.settings.SettingCodes.INITIAL_WINDOW_SIZE)
@@ -203,7 +206,11 @@ class HTTP2Handler:
         """The body or trailers made the request malformed (RFC 9113 8.1.1): a stream
         error, RST_STREAM(PROTOCOL_ERROR).  When the client's END_STREAM that carried it
         closed a stream we had already answered, no frame may go on that stream any more
-        (RFC 9113 5.1), and the error is the connection's (5.4.1 lets it be)."""
+        (RFC 9113 5.1), and the error is the connection's (5.4.1 lets it be).  On a stream
+        reset already (for its malformed request, once h2 had read the rest of it in the
+        same read) there is nothing more to say: what came after the reset is ignored."""
+        if reset_already(self.h2, stream_id):
+            return
         if stream_closed(self.h2, stream_id):
             self.terminate(ErrorCodes.PROTOCOL_ERROR)
         else:
@@ -221,10 +228,11 @@ class HTTP2Handler:
     def request(self, stream_id: int, fields: list[tuple[bytes, bytes]], ended: bool,
                 lean: bool = False) -> None:
         """A HEADERS frame opened a stream (``lean``: one h2 never hears of)."""
-        self.last_stream_id = max(self.last_stream_id, stream_id)
         if self.shutting_down:
+            # not taken: after our GOAWAY, its last stream id stays the last (RFC 9113 6.8)
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
             return
+        self.last_stream_id = max(self.last_stream_id, stream_id)
         if self.stream_limit_reached():
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
             # a client that keeps opening streams over the limit is one that resets
@@ -571,7 +579,7 @@ class HTTP2Handler:
         self.shutting_down = True
         self.flow.flush()
         if not self.conn.closed:
-            self.conn.write(graceful_goaway(self.last_stream_id))
+            self.conn.write(graceful_goaway(self.h2, self.last_stream_id))
         for tunnel in list(self.tunnels):
             tunnel.shutdown()  # close 1001, going away
         if not self.streams:

@@ -58,19 +58,21 @@ class Router(Protocol):
 
 
 class FrameError(Exception):
-    """What the client sent ends the connection with a GOAWAY of this error code."""
+    """What the client sent ends the connection with a GOAWAY of this error code, once h2
+    has read the frames before it (``before``: an error among those comes first)."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, before: bytes = b"") -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.before = before
 
 
 class FrameScreen:
     """The frame walk over a client's bytes (only frame headers are read; payloads pass
     untouched), with any GOAWAY from the client taken out.
 
-    Raises FrameError for:
+    Raises FrameError, with the bytes before the frame that h2 has not had yet, for:
 
     - a broken connection preface (PROTOCOL_ERROR; the walk must not read it as frames);
     - a frame over the size we announced (FRAME_SIZE_ERROR): h2 would buffer its whole
@@ -129,7 +131,7 @@ class FrameScreen:
         size = len(data)
         pos = self.skip
         code = None
-        kept = []
+        kept: list[bytes] = []
         start = 0
         router = self.router
         offering = router is not None and router.offering
@@ -143,7 +145,8 @@ class FrameScreen:
             if length > self.max_frame_size:
                 raise FrameError(ErrorCodes.FRAME_SIZE_ERROR,
                                  "a frame of %d bytes (the limit is %d)"
-                                 % (length, self.max_frame_size))
+                                 % (length, self.max_frame_size),
+                                 b"".join(kept) + data[start:pos])
             if offering and router is not None and not self.in_block and kind <= WINDOW_UPDATE:
                 stream_id = int.from_bytes(data[pos + 5:pos + 9], "big") & 0x7FFFFFFF
                 if not stream_id:
@@ -182,7 +185,8 @@ class FrameScreen:
                 if kind == CONTINUATION and not self.in_block:
                     # RFC 9113 6.10, on whatever stream (h2 answers by the stream's state)
                     raise FrameError(ErrorCodes.PROTOCOL_ERROR,
-                                     "a CONTINUATION frame outside a header block")
+                                     "a CONTINUATION frame outside a header block",
+                                     b"".join(kept) + data[start:pos])
                 flags = data[pos + 4]
                 block = length + self.block if kind == CONTINUATION else length
                 if block > self.max_header_block and not (
@@ -190,12 +194,14 @@ class FrameScreen:
                 ):
                     # (a header block in one frame is held to its size by h2's decoder)
                     raise FrameError(ErrorCodes.ENHANCE_YOUR_CALM,
-                                     "a header block over %d bytes" % self.max_header_block)
+                                     "a header block over %d bytes" % self.max_header_block,
+                                     b"".join(kept) + data[start:pos])
                 self.block = 0 if flags & END_HEADERS else block
                 self.in_block = not flags & END_HEADERS
             elif kind == SETTINGS and data[pos + 4] & ACK and length:
                 raise FrameError(ErrorCodes.FRAME_SIZE_ERROR,
-                                 "a SETTINGS acknowledgement with a payload")
+                                 "a SETTINGS acknowledgement with a payload",
+                                 b"".join(kept) + data[start:pos])
             elif kind == GOAWAY and length >= 8 and not any(data[pos + 5:pos + 9]):
                 if end > size:  # a GOAWAY is taken whole or not at all
                     self.held = data[pos:]

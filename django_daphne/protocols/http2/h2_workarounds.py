@@ -16,12 +16,25 @@ that breaks one fails there, by name, before anything subtler does.
 - The settings we announce apply at once (frame size, header list size), not only once
   the client acknowledges them.
 - A stream's inbound window and whether it is closed are read from h2's stream objects
-  (``conn.streams``), which h2 keeps public but does not document.
-- The HPACK table for response headers is capped at 4 KiB: a client's larger
-  SETTINGS_HEADER_TABLE_SIZE is only a ceiling (RFC 7541 4.2), and honouring 4 GiB of it
-  would let a connection's memory grow with every distinct header value sent.
+  (``conn.streams``), which h2 keeps public but does not document; whether a reset closed
+  it, from h2's record of how streams closed (``_stream_is_closed_by_reset``).
+- HPACK's encoder (the class of ``conn.encoder`` is swapped) caps its table at 4 KiB: a
+  client's larger SETTINGS_HEADER_TABLE_SIZE is only a ceiling (RFC 7541 4.2), and
+  honouring 4 GiB of it would let a connection's memory grow with every distinct header
+  value sent.  It also signals the table size updates RFC 7541 4.2 asks for, the smallest
+  size since the last header block then the final one, where hpack writes every size it
+  was set to (one over the client's last limit, which nghttp2 refuses) and forgets the
+  update owed when the same size is set twice.
+- The frame buffer (the class of ``conn.incoming_buffer`` is swapped) ignores the reserved
+  bit of a WINDOW_UPDATE's increment (RFC 9113 6.9), which hyperframe reads as an increment
+  over 2^31-1 (a PROTOCOL_ERROR), and refuses a HEADERS frame whose padding overlaps its
+  priority fields (RFC 9113 6.2: PROTOCOL_ERROR), which hyperframe reads as an empty
+  field block.  Both act on the bytes h2 has buffered (``_data``) or on the frame just
+  parsed, before h2 handles it.
 - A graceful GOAWAY is written by hand: h2's ``close_connection`` would refuse to send
-  anything after it, and the streams in flight still have their responses to finish.
+  anything after it, and the streams in flight still have their responses to finish.  Its
+  last stream id is kept as a ceiling of every GOAWAY h2 writes later (RFC 9113 6.8: it
+  never increases), where h2 would name the highest stream the client opened.
 - Lean streams (:mod:`.lean`), which h2 never sees, are entered in h2's record of the
   connection: the highest stream id (``highest_inbound_stream_id``), its record of closed
   streams (``_closed_streams``: closed by the client's END_STREAM when one opens, by a
@@ -46,9 +59,11 @@ import h2.settings
 import h2.stream
 from h2.connection import ConnectionInputs, ConnectionState
 from h2.errors import ErrorCodes
+from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamClosedBy
+from hpack import Encoder
 from hpack.exceptions import HPACKError, OversizedHeaderListError
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame
 
 from ...server.config import Config
 from .guards import FrameError
@@ -70,8 +85,61 @@ class _StreamWithoutLengthChecks(h2.stream.H2Stream):
         pass
 
 
+_ENCODER_TABLE_SIZE = 4096
+_WINDOW_UPDATE = 0x8
+
+
+class _Encoder(Encoder):
+    """hpack's encoder, its table capped and its size updates as RFC 7541 4.2 has them."""
+
+    @property
+    def header_table_size(self) -> int:
+        return self.header_table.maxsize
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:
+        size = min(value, _ENCODER_TABLE_SIZE)
+        table = self.header_table
+        if size == table.maxsize:
+            return  # nothing moves (an update still owed stays owed)
+        table.maxsize = size  # (evicts what no longer fits, and marks the table resized)
+        changes = self.table_size_changes
+        smallest = min(changes[0], size) if changes else size
+        self.table_size_changes = [smallest, size] if smallest < size else [size]
+
+
+class _FrameBuffer(FrameBuffer):
+    """h2's frame buffer, with the two changes the module docstring gives."""
+
+    def __next__(self) -> Frame:
+        data = self._data  # the next frame's header first
+        if len(data) > 9 and data[3] == _WINDOW_UPDATE and data[9] & 0x80 \
+                and data[:3] == b"\x00\x00\x04":  # (any other length is refused whole)
+            data[9] &= 0x7F
+        return super().__next__()
+
+    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
+        if (type(f) is HeadersFrame and "PRIORITY" in f.flags
+                and f.pad_length + 5 > f.body_len):
+            raise h2.exceptions.ProtocolError("HEADERS padding overlaps its priority fields")
+        return super()._update_header_buffer(f)
+
+
 class ServerH2Connection(h2.connection.H2Connection):
-    """h2's connection with the two changes the module docstring gives."""
+    """h2's connection with the changes the module docstring gives."""
+
+    goaway_limit = 2**31 - 1  # the last stream id of our graceful GOAWAY, once sent
+
+    def close_connection(self, error_code: ErrorCodes | int = 0,
+                         additional_data: bytes | None = None,
+                         last_stream_id: int | None = None) -> None:
+        if last_stream_id is None:
+            last_stream_id = self.highest_inbound_stream_id
+        super().close_connection(error_code, additional_data,
+                                 min(last_stream_id, self.goaway_limit))
+
+    def _terminate_connection(self, error_code: ErrorCodes) -> None:
+        self.close_connection(error_code)  # (h2's own does the same, less the ceiling)
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> h2.stream.H2Stream:
         state = super()._begin_new_stream(stream_id, allowed_ids)
@@ -98,6 +166,9 @@ def new_connection(config: Config, upgrade_settings: bytes | None = None
     codes = h2.settings.SettingCodes
     conn = ServerH2Connection(h2.config.H2Configuration(
         client_side=False, header_encoding=None, validate_inbound_headers=False,
+        # split cookies are joined by read_request, on h2's path and the lean one alike
+        # (h2 would move them after every other field, a pseudo-header's too)
+        normalize_inbound_headers=False,
         validate_outbound_headers=False, normalize_outbound_headers=False,
     ))
     conn.local_settings = h2.settings.Settings(client=False, initial_values={
@@ -107,6 +178,8 @@ def new_connection(config: Config, upgrade_settings: bytes | None = None
         codes.MAX_HEADER_LIST_SIZE: config.http2_max_header_list_size,
         codes.ENABLE_CONNECT_PROTOCOL: int(config.http2_websocket),
     })
+    conn.encoder.__class__ = _Encoder
+    conn.incoming_buffer.__class__ = _FrameBuffer
     # in effect at once, not once the client acknowledges them
     conn.max_inbound_frame_size = config.http2_max_frame_size
     conn.decoder.max_header_list_size = config.http2_max_header_list_size
@@ -119,15 +192,6 @@ def new_connection(config: Config, upgrade_settings: bytes | None = None
     local.max_concurrent_streams = 2**31 - 1
     local.acknowledge()
     return conn
-
-
-_ENCODER_TABLE_SIZE = 4096
-
-
-def cap_encoder_table(conn: h2.connection.H2Connection) -> None:
-    """After the client's SETTINGS: our HPACK encoder's table back to at most 4 KiB."""
-    if conn.encoder.header_table_size > _ENCODER_TABLE_SIZE:
-        conn.encoder.header_table_size = _ENCODER_TABLE_SIZE
 
 
 def inbound_window(conn: h2.connection.H2Connection, stream_id: int) -> int:
@@ -145,6 +209,12 @@ def stream_closed(conn: h2.connection.H2Connection, stream_id: int) -> bool:
     return stream is None or stream.closed
 
 
+def reset_already(conn: h2.connection.H2Connection, stream_id: int) -> bool:
+    """Whether a RST_STREAM, ours or the client's, ended the stream (h2's own record of
+    how each stream closed)."""
+    return conn._stream_is_closed_by_reset(stream_id)
+
+
 def valid_upgrade_settings(value: bytes) -> bool:
     """Whether an ``HTTP2-Settings`` header (RFC 7540 3.2.1: base64url SETTINGS payload) is
     one h2 will take: a whole number of 6-byte settings, each value within its range."""
@@ -158,8 +228,11 @@ def valid_upgrade_settings(value: bytes) -> bool:
     return True
 
 
-def graceful_goaway(last_stream_id: int) -> bytes:
-    """A GOAWAY(NO_ERROR) naming the last stream taken, for h2 not to know of."""
+def graceful_goaway(conn: ServerH2Connection, last_stream_id: int) -> bytes:
+    """A GOAWAY(NO_ERROR) naming the last stream taken, for h2 not to know of, but for its
+    later GOAWAYs never to name a higher one."""
+    last_stream_id = min(last_stream_id, conn.goaway_limit)
+    conn.goaway_limit = last_stream_id
     return GoAwayFrame(0, last_stream_id=last_stream_id,
                        error_code=ErrorCodes.NO_ERROR).serialize()
 

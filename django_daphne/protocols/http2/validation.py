@@ -89,6 +89,7 @@ def read_request(fields: list[tuple[bytes, bytes]], ended: bool,
         raise Refusal(0, problem)
     method = path = scheme = authority = protocol = host = length = None
     headers = []
+    cookies = 0
     for name, value in fields:
         if name[:1] == b":":
             if name == b":method":
@@ -110,7 +111,11 @@ def read_request(fields: list[tuple[bytes, bytes]], ended: bool,
             if not LENGTH(value) or (length is not None and value != length):
                 raise Refusal(0, "invalid content-length")
             length = value
+        elif name == b"cookie":
+            cookies += 1
         headers.append((name, value))
+    if cookies > 1:
+        headers = _join_cookies(headers)
     if authority is not None:
         if host is None:
             headers.insert(0, (b"host", authority))
@@ -147,6 +152,22 @@ def read_request(fields: list[tuple[bytes, bytes]], ended: bool,
     if ended and length is not None and length != b"0":
         raise Refusal(0, "the body is shorter than its content-length")
     return RequestFields(method, scheme, path, None, headers, length)
+
+
+def _join_cookies(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A cookie split into several fields (a client may, for compression) joined into one
+    with "; " where the first was (RFC 9113 8.2.3: before a generic application sees it;
+    Django, like any HTTP/1.1 application, joins repeated fields with "," and would read
+    ``a=1,b=2`` as one cookie)."""
+    values = [value for name, value in headers if name == b"cookie"]
+    joined = []
+    for name, value in headers:
+        if name != b"cookie":
+            joined.append((name, value))
+        elif values:
+            joined.append((name, b"; ".join(values)))
+            values = []
+    return joined
 
 
 def response_fields(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
