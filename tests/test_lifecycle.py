@@ -390,3 +390,36 @@ def test_access_log_through_logging(start_server):
     httpx.get(server.url + "/echo")
     # the logging format (LOG_FMT: time and level) around Daphne's line
     server.wait_for(r'^\S+ \S+ INFO +127\.0\.0\.1:\d+ - - \[.*\] "GET /echo" 200 \d+$')
+
+
+WINDOWS_LIKE = '''
+# what Windows lacks, taken away before the server starts: SIGHUP and the job-control
+# signals, fork, and an event loop that watches signals itself
+import asyncio.unix_events
+import os
+import signal
+
+for name in ("SIGHUP", "SIGTTIN", "SIGTTOU"):
+    delattr(signal, name)
+del os.fork
+
+
+def add_signal_handler(self, *args, **kwargs):
+    raise NotImplementedError
+
+
+asyncio.unix_events._UnixSelectorEventLoop.add_signal_handler = add_signal_handler
+'''
+
+
+def test_serves_and_stops_where_posix_signals_and_fork_are_missing(start_server, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(WINDOWS_LIKE)
+    env = {"PYTHONPATH": str(tmp_path)}
+    server = start_server("--loop", "asyncio", env=env)
+    assert httpx.get(server.url + "/echo").status_code == 200
+    server.signal(signal.SIGINT)  # Ctrl-C
+    assert server.wait_exit() == 0
+    assert "Received SIGINT, shutting down gracefully" in server.output
+    workers = start_server("--loop", "asyncio", "--workers", "2", env=env, ready=False)
+    assert workers.wait_exit() == 2
+    assert "--workers (WORKERS) and --max-requests need a POSIX system" in workers.output

@@ -754,6 +754,13 @@ class Config:
                         message = (f"{option.flag} ({option.setting}) has no effect without "
                                    "--proxy-headers (PROXY_HEADERS = True).")
                     problems.append(SettingProblem("combination", option.setting, message))
+        if self.supervised and not hasattr(os, "fork"):
+            option = OPTIONS_BY_NAME["workers"]
+            problems.append(SettingProblem(
+                "combination", option.setting,
+                f"{option.flag} ({option.setting}) and --max-requests need a POSIX system "
+                "(fork, and signals between processes); run one process here (Windows is "
+                "for development: runserver, or daphne without --workers)."))
         if self.ssl_alpn == ["h2"] and not self.http2:
             problems.append(SettingProblem(
                 "combination", "SSL_ALPN", "--ssl-alpn (SSL_ALPN) offers h2 alone while "

@@ -34,6 +34,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_daphne.server")
 
 
+def _hand_to(loop: asyncio.AbstractEventLoop, handler: Callable[..., Any],
+             args: tuple[Any, ...]) -> Callable[[int, Any], None]:
+    """A plain signal handler that has ``loop`` run ``handler(*args)``."""
+
+    def received(signum: int, frame: Any) -> None:
+        loop.call_soon_threadsafe(handler, *args)
+
+    return received
+
+
 class StartupError(Exception):
     """The server could not start; the message says why in one line."""
 
@@ -159,9 +169,7 @@ class Server:
         state.access_log = self.access_log
         state.autobahn_factory  # noqa: B018 - loads autobahn now, not on the first WebSocket
         if self.install_signal_handlers:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, self.request_stop, signum)
-            loop.add_signal_handler(signal.SIGHUP, self._cannot_reload)
+            self._handle_signals(loop)
         self.lifespan = Lifespan(self.app, self.config.lifespan, loop)
         try:
             await self.lifespan.startup()
@@ -230,6 +238,22 @@ class Server:
         interval = self.notifier.watchdog_interval
         assert interval is not None  # only scheduled with a watchdog
         self.loop.call_later(interval, self._ping_watchdog)
+
+    def _handle_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGINT and SIGTERM stop gracefully, SIGHUP reloads certificates. Where the loop
+        cannot watch signals itself (Windows' loops raise NotImplementedError) a plain
+        handler hands them to it; a signal the platform lacks (SIGHUP on Windows) is left
+        out."""
+        for name, handler, args in (("SIGINT", self.request_stop, (signal.SIGINT,)),
+                                    ("SIGTERM", self.request_stop, (signal.SIGTERM,)),
+                                    ("SIGHUP", self._cannot_reload, ())):
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            try:
+                loop.add_signal_handler(signum, handler, *args)
+            except NotImplementedError:
+                signal.signal(signum, _hand_to(loop, handler, args))
 
     def _cannot_reload(self) -> None:
         """SIGHUP to a single process: its TLS certificates are read again (a renewed one
