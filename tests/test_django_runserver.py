@@ -372,3 +372,12 @@ def test_runserver_runs_one_process_whatever_workers_says(runserver, tmp_path):
         "to manage.py daphne and are ignored here." in server.output
     assert "Started worker" not in server.output
     assert "E011" not in server.output
+
+
+def test_server_lines_and_request_lines_share_djangos_date_format(runserver, tmp_path):
+    module = settings_module(tmp_path, 'DAPHNE = {"VERBOSITY": 2}')
+    server = runserver("127.0.0.1:0", "--noreload", "--settings", module)
+    httpx.get(url(server, "/json/"))
+    stamp = r"^\[\d\d/[A-Z][a-z]{2}/\d{4} \d\d:\d\d:\d\d\] "
+    server.wait_for(stamp + r'"GET /json/ HTTP/1\.1" 200')
+    server.wait_for(stamp + r"Listening on TCP address 127\.0\.0\.1:\d+")

@@ -35,7 +35,8 @@ def logging_configured() -> bool:
     return False
 
 
-def configure_logging(config: Config, django_logging: bool = True) -> None:
+def configure_logging(config: Config, django_logging: bool = True,
+                      datefmt: str | None = None) -> None:
     """Send the server's log records somewhere a user sees them.
 
     Django's ``LOGGING`` wins: when it gives the ``django_daphne`` (or ``twisted``) logger, or
@@ -54,7 +55,7 @@ def configure_logging(config: Config, django_logging: bool = True) -> None:
             continue
         if handler is None:
             handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter(log_format(config)))
+            handler.setFormatter(logging.Formatter(log_format(config), datefmt))
         logger.addHandler(handler)
         logger.setLevel(wanted)
         logger.propagate = False

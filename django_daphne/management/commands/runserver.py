@@ -43,6 +43,10 @@ from ..serving import (
 # must not hold every reload.
 DEVELOPMENT_SHUTDOWN_TIMEOUT = 2.0
 
+# the server's own lines in the format of Django's request lines (its django.server logger)
+RUNSERVER_LOG_FORMAT = "[%(asctime)s] %(message)s"
+RUNSERVER_DATE_FORMAT = "%d/%b/%Y %H:%M:%S"
+
 # Daphne's runserver flags and the options they set
 DAPHNE_RUNSERVER_FLAGS = {
     "--http_timeout": "http_timeout",
@@ -123,7 +127,7 @@ class Command(ShowsImportTracebacks, StaticfilesRunserver):
             watch_failed_import(exc)  # (with --skip-checks, E002 did not see it)
             raise import_failure(exc, options, self.stderr) from None
         in_main_thread = threading.current_thread() is threading.main_thread()
-        configure_logging(config)
+        configure_logging(config, datefmt=RUNSERVER_DATE_FORMAT)
         ensure_reactor(config.loop, fresh=not in_main_thread)
 
         from ...server.runtime import Server
@@ -162,6 +166,9 @@ class Command(ShowsImportTracebacks, StaticfilesRunserver):
                     f"DAPHNE[{OPTIONS_BY_NAME[name].setting!r}]" for name in ignored)
                 + " apply to manage.py daphne and are ignored here.\n")
         verbosity = config.verbosity if config.sources["verbosity"] != DEFAULT else 1
+        if config.sources["log_fmt"] == DEFAULT:
+            # as Django's request lines: "[06/Dec/2026 09:30:00] message"
+            config = config.replace(log_fmt=RUNSERVER_LOG_FORMAT)
         return config.replace(
             bind=self.addr, port=int(self.port), unix_socket=None, fd=None, endpoints=[],
             verbosity=0 if verbosity < 2 else verbosity,
