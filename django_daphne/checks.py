@@ -220,16 +220,26 @@ def check_proxy_trust(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
     return proxy_trust_problems(config) if config is not None else []
 
 
+def _everyone(entries: list[str]) -> bool:
+    """``*``, or a network that holds every address (0.0.0.0/0, ::/0)."""
+    import ipaddress
+
+    return any(entry == "*" or (entry != "unix" and
+                                ipaddress.ip_network(entry, strict=False).prefixlen == 0)
+               for entry in entries)
+
+
 def proxy_trust_problems(config: DjangoConfig) -> list[CheckMessage]:
     """Proxy headers believed from every peer on a binding other machines reach: any client
     there chooses the address and scheme the application sees."""
-    if not config.proxy_headers or "*" not in config.forwarded_allow_ips:
+    if not config.proxy_headers or not _everyone(config.forwarded_allow_ips):
         return []
     public = [d for d in config.endpoint_descriptions() if beyond_loopback(d)]
     if not public:
         return []
     return [Warning(
-        f"Proxy headers are believed from every peer (FORWARDED_ALLOW_IPS contains '*'), and "
+        f"Proxy headers are believed from every peer (FORWARDED_ALLOW_IPS contains '*' or a "
+        f"network of every address), and "
         f"{', '.join(public)} can be reached from other machines: a client that connects "
         "directly sets its own address and scheme (request.is_secure()).",
         hint="List the proxies' addresses in FORWARDED_ALLOW_IPS (--forwarded-allow-ips), "

@@ -96,6 +96,11 @@ CASES = {
         'DAPHNE = {"PROXY_HEADERS": True, "FORWARDED_ALLOW_IPS": "*", "BIND": "0.0.0.0"}',
         "django_daphne.W005", "Proxy headers are believed from every peer",
     ),
+    "W005 every address written as networks (deploy)": (
+        'DAPHNE = {"PROXY_HEADERS": True, "FORWARDED_ALLOW_IPS": ["0.0.0.0/0", "::/0"], '
+        '"BIND": "0.0.0.0"}',
+        "django_daphne.W005", "Proxy headers are believed from every peer",
+    ),
     "W002 nothing serves static files in production (deploy)": (
         'DEBUG = False\nDAPHNE = {}', "django_daphne.W002",
         "DEBUG is off and nothing serves static files",

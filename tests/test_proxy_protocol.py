@@ -139,7 +139,9 @@ def test_a_connection_without_a_valid_header_is_closed_unserved(start_server, bi
     server = start_server("--proxy-protocol", binding=binding)
     for first in (b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n",  # no header at all
                   b"PROXY TCP4 not-an-address 127.0.0.1 1 2\r\nGET / HTTP/1.1\r\n\r\n",
-                  b"PROXY SCTP 1.2.3.4 127.0.0.1 1 2\r\nGET / HTTP/1.1\r\n\r\n"):
+                  b"PROXY SCTP 1.2.3.4 127.0.0.1 1 2\r\nGET / HTTP/1.1\r\n\r\n",
+                  b"PROXY TCP4 1.2.3.4 127.0.0.1 99999999 2\r\nGET / HTTP/1.1\r\n\r\n",
+                  b"PROXY TCP4 1.2.3.4 <script> 1 2\r\nGET / HTTP/1.1\r\n\r\n"):
         if binding == "unix":
             sock = socket.socket(socket.AF_UNIX)
             sock.settimeout(10)

@@ -167,3 +167,50 @@ def test_a_bad_trust_list_is_refused_naming_the_option(start_server):
     assert "--forwarded-allow-ips" in server.output
     assert "'proxy.local'" in server.output
     assert "networks (10.0.0.0/8" in server.output
+
+
+@pytest.mark.parametrize("args", [(), ("--proxy-headers",)])
+def test_h2c_scheme_from_a_direct_client_is_not_believed(start_server, args):
+    """:scheme https on a cleartext HTTP/2 connection from a peer that is not a trusted
+    proxy does not make the request secure; from a trusted one (a TLS-terminating proxy
+    speaking h2c) it does, with --proxy-headers."""
+    from tests.h2client import H2Client
+
+    server = start_server(*args)
+    raw = socket.socket()
+    raw.bind((DIRECT, 0))
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", server.port))
+    with H2Client(server.port, sock=raw) as client:
+        response = client.response(client.request("/echo", scheme="https"))
+    scope = json.loads(response.body)
+    assert scope["client"][0] == DIRECT and scope["scheme"] == "http"
+    with H2Client(server.port) as client:  # from 127.0.0.1, the default trusted proxy
+        response = client.response(client.request("/echo", scheme="https"))
+    assert json.loads(response.body)["scheme"] == ("https" if args else "http")
+
+
+@pytest.mark.parametrize("client_copy", ['for="', "by=x", "for=a;for=b", "for",
+                                         'for="[::1'])
+def test_a_clients_malformed_forwarded_copy_leaves_the_proxys_entry(start_server, client_copy):
+    """A proxy appends its element (a field line of its own, or after a comma) to whatever
+    the client sent: the client's malformed part is skipped, not taken as a reason to fall
+    back to the proxy's own address."""
+    server = start_server("--proxy-headers", "--proxy-headers-host", "Forwarded")
+    for headers in ([("Forwarded", client_copy), ("Forwarded", "for=198.51.100.9")],
+                    [("Forwarded", client_copy + ", for=198.51.100.9")]):
+        scope = server.http.get("/echo", headers=headers).json()
+        assert scope["client"][0] == "198.51.100.9", headers
+
+
+def test_an_ipv6_zone_id_is_not_an_address(start_server):
+    server = start_server("--proxy-headers")
+    for value in ("fe80::1%eth0 GET admin 200", "[fe80::1%<img src=x>]:80"):
+        scope = server.http.get("/echo", headers={"X-Forwarded-For": value}).json()
+        assert scope["client"][0] == "127.0.0.1", value
+    proxied = start_server("--proxy-protocol")
+    with socket.create_connection(("127.0.0.1", proxied.port), timeout=10) as sock:
+        sock.sendall(b"PROXY TCP6 fe80::1%<img\tsrc=x> ::1 4444 80\r\n"
+                     b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = sock.recv(65536)
+    assert received == b""  # closed, unserved

@@ -322,3 +322,47 @@ def test_workers_serve_a_renewed_certificate_after_a_reload(start_server, tmp_pa
     old = server.wait_for(r"Reloaded: workers \d+ serve; (\d+) drain").group(1)
     server.wait_for(rf"Worker {old} stopped")  # its listening socket with it
     assert served_fingerprint(server) == file_fingerprint(new_cert) != first
+
+
+@pytest.mark.parametrize("endpoint_extra, args, message", [
+    (":sslmethod=TLSv1_2_METHOD", [], "sslmethod= pins one TLS version"),
+    ("", ["--ssl-ciphers", "eNULL:@SECLEVEL=0"],
+     "--ssl-ciphers 'eNULL:@SECLEVEL=0': OpenSSL cannot use it"),
+])
+def test_tls_settings_that_would_not_apply_stop_the_start(start_server, endpoint_extra, args,
+                                                          message):
+    from tests.conftest import certificate
+
+    key, cert = certificate()
+    server = start_server("-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+                          + endpoint_extra, *args, ready=False)
+    assert server.wait_exit() == 1
+    assert message in server.output, server.output
+
+
+def test_an_sslmethod_of_any_version_keeps_the_minimum(start_server):
+    from tests.conftest import certificate
+
+    key, cert = certificate()
+    server = start_server("-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+                          ":sslmethod=SSLv23_METHOD", "--ssl-minimum-version", "1.3")
+    twelve = client_context()
+    twelve.maximum_version = ssl.TLSVersion.TLSv1_2
+    assert tls_get(server, context=twelve) is None
+    assert tls_get(server).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("endpoint, args, message", [
+    ("haproxy:ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}", [],
+     "would read the PROXY header inside TLS"),
+    ("haproxy:tcp:0:interface=127.0.0.1", ["--proxy-protocol"],
+     "reads a PROXY header itself: with --proxy-protocol each connection would need two"),
+])
+def test_haproxy_endpoints_that_cannot_work_are_refused(start_server, endpoint, args,
+                                                        message):
+    from tests.conftest import certificate
+
+    key, cert = certificate()
+    server = start_server("-e", endpoint.format(key=key, cert=cert), *args, ready=False)
+    assert server.wait_exit() == 1
+    assert message in server.output, server.output

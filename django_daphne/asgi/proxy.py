@@ -51,26 +51,37 @@ def _node(entry: str) -> tuple[str, int | None] | None:
     return None if address is None else (str(address), port)
 
 
-def _split_forwarded(value: str) -> list[dict[str, str]] | None:
+def _split_forwarded(value: str) -> list[dict[str, str] | None]:
     """RFC 7239's elements (``for=...;proto=...``, comma-separated, values token or
-    quoted-string) as dicts of lower-cased parameter names; None if malformed."""
-    elements: list[dict[str, str]] = [{}]
+    quoted-string) as dicts of lower-cased parameter names, each on its own: an element that
+    is malformed is None, and does not spoil the others (a client's copy of the header, left
+    of what its proxy appended, may be anything)."""
+    elements: list[dict[str, str] | None] = []
+    current: dict[str, str] | None = {}
     i, n = 0, len(value)
+
+    def close() -> None:
+        if current is None or current:
+            elements.append(current)
+
     while i < n:
-        while i < n and value[i] in " \t":
-            i += 1
-        if i < n and value[i] == ",":
-            elements.append({})
+        char = value[i]
+        if char in " \t;":
             i += 1
             continue
-        if i >= n:
-            break
-        equals = value.find("=", i)
-        if equals < 0:
-            return None
+        if char == ",":
+            close()
+            current, i = {}, i + 1
+            continue
+        equals, comma = value.find("=", i), value.find(",", i)
+        if equals < 0 or (0 <= comma < equals):
+            current = None  # a parameter without a value
+            i = comma if comma >= 0 else n
+            continue
         name = value[i:equals].strip().lower()
         i = equals + 1
         if i < n and value[i] == '"':
+            opening = i
             chars, i = [], i + 1
             while i < n and value[i] != '"':
                 if value[i] == "\\" and i + 1 < n:
@@ -78,23 +89,25 @@ def _split_forwarded(value: str) -> list[dict[str, str]] | None:
                 chars.append(value[i])
                 i += 1
             if i >= n:
-                return None  # an unterminated quoted-string
+                # an unterminated quoted-string: this element is malformed, and the next
+                # comma (what a proxy appended after it) starts the next one
+                current = None
+                comma = value.find(",", opening)
+                i = comma if comma >= 0 else n
+                continue
             parameter, i = "".join(chars), i + 1
         else:
             end = i
             while end < n and value[end] not in ";,":
                 end += 1
             parameter, i = value[i:end].strip(), end
-        if not name or name in elements[-1]:
-            return None
-        elements[-1][name] = parameter
-        while i < n and value[i] in " \t":
-            i += 1
-        if i < n and value[i] == ";":
-            i += 1
-        elif i < n and value[i] != ",":
-            return None
-    return [element for element in elements if element]
+        if current is not None:
+            if not name or name in current:
+                current = None  # an empty or repeated parameter name
+            else:
+                current[name] = parameter
+    close()
+    return elements
 
 
 def _client_hop(nodes: list[str], trust: TrustedProxies) -> int | None:
@@ -163,11 +176,15 @@ def _from_forwarded(value: str | None, client: list[Any] | None, scheme: str,
     if value is None:
         return client, scheme
     elements = _split_forwarded(value)
-    if not elements or any("for" not in element for element in elements):
+    # a malformed element, or one without for=, stops the walk where it is reached
+    nodes = [element.get("for", "") if element is not None else "" for element in elements]
+    if not nodes:
         return client, scheme
-    hop = _client_hop([element["for"] for element in elements], trust)
+    hop = _client_hop(nodes, trust)
     if hop is None:
         return client, scheme
-    host, port = _node(elements[hop]["for"]) or ("", None)
+    element = elements[hop]
+    assert element is not None  # _client_hop reached only addresses
+    host, port = _node(element["for"]) or ("", None)
     # proto= of the element that names the client: the scheme it used to reach that proxy
-    return [host, port or 0], _scheme(elements[hop].get("proto"), scheme)
+    return [host, port or 0], _scheme(element.get("proto"), scheme)

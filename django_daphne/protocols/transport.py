@@ -134,10 +134,18 @@ def behind_proxy_header(transport: Any) -> bool:
 def proxied_addresses(transport: Any) -> tuple[list[Any] | None, list[Any] | None] | None:
     """After a PROXY protocol header: the addresses it carried, as :func:`addresses`; None
     when its source is not an IP address (Twisted's v1 parser takes any word there)."""
-    client, server = addresses(transport)
-    if client is not None:
+    try:
+        client, server = addresses(transport)
+    except (UnicodeDecodeError, ValueError):  # a v2 UNIX path that is not text
+        return None
+    for pair in (client, server):
+        if pair is None or pair[1] is None:
+            continue  # a UNIX-socket address
+        host, port = pair
+        if "%" in host or not 0 <= port <= 65535:  # a zone id: any text may follow the %
+            return None
         try:
-            ipaddress.ip_address(client[0])
+            ipaddress.ip_address(host)
         except ValueError:
             return None
     return client, server

@@ -261,11 +261,23 @@ def make_endpoint(reactor: Any, description: str, proxy_protocol: bool = False,
     read before anything else, TLS included; the address it carries is the client's.
     ``tls``: rebuilds the TLS options of an ``ssl:`` endpoint (server/tls.py)."""
     endpoint = _make_endpoint(reactor, description)
+    wrapped = getattr(endpoint, "_wrappedEndpoint", None)  # a haproxy: endpoint's inner one
+    if proxy_protocol and wrapped is not None:
+        raise EndpointError(
+            f"Endpoint {description!r} reads a PROXY header itself: with --proxy-protocol "
+            "each connection would need two. Use a plain tcp:/ssl: endpoint with "
+            "--proxy-protocol, or this endpoint without it.")
+    if isinstance(wrapped, endpoints.SSL4ServerEndpoint):
+        raise EndpointError(
+            f"Endpoint {description!r} would read the PROXY header inside TLS, where no load "
+            "balancer sends it: use an ssl: endpoint with --proxy-protocol (the header "
+            "before the handshake)")
     if tls is not None:
-        if isinstance(endpoint, _LayeredEndpoint) and endpoint.context is not None:
-            endpoint.context = tls(endpoint.context, description)
-        elif isinstance(endpoint, endpoints.SSL4ServerEndpoint):
-            endpoint._sslContextFactory = tls(endpoint._sslContextFactory, description)
+        inner = wrapped if wrapped is not None else endpoint
+        if isinstance(inner, _LayeredEndpoint) and inner.context is not None:
+            inner.context = tls(inner.context, description)
+        elif isinstance(inner, endpoints.SSL4ServerEndpoint):
+            inner._sslContextFactory = tls(inner._sslContextFactory, description)
     if not proxy_protocol:
         return endpoint
     if isinstance(endpoint, _LayeredEndpoint):
@@ -301,8 +313,11 @@ def _make_endpoint(reactor: Any, description: str) -> Any:
     if kind == "ssl" and "fileno" in kwargs:
         # a TLS socket bound by the --workers supervisor: adopt it, wrap it in TLS here
         fileno = int(kwargs["fileno"])
-        context = endpoints.serverFromString(
-            reactor, description.rsplit(":fileno=", 1)[0])._sslContextFactory
+        try:
+            context = endpoints.serverFromString(
+                reactor, description.rsplit(":fileno=", 1)[0])._sslContextFactory
+        except Exception as exc:  # OpenSSL's errors for a key that does not fit, and the like
+            raise EndpointError(f"Cannot use endpoint {description!r}: {exc}") from None
         family = _complete_fd(f"fd:fileno={fileno}").rsplit("domain=", 1)[1]
         return _LayeredEndpoint(
             endpoints.AdoptedStreamServerEndpoint(reactor, fileno, _FAMILIES[family]), context)

@@ -201,7 +201,7 @@ class Server:
             try:
                 endpoints.append((description, make_endpoint(
                     self.reactor, description, self.config.proxy_protocol, tls)))
-            except EndpointError as exc:
+            except (EndpointError, TLSSettingError) as exc:
                 raise StartupError(str(exc)) from None
         for description, endpoint in endpoints:
             try:
@@ -267,7 +267,9 @@ class Server:
             else:
                 logger.info("Received SIGHUP: reloaded the certificate of %s (SHA-256 %s)",
                             binding.description, fingerprint)
-        logger.warning(
+        # (where it reloaded certificates, that was the point: no warning each renewal)
+        logger.log(
+            logging.INFO if self.tls_bindings else logging.WARNING,
             "Received SIGHUP: a single server process cannot reload its code; run it with "
             "--workers (1 or more) to reload on SIGHUP without dropping a connection"
         )

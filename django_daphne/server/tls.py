@@ -98,11 +98,13 @@ def options_for(config: Config) -> Callable[[Any, str], ReloadableTLS]:
             "extraCertChain": base.extraCertChain,
             "dhParameters": base.dhParameters,
         }
-        if base.method != SSL.TLS_METHOD:
-            # the endpoint's own (deprecated) sslmethod= keeps its protocol choice
-            kwargs["method"] = base.method
-        else:
-            kwargs["raiseMinimumTo"] = _VERSIONS[config.ssl_minimum_version]
+        if base.method not in (SSL.TLS_METHOD, SSL.SSLv23_METHOD):
+            # a method of one version would set aside --ssl-minimum-version (and Twisted
+            # refuses both together): say so rather than serve something else than asked
+            raise TLSSettingError(
+                "the ssl: endpoint's sslmethod= pins one TLS version; remove it and use "
+                "--ssl-minimum-version (SSL_MINIMUM_VERSION) instead")
+        kwargs["raiseMinimumTo"] = _VERSIONS[config.ssl_minimum_version]
         if ciphers is not None:
             kwargs["acceptableCiphers"] = ciphers
         if authorities is not None:
@@ -111,6 +113,13 @@ def options_for(config: Config) -> Callable[[Any, str], ReloadableTLS]:
         return ssl.CertificateOptions(**kwargs)
 
     def reloadable(base: Any, description: str) -> ReloadableTLS:
-        return ReloadableTLS(description, rebuild(base), rebuild)
+        options = rebuild(base)
+        try:
+            options.getContext()  # OpenSSL's own checks, now rather than per connection
+        except Exception as exc:
+            what = f"--ssl-ciphers {config.ssl_ciphers!r}" if config.ssl_ciphers \
+                else f"endpoint {description!r}"
+            raise TLSSettingError(f"{what}: OpenSSL cannot use it ({exc})") from None
+        return ReloadableTLS(description, options, rebuild)
 
     return reloadable

@@ -39,7 +39,10 @@ def parse_trusted(entries: Iterable[str]) -> list[str]:
 
 
 def ip_address(host: str) -> _Address | None:
-    """An IP address (an IPv4-mapped IPv6 one as IPv4), or None for any other text."""
+    """An IP address (an IPv4-mapped IPv6 one as IPv4), or None for any other text, an
+    IPv6 zone id included (``fe80::1%eth0``: any text may follow the %)."""
+    if "%" in host:
+        return None
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -66,6 +66,11 @@ class HTTP2Handler:
         # the rest of that body may keep them
         self.draining: dict[H2Stream, float] = {}
         self.last_stream_id = 0
+        # :scheme is believed only as a proxy header is: from a trusted proxy (a TLS-
+        # terminating proxy speaking h2c says https); anyone else gets the connection's
+        client = conn.client
+        self.scheme_believed = server.proxy_headers is not None and \
+            server.trusted_proxies.trusts(client[0] if client else None)
         self.flow = FlowControl(self)
         self.lean = LeanPath(self)
         self.screen = FrameScreen(config.http2_max_frame_size,
@@ -90,6 +95,13 @@ class HTTP2Handler:
 
     # -- bytes in
 
+
+    def scheme_of(self, scheme: bytes | None) -> str:
+        """A request's scheme: its :scheme from a trusted proxy, else the connection's."""
+        if self.scheme_believed and scheme in (b"http", b"https"):
+            assert scheme is not None
+            return scheme.decode("ascii")
+        return self.conn.scheme
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
@@ -259,7 +271,7 @@ class HTTP2Handler:
         try:
             scope = build_scope(
                 self.server, "2",
-                scheme.decode("ascii") if scheme in (b"http", b"https") else conn.scheme,
+                self.scheme_of(scheme),
                 path, headers, conn.client, conn.server_addr, True, method, conn.tls,
             )
         except Refusal as exc:

@@ -57,8 +57,7 @@ class H2Tunnel:
         conn = http2.conn
         self.http2 = http2
         self.server = http2.server
-        # as for requests: the :scheme a TLS-terminating proxy reports, else ours
-        self.scheme = scheme.decode("ascii") if scheme in (b"http", b"https") else conn.scheme
+        self.scheme = http2.scheme_of(scheme)  # as for requests
         self.client = conn.client
         self.server_addr = conn.server_addr
         self.tls = conn.tls
