@@ -8,7 +8,8 @@ meet: none of them imports another.  Whatever the handler, the connection writes
 to the socket while Twisted holds nothing unsent), tells writers to wait while the peer
 takes nothing (Twisted's producer calls, and the send timeout), fires the handler's
 deadline for the server's sweep, and closes, once, the same way on TCP, TLS and UNIX
-sockets (see :mod:`.transport`).
+sockets (see :mod:`.transport`): at once, or after an error answer with a lingering close
+(:meth:`Connection.close_after_error`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from zope.interface import implementer
 
 from .http1 import HTTP1Handler
 from .interfaces import PAUSE_APP, PAUSE_WRITES, Handler
-from .transport import Transport, addresses, close_transport, make_writer
+from .transport import Transport, addresses, close_transport, linger, make_writer
 
 if TYPE_CHECKING:
     from ..server.state import ServerState
@@ -35,6 +36,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_daphne.http")
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# A lingering close (after an error answer) reads and drops what the client still sends for
+# at most this long (or the send timeout, if shorter) and this much; then it is cut off.
+# Apache lingers up to 30 s, nginx 5 s without a byte (30 s in all): a client that reads its
+# answer closes its side long before either.
+LINGER_SECONDS = 5.0
+LINGER_BYTES = 4 * 1024 * 1024
 
 
 def _ignore(data: bytes) -> None:
@@ -68,6 +76,7 @@ class Connection(Protocol):
         self.sniffing = True  # no byte received yet: the moment to recognise HTTP/2
         self.sniff_held = b""  # a first read too short to tell HTTP/2 from HTTP/1.1
         self.told_handler = False  # the handler heard connection_lost
+        self.linger_left = 0  # lingering close: the bytes the client may still send
 
     # -- Twisted's Protocol
 
@@ -244,8 +253,12 @@ class Connection(Protocol):
         rest within the send timeout."""
         self.deadline = None
         if self.closed:
-            logger.info("Cut off %s: it did not take the end of the connection within %ss",
-                        self.client, self.server.config.send_timeout)
+            if self.linger_left:
+                logger.info("Closed the connection of %s: it did not end it within %ss of "
+                            "an error answer", self.client, self._linger_seconds())
+            else:
+                logger.info("Cut off %s: it did not take the end of the connection within "
+                            "%ss", self.client, self.server.config.send_timeout)
             self.abort_now()
             return
         self.handler.deadline_passed()
@@ -271,6 +284,39 @@ class Connection(Protocol):
         self._tell_handler()
         if self.drain_waiters:
             self._wake_writers()
+
+    def close_after_error(self) -> None:
+        """Close after an error answer (a 4xx, a GOAWAY for a connection error), while the
+        client may still be sending: a socket closed with unread bytes makes the kernel send
+        a reset, which can overtake the answer.  Instead the write side is shut once the
+        answer has gone out, what arrives is read and dropped, and the client's own close
+        ends the connection; one that sends more than LINGER_BYTES, or does not close
+        within LINGER_SECONDS, is cut off.  (The other closes stay as they are: at once.)"""
+        if self.closed:
+            return
+        self.closed = True
+        self.linger_left = LINGER_BYTES
+        self.dataReceived = self._linger_read  # type: ignore[method-assign]
+        server = self.server
+        self.deadline = server.clock + self._linger_seconds()
+        server.stalled.discard(self)
+        self.paused = 0  # (linger resumes reading)
+        linger(self.transport, self._linger_read)
+        self._tell_handler()
+        if self.drain_waiters:
+            self._wake_writers()
+
+    def _linger_seconds(self) -> float:
+        return min(LINGER_SECONDS, self.server.config.send_timeout)
+
+    def _linger_read(self, data: bytes) -> None:
+        """What a lingering close reads: counted, and dropped."""
+        self.linger_left -= len(data)
+        if self.linger_left <= 0:
+            logger.info("Cut off %s: it sent over %d bytes after an error answer",
+                        self.client, LINGER_BYTES)
+            self.linger_left = 0
+            self.abort_now()
 
     def abort_now(self) -> None:
         """Drop the connection at once, discarding what was not sent."""

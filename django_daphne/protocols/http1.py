@@ -223,7 +223,7 @@ class HTTP1Handler:
                 # the body of the request being served broke off mid-way
                 current.connection_lost()
                 if current.state is not START:
-                    self.conn.close()
+                    self.conn.close_after_error()
                     return
                 self.current = None
             else:
@@ -239,7 +239,7 @@ class HTTP1Handler:
         conn = self.conn
         if not status:  # not HTTP/1.x at all: nobody to read an HTTP/1.1 answer
             logger.info("Closed the connection of %s: %s", conn.client, reason)
-            conn.close()
+            conn.close_after_error()
             return
         logger.info("Refused a request from %s: %d %s", conn.client, status, reason)
         fields, body = error_page(status, reason)
@@ -253,7 +253,7 @@ class HTTP1Handler:
         )
         if server.access_log is not None:
             server.access_log.refused(conn.client, status, len(body))
-        conn.close()
+        conn.close_after_error()  # the client may be sending still: see there
 
     # -- the wire an HTTPStream writes its response through
 
@@ -394,7 +394,11 @@ class HTTP1Handler:
         conn = self.conn
         if conn.closed:
             return
-        if not self.keep_alive or (current is not None and not current.body_done):
+        if current is not None and not current.body_done:
+            # answered before the request body ended: the client may be sending it still
+            conn.close_after_error()
+            return
+        if not self.keep_alive:
             conn.close()
             return
         if self.queue:

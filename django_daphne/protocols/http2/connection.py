@@ -500,7 +500,7 @@ class HTTP2Handler:
         self.streams.clear()
         self.flow.blocked.clear()
         self.draining.clear()
-        self.conn.close()
+        self.conn.close_after_error()  # the client may be sending still: see there
 
     # -- what the Connection forwards
 
