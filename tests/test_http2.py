@@ -1107,7 +1107,7 @@ def test_graceful_shutdown_goaway_and_inflight_stream_finishes(start_server):
         sid = client.request("/sleep?seconds=1")
         server.wait_for("app: sleeping")
         server.signal()
-        goaway = client.wait_goaway()
+        goaway = client.wait_last_goaway()
         assert goaway.error_code == ErrorCodes.NO_ERROR and goaway.last_stream_id == sid
         response = client.response(sid)
         assert response.status == 200 and bytes(response.body) == b"slept"

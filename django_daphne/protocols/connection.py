@@ -96,8 +96,6 @@ class Connection(Protocol):
         transport.registerProducer(self, True)
         server.connections.add(self)
         self.handler = HTTP1Handler(self)
-        if server.shutting_down:
-            self.close()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
         """The first bytes: which protocol speaks.  From then on Twisted calls the
@@ -116,6 +114,10 @@ class Connection(Protocol):
             self.start_http2()
         self._route()
         self.handler.data_received(data)
+        if self.server.shutting_down and not self.closed:
+            # accepted while the server stops: what these first bytes began is served
+            # (over HTTP/1.1 with Connection: close, over HTTP/2 up to its GOAWAY), no more
+            self.handler.shutdown()
 
     def _route(self) -> None:
         """Send what Twisted reads straight to the handler (one call less per read), or to

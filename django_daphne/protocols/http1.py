@@ -114,9 +114,13 @@ class HTTP1Handler:
             self._send_error(408, "request head not received in time")
 
     def shutdown(self) -> None:
-        """Graceful stop: finish the response in flight, then close."""
+        """Graceful stop: a request the client has begun is served, with ``Connection:
+        close``: the one in flight, and one whose head is on its way (partly received, or
+        not a byte of it yet on a connection just accepted, its TLS handshake perhaps not
+        done).  Only a connection idle between requests closes at once."""
         self.keep_alive = False
-        if self.current is None and not self.queue:
+        if (self.current is None and not self.queue and self.idle
+                and not self.conn.sniffing):
             self.conn.close()
 
     # -- the parser's events
@@ -128,7 +132,7 @@ class HTTP1Handler:
             if head.upgrade == b"websocket":
                 return self._upgrade_websocket(head)
             if (head.upgrade == b"h2c" and server.config.http2 and self.current is None
-                    and self._upgrade_h2c(head)):
+                    and not server.shutting_down and self._upgrade_h2c(head)):
                 return True
         scope = build_scope(
             server, head.http_version, conn.scheme, head.target, head.headers, conn.client,
@@ -152,6 +156,9 @@ class HTTP1Handler:
         """Hand the connection to a WebSocket (a malformed handshake raises Refusal)."""
         if self.current is not None:
             raise Refusal(400, "WebSocket handshake pipelined behind another request")
+        if self.server.shutting_down:
+            # (what the WebSockets still connecting when the drain began were answered)
+            raise Refusal(503, "the server is shutting down")
         self.conn.start_websocket(head, self)
         return True
 
