@@ -41,11 +41,12 @@ def open_silent(server: ServerProcess) -> socket.socket:
     return sock
 
 
-def as_tls(server: ServerProcess, sock: socket.socket) -> socket.socket:
+def as_tls(server: ServerProcess, sock: socket.socket, alpn: tuple[str, ...] = ("http/1.1",)
+           ) -> socket.socket:
     """``sock`` with its TLS handshake done, on a TLS binding."""
     if server.binding != "tls":
         return sock
-    return client_context().wrap_socket(sock, server_hostname="localhost")
+    return client_context(alpn).wrap_socket(sock, server_hostname="localhost")
 
 
 def served_then_closed(sock: socket.socket, buffer: bytearray) -> dict:
@@ -89,6 +90,26 @@ def test_only_idle_connections_close_at_once(start_server, binding):
     served_then_closed(silent, bytearray())
     for sock in (silent, idle, half, body):
         sock.close()
+    assert server.wait_exit() == 0
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+def test_websocket_handshake_during_the_drain_gets_503(start_server, binding):
+    """A WebSocket would outlive the drain: its handshake, begun before the stop and
+    finished during it, is answered 503 (the client reconnects elsewhere), as one still
+    waiting for its application's accept when the drain starts."""
+    server = start_server(binding=binding)
+    with server.connect(timeout=20) as sock:
+        sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n")
+        server.signal()
+        server.wait_for(DRAINING)
+        sock.sendall(b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        status, headers, _ = read_response(sock, bytearray())
+        assert status == 503 and headers.get("connection") == "close"
+        rest, ended = read_to_close(sock, 20)
+        assert ended and rest == b""
     assert server.wait_exit() == 0
 
 
@@ -142,6 +163,24 @@ def test_http2_stop_serves_the_streams_in_flight_and_on_their_way(start_server, 
         client.wait_closed(20)
     # (the last GOAWAY read)
     assert client.goaway == GoAway(ErrorCodes.NO_ERROR, on_its_way)
+    assert server.wait_exit() == 0
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+def test_http2_connection_that_starts_during_the_drain_is_served(start_server, binding):
+    """Accepted before the stop, its preface and first request sent after it: the request
+    is served, then the GOAWAYs end the connection."""
+    server = start_server(binding=binding)
+    silent = open_silent(server)
+    # accepted after ``silent``, from the same queue: ``silent`` is accepted too
+    with h2_client(server) as other:
+        assert other.response(other.request("/echo")).status == 200
+    server.signal()
+    server.wait_for(DRAINING)
+    with H2Client(0, sock=as_tls(server, silent, ("h2",)), timeout=20) as client:
+        assert client.response(client.request("/echo")).status == 200
+        client.wait_closed(20)
+    assert client.goaway == GoAway(ErrorCodes.NO_ERROR, 1)
     assert server.wait_exit() == 0
 
 

@@ -112,12 +112,16 @@ class Connection(Protocol):
         self.sniffing = False
         if self._speaks_http2(data):
             self.start_http2()
+            self._route()
+            self.handler.data_received(data)
+            if self.server.shutting_down and not self.closed:
+                # begun while the server stops: the streams of these first bytes are
+                # served, then the GOAWAYs (an HTTP/1.1 request is served with
+                # Connection: close by the handler itself)
+                self.handler.shutdown()
+            return
         self._route()
         self.handler.data_received(data)
-        if self.server.shutting_down and not self.closed:
-            # accepted while the server stops: what these first bytes began is served
-            # (over HTTP/1.1 with Connection: close, over HTTP/2 up to its GOAWAY), no more
-            self.handler.shutdown()
 
     def _route(self) -> None:
         """Send what Twisted reads straight to the handler (one call less per read), or to
