@@ -25,7 +25,14 @@ from zope.interface import implementer
 
 from .http1 import HTTP1Handler
 from .interfaces import PAUSE_APP, PAUSE_WRITES, Handler
-from .transport import Transport, addresses, close_transport, linger, make_writer
+from .transport import (
+    Transport,
+    addresses,
+    close_transport,
+    linger,
+    make_writer,
+    written_out,
+)
 
 if TYPE_CHECKING:
     from ..server.state import ServerState
@@ -37,10 +44,10 @@ logger = logging.getLogger("django_daphne.http")
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-# A lingering close (after an error answer) reads and drops what the client still sends for
-# at most this long (or the send timeout, if shorter) and this much; then it is cut off.
-# Apache lingers up to 30 s, nginx 5 s without a byte (30 s in all): a client that reads its
-# answer closes its side long before either.
+# A lingering close (after an error answer) reads and drops what the client still sends, for
+# at most this long once the answer is out (or the send timeout, if shorter) and this much;
+# then it is cut off.  Apache lingers up to 30 s, nginx 5 s without a byte (30 s in all): a
+# client that reads its answer closes its side long before either.
 LINGER_SECONDS = 5.0
 LINGER_BYTES = 4 * 1024 * 1024
 
@@ -61,6 +68,10 @@ class Connection(Protocol):
     # Twisted declares ITransport | None; it is set (makeConnection) before connectionMade,
     # and mypy cannot check calls through a zope.interface declaration
     transport: Transport  # type: ignore[assignment]
+    # a lingering close (set by close_after_error): the bytes the client may still send, and
+    # until when the answer may take to go out (the send timeout, as for any close)
+    linger_left = 0
+    linger_send_by: float
 
     def __init__(self, server: ServerState) -> None:
         self.server = server
@@ -76,7 +87,6 @@ class Connection(Protocol):
         self.sniffing = True  # no byte received yet: the moment to recognise HTTP/2
         self.sniff_held = b""  # a first read too short to tell HTTP/2 from HTTP/1.1
         self.told_handler = False  # the handler heard connection_lost
-        self.linger_left = 0  # lingering close: the bytes the client may still send
 
     # -- Twisted's Protocol
 
@@ -260,6 +270,13 @@ class Connection(Protocol):
         self.deadline = None
         if self.closed:
             if self.linger_left:
+                server = self.server
+                if not written_out(self.transport) and server.clock < self.linger_send_by:
+                    # the answer is still going out (to a slow reader): the linger starts
+                    # once it is out
+                    self.deadline = min(self.linger_send_by,
+                                        server.clock + self._linger_seconds())
+                    return
                 logger.info("Closed the connection of %s: it did not end it within %ss of "
                             "an error answer", self.client, self._linger_seconds())
             else:
@@ -297,7 +314,9 @@ class Connection(Protocol):
         a reset, which can overtake the answer.  Instead the write side is shut once the
         answer has gone out, what arrives is read and dropped, and the client's own close
         ends the connection; one that sends more than LINGER_BYTES, or does not close
-        within LINGER_SECONDS, is cut off.  (The other closes stay as they are: at once.)"""
+        within LINGER_SECONDS of the answer's going out, is cut off (as is one that does
+        not take the answer within the send timeout).  (The other closes stay as they are:
+        at once.)"""
         if self.closed:
             return
         self.closed = True
@@ -305,6 +324,7 @@ class Connection(Protocol):
         self.dataReceived = self._linger_read  # type: ignore[method-assign]
         server = self.server
         self.deadline = server.clock + self._linger_seconds()
+        self.linger_send_by = server.clock + server.config.send_timeout
         server.stalled.discard(self)
         self.paused = 0  # (linger resumes reading)
         linger(self.transport, self._linger_read)

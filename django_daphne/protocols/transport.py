@@ -170,5 +170,11 @@ def linger(transport: Any, discard: Callable[[bytes], None]) -> None:
         lower.resumeProducing()  # read, whatever paused reading before
 
 
+def written_out(transport: Any) -> bool:
+    """Whether a lingering close has sent all that was written, and shut the write side."""
+    lower = transport.transport if isinstance(transport, TLSMemoryBIOProtocol) else transport
+    return lower is None or bool(getattr(lower, "_writeDisconnected", True))
+
+
 def is_tls(transport: Any) -> bool:
     return isinstance(transport, TLSMemoryBIOProtocol)
