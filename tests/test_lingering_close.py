@@ -154,3 +154,18 @@ def test_client_that_never_closes_is_closed_after_the_linger(start_server):
             assert read_clean_end(sock).startswith(b"HTTP/1.1 400 ")
             server.wait_for(r"Closed the connection of .*: it did not end it within 1.0s of "
                             r"an error answer")
+
+
+def test_twisted_still_has_what_the_linger_relies_on():
+    """protocols/transport.py's linger, against the installed Twisted: a TCP transport
+    half-closes (loseWriteConnection) and says when it has (_writeDisconnected), and hands
+    what it reads to its protocol's dataReceived as looked up on the instance (which is
+    how a TLS connection's records are dropped undecrypted)."""
+    import inspect
+
+    from twisted.internet import abstract, tcp
+
+    assert vars(abstract.FileDescriptor)["_writeDisconnected"] is False
+    assert "self._writeDisconnected = True" in inspect.getsource(abstract.FileDescriptor.doWrite)
+    assert callable(tcp.Connection.loseWriteConnection)
+    assert "self.protocol.dataReceived(" in inspect.getsource(tcp.Connection._dataReceived)
