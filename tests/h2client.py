@@ -225,6 +225,13 @@ class H2Client:
         self.wait(lambda: self.goaway is not None, timeout, "GOAWAY")
         return self.goaway
 
+    def wait_last_goaway(self, timeout: float = 10.0) -> GoAway:
+        """The GOAWAY that names the last stream taken: a graceful stop's second, after the
+        first that takes every stream (2^31-1) until its PING is answered (RFC 9113 6.8)."""
+        self.wait(lambda: self.goaway is not None and self.goaway.last_stream_id < 2**31 - 1,
+                  timeout, "the last GOAWAY")
+        return self.goaway
+
     def wait_closed(self, timeout: float = 10.0) -> None:
         """Read (and drop) until the server closes the socket."""
         deadline = time.monotonic() + timeout

@@ -656,7 +656,7 @@ def test_graceful_shutdown_with_tunnels_and_requests_mixed(start_server):
         slow = client.request("/sleep?seconds=0.5")
         server.wait_for("app: sleeping")
         server.signal(signal.SIGTERM)
-        assert client.wait_goaway().last_stream_id == slow
+        assert client.wait_last_goaway().last_stream_id == slow
         event = polite.next_event()
         assert isinstance(event, CloseConnection) and event.code == 1001
         polite.send(event.response())

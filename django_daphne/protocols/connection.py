@@ -8,7 +8,8 @@ meet: none of them imports another.  Whatever the handler, the connection writes
 to the socket while Twisted holds nothing unsent), tells writers to wait while the peer
 takes nothing (Twisted's producer calls, and the send timeout), fires the handler's
 deadline for the server's sweep, and closes, once, the same way on TCP, TLS and UNIX
-sockets (see :mod:`.transport`).
+sockets (see :mod:`.transport`): at once, or after an error answer with a lingering close
+(:meth:`Connection.close_after_error`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from .transport import (
     addresses,
     behind_proxy_header,
     close_transport,
+    linger,
     make_writer,
     proxied_addresses,
     tls_extension,
+    written_out,
 )
 
 if TYPE_CHECKING:
@@ -43,6 +46,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_daphne.http")
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# A lingering close (after an error answer) reads and drops what the client still sends, for
+# at most this long once the answer is out (or the send timeout, if shorter) and this much;
+# then it is cut off.  Apache lingers up to 30 s, nginx 5 s without a byte (30 s in all): a
+# client that reads its answer closes its side long before either.
+LINGER_SECONDS = 5.0
+LINGER_BYTES = 4 * 1024 * 1024
 
 
 def _ignore(data: bytes) -> None:
@@ -61,6 +71,10 @@ class Connection(Protocol):
     # Twisted declares ITransport | None; it is set (makeConnection) before connectionMade,
     # and mypy cannot check calls through a zope.interface declaration
     transport: Transport  # type: ignore[assignment]
+    # a lingering close (set by close_after_error): the bytes the client may still send, and
+    # until when the answer may take to go out (the send timeout, as for any close)
+    linger_left = 0
+    linger_send_by: float
 
     def __init__(self, server: ServerState) -> None:
         self.server = server
@@ -99,8 +113,6 @@ class Connection(Protocol):
         transport.registerProducer(self, True)
         server.connections.add(self)
         self.handler = HTTP1Handler(self)
-        if server.shutting_down:
-            self.close()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
         """The first bytes: which protocol speaks.  From then on Twisted calls the
@@ -127,6 +139,14 @@ class Connection(Protocol):
             self.tls = tls_extension(self.transport)  # the handshake is done: bytes came
         if self._speaks_http2(data):
             self.start_http2()
+            self._route()
+            self.handler.data_received(data)
+            if self.server.shutting_down and not self.closed:
+                # begun while the server stops: the streams of these first bytes are
+                # served, then the GOAWAYs (an HTTP/1.1 request is served with
+                # Connection: close by the handler itself)
+                self.handler.shutdown()
+            return
         self._route()
         self.handler.data_received(data)
 
@@ -266,8 +286,19 @@ class Connection(Protocol):
         rest within the send timeout."""
         self.deadline = None
         if self.closed:
-            logger.info("Cut off %s: it did not take the end of the connection within %ss",
-                        self.client, self.server.config.send_timeout)
+            if self.linger_left:
+                server = self.server
+                if not written_out(self.transport) and server.clock < self.linger_send_by:
+                    # the answer is still going out (to a slow reader): the linger starts
+                    # once it is out
+                    self.deadline = min(self.linger_send_by,
+                                        server.clock + self._linger_seconds())
+                    return
+                logger.info("Closed the connection of %s: it did not end it within %ss of "
+                            "an error answer", self.client, self._linger_seconds())
+            else:
+                logger.info("Cut off %s: it did not take the end of the connection within "
+                            "%ss", self.client, self.server.config.send_timeout)
             self.abort_now()
             return
         self.handler.deadline_passed()
@@ -293,6 +324,42 @@ class Connection(Protocol):
         self._tell_handler()
         if self.drain_waiters:
             self._wake_writers()
+
+    def close_after_error(self) -> None:
+        """Close after an error answer (a 4xx, a GOAWAY for a connection error), while the
+        client may still be sending: a socket closed with unread bytes makes the kernel send
+        a reset, which can overtake the answer.  Instead the write side is shut once the
+        answer has gone out, what arrives is read and dropped, and the client's own close
+        ends the connection; one that sends more than LINGER_BYTES, or does not close
+        within LINGER_SECONDS of the answer's going out, is cut off (as is one that does
+        not take the answer within the send timeout).  (The other closes stay as they are:
+        at once.)"""
+        if self.closed:
+            return
+        self.closed = True
+        self.linger_left = LINGER_BYTES
+        self.dataReceived = self._linger_read  # type: ignore[method-assign]
+        server = self.server
+        self.deadline = server.clock + self._linger_seconds()
+        self.linger_send_by = server.clock + server.config.send_timeout
+        server.stalled.discard(self)
+        self.paused = 0  # (linger resumes reading)
+        linger(self.transport, self._linger_read)
+        self._tell_handler()
+        if self.drain_waiters:
+            self._wake_writers()
+
+    def _linger_seconds(self) -> float:
+        return min(LINGER_SECONDS, self.server.config.send_timeout)
+
+    def _linger_read(self, data: bytes) -> None:
+        """What a lingering close reads: counted, and dropped."""
+        self.linger_left -= len(data)
+        if self.linger_left <= 0:
+            logger.info("Cut off %s: it sent over %d bytes after an error answer",
+                        self.client, LINGER_BYTES)
+            self.linger_left = 0
+            self.abort_now()
 
     def abort_now(self) -> None:
         """Drop the connection at once, discarding what was not sent."""

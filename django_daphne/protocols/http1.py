@@ -114,9 +114,13 @@ class HTTP1Handler:
             self._send_error(408, "request head not received in time")
 
     def shutdown(self) -> None:
-        """Graceful stop: finish the response in flight, then close."""
+        """Graceful stop: a request the client has begun is served, with ``Connection:
+        close``: the one in flight, and one whose head is on its way (partly received, or
+        not a byte of it yet on a connection just accepted, its TLS handshake perhaps not
+        done).  Only a connection idle between requests closes at once."""
         self.keep_alive = False
-        if self.current is None and not self.queue:
+        if (self.current is None and not self.queue and self.idle
+                and not self.conn.sniffing):
             self.conn.close()
 
     # -- the parser's events
@@ -128,7 +132,7 @@ class HTTP1Handler:
             if head.upgrade == b"websocket":
                 return self._upgrade_websocket(head)
             if (head.upgrade == b"h2c" and server.config.http2 and self.current is None
-                    and self._upgrade_h2c(head)):
+                    and not server.shutting_down and self._upgrade_h2c(head)):
                 return True
         scope = build_scope(
             server, head.http_version, conn.scheme, head.target, head.headers, conn.client,
@@ -152,6 +156,9 @@ class HTTP1Handler:
         """Hand the connection to a WebSocket (a malformed handshake raises Refusal)."""
         if self.current is not None:
             raise Refusal(400, "WebSocket handshake pipelined behind another request")
+        if self.server.shutting_down:
+            # (what the WebSockets still connecting when the drain began were answered)
+            raise Refusal(503, "the server is shutting down")
         self.conn.start_websocket(head, self)
         return True
 
@@ -223,7 +230,7 @@ class HTTP1Handler:
                 # the body of the request being served broke off mid-way
                 current.connection_lost()
                 if current.state is not START:
-                    self.conn.close()
+                    self.conn.close_after_error()
                     return
                 self.current = None
             else:
@@ -239,7 +246,7 @@ class HTTP1Handler:
         conn = self.conn
         if not status:  # not HTTP/1.x at all: nobody to read an HTTP/1.1 answer
             logger.info("Closed the connection of %s: %s", conn.client, reason)
-            conn.close()
+            conn.close_after_error()
             return
         logger.info("Refused a request from %s: %d %s", conn.client, status, reason)
         fields, body = error_page(status, reason)
@@ -253,7 +260,7 @@ class HTTP1Handler:
         )
         if server.access_log is not None:
             server.access_log.refused(conn.client, status, len(body))
-        conn.close()
+        conn.close_after_error()  # the client may be sending still: see there
 
     # -- the wire an HTTPStream writes its response through
 
@@ -394,7 +401,11 @@ class HTTP1Handler:
         conn = self.conn
         if conn.closed:
             return
-        if not self.keep_alive or (current is not None and not current.body_done):
+        if current is not None and not current.body_done:
+            # answered before the request body ended: the client may be sending it still
+            conn.close_after_error()
+            return
+        if not self.keep_alive:
             conn.close()
             return
         if self.queue:

@@ -21,6 +21,10 @@ release changes what these functions rely on.
   registered, and then waits for the peer's own close_notify before it closes the socket, so
   a client that never answers (or never reads) would hold the connection for ever.  RFC 8446
   6.1 lets the side that closes stop there: after our close_notify the socket is closed.
+- A lingering close, after an error answer: the write side shut once the answer has gone out
+  (on TLS after our close_notify), the socket still read, what arrives dropped (on TLS never
+  decrypted).  Closing a socket whose receive buffer holds unread bytes makes the kernel
+  send a reset, which can overtake the answer still on its way (RFC 9112 9.6).
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ class Transport(Protocol):
     def resumeProducing(self) -> None: ...  # noqa: N802
 
     def loseConnection(self) -> None: ...  # noqa: N802
+
+    def loseWriteConnection(self) -> None: ...  # noqa: N802
 
     def abortConnection(self) -> None: ...  # noqa: N802
 
@@ -225,6 +231,31 @@ def close_transport(transport: Any) -> None:
         transport.connectionLost(_CLOSED)
     else:
         transport.loseConnection()
+
+
+def linger(transport: Any, discard: Callable[[bytes], None]) -> None:
+    """Shut the write side once what was written has gone out, and hand every byte read
+    from then on to ``discard``: the start of a lingering close (the connection ends when
+    the client closes its side, or when its owner cuts it off)."""
+    # no producer: Twisted shuts the write side only once none is registered (a paused one
+    # would be resumed instead, and the shutdown forgotten)
+    transport.unregisterProducer()
+    lower: Any = transport
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        transport.loseConnection()  # our close_notify, after what was written
+        # the client's records are dropped as they come, undecrypted (its own close_notify
+        # among them: the TCP close ends the connection)
+        transport.dataReceived = discard  # type: ignore[method-assign]
+        lower = transport.transport
+    if lower is not None and not lower.disconnecting:
+        lower.loseWriteConnection()
+        lower.resumeProducing()  # read, whatever paused reading before
+
+
+def written_out(transport: Any) -> bool:
+    """Whether a lingering close has sent all that was written, and shut the write side."""
+    lower = transport.transport if isinstance(transport, TLSMemoryBIOProtocol) else transport
+    return lower is None or bool(getattr(lower, "_writeDisconnected", True))
 
 
 def is_tls(transport: Any) -> bool:

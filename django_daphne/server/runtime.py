@@ -353,6 +353,7 @@ class Server:
                 logger.exception("Error while asking a connection to finish; dropping it")
                 with contextlib.suppress(Exception):
                     conn.transport.abortConnection()
+        logger.info("Stopped accepting; draining %d connection(s)", len(state.connections))
         deadline = self.loop.time() + self.config.shutdown_timeout
         while (state.connections or state.streams) and self.loop.time() < deadline:
             for stream in list(state.streams):

@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_daphne.http2")
 
+# the graceful stop's two GOAWAYs (RFC 9113 6.8): the PING between them, and how long its
+# ACK is waited for (Go's server waits 1 s) before the second goes out anyway
+STOP_PING = b"stopping"
+STOP_PING_WAIT = 5.0
+
 
 class HTTP2Handler:
     """HTTP/2 on one connection: h2's events in, one stream per request."""
@@ -57,7 +62,8 @@ class HTTP2Handler:
         config = server.config
         self.config = config
         self.closed = False
-        self.shutting_down = False
+        self.stopping = False  # the first GOAWAY of a graceful stop went out
+        self.shutting_down = False  # no stream is taken any more
         self.server_header = config.server_name.encode("latin-1") if config.server_name else b""
         self.streams: dict[int, H2Stream] = {}
         self.tunnels: set[H2Tunnel] = set()  # WebSockets over a stream (RFC 8441), while open
@@ -180,6 +186,8 @@ class HTTP2Handler:
                     self._count_control_frame()
             elif kind in (h2.events.PingReceived, h2.events.UnknownFrameReceived):
                 self._count_control_frame()
+            elif kind is h2.events.PingAckReceived and event.ping_data == STOP_PING:
+                self.go_away()
             if self.closed:
                 return
 
@@ -192,7 +200,7 @@ class HTTP2Handler:
             self.closed = True
             self.conn.close()
             return
-        self.shutdown()
+        self.go_away()
 
     def _body_ended(self, stream_id: int) -> None:
         wire = self.streams.get(stream_id)
@@ -524,7 +532,7 @@ class HTTP2Handler:
         self.streams.clear()
         self.flow.blocked.clear()
         self.draining.clear()
-        self.conn.close()
+        self.conn.close_after_error()  # the client may be sending still: see there
 
     # -- what the Connection forwards
 
@@ -565,7 +573,7 @@ class HTTP2Handler:
                                 self.config.send_timeout)
                     self.reset(wire.stream_id, ErrorCodes.CANCEL)
         elif idle:
-            self.shutdown()
+            self.go_away()
             return
         self.update_deadline()
 
@@ -585,7 +593,29 @@ class HTTP2Handler:
             self.reset(stream_id, ErrorCodes.CANCEL)
 
     def shutdown(self) -> None:
-        """Graceful stop: GOAWAY with the last stream we took; in-flight streams finish."""
+        """Graceful server stop, in two steps (RFC 9113 6.8): a GOAWAY that takes every
+        stream yet, and a PING; once its ACK is back (or after STOP_PING_WAIT), every
+        stream the client opened before it saw the GOAWAY has arrived and is taken, and
+        :meth:`go_away` names the last.  A single GOAWAY naming the last stream seen so far
+        would refuse a request already on its way, which a client may not retry."""
+        if self.stopping or self.shutting_down or self.closed:
+            return
+        self.stopping = True
+        for tunnel in list(self.tunnels):
+            tunnel.shutdown()  # close 1001, going away
+        self.flow.flush()
+        if not self.conn.closed:
+            self.conn.write(graceful_goaway(self.h2, 2**31 - 1))
+            try:
+                self.h2.ping(STOP_PING)
+            except h2.exceptions.ProtocolError:  # (h2 saw the connection end)
+                pass
+            self.flow.flush()
+        self.server.loop.call_later(STOP_PING_WAIT, self.go_away)
+
+    def go_away(self) -> None:
+        """GOAWAY with the last stream we took; in-flight streams finish, then the
+        connection closes."""
         if self.shutting_down or self.closed:
             return
         self.shutting_down = True
