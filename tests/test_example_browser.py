@@ -88,8 +88,8 @@ def test_admin_pages_load_their_many_assets(site, browser):
     assert all('HTTP/1.1" 200' in line or 'HTTP/1.1" 304' in line for line in static_lines)
 
 
-def test_chat_message_typed_in_one_window_appears_in_another(site, browser):
-    server, base = site
+def open_room_twice(browser, base: str) -> tuple[str, str, str]:
+    """A new chat room open in two windows, both connected: (room, first, second)."""
     room = "room-" + uuid.uuid4().hex[:8]
     browser.get(f"{base}/chat/{room}/")
     first = browser.current_window_handle
@@ -100,6 +100,12 @@ def test_chat_message_typed_in_one_window_appears_in_another(site, browser):
         browser.switch_to.window(handle)
         wait(browser).until(conditions.text_to_be_present_in_element((By.ID, "status"),
                                                                      "Connected."))
+    return room, first, second
+
+
+def test_chat_message_typed_in_one_window_appears_in_another(site, browser):
+    server, base = site
+    room, first, second = open_room_twice(browser, base)
     browser.switch_to.window(first)
     author = browser.find_element(By.ID, "author")
     author.clear()
@@ -137,16 +143,7 @@ def test_chat_page_reconnects_after_a_reload(tmp_path, redis_url, browser):
     try:
         base = f"http://127.0.0.1:{server.wait_for(LISTEN_RE).group(2)}"
         server.wait_for("Server ready")
-        room = "room-" + uuid.uuid4().hex[:8]
-        browser.get(f"{base}/chat/{room}/")
-        first = browser.current_window_handle
-        browser.switch_to.new_window("window")
-        browser.get(f"{base}/chat/{room}/")
-        second = browser.current_window_handle
-        for handle in (first, second):
-            browser.switch_to.window(handle)
-            wait(browser).until(conditions.text_to_be_present_in_element((By.ID, "status"),
-                                                                         "Connected."))
+        _room, first, second = open_room_twice(browser, base)
         server.signal(signal.SIGHUP)
         server.wait_for(r"Reloaded: workers")
         for handle in (first, second):
