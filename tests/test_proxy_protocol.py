@@ -23,6 +23,7 @@ from tests.conftest import client_context, read_to_close
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 CLIENT = "127.0.0.2"
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
 def free_port() -> int:
@@ -141,7 +142,10 @@ def test_a_connection_without_a_valid_header_is_closed_unserved(start_server, bi
                   b"PROXY TCP4 not-an-address 127.0.0.1 1 2\r\nGET / HTTP/1.1\r\n\r\n",
                   b"PROXY SCTP 1.2.3.4 127.0.0.1 1 2\r\nGET / HTTP/1.1\r\n\r\n",
                   b"PROXY TCP4 1.2.3.4 127.0.0.1 99999999 2\r\nGET / HTTP/1.1\r\n\r\n",
-                  b"PROXY TCP4 1.2.3.4 <script> 1 2\r\nGET / HTTP/1.1\r\n\r\n"):
+                  b"PROXY TCP4 1.2.3.4 <script> 1 2\r\nGET / HTTP/1.1\r\n\r\n",
+                  # v2, a UNIX-socket client: not an address (nor our own UNIX peer)
+                  V2_SIGNATURE + b"\x21\x31\x00\xd8" + b"/tmp/c".ljust(108, b"\0")
+                  + b"/tmp/s".ljust(108, b"\0") + b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"):
         if binding == "unix":
             sock = socket.socket(socket.AF_UNIX)
             sock.settimeout(10)

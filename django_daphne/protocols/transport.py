@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet import main, tcp
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress
 from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -140,6 +140,14 @@ def behind_proxy_header(transport: Any) -> bool:
 def proxied_addresses(transport: Any) -> tuple[list[Any] | None, list[Any] | None] | None:
     """After a PROXY protocol header: the addresses it carried, as :func:`addresses`; None
     when its source is not an IP address (Twisted's v1 parser takes any word there)."""
+    wrapper = transport if isinstance(transport, HAProxyProtocolWrapper) else \
+        getattr(transport, "transport", None)
+    info = getattr(wrapper, "_proxyInfo", None)
+    if info is not None and info.source is not None and \
+            not isinstance(info.source, (IPv4Address, IPv6Address)):
+        # a v2 header's UNIX-socket client: no address, and not to be taken for a peer on
+        # our own UNIX socket (which the default trust believes)
+        return None
     try:
         client, server = addresses(transport)
     except (UnicodeDecodeError, ValueError):  # a v2 UNIX path that is not text
