@@ -61,6 +61,7 @@ from hyperframe.frame import (
 
 from tests.conftest import ServerProcess, binding_args, client_context, read_to_close
 from tests.h2client import SETTINGS, H2Client, Response
+from tests.test_h2_workarounds import table_size_updates
 
 TRANSPORTS = ("h2c", "tls")
 
@@ -1357,18 +1358,6 @@ def test_padding_that_overlaps_the_priority_fields_is_a_connection_error(open_cl
     if more:
         client.raw(frame(CONTINUATION, END_HEADERS, 1, b""))
     assert_connection_error(client, ErrorCodes.PROTOCOL_ERROR)
-
-
-def table_size_updates(block: bytes) -> list[int]:
-    """The dynamic table size updates (RFC 7541 6.3) a header block begins with."""
-    from hpack.hpack import decode_integer
-
-    sizes = []
-    while block and block[0] & 0xE0 == 0x20:
-        size, used = decode_integer(block, 5)
-        sizes.append(size)
-        block = block[used:]
-    return sizes
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
