@@ -7,25 +7,8 @@ Before it serves, ``manage.py daphne`` also runs :func:`serving_checks` on the
 configuration it was actually given, its command line included; ``manage.py runserver``
 (development) runs the registered ones.
 
-====  ======================================================================================
-E001  django_daphne comes after django.contrib.staticfiles in INSTALLED_APPS
-E002  ASGI_APPLICATION is not a dotted path, or does not import
-I001  ASGI_APPLICATION is not set: Django's own handler is served
-E003  DAPHNE is not a dict
-E004  a DAPHNE key that is not a setting
-E005  a DAPHNE value that is not valid for its setting
-E006  settings that contradict each other (a proxy header name without PROXY_HEADERS)
-E007  a binding that cannot be used (an endpoint string, a socket path)
-E008  static files are to be served, but STATIC_ROOT is not set
-E009  ``manage.py runserver`` is another app's command
-E010  LOOP is "uvloop", and uvloop is not installed
-E011  (deploy, and manage.py daphne) more than one worker with the in-memory channel layer
-W002  (deploy) DEBUG is off and nothing serves static files
-W003  (deploy) static files are to be served, but STATIC_ROOT does not exist
-W004  Daphne's own app is installed beside django_daphne
-W005  proxy headers believed from every peer (FORWARDED_ALLOW_IPS '*') on a binding other
-      machines can reach
-====  ======================================================================================
+Every check is described in :data:`CHECKS`, which the documentation's reference is
+written from (docs/reference/checks.rst); a test holds it to the ids used here.
 """
 
 from __future__ import annotations
@@ -47,6 +30,60 @@ APP = "django_daphne"
 STATICFILES = "django.contrib.staticfiles"
 DAPHNE_APP = "daphne"  # Daphne's own Django app
 IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+
+# id: (when it runs, if not always; what it means), in reStructuredText for the reference
+CHECKS: dict[str, tuple[str, str]] = {
+    "django_daphne.E001": ("", "``django_daphne`` is listed after ``django.contrib.staticfiles``, "
+                           "whose ``runserver`` would then win. List ``django_daphne`` first."),
+    "django_daphne.E009": ("", "Another app listed before ``django_daphne`` has a ``runserver`` "
+                           "of its own (Daphne's ``daphne``, ``whitenoise.runserver_nostatic``, "
+                           "...), which would win; the app is named."),
+    "django_daphne.W004": ("", "Daphne's own app, ``daphne``, is in ``INSTALLED_APPS`` too: it "
+                           "is not needed (remove it). Both packages install a ``daphne`` "
+                           "command; ``pip uninstall daphne`` deletes it whichever wrote it "
+                           "last. ``django-daphne`` is the same command under a name of its "
+                           "own and stays; ``pip install --force-reinstall --no-deps "
+                           "django-daphne`` brings ``daphne`` back."),
+    "django_daphne.W005": ("deploy", "``PROXY_HEADERS`` believed from every peer "
+                           "(``FORWARDED_ALLOW_IPS`` contains ``*``) while a binding can be "
+                           "reached from other machines (``0.0.0.0``, an address that is not "
+                           "loopback, an endpoint without ``interface=``): any client there "
+                           "sets its own address and scheme. List the proxies instead, or bind "
+                           "to loopback or a UNIX socket."),
+    "django_daphne.E002": ("", "``ASGI_APPLICATION`` cannot be imported (the module, the error, "
+                           "its file and line are named), or is not a string."),
+    "django_daphne.I001": ("", "(a note) ``ASGI_APPLICATION`` is not set: Django's own ASGI "
+                           "handler is served."),
+    "django_daphne.E003": ("", "``DAPHNE`` is not a dict."),
+    "django_daphne.E004": ("", "An unknown ``DAPHNE`` key, with a \"did you mean\" suggestion."),
+    "django_daphne.E005": ("", "A ``DAPHNE`` value of the wrong type or out of range, saying "
+                           "what is valid."),
+    "django_daphne.E006": ("", "Settings that contradict each other: a proxy header name "
+                           "(``PROXY_HEADERS_HOST``, ``PROXY_HEADERS_PORT``, "
+                           "``PROXY_HEADERS_PROTO``) without ``PROXY_HEADERS = True``; "
+                           "``SSL_CERT_REQS`` without ``SSL_CA_CERTS``; ``SSL_ALPN`` offering "
+                           "``h2`` alone with ``HTTP2`` off."),
+    "django_daphne.E007": ("", "A binding that cannot work: an ``ssl:`` endpoint whose key or "
+                           "certificate file does not exist, a UNIX socket whose directory "
+                           "does not exist, an endpoint string that cannot be parsed."),
+    "django_daphne.E008": ("", "Static files are to be served (``STATIC``, or ``--static``) "
+                           "but ``STATIC_ROOT`` is not set."),
+    "django_daphne.E010": ("", "``LOOP`` is ``\"uvloop\"`` and uvloop is not installed."),
+    "django_daphne.E011": ("deploy, and ``manage.py daphne``", "More than one worker "
+                           "(``WORKERS``, or ``--workers``) with Channels' in-memory channel "
+                           "layer: each worker process has its own, so a group message reaches "
+                           "only the clients of the worker that sent it. Use a layer every "
+                           "process shares (``channels_redis``). ``runserver``, ``manage.py "
+                           "test`` and the live-server test case run one process whatever "
+                           "``WORKERS`` says, so one ``settings.py`` serves development and "
+                           "production."),
+    "django_daphne.W002": ("deploy", "``DEBUG`` is off and nothing serves static files: "
+                           "neither ``STATIC``, nor WhiteNoise's or ServeStatic's middleware, "
+                           "nor a ``STATIC_URL`` on another host. Silence it where a proxy or "
+                           "a CDN serves them."),
+    "django_daphne.W003": ("deploy", "Static files are to be served but ``STATIC_ROOT`` does "
+                           "not exist yet (run ``collectstatic``)."),
+}
 
 
 @register(TAG)

@@ -1,4 +1,4 @@
-"""docs/deploying.rst, run: every configuration block marked ``deploy-test`` is read from
+"""docs/howto/deploying.rst, run: every configuration block marked ``deploy-test`` is read from
 the document, changed only in its ports and paths, and run with the real nginx, Caddy and
 systemd-socket-activate in front of the example project.  Through each proxy: a page, a
 static file, a large upload, a WebSocket chat, and the client address and scheme the
@@ -28,14 +28,14 @@ from websockets.sync.client import connect
 from .certs import make_certificate
 from .django_helpers import ROOT, ManageProcess, free_port, run_manage, settings_module
 
-DOC = ROOT / "docs" / "deploying.rst"
+DOC = ROOT / "docs" / "howto" / "deploying.rst"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # /usr/sbin: not on every user's PATH
 CSS = (ROOT / "example_project/demo/static/demo/site.css").read_bytes()
 UPLOAD = os.urandom(5 * 1024 * 1024)  # above nginx's 1 MB default limit
 
 
 def doc_block(name: str) -> str:
-    """The code block after ``.. deploy-test: name`` in docs/deploying.rst."""
+    """The code block after ``.. deploy-test: name`` in docs/howto/deploying.rst."""
     lines = DOC.read_text().splitlines()
     start = lines.index(f".. deploy-test: {name}")
     at = next(i for i in range(start, len(lines)) if lines[i].startswith(".. code-block::"))

@@ -145,7 +145,7 @@ def test_show_config_says_where_a_tls_endpoint_is_reached(tmp_path, project):
 
 def test_bindings_on_the_command_line_replace_those_in_settings(tmp_path, project):
     """A process manager's socket (systemd:, --fd, -u) given on the command line is the one
-    bound: settings.py's UNIX_SOCKET is not bound twice (docs/deploying.rst's unit)."""
+    bound: settings.py's UNIX_SOCKET is not bound twice (docs/howto/deploying.rst's unit)."""
     module = settings_module(tmp_path, f'DAPHNE = {{"UNIX_SOCKET": "{tmp_path}/d.sock", '
                                        '"PORT": 8001, "HTTP_TIMEOUT": 5}')
     rows = show_config("--settings", module, env=project)
