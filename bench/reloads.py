@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.servers import (  # noqa: E402 - run as a script from the repository root
+from bench.servers import (  # run as a script from the repository root
     APP,
     SERVERS,
     Launch,
@@ -49,7 +49,7 @@ from bench.servers import (  # noqa: E402 - run as a script from the repository 
     Start,
     peers_bin,
 )
-from tests.certs import make_certificate  # noqa: E402 - the tests' throwaway CA
+from tests.certs import make_certificate  # the tests' throwaway CA
 
 WS_INTERVAL = 0.2
 TIMEOUT = 10.0

@@ -31,8 +31,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: import `bench` as a package from the root
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import report  # noqa: E402
-from bench.servers import (  # noqa: E402
+from bench import report
+from bench.servers import (
     PEERS_VENV,
     ROOT,
     SERVERS,
@@ -43,7 +43,7 @@ from bench.servers import (  # noqa: E402
     main_python,
     snapshot,
 )
-from bench.workloads import (  # noqa: E402
+from bench.workloads import (
     WORKLOADS,
     Context,
     Measurement,
@@ -51,7 +51,7 @@ from bench.workloads import (  # noqa: E402
     raise_fd_limit,
     start_server,
 )
-from tests.certs import make_certificate  # noqa: E402 - the tests' throwaway CA
+from tests.certs import make_certificate  # the tests' throwaway CA
 
 # Daphne speaks HTTP/2 over TLS only with Twisted's tls and http2 extras; Django and Channels
 # serve the example project (pinned by --setup to the versions django-daphne runs with);

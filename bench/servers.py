@@ -323,7 +323,7 @@ class ServerProcess:
             if redis_url is None:
                 raise ServerError(f"{spec.label}: a Redis start needs the run's redis-server")
             env["BENCH_REDIS_URL"] = redis_url
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(
             argv, cwd=source, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,

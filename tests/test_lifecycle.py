@@ -28,7 +28,7 @@ class Background:
     def _run(self, fn):
         try:
             self.result = fn()
-        except Exception as exc:  # noqa: BLE001 - handed to the test
+        except Exception as exc:  # handed to the test
             self.error = exc
 
     def join(self, timeout=20):

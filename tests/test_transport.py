@@ -20,7 +20,8 @@ from .certs import make_certificate
 PROBE = textwrap.dedent("""
     import json, os, socket, ssl, sys, threading
     from twisted.internet import reactor, protocol, ssl as tssl
-    from django_daphne.protocols.transport import addresses, close_transport, is_tls, make_writer
+    from django_daphne.protocols.transport import addresses, close_transport, make_writer
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
 
     mode, key, cert = sys.argv[1], sys.argv[2], sys.argv[3]
     found = {}
@@ -46,7 +47,7 @@ PROBE = textwrap.dedent("""
         def connectionMade(self):
             t = self.transport
             write = make_writer(t)
-            found["tls"] = is_tls(t)
+            found["tls"] = isinstance(t, TLSMemoryBIOProtocol)
             found["addresses"] = addresses(t)
             if mode != "unix-close":
                 peer, host = t.getPeer(), t.getHost()

@@ -1,6 +1,6 @@
 """The ASGI HTTP protocol, written once for every wire protocol.
 
-A wire protocol (HTTP/1.1 now, HTTP/2 later) creates one :class:`HTTPStream` per request and
+A wire protocol (HTTP/1.1, or a stream of HTTP/2) creates one :class:`HTTPStream` per request and
 calls it directly: ``body_received``, ``body_finished``, ``connection_lost``.  The stream
 builds nothing more than the scope, runs the application in one task, checks every message
 the application sends against the spec, and hands the wire protocol validated data through

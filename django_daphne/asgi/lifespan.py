@@ -81,7 +81,7 @@ class Lifespan:
     async def _run(self, scope: dict[str, Any]) -> None:
         try:
             await self.app(scope, self.inbox.get, self._send)
-        except BaseException as exc:  # noqa: BLE001 - reported through the answer
+        except BaseException as exc:  # reported through the answer
             self.app_error = exc
             if self.supported:
                 logger.error("Exception in lifespan application", exc_info=exc)

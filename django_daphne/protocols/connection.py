@@ -95,7 +95,7 @@ class Connection(Protocol):
 
     # -- Twisted's Protocol
 
-    def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
+    def connectionMade(self) -> None:  # Twisted's name
         transport = self.transport
         server = self.server
         self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
@@ -114,7 +114,7 @@ class Connection(Protocol):
         server.connections.add(self)
         self.handler = HTTP1Handler(self)
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
+    def dataReceived(self, data: bytes) -> None:  # Twisted's name
         """The first bytes: which protocol speaks.  From then on Twisted calls the
         handler's ``data_received`` directly (see _route), and nothing once closed."""
         if self.closed:
@@ -169,7 +169,7 @@ class Connection(Protocol):
             return True
         return data[:4] == b"PRI "
 
-    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 - Twisted's name
+    def connectionLost(self, reason: Any = None) -> None:  # Twisted's name
         self.closed = True
         self._route()
         self.deadline = None
@@ -246,7 +246,7 @@ class Connection(Protocol):
 
     # IPushProducer: the transport tells us when its write buffer is full, and empty again
 
-    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's name
+    def pauseProducing(self) -> None:  # Twisted's name
         self.write_paused = True
         server = self.server
         self.stalled_until = server.clock + server.config.send_timeout
@@ -255,7 +255,7 @@ class Connection(Protocol):
             # a peer that floods pings (or frames) while not reading gets no more read
             self.pause_reading(PAUSE_WRITES)
 
-    def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name
+    def resumeProducing(self) -> None:  # Twisted's name
         self.write_paused = False
         self.server.stalled.discard(self)
         self.resume_reading(PAUSE_WRITES)
@@ -263,7 +263,7 @@ class Connection(Protocol):
         if not self.closed:
             self.handler.writing_resumed()
 
-    def stopProducing(self) -> None:  # noqa: N802 - Twisted's name
+    def stopProducing(self) -> None:  # Twisted's name
         self._wake_writers()
 
     # -- reading, paused for any number of reasons

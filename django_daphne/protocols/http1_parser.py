@@ -301,11 +301,6 @@ class Parser:
         self.trailer_bytes = 0
         self.trailer_count = 0
 
-    @property
-    def in_head(self) -> bool:
-        """True between requests and while a request head is arriving."""
-        return self.state == _HEAD
-
     def _headers(
         self, buffer: bytes, start: int, end: int, count: int
     ) -> list[tuple[bytes, bytes]]:

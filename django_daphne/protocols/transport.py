@@ -53,27 +53,27 @@ class Transport(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    def getPeer(self) -> IAddress: ...  # noqa: N802 - Twisted's names
+    def getPeer(self) -> IAddress: ...  # Twisted's names
 
-    def getHost(self) -> IAddress: ...  # noqa: N802
+    def getHost(self) -> IAddress: ...
 
-    def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802
+    def setTcpNoDelay(self, enabled: bool) -> None:
         """TCP only: raises AttributeError on a UNIX socket."""
         ...
 
-    def registerProducer(self, producer: object, streaming: bool) -> None: ...  # noqa: N802
+    def registerProducer(self, producer: object, streaming: bool) -> None: ...
 
-    def unregisterProducer(self) -> None: ...  # noqa: N802
+    def unregisterProducer(self) -> None: ...
 
-    def pauseProducing(self) -> None: ...  # noqa: N802
+    def pauseProducing(self) -> None: ...
 
-    def resumeProducing(self) -> None: ...  # noqa: N802
+    def resumeProducing(self) -> None: ...
 
-    def loseConnection(self) -> None: ...  # noqa: N802
+    def loseConnection(self) -> None: ...
 
-    def loseWriteConnection(self) -> None: ...  # noqa: N802
+    def loseWriteConnection(self) -> None: ...
 
-    def abortConnection(self) -> None: ...  # noqa: N802
+    def abortConnection(self) -> None: ...
 
 
 # whether a transport class is one make_writer can write past (decided once per class)
@@ -264,7 +264,3 @@ def written_out(transport: Any) -> bool:
     """Whether a lingering close has sent all that was written, and shut the write side."""
     lower = transport.transport if isinstance(transport, TLSMemoryBIOProtocol) else transport
     return lower is None or bool(getattr(lower, "_writeDisconnected", True))
-
-
-def is_tls(transport: Any) -> bool:
-    return isinstance(transport, TLSMemoryBIOProtocol)

@@ -104,7 +104,7 @@ def negotiate_deflate(values: list[bytes]) -> tuple[PerMessageDeflateOfferAccept
                 params.setdefault(key.lower(), []).append(param if equals else True)
             try:
                 parsed = PerMessageDeflateOffer.parse(params)
-            except Exception:  # noqa: BLE001 - autobahn raises a bare Exception for a bad offer
+            except Exception:  # autobahn raises a bare Exception for a bad offer
                 continue
             accept = PerMessageDeflateOfferAccept(parsed)
             return accept, accept.get_extension_string().encode("latin-1")
@@ -295,16 +295,16 @@ class _AutobahnProtocol(WebSocketServerProtocol):
 
     # autobahn sets these from the factory's options, and per frame, where mypy does not
     # see their types
-    maxMessagePayloadSize: int  # noqa: N815 - autobahn's names
-    maxFramePayloadSize: int  # noqa: N815
-    _isMessageCompressed: bool  # noqa: N815
+    maxMessagePayloadSize: int  # autobahn's names
+    maxFramePayloadSize: int
+    _isMessageCompressed: bool
     # autobahn's _connectionMade copies every option of the factory that the protocol does
     # not have, and pretty-prints all of them for a debug log line, on every connection,
     # with the log off (about a millisecond a WebSocket): Framing gives it the options
     # first, and this list of the ones to copy is empty
-    CONFIG_ATTRS: list[str] = []  # noqa: RUF012 - autobahn's name and type, never changed
+    CONFIG_ATTRS: list[str] = []  # autobahn's name and type, never changed
     # autobahn's starts as None, in unannotated code: mypy takes it for always None
-    _perMessageCompress: PerMessageDeflate | None  # type: ignore[assignment]  # noqa: N815
+    _perMessageCompress: PerMessageDeflate | None  # type: ignore[assignment]
 
     def __init__(self, events: FramingEvents, write: Callable[[bytes], None]) -> None:
         super().__init__()
@@ -312,17 +312,17 @@ class _AutobahnProtocol(WebSocketServerProtocol):
         self.write_out = write
         self.peer_close_code: int | None = None  # the code of the peer's close frame
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802,N803
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
         # autobahn has checked a text message's UTF-8
         self.events.message_received(payload if isBinary else payload.decode("utf-8"))
 
-    def onPong(self, payload: bytes) -> None:  # noqa: N802 - autobahn's name
+    def onPong(self, payload: bytes) -> None:  # autobahn's name
         self.events.pong_received(payload)
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802,N803
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.events.closed(code, reason)
 
-    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:  # noqa: N802,N803
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
         self.peer_close_code = code
         # autobahn's list of close codes a peer may send stops at 1013 and fails the
         # connection for 1014 (Bad Gateway, registered with IANA in 2016, sent by proxies):
@@ -335,8 +335,8 @@ class _AutobahnProtocol(WebSocketServerProtocol):
         self.remoteCloseCode = 1014
         return failed
 
-    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None,  # noqa: N802,N803
-                       isReply: bool = False) -> None:  # noqa: N803
+    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None,
+                       isReply: bool = False) -> None:
         # autobahn answers a peer's close with 1000 (or echoes its reason too): the answer
         # echoes the peer's code (RFC 6455 5.5.1), a private 3000-4999 code included
         if isReply and self.peer_close_code is not None:
@@ -347,13 +347,13 @@ class _AutobahnProtocol(WebSocketServerProtocol):
     # debug log line (qualified function names) on every frame, even with that log off:
     # about a sixth of the server's time in a WebSocket echo.  The same work, without it.
 
-    def sendData(self, data: bytes, sync: bool = False,  # noqa: N802 - autobahn's name
+    def sendData(self, data: bytes, sync: bool = False,  # autobahn's name
                  chopsize: int | None = None) -> None:
         if self.state == self.STATE_OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)
         self.write_out(data)
 
-    def onMessageEnd(self) -> None:  # noqa: N802 - autobahn's name
+    def onMessageEnd(self) -> None:  # autobahn's name
         # autobahn's also fires a "message" event to observers (a Deferred and callbacks per
         # message) that nothing here registers
         if not self.failedByMe:
@@ -374,7 +374,7 @@ class _AutobahnProtocol(WebSocketServerProtocol):
     # bytes a block, 4% at worst with zlib's smallest blocks); the message limit still
     # holds what it inflates to.
 
-    def onMessageFrameBegin(self, length: int) -> None:  # noqa: N802 - autobahn's name
+    def onMessageFrameBegin(self, length: int) -> None:  # autobahn's name
         if not self._isMessageCompressed:
             super().onMessageFrameBegin(length)
             return
@@ -388,12 +388,12 @@ class _AutobahnProtocol(WebSocketServerProtocol):
             self.maxMessagePayloadSize, self.maxFramePayloadSize = message_limit, frame_limit
         self.message_data_total_length -= length
 
-    def onFrameData(self, payload: bytes) -> bool | None:  # noqa: N802 - autobahn's name
+    def onFrameData(self, payload: bytes) -> bool | None:  # autobahn's name
         if self.current_frame.opcode <= 7 and self._isMessageCompressed:
             self.message_data_total_length += len(payload)
         return super().onFrameData(payload)
 
-    def onFrameBegin(self) -> None:  # noqa: N802 - autobahn's name
+    def onFrameBegin(self) -> None:  # autobahn's name
         pmce = self._perMessageCompress
         if pmce is not None and not self.inside_message:
             inflater = getattr(pmce, "_decompressor", None)
@@ -403,13 +403,13 @@ class _AutobahnProtocol(WebSocketServerProtocol):
                 pmce._decompressor = None
         super().onFrameBegin()
 
-    def registerProducer(self, producer: object, streaming: bool) -> None:  # noqa: N802
+    def registerProducer(self, producer: object, streaming: bool) -> None:
         """Flow control is the link's (autobahn has no transport here)."""
 
-    def unregisterProducer(self) -> None:  # noqa: N802 - autobahn calls it when it drops
+    def unregisterProducer(self) -> None:  # autobahn calls it when it drops
         """Flow control is the link's (autobahn has no transport here)."""
 
-    def _closeConnection(self, abort: bool = False) -> None:  # noqa: N802 - autobahn's name
+    def _closeConnection(self, abort: bool = False) -> None:  # autobahn's name
         # autobahn aborts (RST) as soon as a close handshake completes; when it failed the
         # connection (1002, 1007) in the same read, that throws away its close frame unsent.
         # A completed handshake ends gracefully; a dropped peer is still aborted.

@@ -38,7 +38,7 @@ class _Port(tcp.Port):
 
     _no_address: bool | None = None  # decided at the first connection
 
-    def _buildAddr(self, address: Any) -> Any:  # noqa: N802 - Twisted's name
+    def _buildAddr(self, address: Any) -> Any:  # Twisted's name
         no_address = self._no_address
         if no_address is None:
             no_address = self._no_address = _takes_no_address(self.factory)
@@ -50,13 +50,13 @@ class _Port(tcp.Port):
 class DirectAsyncioReactor(AsyncioSelectorReactor):
     """See the module docstring (tests/test_reactor.py checks what it relies on)."""
 
-    def listenTCP(self, port: int, factory: Any, backlog: int = 50,  # noqa: N802
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50,
                   interface: str = "") -> tcp.Port:
         listening = _Port(port, factory, backlog, interface, self)
         listening.startListening()
         return listening
 
-    def adoptStreamPort(self, fileDescriptor: int, addressFamily: int,  # noqa: N802, N803
+    def adoptStreamPort(self, fileDescriptor: int, addressFamily: int,
                         factory: Any) -> Any:
         if addressFamily not in (socket.AF_INET, socket.AF_INET6):
             return super().adoptStreamPort(  # type: ignore[no-untyped-call]
@@ -68,36 +68,36 @@ class DirectAsyncioReactor(AsyncioSelectorReactor):
         listening.startListening()
         return listening
 
-    def addReader(self, reader: Any) -> None:  # noqa: N802 - Twisted's name
+    def addReader(self, reader: Any) -> None:  # Twisted's name
         if reader in self._readers or reader in self._continuousPolling._readers:
             return
         try:
             fd = reader.fileno()
             self._asyncioEventloop.add_reader(fd, self._readOrWrite, reader, True)
-        except Exception:  # noqa: BLE001 - Twisted's own path decides what it means
+        except Exception:  # Twisted's own path decides what it means
             super().addReader(reader)  # type: ignore[no-untyped-call]
             return
         self._readers[reader] = fd
 
-    def addWriter(self, writer: Any) -> None:  # noqa: N802 - Twisted's name
+    def addWriter(self, writer: Any) -> None:  # Twisted's name
         if writer in self._writers or writer in self._continuousPolling._writers:
             return
         try:
             fd = writer.fileno()
             self._asyncioEventloop.add_writer(fd, self._readOrWrite, writer, False)
-        except Exception:  # noqa: BLE001 - Twisted's own path decides what it means
+        except Exception:  # Twisted's own path decides what it means
             super().addWriter(writer)  # type: ignore[no-untyped-call]
             return
         self._writers[writer] = fd
 
-    def removeReader(self, reader: Any) -> None:  # noqa: N802 - Twisted's name
+    def removeReader(self, reader: Any) -> None:  # Twisted's name
         fd = self._readers.pop(reader, None)
         if fd is not None:
             self._asyncioEventloop.remove_reader(fd)
         elif self._continuousPolling.isReading(reader):
             self._continuousPolling.removeReader(reader)
 
-    def removeWriter(self, writer: Any) -> None:  # noqa: N802 - Twisted's name
+    def removeWriter(self, writer: Any) -> None:  # Twisted's name
         fd = self._writers.pop(writer, None)
         if fd is not None:
             self._asyncioEventloop.remove_writer(fd)

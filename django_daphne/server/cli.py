@@ -118,7 +118,7 @@ def open_access_log(config: Config, to_logging: bool = False) -> AccessLog | Non
         stream = sys.stdout
     elif config.access_log:
         try:
-            stream = open(config.access_log, "a", encoding="utf-8")  # noqa: SIM115
+            stream = open(config.access_log, "a", encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"--access-log: cannot open {config.access_log!r}: {exc}") from None
     elif config.verbosity >= 1:

@@ -71,7 +71,7 @@ class ConnectionFactory(Factory):
     # an address object for buildProtocol (server/asyncio_reactor.py)
     takes_no_address = True
 
-    def buildProtocol(self, addr: Any) -> Connection:  # noqa: N802 - Twisted's name
+    def buildProtocol(self, addr: Any) -> Connection:  # Twisted's name
         return Connection(self.server)
 
 

@@ -56,7 +56,7 @@ class ReloadableTLS:
         self.options = options
         self._rebuild = rebuild
 
-    def serverConnectionForTLS(self, protocol: Any) -> SSL.Connection:  # noqa: N802
+    def serverConnectionForTLS(self, protocol: Any) -> SSL.Connection:
         return SSL.Connection(self.options.getContext(), None)
 
     def reload(self, reactor: Any) -> str:
