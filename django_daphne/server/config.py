@@ -376,6 +376,27 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--max-requests-jitter",), metavar="N", minimum=0, group="http",
     ),
     Option(
+        "max_worker_memory", 0, as_int, "Replace a worker whose resident memory (RSS, which "
+        "the supervisor reads from /proc every second: Linux) is over this many MiB, "
+        "starting its successor first as --max-requests does; 0 for never. Set it above "
+        "what a worker needs once warmed up: a worker already over it when it starts is "
+        "not replaced for it (an error says so). Runs the workers under a supervisor.",
+        flags=("--max-worker-memory",), metavar="MIB", minimum=0, group="http",
+    ),
+    Option(
+        "max_worker_lifetime", 0.0, as_seconds, "Replace a worker once it has served for "
+        "this many seconds, starting its successor first as --max-requests does; 0 for "
+        "never. Runs the workers under a supervisor.",
+        flags=("--max-worker-lifetime",), metavar="SECONDS", minimum=1, unlimited=0,
+        group="http",
+    ),
+    Option(
+        "max_worker_lifetime_jitter", 0.0, as_seconds, "With --max-worker-lifetime: add up "
+        "to this many seconds at random to each worker's lifetime, so that workers started "
+        "together are not all replaced at once.",
+        flags=("--max-worker-lifetime-jitter",), metavar="SECONDS", minimum=0, group="http",
+    ),
+    Option(
         "worker_boot_timeout", 60.0, as_seconds, "With --workers: seconds a new worker has "
         "to import the application, run its lifespan startup and listen; one still starting "
         "then is killed and counts as a worker that failed to start (in a reload: the "
@@ -533,8 +554,12 @@ OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 BINDING_OPTIONS = ("bind", "port", "unix_socket", "fd", "endpoints")
 # what only the --workers supervisor reads: a server that always runs in one process
 # (runserver, the live-server test case) ignores them
-PROCESS_OPTIONS = ("workers", "max_requests", "max_requests_jitter", "worker_boot_timeout",
+PROCESS_OPTIONS = ("workers", "max_requests", "max_requests_jitter", "max_worker_memory",
+                   "max_worker_lifetime", "max_worker_lifetime_jitter", "worker_boot_timeout",
                    "worker_timeout", "reuse_port")
+# what replaces a worker as it runs, successor first (supervisor.py): any of them, set,
+# runs the workers under a supervisor
+RECYCLING_OPTIONS = ("max_requests", "max_worker_memory", "max_worker_lifetime")
 SETTING_NAMES: dict[str, Option] = {option.setting: option for option in OPTIONS}
 
 
@@ -604,6 +629,9 @@ class Config:
     workers: int
     max_requests: int
     max_requests_jitter: int
+    max_worker_memory: int
+    max_worker_lifetime: float
+    max_worker_lifetime_jitter: float
     worker_boot_timeout: float
     worker_timeout: float
     reuse_port: bool
@@ -759,8 +787,9 @@ class Config:
             problems.append(SettingProblem(
                 "combination", option.setting,
                 f"{option.flag} ({option.setting}) and --max-requests need a POSIX system "
-                "(fork, and signals between processes); run one process here (Windows is "
-                "for development: runserver, or daphne without --workers)."))
+                "(fork, and signals between processes), as do --max-worker-memory and "
+                "--max-worker-lifetime; run one process here (Windows is for development: "
+                "runserver, or daphne without --workers)."))
         if self.ssl_alpn == ["h2"] and not self.http2:
             problems.append(SettingProblem(
                 "combination", "SSL_ALPN", "--ssl-alpn (SSL_ALPN) offers h2 alone while "
@@ -793,9 +822,16 @@ class Config:
     @property
     def supervised(self) -> bool:
         """Whether a supervisor runs the server as worker processes: --workers given (1
-        too: then SIGHUP reloads), or --max-requests."""
+        too: then SIGHUP reloads), or a reason to recycle workers (--max-requests,
+        --max-worker-memory, --max-worker-lifetime), which only a supervisor can do."""
         return (self.workers > 1 or self.sources.get("workers", DEFAULT) != DEFAULT
-                or self.max_requests > 0)
+                or bool(self.recycling_flags()))
+
+    def recycling_flags(self) -> list[str]:
+        """The flags set that replace workers as they run (each one implies the
+        supervisor)."""
+        return [OPTIONS_BY_NAME[name].flag for name in RECYCLING_OPTIONS
+                if getattr(self, name)]
 
     def endpoint_descriptions(self) -> list[str]:
         """Twisted endpoint strings for every binding, with Daphne's defaults.
