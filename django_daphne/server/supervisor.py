@@ -7,23 +7,26 @@ sockets to serve, so the ``daphne`` command and ``manage.py daphne`` get workers
 
 The supervisor is a state machine.  Each worker is STARTING, READY, DRAINING or KILLED
 (worker_process.WorkerState), and each STARTING or READY one fills a slot of a
-:class:`Generation` (the workers of one reload) or is the --max-requests successor about to
-take a slot over.  Signals and the workers' exits and messages change what is wanted (how
-many slots, a reload, a stop) or take a worker out of its role; one pass, :meth:`_settle`,
-then starts whatever a live generation lacks, ends a reload whose new generation is all
-ready, and reports to systemd.  So every signal at every moment has one outcome.
+:class:`Generation` (the workers of one reload) or is the successor of a recycled worker
+(--max-requests, --max-worker-memory, --max-worker-lifetime) about to take a slot over.
+Signals, deadlines and the workers' exits and messages change what is wanted (how many
+slots, a reload, a stop, a worker recycled) or take a worker out of its role; one pass,
+:meth:`_settle`, then starts whatever a live generation lacks, ends a reload whose new
+generation is all ready, and reports to systemd.  So every signal at every moment has one
+outcome.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import select
 import signal
 import time
 from typing import Any
 
-from .config import Config
+from .config import MIB, Config
 from .endpoints import EndpointError
 from .listeners import Listeners, reuse_port_available
 from .notify import Notifier
@@ -37,11 +40,18 @@ from .worker_link import (
     supervisor_link,
     worker_endpoints,
 )
-from .worker_process import Generation, Worker, WorkerState, spawn
+from .worker_process import (
+    Generation,
+    RecycleReason,
+    Worker,
+    WorkerState,
+    resident_memory,
+    spawn,
+)
 
 __all__ = [
-    "READY_ENV", "WORKER_ENV", "Supervisor", "SupervisorLink", "accept_one_at_a_time",
-    "reuse_port_available", "supervisor_link", "worker_endpoints",
+    "READY_ENV", "WORKER_ENV", "RecycleReason", "Supervisor", "SupervisorLink",
+    "accept_one_at_a_time", "reuse_port_available", "supervisor_link", "worker_endpoints",
 ]
 
 logger = logging.getLogger("django_daphne.supervisor")
@@ -53,7 +63,7 @@ DRAINING, KILLED = WorkerState.DRAINING, WorkerState.KILLED
 FAILED_STARTS_ALLOWED = 5
 FIRST_RETRY_DELAY = 0.1
 MAX_RETRY_DELAY = 5.0
-# a --max-requests successor that fails to start is tried again, waiting twice as long
+# a recycled worker's successor that fails to start is tried again, waiting twice as long
 # each time (the worker it replaces goes on serving meanwhile)
 FIRST_RECYCLE_DELAY = 1.0
 MAX_RECYCLE_DELAY = 60.0
@@ -62,6 +72,9 @@ MAX_RECYCLE_DELAY = 60.0
 STOP_MARGIN = 5.0
 # between the traceback signal to a hung worker and its SIGKILL
 DUMP_GRACE = 1.0
+# --max-worker-memory: how often the serving workers' memory is read (one small read of
+# /proc a worker)
+MEMORY_CHECK_INTERVAL = 1.0
 # a worker that ends for the stop signal: gracefully (0), or killed by it before it could
 # install its handler
 STOPPED_STATUSES = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
@@ -81,8 +94,13 @@ class Supervisor:
       is ready the old one drains.  A new worker that fails (or misses its boot deadline)
       fails the reload: the new generation drains, the old one goes on serving.  A SIGHUP
       during a reload starts one more reload when it ends, so the code on disk wins.
-    * --max-requests: a worker that reached it gets a successor, which takes its slot once
-      ready; a successor that fails is tried again with a growing delay.
+    * Recycling: a worker that reached --max-requests (it says so), that this loop measures
+      over --max-worker-memory (every second) or that has served --max-worker-lifetime
+      (plus its jitter) gets one successor, which takes its slot once ready; a successor
+      that fails is tried again with a growing delay.  A worker already over the memory
+      ceiling when it becomes ready is not recycled for it (one error per generation says
+      the ceiling is too low).  No successor starts during a reload, which replaces every
+      worker anyway.
     * SIGTTIN adds a slot, SIGTTOU removes the last one (its sockets closed at once), in
       every live generation.
     * Every worker leaving its role (reloaded, recycled, removed, a failed reload) drains
@@ -110,9 +128,20 @@ class Supervisor:
         self.exit_code = 0
         self.notifier = Notifier()
         self.next_ping: float | None = None
+        self.status_sent: str | None = None  # the last STATUS= systemd heard
+        self.memory_ceiling = config.max_worker_memory * MIB  # bytes; 0: not measured
+        self.next_memory_check: float | None = None
+        # the generations whose workers were reported over the memory ceiling as they started
+        self.reported_over_at_start: set[int] = set()
 
     def run(self) -> int:
         set_title(f"supervisor ({self.count} workers)")
+        if self.memory_ceiling and resident_memory(os.getpid()) is None:
+            logger.error("--max-worker-memory (MAX_WORKER_MEMORY) needs /proc/PID/statm to "
+                         "measure each worker's memory, and this system has no such file "
+                         "(Linux has it); leave it unset here (--max-worker-lifetime and "
+                         "--max-requests recycle workers anywhere)")
+            return 1
         try:
             for name in self.listeners.bind(self.config.endpoint_descriptions(), self.count):
                 logger.info("Listening on %s", name)
@@ -130,6 +159,8 @@ class Supervisor:
             signal.signal(signum, self._on_signal)
         if self.notifier.watchdog_interval is not None:
             self.next_ping = time.monotonic()
+        if self.memory_ceiling:
+            self.next_memory_check = time.monotonic() + MEMORY_CHECK_INTERVAL
         try:
             self._loop()
         finally:
@@ -152,6 +183,7 @@ class Supervisor:
                 if not self.workers:
                     return
             else:
+                self._check_recycling(now)
                 self._settle(now)
                 if self.next_ping is not None:
                     self._ping_watchdog(now)
@@ -260,9 +292,15 @@ class Supervisor:
         """STARTING -> READY."""
         worker.state = READY
         worker.deadline = None
-        worker.last_beat = time.monotonic()
+        worker.last_beat = worker.ready_at = now = time.monotonic()
         self.failed_starts = 0
         logger.info("Worker %d ready", worker.pid)
+        lifetime = self.config.max_worker_lifetime
+        if lifetime:
+            worker.retire_at = now + lifetime + random.uniform(
+                0.0, self.config.max_worker_lifetime_jitter)
+        if self.memory_ceiling:
+            self._measure_at_start(worker)
         old = worker.successor_of
         if old is not None:
             generation = worker.generation
@@ -271,7 +309,38 @@ class Supervisor:
             generation.slots[worker.slot] = worker
             generation.recycle_after.pop(worker.slot, None)
             generation.recycle_failures.pop(worker.slot, None)
-            self._retire(old, "--max-requests")
+            reason = old.recycle or RecycleReason.MAX_REQUESTS  # (a successor has one)
+            self._retire(old, reason.flag)
+            self.recycled(old, worker, reason)
+
+    def recycled(self, old: Worker, new: Worker, reason: RecycleReason) -> None:
+        """``new`` took the slot of ``old``, replaced for ``reason``, and ``old`` drains: one
+        call for each recycle done (one whose successor never became ready, or that a reload
+        overtook, is not one).  The place to count recycles by ``reason.value``."""
+
+    def _measure_at_start(self, worker: Worker) -> None:
+        """A worker over --max-worker-memory as it becomes ready: the ceiling is below what
+        the application needs, and its successor would be as large, so replacing it would
+        only start a loop of replacements.  It serves on, not recycled for its memory (the
+        other reasons still apply), and the error is said once a generation (once for the
+        code that a start or a reload brought)."""
+        rss = resident_memory(worker.pid)
+        if rss is None or rss <= self.memory_ceiling:
+            return
+        worker.over_at_start = True
+        number = worker.generation.number
+        if number in self.reported_over_at_start:
+            logger.debug("Worker %d (slot %d) uses %d MiB as it starts, over "
+                         "--max-worker-memory %d: not recycled for its memory", worker.pid,
+                         worker.slot, rss // MIB, self.config.max_worker_memory)
+            return
+        self.reported_over_at_start.add(number)
+        logger.error("Worker %d (slot %d) uses %d MiB as it starts, already over "
+                     "--max-worker-memory %d (MAX_WORKER_MEMORY): the ceiling is below what "
+                     "the application needs, and a new worker would be as large, so workers "
+                     "that start over it are not replaced for their memory; set it above "
+                     "what a worker uses once warmed up", worker.pid, worker.slot,
+                     rss // MIB, self.config.max_worker_memory)
 
     def _retire(self, worker: Worker, why: str, log: bool = True) -> None:
         """STARTING or READY -> DRAINING: out of its role, drained as on SIGTERM, killed
@@ -369,24 +438,69 @@ class Supervisor:
                         and generation.start_after.get(slot, 0.0) <= now:
                     generation.start_after.pop(slot, None)
                     self._start(generation, slot)
-        current = self.current
-        for slot, worker in list(current.slots.items()):
-            if worker.recycle_asked and worker.state is READY \
-                    and slot not in current.successors \
-                    and current.recycle_after.get(slot, 0.0) <= now:
-                logger.info("Worker %d reached --max-requests; starting its successor",
-                            worker.pid)
-                self._start(current, slot, successor_of=worker)
+        for worker in self._to_recycle():
+            if self.current.recycle_after.get(worker.slot, now) > now:
+                continue  # its last successor failed: the next one waits
+            logger.info("Worker %d (slot %d) %s; starting its successor", worker.pid,
+                        worker.slot, worker.recycle_why)
+            self._start(self.current, worker.slot, successor_of=worker)
         if self.pending is not None and self._all_ready(self.pending):
             self._end_reload(None)
-        if self.to_announce is not None and self.pending is None \
-                and self._all_ready(self.current):
+        if self.pending is None and self._all_ready(self.current):
             status = self._status()
-            if not self.announced:
-                self.announced = True
-                logger.info("Server ready (%s)", status)
-            self.notifier.ready(self.to_announce + status)
-            self.to_announce = None
+            if self.to_announce is not None:
+                if not self.announced:
+                    self.announced = True
+                    logger.info("Server ready (%s)", status)
+                self.notifier.ready(self.to_announce + status)
+                self.to_announce = None
+            elif status != self.status_sent:  # a worker replaced: systemctl status's pids
+                self.notifier.status(status)
+            self.status_sent = status
+
+    def _to_recycle(self) -> list[Worker]:
+        """The serving workers to be recycled that have no successor starting: none during
+        a reload (it replaces them all; if it fails, their successors start then)."""
+        if self.pending is not None:
+            return []
+        current = self.current
+        return [worker for slot, worker in current.slots.items()
+                if worker.recycle is not None and worker.state is READY
+                and slot not in current.successors]
+
+    def _check_recycling(self, now: float) -> None:
+        """Which serving workers are now to be recycled: past their --max-worker-lifetime,
+        or (once a MEMORY_CHECK_INTERVAL) over --max-worker-memory.  Only the workers that
+        fill a slot of the current generation: a successor, or a new generation's worker,
+        is judged once it serves.  A worker already marked is left alone (one successor
+        each: it may grow on while its successor starts)."""
+        check_memory = self.next_memory_check is not None and now >= self.next_memory_check
+        if check_memory:
+            self.next_memory_check = now + MEMORY_CHECK_INTERVAL
+        measured = []
+        for worker in self.current.slots.values():
+            if worker.state is not READY:
+                continue
+            served = now - (worker.ready_at or now)
+            if worker.retire_at is not None and now >= worker.retire_at:
+                worker.recycle_for(RecycleReason.LIFETIME, (
+                    f"has served {served:.0f} s, past --max-worker-lifetime "
+                    f"{self.config.max_worker_lifetime:g}"
+                    + (" (plus its jitter)" if self.config.max_worker_lifetime_jitter
+                       else "")))
+            if not check_memory:
+                continue
+            rss = resident_memory(worker.pid)
+            if rss is None:  # it is exiting: the loop reaps it
+                continue
+            measured.append(f"{worker.pid} {rss // MIB} MiB")
+            if rss > self.memory_ceiling and not worker.over_at_start:
+                worker.recycle_for(RecycleReason.MEMORY, (
+                    f"uses {rss // MIB} MiB, over --max-worker-memory "
+                    f"{self.config.max_worker_memory} after serving {served:.0f} s"))
+        if measured:
+            logger.debug("Worker memory (--max-worker-memory %d): %s",
+                         self.config.max_worker_memory, ", ".join(measured))
 
     def _all_ready(self, generation: Generation) -> bool:
         return all(slot in generation.slots and generation.slots[slot].state is READY
@@ -436,10 +550,13 @@ class Supervisor:
             for generation in self._generations():
                 times.extend(generation.start_after.get(slot, now)
                              for slot in range(self.count) if slot not in generation.slots)
-            times.extend(self.current.recycle_after.get(slot, now)
-                         for slot, w in self.current.slots.items()
-                         if w.recycle_asked and w.state is READY
-                         and slot not in self.current.successors)
+            times.extend(self.current.recycle_after.get(w.slot, now)
+                         for w in self._to_recycle())
+            times.extend(w.retire_at for w in self.current.slots.values()
+                         if w.retire_at is not None and w.recycle is None
+                         and w.state is READY)
+            if self.next_memory_check is not None:
+                times.append(self.next_memory_check)
             if self.next_ping is not None:
                 times.append(self.next_ping)
         return min(times) if times else None
@@ -512,7 +629,7 @@ class Supervisor:
         if b"R" in data and worker.state is STARTING:
             self._became_ready(worker)
         if b"M" in data:
-            worker.recycle_asked = True
+            worker.recycle_for(RecycleReason.MAX_REQUESTS, "reached --max-requests")
 
     def _wait(self, now: float) -> None:
         deadline = self._next_deadline(now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import json
+import mmap
 import os
 import signal
 import subprocess
@@ -20,13 +21,34 @@ from .worker_link import READY_ENV, WORKER_ENV
 
 class WorkerState(enum.Enum):
     """Where a worker process is in its life.  A STARTING or READY worker fills a slot of
-    its generation (or is about to take one over, as a --max-requests successor); a
+    its generation (or is about to take one over, as a recycled worker's successor); a
     DRAINING or KILLED one has left its role and only waits to be reaped."""
 
     STARTING = "starting"  # importing the application: it has until its boot deadline
     READY = "ready"  # listening and serving: its loop's heartbeat is watched
     DRAINING = "draining"  # sent SIGTERM: it has until its stop deadline
     KILLED = "killed"  # sent SIGKILL (or the traceback signal first, then SIGKILL)
+
+
+class RecycleReason(enum.Enum):
+    """Why a serving worker is replaced, its successor started first.  The value is a short
+    name, stable enough to count recycles by (Supervisor.recycled); ``flag`` is the option
+    that asked for it, as the log names it."""
+
+    MAX_REQUESTS = "max-requests"  # the worker served --max-requests (it said so: ``M``)
+    MEMORY = "memory"  # the supervisor measured it over --max-worker-memory
+    LIFETIME = "lifetime"  # it has served for --max-worker-lifetime (plus its jitter)
+
+    @property
+    def flag(self) -> str:
+        return _RECYCLE_FLAGS[self]
+
+
+_RECYCLE_FLAGS = {
+    RecycleReason.MAX_REQUESTS: "--max-requests",
+    RecycleReason.MEMORY: "--max-worker-memory",
+    RecycleReason.LIFETIME: "--max-worker-lifetime",
+}
 
 
 class Worker:
@@ -43,8 +65,21 @@ class Worker:
         self.state = WorkerState.STARTING
         self.deadline: float | None = deadline  # of the state it is in, if it has one
         self.last_beat = time.monotonic()
-        self.recycle_asked = False  # it reached --max-requests
+        self.ready_at: float | None = None
+        # why it is to be replaced (the first reason found wins), and the log's words for it
+        self.recycle: RecycleReason | None = None
+        self.recycle_why = ""
+        self.retire_at: float | None = None  # its --max-worker-lifetime ends, with jitter
+        self.over_at_start = False  # over --max-worker-memory when it became ready
         self.successor_of: Worker | None = None  # the worker it replaces once ready
+
+    def recycle_for(self, reason: RecycleReason, why: str) -> bool:
+        """Mark it to be replaced for ``reason`` (``why``: what the log says after its pid);
+        whether it was not already."""
+        if self.recycle is not None:
+            return False
+        self.recycle, self.recycle_why = reason, why
+        return True
 
     def close_pipe(self) -> None:
         if self.pipe is not None:
@@ -60,7 +95,7 @@ class Worker:
 
 class Generation:
     """The workers started together by one reload (or at startup): the worker that fills
-    each slot, the successors starting for --max-requests, and when an empty slot (or a
+    each slot, the successors starting to replace a recycled one, and when an empty slot (or a
     successor that failed) may next be started."""
 
     def __init__(self, number: int) -> None:
@@ -89,6 +124,22 @@ class Generation:
             if successor is not None:
                 successor.successor_of = None
                 self.slots[worker.slot] = successor
+
+
+# where resident_memory reads a process's memory (a test points it elsewhere)
+PROC = "/proc"
+
+
+def resident_memory(pid: int) -> int | None:
+    """The resident set size of process ``pid`` in bytes, as Linux counts VmRSS (shared
+    libraries included, its own child processes not), from /proc/PID/statm: one small read,
+    cheap enough every second.  None where it cannot be read (the process is gone, or the
+    system has no /proc)."""
+    try:
+        with open(f"{PROC}/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * mmap.PAGESIZE
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _die_with_parent(parent: int) -> Any:
