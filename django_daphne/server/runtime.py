@@ -334,6 +334,8 @@ class Server:
             return
         self._stopping = True
         self.notifier.stopping()
+        if self.link is not None:
+            self.link.draining()
         if signum is not None:
             logger.info("Received %s, shutting down gracefully", signal.Signals(signum).name)
         if self._stop_requested is not None:

@@ -31,10 +31,11 @@ class SupervisorLink:
     socket listens), ``.`` alive (sent by each sweep of the event loop: a loop that stops
     turning is found hung and replaced), ``M`` replace me (``--max-requests`` reached)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, role: str = "worker") -> None:
         self.fd: int | None = fd
         os.set_blocking(fd, False)
         self.recycle_asked = False
+        self.role = role  # its process title: "worker SLOT (generation N)"
 
     def _send(self, message: bytes) -> None:
         if self.fd is None:
@@ -58,6 +59,11 @@ class SupervisorLink:
             self.recycle_asked = True
             self._send(b"M")
 
+    def draining(self) -> None:
+        """Its process title says it drains: while a recycled worker's successor serves
+        beside it, ``ps`` tells the two apart."""
+        set_title(f"{self.role}, draining")
+
 
 def supervisor_link() -> SupervisorLink | None:
     """In a worker: its link to the supervisor (taken once); else None.  From then on the
@@ -67,11 +73,11 @@ def supervisor_link() -> SupervisorLink | None:
     if not raw:
         return None
     try:
-        link = SupervisorLink(int(raw))
+        link = SupervisorLink(int(raw), os.environ.pop(TITLE_ENV, "worker"))
     except (OSError, ValueError):
         return None
     faulthandler.enable(file=sys.stderr, all_threads=True)
-    set_title(os.environ.pop(TITLE_ENV, "worker"))
+    set_title(link.role)
     return link
 
 
