@@ -153,3 +153,52 @@ def test_unix_socket_mode_in_octal_however_written(value):
     config = Config.build(settings={"UNIX_SOCKET": "/tmp/x.sock", "UNIX_SOCKET_MODE": value})
     assert config.unix_socket_mode == "660"
     assert config.endpoint_descriptions() == ["unix:/tmp/x.sock:mode=660"]
+
+
+@pytest.mark.parametrize("argv", [
+    ("--max-requests", "100"),
+    ("--max-worker-memory", "400"),
+    ("--max-worker-lifetime", "3600"),
+])
+def test_each_recycling_option_implies_the_supervisor(argv):
+    """Only a supervisor can replace a worker: any reason to, set, runs one (with one
+    worker), as --workers does; their jitters alone do not."""
+    assert from_argv(*argv).supervised
+    assert not from_argv().supervised
+    assert not from_argv("--max-worker-lifetime-jitter", "60",
+                         "--max-requests-jitter", "5").supervised
+    assert Config.build(settings={"MAX_WORKER_MEMORY": 400}).supervised
+
+
+def test_a_single_process_ignores_the_recycling_options():
+    config, ignored = Config.build(settings={
+        "MAX_WORKER_MEMORY": 400, "MAX_WORKER_LIFETIME": 3600,
+        "MAX_WORKER_LIFETIME_JITTER": 60}).single_process()
+    assert not config.supervised
+    assert ignored == ["max_worker_memory", "max_worker_lifetime",
+                       "max_worker_lifetime_jitter"]
+    assert config.max_worker_memory == 0 and config.max_worker_lifetime == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (("--max-worker-memory", "-1"), r"^--max-worker-memory: must be at least 0, got -1$"),
+    (("--max-worker-memory", "1.5"),
+     r"^--max-worker-memory: expected a whole number, got '1.5'$"),
+    (("--max-worker-lifetime", "0.5"),
+     r"^--max-worker-lifetime: must be at least 1 \(or 0 for no limit\), got 0.5$"),
+    (("--max-worker-lifetime-jitter", "-3"),
+     r"^--max-worker-lifetime-jitter: must be at least 0, got -3.0$"),
+])
+def test_recycling_options_say_what_is_valid(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        from_argv(*argv)
+
+
+def test_recycling_options_from_settings():
+    config = Config.build(settings={"MAX_WORKER_MEMORY": "512", "MAX_WORKER_LIFETIME": 7200,
+                                    "MAX_WORKER_LIFETIME_JITTER": "600"})
+    assert (config.max_worker_memory, config.max_worker_lifetime,
+            config.max_worker_lifetime_jitter) == (512, 7200.0, 600.0)
+    with pytest.raises(ConfigError, match=r"DAPHNE\['MAX_WORKER_MEMORY'\]: expected a whole "
+                                          r"number, got '400M'"):
+        Config.build(settings={"MAX_WORKER_MEMORY": "400M"})
