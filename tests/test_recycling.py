@@ -91,12 +91,13 @@ def over_line(pid: int) -> str:
             rf"{CEILING} after serving \d+ s; starting its successor")
 
 
-def memory_checks(server, count: int, pid: int | None = None) -> None:
+def memory_checks(server, count: int) -> dict[int, int]:
     """Until the supervisor has measured the workers ``count`` more times (its debug line,
-    at -v 2), each time with ``pid`` among them if given."""
-    pattern = r"Worker memory \(--max-worker-memory \d+\): .*" + (
-        rf"\b{pid} \d+ MiB" if pid is not None else "")
-    lines_matching(server, pattern, len(re.findall(pattern, server.output)) + count)
+    at -v 2): what the last time measured, pid -> MiB."""
+    pattern = r"Worker memory \(--max-worker-memory \d+\): "
+    last = lines_matching(server, pattern, len(re.findall(pattern, server.output)) + count)
+    measured = last[-1].split("): ", 1)[1]
+    return {int(pid): int(mib) for pid, mib in re.findall(r"(\d+) (\d+) MiB", measured)}
 
 
 class Load:
@@ -218,7 +219,8 @@ def test_a_worker_that_grows_on_while_its_successor_starts_gets_one_successor(
     for _ in range(2):  # the worker grows on, far over the ceiling
         assert get(server, "/grow") == f"1:{first}"
     server.wait_for(rf"app: {first} holds {4 * GROW_MIB} MiB more")
-    memory_checks(server, 3, first)  # measured three times more, over the ceiling each
+    # measured three times more, over the ceiling each time
+    assert memory_checks(server, 3)[first] > int(CEILING)
     assert len(started(server)) == 2, server.output  # no second successor
     assert len(re.findall(over_line(first), server.output)) == 1
     gate.release()
@@ -243,8 +245,9 @@ def test_a_worker_over_the_ceiling_as_it_starts_is_not_replaced_in_a_loop(start_
                             r"already over --max-worker-memory 10 \(MAX_WORKER_MEMORY\): "
                             r"the ceiling is below what the application needs")
     assert int(error.group(1)) in pids and int(error.group(2)) > 10
-    for pid in pids:  # the window: each worker measured, over the ceiling, five times
-        memory_checks(server, 5, pid)
+    # the window: five more measurements, each worker over the ceiling in the last
+    measured = memory_checks(server, 5)
+    assert set(measured) == pids and min(measured.values()) > 10, measured
     assert len(started(server)) == 2, server.output
     assert "starting its successor" not in server.output
     # a worker added to the same generation: no second error, and no loop either
@@ -252,7 +255,7 @@ def test_a_worker_over_the_ceiling_as_it_starts_is_not_replaced_in_a_loop(start_
     lines_matching(server, r"Started worker \d+$", 3)
     added = started(server)[-1]
     server.wait_for(rf"Worker {added} ready")
-    memory_checks(server, 5, added)
+    assert set(memory_checks(server, 5)) == pids | {added}
     assert len(started(server)) == 3
     assert server.output.count("as it starts, already over --max-worker-memory") == 1
     seen = {pid_of(get(server)) for _ in range(60)}
@@ -313,7 +316,7 @@ def test_sighup_during_a_memory_recycle_ends_on_one_generation(start_server, tmp
     if order == "over-during-reload":
         gate.wait(2)
         victim = grow_one_over(server)
-        memory_checks(server, 3, victim)
+        assert memory_checks(server, 3)[victim] > int(CEILING)
         assert "starting its successor" not in server.output
         gate.release()
     else:
