@@ -23,7 +23,7 @@ from django_daphne.server.worker_process import Generation, Worker
 from tests.conftest import ROOT
 from tests.test_operations import NotifySocket
 from tests.test_supervisor_faults import BROKEN, ENV, get, settled_on, started
-from tests.test_supervisor_faults import gate as gate  # noqa: F401 - the fixture
+from tests.test_supervisor_faults import gate as gate  # the fixture
 from tests.test_workers import alive, cmdline, lines_matching, worker_pids
 
 # "/" answers VERSION:PID; "/grow" keeps GROW_MIB more of memory, and says so, first
