@@ -469,6 +469,15 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--keep-alive-timeout",), metavar="SECONDS", minimum=0, group="limits",
     ),
     Option(
+        "limit_concurrency", 0, as_int, "Most application calls one worker runs at once: "
+        "HTTP requests being handled (HTTP/1.1, and each HTTP/2 stream) plus open "
+        "WebSockets, each counted until its application returns. Past it, a request is "
+        "answered 503 with Retry-After, and a WebSocket handshake refused with 503, without "
+        "calling the application. Per worker: with --workers N, N times as many in all; 0 "
+        "for no limit.",
+        flags=("--limit-concurrency",), metavar="N", minimum=1, unlimited=0, group="limits",
+    ),
+    Option(
         "send_timeout", 60.0, as_seconds, "Seconds a client may take nothing of what the server "
         "has written (once the write buffer is full) before the connection is cut off: a "
         "slow or stuck reader cannot hold a connection and its buffers forever.",
@@ -648,6 +657,7 @@ class Config:
     header_timeout: float
     body_timeout: float
     keep_alive_timeout: float
+    limit_concurrency: int
     send_timeout: float
     http2: bool
     http2_max_concurrent_streams: int
