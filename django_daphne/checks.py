@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 
 from .conf import SETTING, DjangoConfig, application_path, daphne_settings, setting_label
-from .server.config import ConfigError
+from .server.config import ENVIRONMENT, ConfigError
 from .server.endpoints import beyond_loopback, check_description
 from .server.reactor import wants_uvloop
 
@@ -65,7 +65,10 @@ CHECKS: dict[str, tuple[str, str]] = {
                            "(``PROXY_HEADERS_HOST``, ``PROXY_HEADERS_PORT``, "
                            "``PROXY_HEADERS_PROTO``) without ``PROXY_HEADERS = True``; "
                            "``SSL_CERT_REQS`` without ``SSL_CA_CERTS``; ``SSL_ALPN`` offering "
-                           "``h2`` alone with ``HTTP2`` off."),
+                           "``h2`` alone with ``HTTP2`` off. Judged with the "
+                           "``DJANGO_DAPHNE_*`` environment variables over ``DAPHNE``, as "
+                           "the server reads them: the message names a variable that set a "
+                           "value."),
     "django_daphne.E007": ("", "A binding that cannot work: an ``ssl:`` endpoint whose key or "
                            "certificate file does not exist, a UNIX socket whose directory "
                            "does not exist, an endpoint string that cannot be parsed."),
@@ -190,7 +193,15 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     except ConfigError as exc:
         return [Error(str(exc), id="django_daphne.E003")]
     messages: list[CheckMessage] = []
-    for problem in DjangoConfig.setting_problems(values, settings_name=SETTING):
+    problems = DjangoConfig.setting_problems(values, settings_name=SETTING)
+    if all(problem.kind == "combination" for problem in problems):
+        # whether the values agree is judged with the environment's over them (unless a
+        # variable is wrong: E012, E013), as the server would have them
+        environ = _environ()
+        if not DjangoConfig.environment_problems(environ):
+            problems = DjangoConfig.setting_problems(values, settings_name=SETTING,
+                                                     environ=environ)
+    for problem in problems:
         if problem.kind == "unknown":
             messages.append(Error(
                 str(problem), id="django_daphne.E004",
@@ -200,6 +211,12 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
         elif problem.kind == "invalid":
             label = setting_label(problem.key)
             messages.append(Error(f"{label}: {problem.reason}", id="django_daphne.E005"))
+        elif problem.source == ENVIRONMENT:
+            messages.append(Error(
+                str(problem), id="django_daphne.E006",
+                hint="Set DJANGO_DAPHNE_PROXY_HEADERS=1 (only behind a proxy that sets the "
+                "header), or unset the variable.",
+            ))
         else:
             messages.append(Error(
                 str(problem), id="django_daphne.E006",
@@ -221,8 +238,8 @@ def _environ() -> Mapping[str, str]:
 
 @register(TAG)
 def check_environment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Every ``DJANGO_DAPHNE_*`` variable names a setting and has a valid value; with the
-    settings, the values agree with each other (E006, naming the variable)."""
+    """Every ``DJANGO_DAPHNE_*`` variable names a setting and has a valid value (whether
+    the values agree with the settings' is E006's, in check_daphne_setting)."""
     messages: list[CheckMessage] = []
     for problem in DjangoConfig.environment_problems(_environ()):
         if problem.kind == "unknown":
@@ -233,19 +250,7 @@ def check_environment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             ))
         else:
             messages.append(Error(str(problem), id="django_daphne.E013"))
-    if messages:
-        return messages
-    try:
-        values = daphne_settings()
-    except ConfigError:
-        return []  # E003 says it
-    if DjangoConfig.setting_problems(values, settings_name=SETTING):
-        return []  # E004-E006 say them, from settings.py alone
-    return [Error(str(problem), id="django_daphne.E006",
-                  hint="Set DJANGO_DAPHNE_PROXY_HEADERS=1 (only behind a proxy that sets the "
-                  "header), or unset the variable.")
-            for problem in DjangoConfig.setting_problems(values, settings_name=SETTING,
-                                                         environ=_environ())]
+    return messages
 
 
 def _loop_problems(config: DjangoConfig) -> list[CheckMessage]:

@@ -874,7 +874,8 @@ class Config:
                     else:
                         message = (f"{option.flag} ({option.setting}) has no effect without "
                                    "--proxy-headers (PROXY_HEADERS = True).")
-                    problems.append(SettingProblem("combination", option.setting, message))
+                    problems.append(SettingProblem("combination", option.setting, message,
+                                                   source=self.sources[name]))
         if self.supervised and not hasattr(os, "fork"):
             option = OPTIONS_BY_NAME["workers"]
             problems.append(SettingProblem(
