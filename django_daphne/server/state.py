@@ -52,7 +52,8 @@ class ServerState:
         ) if config.proxy_headers else None
         self.trusted_proxies = TrustedProxies(config.forwarded_allow_ips)
         # --limit-concurrency: how many application instances (``streams``) may run at
-        # once (None: no limit); one more is answered with ``busy`` instead
+        # once (None: no limit); one more is answered with ``busy`` instead (the ASGI
+        # streams' start() checks, before calling the application)
         self.limit_concurrency: int | None = config.limit_concurrency or None
         self.busy = Refusal(503, "the server is at its concurrency limit; try again shortly",
                             [(b"Retry-After", RETRY_AFTER)])
@@ -84,13 +85,6 @@ class ServerState:
         (requests and WebSockets) have started.  Counted as they join ``streams``, so a
         server without a limit pays nothing for it."""
         self.streams = _CountingSet(self.streams, limit, reached)
-
-    def at_limit(self) -> bool:
-        """Whether --limit-concurrency application instances run: one more is refused
-        (with ``busy``), its application not called.  (The ASGI streams read the two
-        attributes themselves on their hot path; this says the same.)"""
-        limit = self.limit_concurrency
-        return limit is not None and len(self.streams) >= limit
 
     def refused(self, client: Any, status: int, reason: str, size: int,
                 request: str = "-") -> None:
