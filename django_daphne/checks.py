@@ -5,7 +5,9 @@ ours), and with Django's ``staticfiles`` tag where they are about static files; 
 matter only for a production server are ``deploy=True`` (``manage.py check --deploy``).
 Before it serves, ``manage.py daphne`` also runs :func:`serving_checks` on the
 configuration it was actually given, its command line included; ``manage.py runserver``
-(development) runs the registered ones.
+(development) runs the registered ones.  The registered checks judge what settings.py and
+the ``DJANGO_DAPHNE_*`` environment variables of the process that runs them give together
+(the environment replacing settings' values and bindings, as when serving).
 
 Every check is described in :data:`CHECKS`, which the documentation's reference is
 written from (docs/reference/checks.rst); a test holds it to the ids used here.
@@ -14,6 +16,7 @@ written from (docs/reference/checks.rst); a test holds it to the ids used here.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from django.apps import apps
@@ -21,7 +24,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 
 from .conf import SETTING, DjangoConfig, application_path, daphne_settings, setting_label
-from .server.config import COMMAND_LINE, ConfigError
+from .server.config import ENVIRONMENT, ConfigError
 from .server.endpoints import beyond_loopback, check_description
 from .server.reactor import wants_uvloop
 
@@ -62,7 +65,10 @@ CHECKS: dict[str, tuple[str, str]] = {
                            "(``PROXY_HEADERS_HOST``, ``PROXY_HEADERS_PORT``, "
                            "``PROXY_HEADERS_PROTO``) without ``PROXY_HEADERS = True``; "
                            "``SSL_CERT_REQS`` without ``SSL_CA_CERTS``; ``SSL_ALPN`` offering "
-                           "``h2`` alone with ``HTTP2`` off."),
+                           "``h2`` alone with ``HTTP2`` off. Judged with the "
+                           "``DJANGO_DAPHNE_*`` environment variables over ``DAPHNE``, as "
+                           "the server reads them: the message names a variable that set a "
+                           "value."),
     "django_daphne.E007": ("", "A binding that cannot work: an ``ssl:`` endpoint whose key or "
                            "certificate file does not exist, a UNIX socket whose directory "
                            "does not exist, an endpoint string that cannot be parsed."),
@@ -77,6 +83,12 @@ CHECKS: dict[str, tuple[str, str]] = {
                            "test`` and the live-server test case run one process whatever "
                            "``WORKERS`` says, so one ``settings.py`` serves development and "
                            "production."),
+    "django_daphne.E012": ("", "A ``DJANGO_DAPHNE_*`` environment variable that is not a "
+                           "setting (a misspelt name would otherwise be ignored), with a "
+                           "\"did you mean\" suggestion (see "
+                           ":doc:`/howto/environment-and-limits`)."),
+    "django_daphne.E013": ("", "A ``DJANGO_DAPHNE_*`` environment variable whose value is not "
+                           "valid for its setting, saying what is valid."),
     "django_daphne.W002": ("deploy", "``DEBUG`` is off and nothing serves static files: "
                            "neither ``STATIC``, nor WhiteNoise's or ServeStatic's middleware, "
                            "nor a ``STATIC_URL`` on another host. Silence it where a proxy or "
@@ -181,7 +193,15 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     except ConfigError as exc:
         return [Error(str(exc), id="django_daphne.E003")]
     messages: list[CheckMessage] = []
-    for problem in DjangoConfig.setting_problems(values, settings_name=SETTING):
+    problems = DjangoConfig.setting_problems(values, settings_name=SETTING)
+    if all(problem.kind == "combination" for problem in problems):
+        # whether the values agree is judged with the environment's over them (unless a
+        # variable is wrong: E012, E013), as the server would have them
+        environ = _environ()
+        if not DjangoConfig.environment_problems(environ):
+            problems = DjangoConfig.setting_problems(values, settings_name=SETTING,
+                                                     environ=environ)
+    for problem in problems:
         if problem.kind == "unknown":
             messages.append(Error(
                 str(problem), id="django_daphne.E004",
@@ -191,6 +211,12 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
         elif problem.kind == "invalid":
             label = setting_label(problem.key)
             messages.append(Error(f"{label}: {problem.reason}", id="django_daphne.E005"))
+        elif problem.source == ENVIRONMENT:
+            messages.append(Error(
+                str(problem), id="django_daphne.E006",
+                hint="Set DJANGO_DAPHNE_PROXY_HEADERS=1 (only behind a proxy that sets the "
+                "header), or unset the variable.",
+            ))
         else:
             messages.append(Error(
                 str(problem), id="django_daphne.E006",
@@ -199,15 +225,39 @@ def check_daphne_setting(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
             ))
     if messages:
         return messages
-    config = DjangoConfig.build(settings=values)
+    config = _static_config()  # (with the environment's values: E012, E013 check those)
+    if config is None:
+        return []
     return [*_loop_problems(config), *_binding_problems(config)]
+
+
+def _environ() -> Mapping[str, str]:
+    """The environment the checks judge with settings.py: this process's."""
+    return os.environ
+
+
+@register(TAG)
+def check_environment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every ``DJANGO_DAPHNE_*`` variable names a setting and has a valid value (whether
+    the values agree with the settings' is E006's, in check_daphne_setting)."""
+    messages: list[CheckMessage] = []
+    for problem in DjangoConfig.environment_problems(_environ()):
+        if problem.kind == "unknown":
+            messages.append(Error(
+                str(problem), id="django_daphne.E012",
+                hint="The variables are DJANGO_DAPHNE_ and a DAPHNE settings key, e.g. "
+                "DJANGO_DAPHNE_PORT, DJANGO_DAPHNE_WORKERS, DJANGO_DAPHNE_PROXY_HEADERS.",
+            ))
+        else:
+            messages.append(Error(str(problem), id="django_daphne.E013"))
+    return messages
 
 
 def _loop_problems(config: DjangoConfig) -> list[CheckMessage]:
     if config.loop == "uvloop" and not wants_uvloop("auto"):
         return [Error(
-            f"{SETTING}['LOOP']: 'uvloop' needs the uvloop package, which is not installed "
-            "(auto and asyncio work without it).",
+            f"{config.given_as('loop', SETTING)}: 'uvloop' needs the uvloop package, which "
+            "is not installed (auto and asyncio work without it).",
             hint="pip install uvloop, or set LOOP to 'auto'.",
             id="django_daphne.E010",
         )]
@@ -229,8 +279,7 @@ def channel_layer_problems(config: DjangoConfig) -> list[CheckMessage]:
     backend = (layers.get("default") or {}).get("BACKEND") if isinstance(layers, dict) else None
     if backend != IN_MEMORY_LAYER:
         return []
-    source = "--workers" if config.sources["workers"] == COMMAND_LINE \
-        else f"{SETTING}['WORKERS']"
+    source = config.given_as("workers", SETTING)
     return [Error(
         f"{source} is {config.workers} with CHANNEL_LAYERS' in-memory layer: each worker "
         "process has its own, so a group message reaches only the clients of one worker.",
@@ -291,13 +340,14 @@ def proxy_trust_problems(config: DjangoConfig) -> list[CheckMessage]:
 
 def _static_source(config: DjangoConfig) -> str:
     """How the configuration came to serve static files, as the user spelt it."""
-    return "--static" if config.sources["static"] == COMMAND_LINE else f"{SETTING}['STATIC']"
+    return config.given_as("static", SETTING)
 
 
 def _static_config() -> DjangoConfig | None:
-    """The configuration settings.py gives, or None when it is invalid (E003-E006 say)."""
+    """The configuration settings.py and the environment give, or None when it is invalid
+    (E003-E006, E012 and E013 say why)."""
     try:
-        return DjangoConfig.build(settings=daphne_settings())
+        return DjangoConfig.build(settings=daphne_settings(), environ=_environ())
     except ConfigError:
         return None
 

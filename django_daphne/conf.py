@@ -4,8 +4,9 @@ The ``DAPHNE`` dict holds the ``daphne`` command's long options in upper case
 (``DAPHNE = {"PORT": 8001, "PROXY_HEADERS": True}``); ``ROOT_PATH`` defaults to
 ``FORCE_SCRIPT_NAME``, the WebSocket size limits to Daphne's
 ``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE`` and ``DAPHNE_WEBSOCKET_MAX_FRAME_SIZE``; the
-application is ``ASGI_APPLICATION``.  One precedence rule
-everywhere: command line, then ``DAPHNE``, then the default.
+application is ``ASGI_APPLICATION``.  One precedence rule everywhere: command line, then
+the environment (``DJANGO_DAPHNE_PORT=8001``: see :mod:`django_daphne.server.config`), then
+``DAPHNE``, then the default.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .server.config import OPTIONS, Config, ConfigError, Option, as_bool
+from .server.config import (
+    ENVIRONMENT,
+    OPTIONS,
+    Config,
+    ConfigError,
+    EnvironmentConfigError,
+    Option,
+    as_bool,
+)
 
 SETTING = "DAPHNE"
 
@@ -35,8 +44,10 @@ class DjangoConfig(Config):
     way from defaults, ``DAPHNE`` and ``manage.py daphne``'s flags."""
 
     options = (*OPTIONS, *DJANGO_OPTIONS)
+    reader = "django-daphne"
 
     static: bool
+
 
 # Settings Daphne's runserver reads, kept for projects that switch: the default of their
 # ``DAPHNE`` key (which wins when both are set).
@@ -88,18 +99,24 @@ def setting_label(key: str, settings: Any = None) -> str:
 
 
 def build_config(
-    command_line: Mapping[str, Any] | None = None, settings: Any = None
+    command_line: Mapping[str, Any] | None = None, settings: Any = None,
+    environ: Mapping[str, str] | None = None,
 ) -> DjangoConfig:
     """The effective DjangoConfig: ``command_line`` (option names, None = not given) over
-    ``DAPHNE`` over the defaults.  Raises ConfigError naming the setting (as settings.py
-    spells it) or the flag."""
+    the ``DJANGO_DAPHNE_*`` variables of ``environ`` (None: the environment is not read,
+    as in the live-server test case) over ``DAPHNE`` over the defaults.  Raises
+    ConfigError naming the setting (as settings.py spells it), the variable
+    (EnvironmentConfigError) or the flag."""
     values = daphne_settings(settings)
-    for problem in DjangoConfig.setting_problems(values, settings_name=SETTING):
-        if problem.kind == "invalid":
-            raise ConfigError(f"{setting_label(problem.key, settings)}: {problem.reason}")
-        if problem.kind == "unknown":
-            raise ConfigError(str(problem))
-    return DjangoConfig.build(settings=values, command_line=command_line)
+    for problem in DjangoConfig.setting_problems(values, settings_name=SETTING,
+                                                 environ=environ):
+        if problem.kind == "combination":
+            break  # (build says it, naming where each value came from)
+        error = EnvironmentConfigError if problem.source == ENVIRONMENT else ConfigError
+        if problem.kind == "invalid" and problem.source != ENVIRONMENT:
+            raise error(f"{setting_label(problem.key, settings)}: {problem.reason}")
+        raise error(str(problem))
+    return DjangoConfig.build(settings=values, command_line=command_line, environ=environ)
 
 
 def import_path(dotted: str) -> str:

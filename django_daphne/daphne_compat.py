@@ -53,6 +53,7 @@ class DaphneProcess(multiprocessing.Process):
         try:
             if self.setup is not None:
                 self.setup()
+            # (as the live-server test case: the DJANGO_DAPHNE_* environment is not read)
             config, _ = build_config().replace(
                 bind=self.host, port=self.port.value, unix_socket=None, fd=None,
                 endpoints=[], verbosity=0).single_process()

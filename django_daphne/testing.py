@@ -20,7 +20,9 @@ creates is committed, so the server sees it.  The server process is started from
 settings module with the test database names and the test runner's ``DEBUG`` (off),
 ``EMAIL_BACKEND`` (locmem) and ``ALLOWED_HOSTS`` (plus the server's host), as Django's and
 Channels' live servers run; ``override_settings`` in a test does not reach it (use
-``server_settings`` for DAPHNE options).
+``server_settings`` for DAPHNE options).  The ``DJANGO_DAPHNE_*`` environment variables are
+not read: a test run serves settings.py's configuration wherever it runs, whatever a
+deployment's variables left in the environment say.
 
 :class:`LiveServer` is the same server as a context manager, for test runners other than
 Django's (``with LiveServer() as server: server.url``).

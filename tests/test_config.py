@@ -135,7 +135,7 @@ def test_config_attributes_are_the_option_table(config_class):
 
     cls = {"Config": Config, "DjangoConfig": DjangoConfig}[config_class]
     hints = {name: hint for name, hint in typing.get_type_hints(cls).items()
-             if name not in ("options", "sources")}
+             if name != "sources" and typing.get_origin(hint) is not typing.ClassVar}
     assert set(hints) == {option.name for option in cls.options}
     built = cls.build()
     for option in cls.options:
@@ -202,3 +202,112 @@ def test_recycling_options_from_settings():
     with pytest.raises(ConfigError, match=r"DAPHNE\['MAX_WORKER_MEMORY'\]: expected a whole "
                                           r"number, got '400M'"):
         Config.build(settings={"MAX_WORKER_MEMORY": "400M"})
+
+
+# -- the environment: DJANGO_DAPHNE_ and a settings key, between settings and the command line
+
+
+def test_environment_sits_between_settings_and_the_command_line():
+    from django_daphne.server.config import ENVIRONMENT
+
+    config = Config.build(
+        settings={"HTTP_TIMEOUT": 1, "SHUTDOWN_TIMEOUT": 2, "KEEP_ALIVE_TIMEOUT": 3},
+        environ={"DJANGO_DAPHNE_HTTP_TIMEOUT": "10", "DJANGO_DAPHNE_SHUTDOWN_TIMEOUT": "20",
+                 "PATH": "/bin", "DAPHNE_PORT": "x"},  # (other variables are not ours)
+        command_line={"http_timeout": "100"},
+    )
+    assert (config.http_timeout, config.sources["http_timeout"]) == (100.0, "command line")
+    assert (config.shutdown_timeout, config.sources["shutdown_timeout"]) == (20.0, ENVIRONMENT)
+    assert (config.keep_alive_timeout, config.sources["keep_alive_timeout"]) == (3.0, "settings")
+    assert config.given_as("shutdown_timeout") == "DJANGO_DAPHNE_SHUTDOWN_TIMEOUT"
+    assert config.given_as("keep_alive_timeout") == "DAPHNE['KEEP_ALIVE_TIMEOUT']"
+    assert config.given_as("http_timeout") == "--http-timeout"
+
+
+def test_environment_is_read_only_when_given():
+    import os
+
+    os.environ["DJANGO_DAPHNE_PORT"] = "not a port"
+    try:
+        assert Config.build().port is None
+    finally:
+        del os.environ["DJANGO_DAPHNE_PORT"]
+
+
+def test_bindings_are_replaced_as_a_whole_source_by_source():
+    settings = {"UNIX_SOCKET": "/run/s.sock", "PORT": 8001}
+    from_env = Config.build(settings=settings, environ={"DJANGO_DAPHNE_BIND": "0.0.0.0"})
+    assert from_env.bindings() == [("tcp:port=8000:interface=0.0.0.0", "environment")]
+    from_flags = Config.build(settings=settings, environ={"DJANGO_DAPHNE_PORT": "9000"},
+                              command_line={"fd": 3})
+    assert from_flags.bindings() == [("fd:fileno=3", "command line")]
+    # an environment without bindings leaves the settings' alone
+    kept = Config.build(settings=settings, environ={"DJANGO_DAPHNE_WORKERS": "2"})
+    assert [source for _, source in kept.bindings()] == ["settings", "settings"]
+
+
+def test_environment_lists_and_booleans():
+    config = Config.build(environ={
+        "DJANGO_DAPHNE_ENDPOINTS": r" tcp:9000 ,unix:/tmp/a\,b.sock,, ",
+        "DJANGO_DAPHNE_FORWARDED_ALLOW_IPS": "10.0.0.1, 10.0.0.0/8",
+        "DJANGO_DAPHNE_SSL_ALPN": "h2,http/1.1",
+        "DJANGO_DAPHNE_PROXY_HEADERS": "yes", "DJANGO_DAPHNE_HTTP2": "off",
+        "DJANGO_DAPHNE_PORT": "",  # empty: unset
+    })
+    assert config.endpoints == ["tcp:9000", r"unix:/tmp/a\,b.sock"]
+    assert config.forwarded_allow_ips == ["10.0.0.1", "10.0.0.0/8"]
+    assert config.ssl_alpn == ["h2", "http/1.1"]
+    assert config.proxy_headers is True and config.http2 is False
+    assert config.sources["port"] == "default"
+    # settings' True turned off
+    assert Config.build(settings={"PROXY_HEADERS": True},
+                        environ={"DJANGO_DAPHNE_PROXY_HEADERS": "0"}).proxy_headers is False
+
+
+def test_environment_errors_name_the_variable():
+    from django_daphne.server.config import EnvironmentConfigError
+
+    cases = {
+        "DJANGO_DAPHNE_PORT=x": "DJANGO_DAPHNE_PORT: expected a whole number, got 'x'",
+        "DJANGO_DAPHNE_LIMIT_CONCURRENCY=-1": "DJANGO_DAPHNE_LIMIT_CONCURRENCY: must be at "
+        "least 1 (or 0 for no limit), got -1",
+        "DJANGO_DAPHNE_LOOP=fast": "DJANGO_DAPHNE_LOOP: expected one of auto, asyncio, uvloop",
+        "DJANGO_DAPHNE_HTTP_TIMOUT=3": "The environment variable DJANGO_DAPHNE_HTTP_TIMOUT is "
+        "not a setting of the daphne command. Did you mean DJANGO_DAPHNE_HTTP_TIMEOUT?",
+    }
+    for assignment, message in cases.items():
+        name, _, value = assignment.partition("=")
+        with pytest.raises(EnvironmentConfigError) as raised:
+            Config.build(environ={name: value})
+        assert str(raised.value).startswith(message), assignment
+    problems = Config.setting_problems({}, environ={"DJANGO_DAPHNE_PORT": "x",
+                                                    "DJANGO_DAPHNE_PROT": "1"})
+    assert [(p.kind, p.key, p.source) for p in problems] == [
+        ("invalid", "DJANGO_DAPHNE_PORT", "environment"),
+        ("unknown", "DJANGO_DAPHNE_PROT", "environment")]
+
+
+def test_the_supervisors_variables_are_no_options():
+    from django_daphne.server.config import INTERNAL_VARIABLES
+    from django_daphne.server.titles import TITLE_ENV
+    from django_daphne.server.worker_link import READY_ENV, WORKER_ENV
+
+    assert {TITLE_ENV, READY_ENV, WORKER_ENV} == INTERNAL_VARIABLES
+    config = Config.build(environ={name: "x" for name in INTERNAL_VARIABLES})
+    assert all(source == "default" for source in config.sources.values())
+
+
+def test_django_options_read_the_environment_too():
+    from django_daphne.conf import DjangoConfig, build_config
+
+    assert DjangoConfig.build(environ={"DJANGO_DAPHNE_STATIC": "1"}).static is True
+    with pytest.raises(ConfigError, match="DJANGO_DAPHNE_STATIC is not a setting of the "
+                       "daphne command"):
+        Config.build(environ={"DJANGO_DAPHNE_STATIC": "1"})
+
+    class Settings:
+        DAPHNE = {"STATIC": True, "WORKERS": 2}
+
+    config = build_config(settings=Settings(), environ={"DJANGO_DAPHNE_STATIC": "off"})
+    assert (config.static, config.sources["static"]) == (False, "environment")
+    assert config.sources["workers"] == "settings"

@@ -63,6 +63,7 @@ def test_every_option_is_in_the_reference(site):
     text = page_text(site, "reference/options")
     for option in (*OPTIONS, *DJANGO_OPTIONS):
         assert f'DAPHNE["{option.setting}"]' in text, option.setting
+        assert option.variable in text, option.variable
         for flag in option.flags:
             assert flag in text, flag
         assert " ".join(option.help.split()[:6]) in " ".join(text.split()), option.name
@@ -197,3 +198,17 @@ def test_logging_example_routes_the_server_and_the_access_log(tmp_path):
     entry = json.loads(line)
     assert entry["request"] == "GET /json/" and entry["status"] == 200
     assert "Listening on" not in server.output and "/json/" not in server.output
+
+
+def test_environment_and_limits_page_names_what_the_code_does(site):
+    """The how-to's variable names, check ids and refusal are the code's."""
+    from django_daphne.server.config import INTERNAL_VARIABLES, OPTIONS_BY_NAME
+
+    text = " ".join(page_text(site, "howto/environment-and-limits").split())
+    for name in ("workers", "proxy_headers", "limit_concurrency", "forwarded_allow_ips"):
+        assert OPTIONS_BY_NAME[name].variable in text, name
+    for variable in INTERNAL_VARIABLES:
+        assert variable in text, variable
+    for check_id in ("django_daphne.E012", "django_daphne.E013"):
+        assert check_id in text and check_id in CHECKS
+    assert "--limit-concurrency" in text and "Retry-After: 1" in text

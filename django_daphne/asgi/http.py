@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import ClientDisconnected, UnexpectedMessage, error_page
+from .errors import ClientDisconnected, Refusal, UnexpectedMessage, error_page
 from .instance import ApplicationInstance
 from .scope import connection_scope
 from .syntax import TOKEN
@@ -153,8 +153,15 @@ class HTTPStream(ApplicationInstance):
         return f"{self.scope['method']} {self.scope['path']}"
 
     def start(self) -> None:
-        """Run the application for this request."""
+        """Run the application for this request (or, at the concurrency limit, refuse it
+        without calling the application)."""
         server = self.server
+        limit = server.limit_concurrency
+        if limit is not None and len(server.streams) >= limit:
+            # answered on the loop's next turn, as an application answers: never inside
+            # the wire's parsing of the request (HTTP/1.1 reads on to the next one)
+            server.loop.call_soon(self._refuse, server.busy)
+            return
         now = server.clock  # (coarse: the sweep's)
         if server.access_log is not None:  # it may log the duration
             self.started_at = server.loop.time()
@@ -167,6 +174,28 @@ class HTTPStream(ApplicationInstance):
             body_due = self.body_due = now + server.config.body_timeout
             self.deadline = body_due if app_due is None or body_due < app_due else app_due
         self._start_task()
+
+    def _refuse(self, refusal: Refusal) -> None:
+        """The server's own answer in place of the application's, which is never called:
+        the refusal's status, reason and headers on the page every refusal has.  Written
+        as a response, so the wire goes on as after any other (HTTP/1.1 keeps the
+        connection when the whole request was read, and closes it when a body may be on
+        its way; HTTP/2 ends the stream)."""
+        if self.disconnected or self.state is not START:
+            return  # the client went meanwhile (or a graceful stop answered)
+        self.state = DONE
+        self.status = status = refusal.status
+        headers, body = error_page(status, refusal.reason)
+        self.wire.response_start(status, [*headers, *refusal.headers])
+        self.sent = len(body)
+        self.wire.response_body(body, False)
+        scope = self.scope
+        target = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        self.server.refused(scope["client"], status, refusal.reason, len(body),
+                            f"{scope['method']} {target}")
+        self.wire.response_complete()
 
     # -- deadlines: the application's, and the request body's.  ``deadline`` (what the
     # server's sweep looks at) is never later than the earlier of the two; it may be

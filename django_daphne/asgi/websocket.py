@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import ClientDisconnected, UnexpectedMessage
+from .errors import ClientDisconnected, Refusal, UnexpectedMessage, error_page
 from .http import check_headers
 from .instance import ApplicationInstance
 from .scope import connection_scope
@@ -108,12 +108,33 @@ class WebSocketStream(ApplicationInstance):
         return f"WebSocket {self.scope['path']}"
 
     def start(self) -> None:
+        """Run the application for this handshake (or, at the concurrency limit, refuse it
+        without calling the application)."""
         server = self.server
+        limit = server.limit_concurrency
+        if limit is not None and len(server.streams) >= limit:
+            server.loop.call_soon(self._refuse, server.busy)  # (on the next turn, as HTTP)
+            return
         timeout = server.config.websocket_connect_timeout
         if timeout >= 0:
             self.deadline = server.clock + timeout
         self._log("HANDSHAKING")
         self._start_task()
+
+    def _refuse(self, refusal: Refusal) -> None:
+        """Refuse the handshake with the server's own HTTP answer (the refusal's status,
+        reason and headers, on the page every refusal has); the application is never
+        called."""
+        if self.disconnected or self.state != CONNECTING:
+            return  # the client went meanwhile (or a graceful stop answered)
+        self.state = CLOSED
+        self.status = status = refusal.status
+        headers, body = error_page(status, refusal.reason)
+        self.wire.deny(status, [*headers, *refusal.headers])
+        self.sent = len(body)
+        self.wire.deny_body(body, False)
+        self.server.refused(self.scope["client"], status, refusal.reason, len(body),
+                            "WSREJECT " + self.scope["raw_path"].decode("latin-1"))
 
     def _log(self, action: str) -> None:
         if self.server.access_log is not None:

@@ -258,8 +258,7 @@ class HTTP1Handler:
             + b"Connection: close\r\n" + server.date_header + server.server_header + b"\r\n"
             + body
         )
-        if server.access_log is not None:
-            server.access_log.refused(conn.client, status, len(body))
+        server.refused(conn.client, status, reason, len(body))
         conn.close_after_error()  # the client may be sending still: see there
 
     # -- the wire an HTTPStream writes its response through
@@ -376,8 +375,11 @@ class HTTP1Handler:
                 self.chunked = True
                 append(b"Transfer-Encoding: chunked\r\n")
         current = self.current
-        if current is not None and current.expect_continue and not current.body_done:
-            # we never asked for the body: the client may or may not send it now
+        if current is not None and not current.body_done and (
+                current.expect_continue or not more):
+            # we never asked for the body (the client may or may not send it now), or the
+            # whole response goes out before the body came: the connection is closed after
+            # it (response_complete), and the client is told so
             self.keep_alive = False
         if not self.keep_alive:
             append(b"Connection: close\r\n")

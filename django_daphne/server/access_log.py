@@ -155,9 +155,10 @@ class AccessLog:
             scope, stream.server.loop.time() - stream.started_at,
         )
 
-    def refused(self, client: Any, status: int, size: int) -> None:
-        """A request refused before it reached the application."""
-        self.write_entry(client, "-", status, size)
+    def refused(self, client: Any, status: int, size: int, request: str = "-") -> None:
+        """A request refused before it reached the application: ``request`` as for the
+        others when it was read (METHOD /path?query, WSREJECT /path), else -."""
+        self.write_entry(client, request, status, size)
 
     def websocket(self, scope: Any, action: str) -> None:
         """A WebSocket event: HANDSHAKING, CONNECT, REJECT or DISCONNECT."""

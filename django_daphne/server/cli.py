@@ -12,7 +12,17 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import __version__
-from .config import OPTIONS, Config, ConfigError, Option, asgi_threads, log_format, log_level
+from .config import (
+    COMMAND_LINE,
+    OPTIONS,
+    Config,
+    ConfigError,
+    EnvironmentConfigError,
+    Option,
+    asgi_threads,
+    log_format,
+    log_level,
+)
 
 if TYPE_CHECKING:
     from .access_log import AccessLog
@@ -91,8 +101,29 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. myproject.asgi:application). The current directory is on the import path.",
     )
     parser.add_argument("--version", action="version", version=f"django-daphne {__version__}")
+    parser.add_argument(
+        "--show-config", action="store_true",
+        help="Print every setting's effective value and where it came from (default, "
+        "environment or command line), then exit without importing the application.",
+    )
     add_option_arguments(parser)
     return parser
+
+
+def format_config(config: Config, application: str, application_source: str) -> str:
+    """The ``--show-config`` table: each setting, its effective value and its source."""
+    from .endpoints import endpoint_url
+
+    rows = [("APPLICATION", application, application_source)]
+    rows += [(key, repr(value), source) for key, value, source in config.describe()]
+    for description, source in config.bindings():
+        rows.append(("(listening on)", description, source))
+        rows.append(("(reached at)", endpoint_url(description), source))
+    width = max(len(row[0]) for row in rows)
+    value_width = min(50, max(len(row[1]) for row in rows))
+    return "".join(
+        f"{key:<{width}}  {value:<{value_width}}  {source}\n" for key, value, source in rows
+    )
 
 
 def configure_logging(config: Config) -> None:
@@ -170,7 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = Config.build(command_line=command_line_values(args))
+        config = Config.build(command_line=command_line_values(args), environ=os.environ)
+    except EnvironmentConfigError as exc:
+        return fail(str(exc))  # (not a usage error: 1, as for any other failure to start)
     except ConfigError as exc:
         print(f"daphne: error: {exc}", file=sys.stderr)
         return 2
@@ -178,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asgi_threads()
     except ConfigError as exc:
         return fail(str(exc))
+    if args.show_config:
+        sys.stdout.write(format_config(config, args.application, COMMAND_LINE))
+        return 0
     problem = binding_problems(config)
     if problem is not None:
         return fail(problem)

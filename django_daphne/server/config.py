@@ -4,7 +4,8 @@ Every option is declared once, in ``OPTIONS``: its name, default, validation, co
 flags and ``DAPHNE`` settings key all come from that declaration.  The ``daphne`` command,
 ``manage.py daphne``, ``manage.py runserver``, the system checks and the server itself read
 the same table and the same :class:`Config`, filled from defaults, then settings.py, then
-the command line.
+the environment (``DJANGO_DAPHNE_`` and the settings key: ``DJANGO_DAPHNE_WORKERS=2``),
+then the command line.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -21,11 +23,26 @@ DEFAULT_PORT = 8000
 
 DEFAULT = "default"
 SETTINGS = "settings"
+ENVIRONMENT = "environment"
 COMMAND_LINE = "command line"
+
+# every option's environment variable is this and its settings key: DJANGO_DAPHNE_PORT
+ENVIRONMENT_PREFIX = "DJANGO_DAPHNE_"
+# variables of that prefix that are no option: what the --workers supervisor tells a worker
+# (tests/test_config.py holds this list to the names the package uses)
+INTERNAL_VARIABLES = frozenset((
+    "DJANGO_DAPHNE_WORKER_ENDPOINTS", "DJANGO_DAPHNE_WORKER_READY_FD",
+    "DJANGO_DAPHNE_WORKER_TITLE",
+))
 
 
 class ConfigError(ValueError):
     """A setting or flag has a value the server cannot use; the message names it."""
+
+
+class EnvironmentConfigError(ConfigError):
+    """A ``DJANGO_DAPHNE_*`` environment variable is unknown, or its value is not valid;
+    the message names the variable."""
 
 
 # --- value converters: each takes the raw value and returns the typed one or raises ValueError
@@ -86,6 +103,13 @@ def as_str_list(value: Any) -> list[str]:
         if not isinstance(item, str):
             raise ValueError(f"expected a list of strings, got an item {item!r}")
     return items
+
+
+def split_list(raw: str) -> list[str]:
+    """A list option's value in an environment variable: comma-separated items, the spaces
+    around each dropped.  A comma after a backslash belongs to its item, backslash and all
+    (a Twisted endpoint description reads that as an escaped comma)."""
+    return [item.strip() for item in re.split(r"(?<!\\),", raw) if item.strip()]
 
 
 def as_file_mode(value: Any) -> str:
@@ -169,6 +193,11 @@ class Option:
     @property
     def setting(self) -> str:
         return self.name.upper()
+
+    @property
+    def variable(self) -> str:
+        """The environment variable that sets it: DJANGO_DAPHNE_ and the settings key."""
+        return ENVIRONMENT_PREFIX + self.setting
 
     @property
     def flag(self) -> str:
@@ -461,6 +490,15 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--keep-alive-timeout",), metavar="SECONDS", minimum=0, group="limits",
     ),
     Option(
+        "limit_concurrency", 0, as_int, "Most application calls one worker runs at once: "
+        "HTTP requests being handled (HTTP/1.1, and each HTTP/2 stream) plus open "
+        "WebSockets, each counted until its application returns. Past it, a request is "
+        "answered 503 with Retry-After, and a WebSocket handshake refused with 503, without "
+        "calling the application. Per worker: with --workers N, N times as many in all; 0 "
+        "for no limit.",
+        flags=("--limit-concurrency",), metavar="N", minimum=1, unlimited=0, group="limits",
+    ),
+    Option(
         "send_timeout", 60.0, as_seconds, "Seconds a client may take nothing of what the server "
         "has written (once the write buffer is full) before the connection is cut off: a "
         "slow or stuck reader cannot hold a connection and its buffers forever.",
@@ -573,12 +611,14 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
 class SettingProblem:
     """What is wrong with one setting: an ``unknown`` key, an ``invalid`` value (``reason``
     says why) or a ``combination`` that contradicts itself; ``message`` names it as it was
-    given."""
+    given.  ``source`` says where the key was given: ``SETTINGS`` (``key`` is the settings
+    key) or ``ENVIRONMENT`` (``key`` is the variable)."""
 
     kind: str
     key: str
     message: str
     reason: str = ""
+    source: str = SETTINGS
 
     def __str__(self) -> str:
         return self.message
@@ -593,11 +633,13 @@ class Config:
     Build one with :meth:`Config.build`.  The attributes are the options of ``options``
     (``config.port``, ``config.http_timeout``, ...; tests/test_config.py holds the
     annotations below to that table), and ``config.sources[name]`` says whether the value
-    is the default, from settings.py or from the command line.  A subclass adds options
-    of its own (the Django layer's ``DjangoConfig``).
+    is the default, from settings.py, from the environment or from the command line.  A
+    subclass adds options of its own (the Django layer's ``DjangoConfig``).
     """
 
     options: ClassVar[tuple[Option, ...]] = OPTIONS
+    # what reads these options, for the message about an unknown DJANGO_DAPHNE_ variable
+    reader: ClassVar[str] = "the daphne command"
 
     bind: str | None
     port: int | None
@@ -643,6 +685,7 @@ class Config:
     header_timeout: float
     body_timeout: float
     keep_alive_timeout: float
+    limit_concurrency: int
     send_timeout: float
     http2: bool
     http2_max_concurrent_streams: int
@@ -677,15 +720,26 @@ class Config:
         settings: Mapping[str, Any] | None = None,
         command_line: Mapping[str, Any] | None = None,
         settings_name: str = "DAPHNE",
+        environ: Mapping[str, str] | None = None,
     ) -> _C:
-        """Defaults, then ``settings`` (upper-case keys), then ``command_line`` (option names).
+        """Defaults, then ``settings`` (upper-case keys), then the ``DJANGO_DAPHNE_*``
+        variables of ``environ`` (None: the environment is not read), then ``command_line``
+        (option names).
 
-        A ``None`` on the command line means "not given".  Raises :class:`ConfigError` naming
-        the setting or flag and saying what would be valid.
+        A ``None`` on the command line means "not given".  Bindings replace those of the
+        sources before them: the environment's replace the settings', the command line's
+        both.  Raises :class:`ConfigError` naming the setting or flag and saying what would
+        be valid (:class:`EnvironmentConfigError`, naming the variable, for the
+        environment).
         """
         values, sources, problems = cls._read_settings(settings or {}, settings_name)
         if problems:
             raise ConfigError(str(problems[0]))
+        if environ is not None:
+            found, problems = cls._read_environment(environ)
+            if problems:
+                raise EnvironmentConfigError(str(problems[0]))
+            cls._apply_environment(values, sources, found)
         by_name = {option.name: option for option in cls.options}
         for name, raw in (command_line or {}).items():
             option = by_name[name]
@@ -699,27 +753,76 @@ class Config:
                 raise ConfigError(f"{option.flag}: {exc}") from None
             sources[name] = COMMAND_LINE
         if any(sources[name] == COMMAND_LINE for name in BINDING_OPTIONS):
-            # bindings on the command line replace those in the settings, as a process
-            # manager that passes its own socket (systemd:, --fd) expects
-            for name in BINDING_OPTIONS:
-                if sources[name] == SETTINGS:
-                    default = by_name[name].default
-                    values[name] = list(default) if isinstance(default, list) else default
-                    sources[name] = DEFAULT
+            # bindings on the command line replace those in the settings and the
+            # environment, as a process manager that passes its own socket (systemd:,
+            # --fd) expects
+            _reset_bindings(values, sources, (SETTINGS, ENVIRONMENT))
         config = cls(values, sources)
         config._check_combinations(settings_name)
         return config
 
     @classmethod
-    def setting_problems(cls, settings: Mapping[str, Any],
-                         settings_name: str = "DAPHNE") -> list[SettingProblem]:
-        """Every unknown key and invalid value of ``settings``, and (when there are none)
+    def setting_problems(cls, settings: Mapping[str, Any], settings_name: str = "DAPHNE",
+                         environ: Mapping[str, str] | None = None) -> list[SettingProblem]:
+        """Every unknown key and invalid value of ``settings`` (and of the
+        ``DJANGO_DAPHNE_*`` variables of ``environ``, when given), and (when there are none)
         every combination that contradicts itself: what :meth:`build` would refuse, all at
         once (the system checks report them all)."""
         values, sources, problems = cls._read_settings(settings, settings_name)
+        if environ is not None:
+            found, environment_problems = cls._read_environment(environ)
+            problems += environment_problems
+            cls._apply_environment(values, sources, found)
         if not problems:
             problems = cls(values, sources)._combination_problems(settings_name)
         return problems
+
+    @classmethod
+    def environment_problems(cls, environ: Mapping[str, str]) -> list[SettingProblem]:
+        """Every ``DJANGO_DAPHNE_*`` variable of ``environ`` that names no option, or whose
+        value is not valid."""
+        return cls._read_environment(environ)[1]
+
+    @classmethod
+    def _read_environment(cls, environ: Mapping[str, str]
+                          ) -> tuple[dict[str, Any], list[SettingProblem]]:
+        """The options that ``DJANGO_DAPHNE_*`` variables set (by option name, cleaned), and
+        what was wrong: a variable of the prefix that names no option, or a value that is
+        not valid.  An empty variable counts as unset, as for ASGI_THREADS; a list option
+        takes its items comma-separated."""
+        by_variable = {option.variable: option for option in cls.options}
+        found: dict[str, Any] = {}
+        problems: list[SettingProblem] = []
+        for variable in sorted(environ):
+            if not variable.startswith(ENVIRONMENT_PREFIX) or variable in INTERNAL_VARIABLES:
+                continue
+            option = by_variable.get(variable)
+            if option is None:
+                problems.append(SettingProblem(
+                    "unknown", variable, f"The environment variable {variable} is not a "
+                    f"setting of {cls.reader}.{suggest(variable, by_variable)}",
+                    source=ENVIRONMENT))
+                continue
+            raw = environ[variable]
+            if not raw.strip():
+                continue
+            try:
+                found[option.name] = option.clean(
+                    split_list(raw) if option.action == "append" else raw)
+            except ValueError as exc:
+                problems.append(SettingProblem(
+                    "invalid", variable, f"{variable}: {exc}", str(exc), source=ENVIRONMENT))
+        return found, problems
+
+    @staticmethod
+    def _apply_environment(values: dict[str, Any], sources: dict[str, str],
+                           found: Mapping[str, Any]) -> None:
+        """The environment's values over the settings'; its bindings replace theirs."""
+        if any(name in found for name in BINDING_OPTIONS):
+            _reset_bindings(values, sources, (SETTINGS,))
+        for name, value in found.items():
+            values[name] = value
+            sources[name] = ENVIRONMENT
 
     @classmethod
     def _read_settings(cls, settings: Mapping[str, Any], settings_name: str
@@ -750,6 +853,17 @@ class Config:
             sources[option.name] = SETTINGS
         return values, sources, problems
 
+    def given_as(self, name: str, settings_name: str = "DAPHNE") -> str:
+        """How the option ``name`` was given, for messages: ``DAPHNE['PORT']``,
+        ``DJANGO_DAPHNE_PORT``, or its flag (from the command line, or by default)."""
+        option = next(o for o in self.options if o.name == name)
+        source = self.sources.get(name, DEFAULT)
+        if source == SETTINGS:
+            return f"{settings_name}[{option.setting!r}]"
+        if source == ENVIRONMENT:
+            return option.variable
+        return option.flag
+
     def replace(self: _C, **changes: Any) -> _C:
         """A copy with some values changed (validated, marked as from the command line)."""
         by_name = {option.name: option for option in self.options}
@@ -765,6 +879,9 @@ class Config:
     def _check_combinations(self, settings_name: str = "DAPHNE") -> None:
         problems = self._combination_problems(settings_name)
         if problems:
+            option = next((o for o in self.options if o.setting == problems[0].key), None)
+            if option is not None and self.sources.get(option.name) == ENVIRONMENT:
+                raise EnvironmentConfigError(str(problems[0]))
             raise ConfigError(str(problems[0]))
 
     def _combination_problems(self, settings_name: str) -> list[SettingProblem]:
@@ -778,10 +895,15 @@ class Config:
                         message = (f"{settings_name}[{option.setting!r}] has no effect without "
                                    f"{settings_name}['PROXY_HEADERS'] = True, and the server "
                                    "refuses to start.")
+                    elif self.sources[name] == ENVIRONMENT:
+                        message = (f"{option.variable} has no effect without PROXY_HEADERS "
+                                   "on (DJANGO_DAPHNE_PROXY_HEADERS=1), and the server "
+                                   "refuses to start.")
                     else:
                         message = (f"{option.flag} ({option.setting}) has no effect without "
                                    "--proxy-headers (PROXY_HEADERS = True).")
-                    problems.append(SettingProblem("combination", option.setting, message))
+                    problems.append(SettingProblem("combination", option.setting, message,
+                                                   source=self.sources[name]))
         if self.supervised and not hasattr(os, "fork"):
             option = OPTIONS_BY_NAME["workers"]
             problems.append(SettingProblem(
@@ -796,8 +918,7 @@ class Config:
                 "--http2 (HTTP2) is off: TLS clients would have no protocol to agree on."))
         if self.ssl_cert_reqs != "none" and not self.ssl_ca_certs:
             option = OPTIONS_BY_NAME["ssl_cert_reqs"]
-            name = (f"{settings_name}[{option.setting!r}]" if self.sources["ssl_cert_reqs"]
-                    == SETTINGS else option.flag)
+            name = self.given_as("ssl_cert_reqs", settings_name)
             problems.append(SettingProblem(
                 "combination", option.setting,
                 f"{name} is {self.ssl_cert_reqs!r}, which needs the certificate authorities "
@@ -857,8 +978,8 @@ class Config:
         found = []
         if host is not None:
             interface = host.strip("[]").replace(":", r"\:")
-            source = COMMAND_LINE if COMMAND_LINE in sources else (
-                SETTINGS if SETTINGS in sources else DEFAULT)
+            source = next((s for s in (COMMAND_LINE, ENVIRONMENT, SETTINGS) if s in sources),
+                          DEFAULT)
             found.append((f"tcp:port={port}:interface={interface}", source))
         if self.unix_socket:
             mode = f":mode={self.unix_socket_mode}" if self.unix_socket_mode else ""
@@ -884,6 +1005,16 @@ class Config:
     def describe(self) -> list[tuple[str, Any, str]]:
         """(setting key, value, source) for every option, for ``--show-config``."""
         return [(o.setting, getattr(self, o.name), self.sources[o.name]) for o in self.options]
+
+
+def _reset_bindings(values: dict[str, Any], sources: dict[str, str],
+                    replaced: tuple[str, ...]) -> None:
+    """The binding options given by the ``replaced`` sources back at their defaults."""
+    for name in BINDING_OPTIONS:
+        if sources[name] in replaced:
+            default = OPTIONS_BY_NAME[name].default
+            values[name] = list(default) if isinstance(default, list) else default
+            sources[name] = DEFAULT
 
 
 def log_level(config: Config) -> int:

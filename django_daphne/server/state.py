@@ -9,6 +9,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
+from ..asgi.errors import Refusal
 from .config import Config
 from .trust import TrustedProxies
 
@@ -19,6 +20,11 @@ if TYPE_CHECKING:
     from .access_log import AccessLog
 
 logger = logging.getLogger("django_daphne.server")
+
+# what a request refused at the concurrency limit is told: try again in a second
+RETRY_AFTER = b"1"
+# at most one warning this often (seconds) while requests are refused at the limit
+BUSY_WARNING_INTERVAL = 10.0
 
 
 class ServerState:
@@ -45,6 +51,13 @@ class ServerState:
             config.proxy_address_header, config.proxy_port_header, config.proxy_proto_header,
         ) if config.proxy_headers else None
         self.trusted_proxies = TrustedProxies(config.forwarded_allow_ips)
+        # --limit-concurrency: how many application instances (``streams``) may run at
+        # once (None: no limit); one more is answered with ``busy`` instead (the ASGI
+        # streams' start() checks, before calling the application)
+        self.limit_concurrency: int | None = config.limit_concurrency or None
+        self.busy = Refusal(503, "the server is at its concurrency limit; try again shortly",
+                            [(b"Retry-After", RETRY_AFTER)])
+        self._busy_warned_at: float | None = None
         self.server_header = (
             b"Server: " + config.server_name.encode("latin-1") + b"\r\n"
             if config.server_name else b""
@@ -72,6 +85,23 @@ class ServerState:
         (requests and WebSockets) have started.  Counted as they join ``streams``, so a
         server without a limit pays nothing for it."""
         self.streams = _CountingSet(self.streams, limit, reached)
+
+    def refused(self, client: Any, status: int, reason: str, size: int,
+                request: str = "-") -> None:
+        """A request the server answered itself without calling the application: one its
+        wire protocol would not take (malformed, too large, too slow: 4xx), or one
+        refused at the concurrency limit (``busy``).  Every such answer is recorded
+        here, once: the access log's line (``request`` when it was read), and a warning
+        (at most one every BUSY_WARNING_INTERVAL seconds) while the limit refuses."""
+        if status == 503 and reason == self.busy.reason:
+            warned = self._busy_warned_at
+            if warned is None or self.clock - warned >= BUSY_WARNING_INTERVAL:
+                self._busy_warned_at = self.clock
+                logger.warning("Refusing requests with 503: %d application calls are in "
+                               "flight, the concurrency limit (--limit-concurrency)",
+                               self.limit_concurrency)
+        if self.access_log is not None:
+            self.access_log.refused(client, status, size, request)
 
     def tick(self) -> None:
         """Advance the coarse clock; reformat the Date header when the second changed."""

@@ -75,7 +75,7 @@ def _env_prefix() -> str | None:
     """The environment variables' prefix, once the server reads them."""
     from django_daphne.server import config
 
-    return getattr(config, "ENV_PREFIX", None)
+    return getattr(config, "ENVIRONMENT_PREFIX", None)
 
 
 def _checks_rst() -> list[str]:

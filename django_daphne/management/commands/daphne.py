@@ -1,12 +1,14 @@
 """``manage.py daphne``: serve ASGI_APPLICATION in production, configured by settings.py.
 
 Every option of the ``daphne`` command is a flag here with the same name; each also has a
-``DAPHNE`` settings key.  The command line wins over settings, settings over the defaults.
+``DAPHNE`` settings key and a ``DJANGO_DAPHNE_*`` environment variable.  The command line
+wins over the environment, the environment over settings, settings over the defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -23,6 +25,7 @@ from ...conf import DJANGO_OPTIONS, application_path, build_config, import_path
 from ...server.cli import (
     add_option_arguments,
     binding_problems,
+    format_config,
     open_access_log,
     stop_during_startup,
 )
@@ -32,11 +35,9 @@ from ...server.config import (
     DEFAULT,
     OPTIONS,
     SETTINGS,
-    Config,
     ConfigError,
     asgi_threads,
 )
-from ...server.endpoints import endpoint_url
 from ...server.loading import AppImportError
 from ..serving import (
     ShowsImportTracebacks,
@@ -68,20 +69,6 @@ def parse_addrport(value: str) -> tuple[str | None, int]:
     elif addr and addr.startswith("["):
         addr = addr[1:-1]
     return addr, int(match.group("port"))
-
-
-def format_config(config: Config, application: str, application_source: str) -> str:
-    """The ``--show-config`` table: each setting, its effective value and its source."""
-    rows = [("APPLICATION", application, application_source)]
-    rows += [(key, repr(value), source) for key, value, source in config.describe()]
-    for description, source in config.bindings():
-        rows.append(("(listening on)", description, source))
-        rows.append(("(reached at)", endpoint_url(description), source))
-    width = max(len(row[0]) for row in rows)
-    value_width = min(50, max(len(row[1]) for row in rows))
-    return "".join(
-        f"{key:<{width}}  {value:<{value_width}}  {source}\n" for key, value, source in rows
-    )
 
 
 class Command(ShowsImportTracebacks, BaseCommand):
@@ -139,7 +126,7 @@ class Command(ShowsImportTracebacks, BaseCommand):
         parser.add_argument(
             "--show-config", action="store_true",
             help="Print every setting's effective value and where it came from (default, "
-            "settings or command line), then exit.",
+            "settings, environment or command line), then exit.",
         )
         add_option_arguments(parser, skip={"verbosity"})
         group = parser.add_argument_group("Django")
@@ -164,7 +151,7 @@ class Command(ShowsImportTracebacks, BaseCommand):
                 command_line["bind"] = addr
         app_path: str | None
         try:
-            config = build_config(command_line)
+            config = build_config(command_line, environ=os.environ)
             asgi_threads()
             if options["application"]:
                 app_path, app_source = import_path(options["application"]), COMMAND_LINE

@@ -24,7 +24,7 @@ from django.db import connections
 from django.utils import autoreload
 
 from ... import __version__
-from ...conf import application_path, build_config
+from ...conf import DjangoConfig, application_path, build_config
 from ...server.config import DEFAULT, OPTIONS_BY_NAME, Config, ConfigError, asgi_threads
 from ...server.loading import AppImportError
 from ..serving import (
@@ -95,6 +95,9 @@ class Command(ShowsImportTracebacks, StaticfilesRunserver):
                 asgi_threads()
             except ConfigError as exc:
                 raise CommandError(str(exc)) from None
+            problems = DjangoConfig.environment_problems(os.environ)
+            if problems:
+                raise CommandError(str(problems[0]))
         super().handle(*args, **options)
 
     def run(self, **options: Any) -> None:
@@ -155,15 +158,17 @@ class Command(ShowsImportTracebacks, StaticfilesRunserver):
         sys.exit(code)
 
     def server_config(self, options: dict[str, Any] | None = None) -> Config:
-        """The ``DAPHNE`` settings (timeouts, limits, ...) and Daphne's runserver flags,
-        listening on addrport only, stopping within ``DEVELOPMENT_SHUTDOWN_TIMEOUT``, with
-        the server's own lines at warning level unless ``DAPHNE['VERBOSITY']`` asks for
-        more: the banner and the request log say the rest."""
-        config, ignored = build_config().single_process()
+        """The ``DAPHNE`` settings (timeouts, limits, ...), the ``DJANGO_DAPHNE_*``
+        environment variables over them and Daphne's runserver flags over both, listening
+        on addrport only, stopping within ``DEVELOPMENT_SHUTDOWN_TIMEOUT``, with the
+        server's own lines at warning level unless ``VERBOSITY`` asks for more: the banner
+        and the request log say the rest."""
+        full = build_config(environ=os.environ)
+        config, ignored = full.single_process()
         if ignored and (options or {}).get("verbosity", 1) >= 2:
             self.stdout.write(
                 "runserver runs one process: " + ", ".join(
-                    f"DAPHNE[{OPTIONS_BY_NAME[name].setting!r}]" for name in ignored)
+                    full.given_as(name) for name in ignored)
                 + " apply to manage.py daphne and are ignored here.\n")
         verbosity = config.verbosity if config.sources["verbosity"] != DEFAULT else 1
         if config.sources["log_fmt"] == DEFAULT:

@@ -349,8 +349,7 @@ class HTTP2Handler:
         wire.response_start(status, [*fields, *headers])
         wire.response_body(body, False)
         self.stream_finished(wire)
-        if self.server.access_log is not None:
-            self.server.access_log.refused(self.conn.client, status, len(body))
+        self.server.refused(self.conn.client, status, reason, len(body))
 
     def _data(self, event: h2.events.DataReceived) -> None:
         wire = self.streams.get(event.stream_id)
