@@ -34,26 +34,36 @@ own redis-server (the production settings read it, as the tutorial says).
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from websockets.asyncio.client import ClientConnection as AsyncConnection
+from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
 from .django_helpers import BANNER_RE, ROOT, ManageProcess, free_port
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 DOC = ROOT / "docs" / "tutorial.rst"
 TEXT = DOC.read_text()
 # the supervisor's process id in the tutorial's sample output and kill commands
@@ -61,6 +71,69 @@ SAMPLE_PID = "4814"
 # a worker's accepted connection is found among this many at most (each lands on one of
 # two workers, as the kernel hashes its address: all on one is a chance of 2 ** -39)
 MAX_PROBES = 40
+# seconds a chat stays idle: more than channels_redis's wait for a message (5 s)
+IDLE = 6
+
+
+class Loop:
+    """An event loop in a thread of its own, that the test's WebSocket clients run on."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+
+_loop: Loop | None = None
+
+
+class Client:
+    """A WebSocket client used from the test's thread, as websockets' sync client is, but
+    whose connection one thread drives (websockets' asyncio client, on ``Loop``). The sync
+    client reads in a thread of its own while the caller's writes: over TLS 1.3 that
+    concurrent use of one SSL object loses, about once in 200 connections, the handshake
+    request it writes while the reader takes the server's session ticket (the request
+    never reaches the server, which closes the connection after HEADER_TIMEOUT).
+    A single-threaded blocking client and the asyncio client never lose it."""
+
+    def __init__(self, url: str, **kwargs) -> None:
+        global _loop
+        if _loop is None:
+            _loop = Loop()
+        self.loop = _loop
+
+        async def open_connection() -> AsyncConnection:
+            return await async_connect(url, open_timeout=30, **kwargs)
+
+        self.connection = self.loop.run(open_connection())
+
+    @property
+    def local_port(self) -> int:
+        return self.connection.transport.get_extra_info("sockname")[1]
+
+    def send(self, text: str) -> None:
+        self.loop.run(self.connection.send(text))
+
+    def recv(self, timeout: float) -> str:
+        try:
+            return self.loop.run(asyncio.wait_for(self.connection.recv(), timeout))
+        except asyncio.TimeoutError:  # TimeoutError's alias from Python 3.11 on only
+            raise TimeoutError(f"nothing received in {timeout} s") from None
+
+    def close(self) -> None:
+        self.loop.run(self.connection.close())
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def connect(url: str, **kwargs) -> Client:
+    return Client(url, **kwargs)
 
 
 @dataclass
@@ -165,11 +238,11 @@ class Shell:
         return ManageProcess([], env=self.env, cwd=self.cwd, command=shlex.split(command))
 
 
-def owner(client: ClientConnection, server_port: int, pids: set[int]) -> int:
+def owner(client: Client, server_port: int, pids: set[int]) -> int:
     """The process of ``pids`` that holds the server's end of ``client``'s connection: the
     kernel's table of TCP sockets names the accepted socket's inode (local port the
     server's, remote port the client's), and a process's descriptors name their inodes."""
-    client_port = client.socket.getsockname()[1]
+    client_port = client.local_port
     inodes = []
     for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = row.split()
@@ -192,7 +265,7 @@ def owner(client: ClientConnection, server_port: int, pids: set[int]) -> int:
     return holders[0]
 
 
-def exchange(ada: ClientConnection, bob: ClientConnection) -> None:
+def exchange(ada: Client, bob: Client) -> None:
     """A message from each of two clients of one room reaches both (through the channel
     layer, and only so: each consumer sends its own client what the group gets)."""
     ada.send(json.dumps({"message": "hello from ada"}))
@@ -204,13 +277,12 @@ def exchange(ada: ClientConnection, bob: ClientConnection) -> None:
 
 
 def on_two_workers(stack: ExitStack, url: str, origin: str, context: ssl.SSLContext,
-                   port: int, workers: set[int]) -> list[tuple[ClientConnection, int]]:
+                   port: int, workers: set[int]) -> list[tuple[Client, int]]:
     """Two clients of one room whose connections two different workers serve: clients are
     connected until one lands on another worker than the first (those on the same one are
     closed), a bounded number of times. ``stack`` closes the two in the end."""
-    def join() -> tuple[ClientConnection, int]:
-        client = stack.enter_context(connect(url, origin=origin, ssl=context,
-                                             open_timeout=30))
+    def join() -> tuple[Client, int]:
+        client = stack.enter_context(connect(url, origin=origin, ssl=context))
         return client, owner(client, port, workers)
 
     first = join()
@@ -221,6 +293,52 @@ def on_two_workers(stack: ExitStack, url: str, origin: str, context: ssl.SSLCont
         other[0].close()
     first[0].close()
     raise AssertionError(f"{MAX_PROBES} connections all served by worker {first[1]}")
+
+
+def start_browser() -> webdriver.Chrome:
+    """Headless Chromium, accepting the tutorial's self-signed certificate as its user
+    does (the warning's "proceed")."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--ignore-certificate-errors"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def log_items(driver: webdriver.Chrome) -> list[str]:
+    return [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#log li")]
+
+
+def connected(driver: webdriver.Chrome, old: bool = True) -> None:
+    """Until the page's socket is open (a new one, with ``old=False``: not the one
+    ``window.before`` holds)."""
+    script = "return socket.readyState === WebSocket.OPEN" + (
+        "" if old else " && socket !== window.before")
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(script))
+
+
+def browser_chats(driver: webdriver.Chrome, page: str, url: str, origin: str,
+                  **kwargs) -> None:
+    """The room's page in the browser, styled by its static CSS, and a client of the same
+    room: what one sends, the other shows."""
+    driver.get(page)
+    connected(driver)
+    font = driver.find_element(By.TAG_NAME, "body").value_of_css_property("font-family")
+    assert font == "sans-serif", font  # chat.css applied
+    with connect(url, origin=origin, **kwargs) as bob:
+        driver.find_element(By.ID, "message").send_keys("from the browser")
+        driver.find_element(By.TAG_NAME, "button").click()
+        assert json.loads(bob.recv(timeout=30)) == {"message": "from the browser"}
+        bob.send(json.dumps({"message": "to the browser"}))
+        WebDriverWait(driver, 30).until(
+            lambda d: log_items(d) == ["from the browser", "to the browser"])
+    severe = [entry["message"] for entry in driver.get_log("browser")
+              if entry["level"] == "SEVERE" and "/favicon.ico " not in entry["message"]]
+    assert severe == [], severe
 
 
 def test_every_code_block_is_a_file_or_a_step():
@@ -260,7 +378,7 @@ def test_following_the_tutorial(tmp_path, redis_url):
     project = tmp_path / "chat-tutorial"
     css = file_block("chat/static/chat/chat.css")
     servers: list[ManageProcess] = []
-    clients: list[ClientConnection] = []
+    clients: list[Client] = []
     context = None
     server = None
     steps_run = []
@@ -288,9 +406,10 @@ def test_following_the_tutorial(tmp_path, redis_url):
         assert 'href="/static/chat/chat.css"' in page.text
         assert httpx.get(base + "/static/chat/chat.css", timeout=30).text == css
         url = f"ws://127.0.0.1:{dev_port}/ws/chat/lobby/"
-        with connect(url, origin=base, open_timeout=30) as ada, \
-                connect(url, origin=base, open_timeout=30) as bob:
+        with connect(url, origin=base) as ada, connect(url, origin=base) as bob:
             exchange(ada, bob)
+        browser_chats(browser(), base + "/chat/lobby/", url, base)
+        browser().get("about:blank")  # its WebSocket closed before the server stops
         dev.signal(signal.SIGINT, group=True)  # Ctrl-C, to the terminal's process group
         assert dev.wait_exit() == 0, dev.output
 
@@ -329,6 +448,18 @@ def test_following_the_tutorial(tmp_path, redis_url):
         clients.extend(client for client, _ in pair)
         assert {pid for _, pid in pair} == workers
         exchange(*clients)  # from one worker to the other: through Redis
+        # an idle room stays open past the layer's wait for messages (BZPOPMIN, 5 s at a
+        # time: a client read timeout as long, redis-py 8's default, made it crash), then
+        # talks again
+        with pytest.raises(TimeoutError):
+            clients[0].recv(timeout=IDLE)
+        exchange(*clients)
+        # the page, over HTTPS, its socket over wss; it stays open over the reload
+        browser_chats(browser(), base + "/chat/lobby/",
+                      f"wss://127.0.0.1:{tls_port}/ws/chat/lobby/", base, ssl=context)
+        for client in clients:  # in the room too, on both workers
+            assert [json.loads(client.recv(timeout=30))["message"] for _ in range(2)] \
+                == ["from the browser", "to the browser"]
 
     def step_curl(text: str) -> None:
         output = shell.run(replace(text, "https://127.0.0.1:8443/",
@@ -340,6 +471,7 @@ def test_following_the_tutorial(tmp_path, redis_url):
     def step_reload(text: str) -> None:
         assert server is not None and context is not None
         mark = server.line_count()
+        browser().execute_script("window.before = socket")
         shell.run(replace(text, f"kill -HUP {SAMPLE_PID}", f"kill -HUP {server.proc.pid}"))
         done = server.wait_for(r"Reloaded: workers (\d+), (\d+) serve; (\d+), (\d+) drain",
                                start=mark)
@@ -358,18 +490,33 @@ def test_following_the_tutorial(tmp_path, redis_url):
                               context, tls_port, new)
         clients.extend(client for client, _ in pair)
         exchange(*clients)
+        # the page connected again by itself, to a new worker, and gets the room's messages
+        connected(browser(), old=False)
+        clients[0].send(json.dumps({"message": "after the reload"}))
+        WebDriverWait(browser(), 30).until(
+            lambda d: log_items(d)[-1:] == ["after the reload"])
+        browser().get("about:blank")
 
     def step_stop(text: str) -> None:
         assert server is not None
         shell.run(replace(text, f"kill -TERM {SAMPLE_PID}", f"kill -TERM {server.proc.pid}"))
         assert server.wait_exit() == 0, server.output
         assert server.lines[-1].endswith(f"[{server.proc.pid}] Server stopped"), server.output
+        assert "Traceback" not in server.output and "ERROR" not in server.output, \
+            server.output
 
     handlers = {"install": step_install, "runserver": step_runserver, "check": step_check,
                 "serve": step_serve, "curl": step_curl, "reload": step_reload,
                 "stop": step_stop}
     changes = {"mysite/production.py": [("ssl:8443:", f"ssl:{tls_port}:")]}
     stack = ExitStack()
+    drivers: list[webdriver.Chrome] = []
+
+    def browser() -> webdriver.Chrome:
+        if not drivers:
+            drivers.append(start_browser())
+        return drivers[0]
+
     try:
         for block in blocks():
             if block.caption is not None:
@@ -382,8 +529,12 @@ def test_following_the_tutorial(tmp_path, redis_url):
                 handlers.get(block.step, lambda text: shell.run(text))(block.text)
                 steps_run.append(block.step)
     finally:
+        for driver in drivers:
+            driver.quit()
         stack.close()
         for process in servers:
             process.stop()
+            # shown when the test fails
+            print(f"--- {' '.join(process.args)}\n{process.output}")
     assert steps_run == ["install", "startproject", "migrate", "runserver", "certificate",
                          "environment", "check", "serve", "curl", "reload", "stop"]
