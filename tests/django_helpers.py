@@ -25,9 +25,10 @@ LISTEN_RE = r"Listening on TCP address \[?([0-9a-fA-F.:]+)\]?:(\d+)"
 
 
 class ManageProcess:
-    """``python manage.py ARGS`` in ``cwd`` (the repository root by default)."""
+    """``python manage.py ARGS`` in ``cwd`` (the repository root by default), or another
+    ``command`` line (a list, looked up on ``env``'s PATH) collected the same way."""
 
-    def __init__(self, args, env=None, cwd=None, pty=False, pass_fds=()):
+    def __init__(self, args, env=None, cwd=None, pty=False, pass_fds=(), command=None):
         self.cwd = Path(cwd or ROOT)
         full_env = dict(os.environ)
         full_env["PYTHONUNBUFFERED"] = "1"
@@ -35,7 +36,8 @@ class ManageProcess:
             [str(self.cwd), str(ROOT), full_env.get("PYTHONPATH", "")]
         )
         full_env.update(env or {})
-        self.args = [sys.executable, "manage.py", *args]
+        self.args = list(command) if command is not None else [sys.executable, "manage.py",
+                                                                *args]
         self.master = None
         if pty:
             import pty as pty_module
