@@ -73,7 +73,9 @@ if os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["REDIS_URL"]]},
+            # no read timeout: the layer waits for messages 5 s at a time, which redis-py
+            # 8's default timeout (5 s) would cut short, closing idle consumers with 1011
+            "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": None}]},
         },
     }
 else:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from websockets.sync.client import connect
 
 from .django_helpers import LISTEN_RE, ManageProcess, run_manage
+
+
+IDLE = 6.5  # seconds a room stays quiet: longer than channels_redis's 5 s BZPOPMIN wait
 
 
 def start_server(env) -> tuple[ManageProcess, str]:
@@ -33,6 +37,13 @@ def test_message_crosses_server_processes_through_redis(tmp_path, redis_url):
             received = [json.loads(ada.recv(timeout=10)) for _ in range(2)]
             assert received == [{"author": "ada", "text": "over redis"},
                                 {"author": "bob", "text": "and back"}]
+            # idle longer than the layer's 5 s wait for a message: with redis-py 8's
+            # default read timeout (5 s) an idle consumer was closed with 1011
+            assert json.loads(bob.recv(timeout=10))["text"] == "and back"  # his own
+            with pytest.raises(TimeoutError):
+                bob.recv(timeout=IDLE)
+            ada.send(json.dumps({"author": "ada", "text": "still here"}))
+            assert json.loads(bob.recv(timeout=10))["text"] == "still here"
     finally:
         first.stop()
         second.stop()
