@@ -27,6 +27,7 @@ GROUP_TITLES = {
     "limits": "request limits and timeouts",
     "http2": "HTTP/2",
     "websocket": "WebSocket",
+    "observability": "metrics and health",
 }
 
 
