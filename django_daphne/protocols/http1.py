@@ -246,6 +246,7 @@ class HTTP1Handler:
         conn = self.conn
         if not status:  # not HTTP/1.x at all: nobody to read an HTTP/1.1 answer
             logger.info("Closed the connection of %s: %s", conn.client, reason)
+            self.server.refused(conn.client, 0, 0)
             conn.close_after_error()
             return
         logger.info("Refused a request from %s: %d %s", conn.client, status, reason)
@@ -258,8 +259,7 @@ class HTTP1Handler:
             + b"Connection: close\r\n" + server.date_header + server.server_header + b"\r\n"
             + body
         )
-        if server.access_log is not None:
-            server.access_log.refused(conn.client, status, len(body))
+        server.refused(conn.client, status, len(body))
         conn.close_after_error()  # the client may be sending still: see there
 
     # -- the wire an HTTPStream writes its response through

@@ -10,6 +10,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
+from .counts import Counts
 from .trust import TrustedProxies
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class ServerState:
         self.streams: set[ApplicationInstance] = set()  # the running application instances
         self.lifespan_state: dict[str, Any] | None = None
         self.access_log: AccessLog | None = None  # None when it is off
+        self.counts: Counts | None = None  # None when metrics are off (see .counts)
         self.shutting_down = False
         # what the hot path needs in another form than the config's
         self.http_timeout: float | None = config.http_timeout or None  # 0: no limit
@@ -66,6 +68,15 @@ class ServerState:
 
             self._autobahn_factory = make_factory(self.config)
         return self._autobahn_factory
+
+    def refused(self, client: Any, status: int, size: int) -> None:
+        """A request refused before any application saw it, answered ``status`` (0: not
+        answered: the connection closed, or the HTTP/2 stream reset, for a malformed
+        request): every wire reports it here, for the access log and the metrics."""
+        if status and self.access_log is not None:
+            self.access_log.refused(client, status, size)
+        if self.counts is not None:
+            self.counts.refused(str(status) if status else "malformed")
 
     def limit_instances(self, limit: int, reached: Callable[[int], None]) -> None:
         """--max-requests: call ``reached(limit)`` once ``limit`` application instances
