@@ -3,6 +3,8 @@ request the client holds open, a blocked loop and a raised exception."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 
 
@@ -28,6 +30,12 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                gate = os.environ.get("METRICS_TEST_GATE")
+                if gate:  # the test decides when this process's startup completes
+                    reader, writer = await asyncio.open_unix_connection(gate)
+                    writer.write(b"%d\n" % os.getpid())
+                    await reader.read(1)
+                    writer.close()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
