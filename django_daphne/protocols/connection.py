@@ -60,15 +60,6 @@ def _ignore(data: bytes) -> None:
     """Where the bytes of a closed connection go."""
 
 
-def _counted_writer(write: Callable[[bytes], None], counts: Counts
-                    ) -> Callable[[bytes], None]:
-    def counted(data: bytes) -> None:
-        counts.sent += len(data)
-        write(data)
-
-    return counted
-
-
 def _counted_reader(receive: Callable[[bytes], None], counts: Counts
                     ) -> Callable[[bytes], None]:
     def counted(data: bytes) -> None:
@@ -128,11 +119,10 @@ class Connection(Protocol):
         # Twisted's transport.write always waits for the next writable event (an epoll
         # registration, a loop turn and a deregistration per response): on plain TCP and
         # UNIX sockets this one sends at once what the socket takes, in order
-        self.write = make_writer(transport)
         counts = server.counts
-        if counts is not None:  # metrics on: connections and bytes counted
+        self.write = make_writer(transport, counts)  # (with metrics on, bytes counted)
+        if counts is not None:
             counts.connections += 1
-            self.write = _counted_writer(self.write, counts)
         transport.registerProducer(self, True)
         server.connections.add(self)
         self.handler = HTTP1Handler(self)

@@ -19,7 +19,8 @@ from typing import Any
 # the request duration histogram's upper bounds (seconds); one more bucket holds the rest
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                     5.0, 10.0, 30.0, 60.0)
-_NO_BUCKETS = [0] * (len(DURATION_BUCKETS) + 1)
+# a count per bucket (and one over the last bound), then the durations' sum
+_NO_BUCKETS: list[float] = [0] * (len(DURATION_BUCKETS) + 1) + [0.0]
 # what a request whose client left before its response ended has for a status
 ABORTED = 0
 
@@ -27,16 +28,16 @@ ABORTED = 0
 class Counts:
     """The counters of one server process since the last fold."""
 
-    __slots__ = ("requests", "durations", "duration_sums", "websockets_opened",
+    __slots__ = ("requests", "durations", "websockets_opened",
                  "websockets_closed", "refusals", "app_errors", "connections", "received",
                  "sent")
 
     def __init__(self) -> None:
         # (protocol: the scope's http_version or "websocket", method, status) -> requests
         self.requests: dict[tuple[str, str, int], int] = {}
-        # http_version -> a count per DURATION_BUCKETS bucket (and one over), their sum
-        self.durations: dict[str, list[int]] = {}
-        self.duration_sums: dict[str, float] = {}
+        # http_version -> a count per DURATION_BUCKETS bucket (and one over), then their
+        # sum (one list: one lookup a request)
+        self.durations: dict[str, list[float]] = {}
         self.websockets_opened: dict[str, int] = {}  # http_version -> opened
         self.websockets_closed: dict[int, int] = {}  # close code -> closed
         self.refusals: dict[str, int] = {}  # reason (a status, or a word) -> refused
@@ -62,13 +63,16 @@ class Counts:
         version = scope["http_version"]
         key = (version, scope["method"], status)
         requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
-        buckets = self.durations.get(version)
-        if buckets is None:
+        try:
+            requests[key] += 1
+        except KeyError:
+            requests[key] = 1
+        try:
+            buckets = self.durations[version]
+        except KeyError:
             buckets = self.durations[version] = list(_NO_BUCKETS)
-            self.duration_sums[version] = 0.0
         buckets[bisect_left(DURATION_BUCKETS, duration)] += 1
-        self.duration_sums[version] += duration
+        buckets[-1] += duration
 
     def websocket(self, scope: dict[str, Any], status: int) -> None:
         """A WebSocket handshake answered: accepted (``status`` 101), or denied."""

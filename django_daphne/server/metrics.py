@@ -121,7 +121,7 @@ class _Family:
             "--loop-block-threshold.", **kw)
 
 
-def _add_to_histogram(child: Any, buckets: list[int], total: float) -> None:
+def _add_to_histogram(child: Any, buckets: list[Any], total: float) -> None:
     """Add counts per bucket (the histogram's own bounds, in order) and their sum to a
     Histogram's child, as that many observe() calls would (see the module docstring)."""
     values = child._buckets
@@ -161,7 +161,7 @@ class ProcessMetrics:
                                    status_class(status)).inc(count)
         for version, buckets in taken.durations.items():
             _add_to_histogram(family.duration.labels(PROTOCOLS.get(version, version)),
-                              buckets, taken.duration_sums[version])
+                              buckets[:-1], buckets[-1])
         for version, count in taken.websockets_opened.items():
             family.websockets_opened.labels(PROTOCOLS.get(version, version)).inc(count)
         for code, count in taken.websockets_closed.items():
@@ -176,8 +176,8 @@ class ProcessMetrics:
             family.received.inc(taken.received)
         if taken.sent:
             family.sent.inc(taken.sent)
-        buckets, total, worst, incidents = self.lag.take()
-        _add_to_histogram(family.lag, buckets, total)
+        lags, total, worst, incidents = self.lag.take()
+        _add_to_histogram(family.lag, lags, total)
         family.lag_max.set(worst)
         if incidents:
             family.blocked.inc(incidents)
@@ -186,8 +186,6 @@ class ProcessMetrics:
     def _gauges(self) -> None:
         """The open connections and the requests in flight, as they are now: read from the
         server's own sets, so the hot path counts nothing for them."""
-        from ..protocols.connection import Connection  # noqa: F401 - the handlers' home
-
         state = self.state
         open_now: dict[str, int] = {}
         for conn in state.connections:
