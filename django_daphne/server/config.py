@@ -575,7 +575,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "loop_block_threshold", 0.5, as_seconds, "Log a warning (once per incident, with its "
         "duration) when the event loop was blocked longer than this many seconds; 0 for "
-        "never. The lag is measured either way (with --metrics-endpoint).",
+        "never. With --metrics-endpoint the lag is also a metric "
+        "(daphne_event_loop_lag_seconds).",
         flags=("--loop-block-threshold",), metavar="SECONDS", minimum=0.05, unlimited=0,
         group="observability",
     ),
