@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: import `bench` as a package fr
 
 from bench import report
 from bench.servers import (
+    NOT_BY_DEFAULT,
     PEERS_VENV,
     ROOT,
     SERVERS,
@@ -82,8 +83,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true",
                         help="Say what the selected servers and workloads need and whether "
                         "it is there, then exit.")
-    parser.add_argument("--servers", default=",".join(SERVERS),
-                        help=f"Comma-separated servers to run. Default: {','.join(SERVERS)}.")
+    default_servers = ",".join(name for name in SERVERS if name not in NOT_BY_DEFAULT)
+    parser.add_argument("--servers", default=default_servers,
+                        help=f"Comma-separated servers to run. Default: {default_servers}; "
+                        f"also {', '.join(sorted(NOT_BY_DEFAULT))} (django-daphne with "
+                        "--metrics-endpoint, the cost of metrics).")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"Comma-separated workloads. Default: all, {','.join(WORKLOADS)} "
                         "(those not built yet print n/a).")

@@ -155,6 +155,12 @@ def _django_daphne(s: Start) -> list[str]:
     return [*argv, s.app]
 
 
+def _django_daphne_metrics(s: Start) -> list[str]:
+    """django-daphne with its metrics listener on (a free port): the cost of metrics."""
+    argv = _django_daphne(s)
+    return [*argv[:-1], "--metrics-endpoint", "127.0.0.1:0", argv[-1]]
+
+
 def _daphne(s: Start) -> list[str]:
     bind = ["-e", s.twisted_ssl] if s.launch.tls else ["-b", "127.0.0.1", "-p", str(s.port)]
     return [peers_bin("daphne"), *bind, "-v", "0", s.app]
@@ -195,6 +201,14 @@ SERVERS: dict[str, ServerSpec] = {
             name="django-daphne",
             label="django-daphne",
             argv=_django_daphne,
+            python=main_python,
+            distribution="django-daphne",
+            features=frozenset({HTTP1, H2_TLS, H2C, WEBSOCKET, DJANGO, WORKERS}),
+        ),
+        ServerSpec(
+            name="django-daphne-metrics",
+            label="django-daphne +metrics",
+            argv=_django_daphne_metrics,
             python=main_python,
             distribution="django-daphne",
             features=frozenset({HTTP1, H2_TLS, H2C, WEBSOCKET, DJANGO, WORKERS}),
@@ -244,6 +258,10 @@ SERVERS: dict[str, ServerSpec] = {
         ),
     )
 }
+
+
+# run only when named in --servers (beside django-daphne, for the A/B of metrics on and off)
+NOT_BY_DEFAULT = frozenset({"django-daphne-metrics"})
 
 
 def snapshot(dest: Path) -> str:

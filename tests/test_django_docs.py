@@ -36,7 +36,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_runtests_installs_the_system_packages_and_extras_the_tests_use():
     script = (ROOT / "runtests").read_text()
     for package in ("redis-server", "chromium", "chromium-driver", "wrk", "nghttp2-client",
-                    "curl", "python3-venv"):
+                    "curl", "python3-venv", "prometheus"):
         assert f"missing+=({package})" in script
     assert '-e ".[channels,redis,dev]"' in script
     assert 'python -m pytest "$@"' in script

@@ -10,7 +10,6 @@ from websockets.sync.client import connect
 
 from .django_helpers import LISTEN_RE, ManageProcess, run_manage
 
-
 IDLE = 6.5  # seconds a room stays quiet: longer than channels_redis's 5 s BZPOPMIN wait
 
 

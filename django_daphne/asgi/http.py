@@ -15,8 +15,10 @@ import enum
 import logging
 import re
 from collections.abc import Mapping
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from ..server.counts import ABORTED
 from .errors import ClientDisconnected, Refusal, UnexpectedMessage, error_page
 from .instance import ApplicationInstance
 from .scope import connection_scope
@@ -163,8 +165,9 @@ class HTTPStream(ApplicationInstance):
             server.loop.call_soon(self._refuse, server.busy)
             return
         now = server.clock  # (coarse: the sweep's)
-        if server.access_log is not None:  # it may log the duration
-            self.started_at = server.loop.time()
+        if server.access_log is not None or server.counts is not None:  # for the duration
+            # (not loop.time(): uvloop's stands still within a turn of the loop)
+            self.started_at = perf_counter()
         timeout = server.http_timeout
         app_due = self.app_due = None if timeout is None else now + timeout
         if self.expect_continue or self.body_done:
@@ -259,6 +262,10 @@ class HTTPStream(ApplicationInstance):
         self._linger()
         if self.waiter is not None:
             self._wake()
+        counts = self.server.counts
+        if counts is not None and self.state is not DONE and self.task is not None:
+            # its client left before the response ended: counted now, as abandoned
+            counts.http(self.scope, ABORTED, perf_counter() - self.started_at)
 
     # -- the application's side
 
@@ -448,6 +455,9 @@ class HTTPStream(ApplicationInstance):
             self.sent = 0  # no body went out, whatever the application sent (logged "-")
         if server.access_log is not None:
             server.access_log.http(self)
+        counts = server.counts
+        if counts is not None:
+            counts.http(self.scope, self.status, perf_counter() - self.started_at)
         if self.waiter is not None:
             self._wake()
         self.wire.response_complete()

@@ -100,6 +100,8 @@ class ApplicationInstance:
             if self.cancelled_because is None:
                 raise
         except BaseException as exc:
+            if self.server.counts is not None:
+                self.server.counts.app_error(self.scope["type"])
             if self.disconnected:
                 logger.debug("Application for %s raised after its client left: %r",
                              self.describe(), exc)

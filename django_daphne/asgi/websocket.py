@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..server.counts import ABORTED
 from .errors import ClientDisconnected, Refusal, UnexpectedMessage, error_page
 from .http import check_headers
 from .instance import ApplicationInstance
@@ -169,6 +170,9 @@ class WebSocketStream(ApplicationInstance):
         self.disconnected = True
         self.state = CLOSED
         self.close_code = code or 1005
+        counts = self.server.counts
+        if counts is not None and self.was_opened:
+            counts.websocket_closed(self.close_code)
         self.inbox.append({"type": "websocket.disconnect", "code": code or 1005,
                            "reason": reason or ""})
         if self.was_opened:
@@ -256,6 +260,8 @@ class WebSocketStream(ApplicationInstance):
                 headers = self._drop_handshake_headers(headers)
             self.state = OPEN
             self.deadline = None
+            if self.server.counts is not None:
+                self.server.counts.websocket(self.scope, 101)
             self.wire.accept(subprotocol, headers)
             return
         if state == CONNECTING and kind == "websocket.http.response.start":
@@ -272,6 +278,8 @@ class WebSocketStream(ApplicationInstance):
             self.state = DENYING
             self.status = status
             self.deadline = None
+            if self.server.counts is not None:
+                self.server.counts.websocket(self.scope, status)
             self.wire.deny(status, headers)
             return
         if state == DENYING and kind == "websocket.http.response.body":
@@ -311,6 +319,8 @@ class WebSocketStream(ApplicationInstance):
 
     def _deny_plain(self, status: int) -> None:
         self.status = status
+        if self.server.counts is not None:
+            self.server.counts.websocket(self.scope, status)
         self._log("REJECT")
         body = b"WebSocket connection refused\n" if status == 403 else b"Server error\n"
         self.wire.deny(status, [(b"content-type", b"text/plain; charset=utf-8")])
@@ -349,6 +359,8 @@ class WebSocketStream(ApplicationInstance):
                            self.scope["path"], self.server.config.websocket_connect_timeout)
             self.state = CLOSED
             self._log("REJECT")
+            if self.server.counts is not None:
+                self.server.counts.websocket(self.scope, ABORTED)
             self.wire.abort()
         elif self.state == OPEN:
             self.state = CLOSED

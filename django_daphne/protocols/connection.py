@@ -38,6 +38,7 @@ from .transport import (
 )
 
 if TYPE_CHECKING:
+    from ..server.counts import Counts
     from ..server.state import ServerState
     from .http1_parser import RequestHead
     from .http2.websocket import H2Tunnel
@@ -57,6 +58,15 @@ LINGER_BYTES = 4 * 1024 * 1024
 
 def _ignore(data: bytes) -> None:
     """Where the bytes of a closed connection go."""
+
+
+def _counted_reader(receive: Callable[[bytes], None], counts: Counts
+                    ) -> Callable[[bytes], None]:
+    def counted(data: bytes) -> None:
+        counts.received += len(data)
+        receive(data)
+
+    return counted
 
 
 @implementer(IPushProducer)
@@ -109,7 +119,10 @@ class Connection(Protocol):
         # Twisted's transport.write always waits for the next writable event (an epoll
         # registration, a loop turn and a deregistration per response): on plain TCP and
         # UNIX sockets this one sends at once what the socket takes, in order
-        self.write = make_writer(transport)
+        counts = server.counts
+        self.write = make_writer(transport, counts)  # (with metrics on, bytes counted)
+        if counts is not None:
+            counts.connections += 1
         transport.registerProducer(self, True)
         server.connections.add(self)
         self.handler = HTTP1Handler(self)
@@ -119,6 +132,9 @@ class Connection(Protocol):
         handler's ``data_received`` directly (see _route), and nothing once closed."""
         if self.closed:
             return
+        counts = self.server.counts
+        if counts is not None:
+            counts.received += len(data)
         if self.sniff_held:
             data = self.sniff_held + data
             self.sniff_held = b""
@@ -156,7 +172,11 @@ class Connection(Protocol):
         if self.closed:
             self.dataReceived = _ignore  # type: ignore[method-assign]
         elif not self.sniffing:
-            self.dataReceived = self.handler.data_received  # type: ignore[method-assign]
+            counts = self.server.counts
+            receive: Callable[[bytes], None] = self.handler.data_received
+            if counts is not None:
+                receive = _counted_reader(receive, counts)
+            self.dataReceived = receive  # type: ignore[method-assign, assignment]
 
     def _speaks_http2(self, data: bytes) -> bool:
         """ALPN chose h2, or the first bytes are the preface: "PRI " begins only the preface

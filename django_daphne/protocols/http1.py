@@ -246,6 +246,7 @@ class HTTP1Handler:
         conn = self.conn
         if not status:  # not HTTP/1.x at all: nobody to read an HTTP/1.1 answer
             logger.info("Closed the connection of %s: %s", conn.client, reason)
+            self.server.refused(conn.client, 0, reason, 0)
             conn.close_after_error()
             return
         logger.info("Refused a request from %s: %d %s", conn.client, status, reason)

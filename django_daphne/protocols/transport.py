@@ -32,7 +32,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import main, tcp
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -42,6 +42,9 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from ..asgi.scope import address, server_address
+
+if TYPE_CHECKING:
+    from ..server.counts import Counts
 
 
 class Transport(Protocol):
@@ -80,11 +83,12 @@ class Transport(Protocol):
 _DIRECT: dict[type, bool] = {}
 
 
-def make_writer(transport: Any) -> Callable[[bytes], None]:
+def make_writer(transport: Any, counts: Counts | None = None) -> Callable[[bytes], None]:
     """The function a connection writes through.  For a plain TCP or UNIX transport it
     sends straight to the socket while Twisted holds nothing unsent before it, and queues
     what the socket does not take (or all of it) through the transport, in order; for TLS
-    (and anything else) it is the transport's own write.  (isinstance, not hasattr: a TLS
+    (and anything else) it is the transport's own write.  With ``counts`` (metrics on) it
+    adds what it writes to ``counts.sent``.  (isinstance, not hasattr: a TLS
     wrapper forwards attributes to the TCP transport under it.)"""
     kind = type(transport)
     direct = _DIRECT.get(kind)
@@ -93,9 +97,34 @@ def make_writer(transport: Any) -> Callable[[bytes], None]:
             transport, "_tempDataBuffer") and hasattr(transport, "dataBuffer"))
     if not direct:
         write: Callable[[bytes], None] = transport.write
-        return write
+        if counts is None:
+            return write
+
+        def write_counted(data: bytes) -> None:
+            counts.sent += len(data)
+            write(data)
+
+        return write_counted
     sock: socket.socket = transport.socket
     queue: Callable[[bytes], None] = transport.write
+    if counts is not None:
+
+        def write_now_counted(data: bytes) -> None:
+            counts.sent += len(data)
+            if not transport.dataBuffer and not transport._tempDataBuffer \
+                    and not transport.disconnecting:
+                try:
+                    sent = sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            queue(data)
+
+        return write_now_counted
 
     def write_now(data: bytes) -> None:
         if not transport.dataBuffer and not transport._tempDataBuffer \

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from time import perf_counter
 from typing import Any, TextIO
 
 LOGGER = "django_daphne.access"
@@ -152,7 +153,7 @@ class AccessLog:
             path += "?" + scope["query_string"].decode("latin-1")
         self.write_entry(
             scope["client"], "%s %s" % (scope["method"], path), stream.status, stream.sent,
-            scope, stream.server.loop.time() - stream.started_at,
+            scope, perf_counter() - stream.started_at,
         )
 
     def refused(self, client: Any, status: int, size: int, request: str = "-") -> None:

@@ -37,6 +37,7 @@ GROUP_TITLES = {
     "limits": "request limits and timeouts",
     "http2": "HTTP/2",
     "websocket": "WebSocket",
+    "observability": "metrics and health",
 }
 
 

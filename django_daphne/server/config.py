@@ -171,6 +171,36 @@ def as_trusted_proxies(value: Any) -> list[str]:
     return parse_trusted(as_str_list(value))
 
 
+def as_metrics_endpoint(value: Any) -> str:
+    """Where the metrics and health listener listens: ``HOST:PORT`` (``[::1]:PORT`` for
+    IPv6), ``PORT`` alone (127.0.0.1), or ``unix:PATH``; returned as given, checked."""
+    text = as_str(value).strip()
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise ValueError("expected unix:PATH, got an empty path")
+        return text
+    try:
+        metrics_address(text)
+    except ValueError as exc:
+        raise ValueError(f"expected HOST:PORT, PORT or unix:PATH ({exc}), got {text!r}") \
+            from None
+    return text
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """(host, port) of a TCP metrics endpoint (see as_metrics_endpoint)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = DEFAULT_HOST, text
+    elif host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address goes in brackets, as [::1]:9100")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not a number from 0 to 65535")
+    return host or DEFAULT_HOST, int(port_text)
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: how it is spelled, parsed, checked and documented."""
@@ -585,16 +615,42 @@ OPTIONS: tuple[Option, ...] = (
         "no limit.",
         flags=("--websocket-max-frame-size",), metavar="BYTES", minimum=0, group="websocket",
     ),
+    # -- observability: metrics and health (docs/howto/metrics-and-health.rst)
+    Option(
+        "metrics_endpoint", None, as_metrics_endpoint, "Serve Prometheus metrics (/metrics) "
+        "and health checks (/livez, /readyz) on a listener of their own, never the "
+        "application's: HOST:PORT, PORT (on 127.0.0.1) or unix:PATH. With --workers the "
+        "supervisor serves it, one view of every worker. Off by default.",
+        flags=("--metrics-endpoint",), metavar="ADDRESS", none_ok=True,
+        group="observability",
+    ),
+    Option(
+        "unready_delay", 0.0, as_seconds, "On SIGTERM or SIGINT, seconds between /readyz "
+        "turning unready and the listeners closing (requests are served as usual "
+        "meanwhile), so that a load balancer stops sending first; with --workers, also "
+        "between a SIGHUP reload's new workers being ready and the old ones draining.",
+        flags=("--unready-delay",), metavar="SECONDS", minimum=0, group="observability",
+    ),
+    Option(
+        "loop_block_threshold", 0.5, as_seconds, "Log a warning (once per incident, with its "
+        "duration) when the event loop was blocked longer than this many seconds; 0 for "
+        "never. With --metrics-endpoint the lag is also a metric "
+        "(daphne_event_loop_lag_seconds).",
+        flags=("--loop-block-threshold",), metavar="SECONDS", minimum=0.05, unlimited=0,
+        group="observability",
+    ),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 # where to listen: given on the command line, they replace those of the settings
 BINDING_OPTIONS = ("bind", "port", "unix_socket", "fd", "endpoints")
-# what only the --workers supervisor reads: a server that always runs in one process
-# (runserver, the live-server test case) ignores them
+# what only a served process reads (the --workers supervisor, or a daphne process of its
+# own): a server that always runs in one process among others (runserver, the live-server
+# test case) ignores them; a metrics listener's address in settings.py would have every
+# live-server test case bind it
 PROCESS_OPTIONS = ("workers", "max_requests", "max_requests_jitter", "max_worker_memory",
                    "max_worker_lifetime", "max_worker_lifetime_jitter", "worker_boot_timeout",
-                   "worker_timeout", "reuse_port")
+                   "worker_timeout", "reuse_port", "metrics_endpoint", "unready_delay")
 # what replaces a worker as it runs, successor first (supervisor.py): any of them, set,
 # runs the workers under a supervisor
 RECYCLING_OPTIONS = ("max_requests", "max_worker_memory", "max_worker_lifetime")
@@ -701,6 +757,9 @@ class Config:
     websocket_max_message_size: int
     websocket_compression: bool
     websocket_max_frame_size: int
+    metrics_endpoint: str | None
+    unready_delay: float
+    loop_block_threshold: float
 
     def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
         for option in self.options:

@@ -21,6 +21,7 @@ from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..protocols.connection import Connection
 from .config import Config, asgi_threads
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
+from .loop_lag import LoopLag
 from .notify import Notifier
 from .state import ServerState
 from .tls import ReloadableTLS, TLSSettingError, options_for
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
     from .access_log import AccessLog
+    from .metrics import ProcessMetrics, ReactorListener
     from .supervisor import SupervisorLink
 
 logger = logging.getLogger("django_daphne.server")
@@ -109,6 +111,12 @@ class Server:
         self.notifier = Notifier()
         self.link: SupervisorLink | None = None  # in a --workers worker
         self._reported_connections = 0
+        # --loop-block-threshold, and --metrics-endpoint (a single process serves its
+        # listener; a --workers worker only counts, for the supervisor to serve)
+        self.loop_lag: LoopLag | None = None
+        self.metrics: ProcessMetrics | None = None
+        self.metrics_listener: ReactorListener | None = None
+        self.serving = False  # every binding listens (and the lifespan started up)
 
     # -- running
 
@@ -141,21 +149,90 @@ class Server:
             if self.lifespan is not None:
                 # a binding failed after the application started up: let it clean up
                 await self.lifespan.shutdown(max(1.0, self.config.shutdown_timeout))
+            self._close_metrics()
             self.reactor.stop()
             return
         except BaseException:
             logger.exception("Server failed to start")
             self.exit_code = 1
+            self._close_metrics()
             self.reactor.stop()
             return
         await self._stop_requested.wait()
         try:
+            from .supervisor import worker_endpoints
+
+            delay = self.config.unready_delay
+            if delay and worker_endpoints() is None:  # (a worker's supervisor waited)
+                logger.info("Unready (/readyz answers 503); closing the listeners in %gs "
+                            "(--unready-delay)", delay)
+                await asyncio.sleep(delay)
             await self.stop()
         except Exception:
             logger.exception("Error during shutdown")
             self.exit_code = 1
         finally:
+            self._close_metrics()
             self._stop_reactor()
+
+    # -- health (--metrics-endpoint, in a single process)
+
+    def liveness(self) -> tuple[bool, str]:
+        return True, "ok"  # asked in this loop: it turns
+
+    def readiness(self) -> tuple[bool, str]:
+        if self._stopping:
+            return False, "stopping"
+        if not self.serving:
+            return False, "starting"
+        return True, "ok"
+
+    def _start_metrics(self, state: ServerState, worker: bool) -> None:
+        """The loop-lag timer (always, for --loop-block-threshold) and, with
+        --metrics-endpoint, the counts: a single process serves them on a listener of its
+        own (started before the lifespan, so that /livez answers a slow startup)."""
+        config = self.config
+        self.loop_lag = lag = LoopLag(self.loop, config.loop_block_threshold)
+        if config.metrics_endpoint is not None:
+            from .config import ConfigError
+            from .metrics import (
+                ProcessMetrics,
+                ReactorListener,
+                bind_socket,
+                describe_socket,
+                process_registry,
+                require_prometheus_client,
+            )
+
+            try:
+                require_prometheus_client()
+            except ConfigError as exc:
+                raise StartupError(str(exc)) from None
+            registry = None if worker else process_registry()
+            self.metrics = ProcessMetrics(state, lag, registry)
+            lag.every_second = self.metrics.fold
+            if not worker:
+                try:
+                    sock = bind_socket(config.metrics_endpoint)
+                except OSError as exc:
+                    raise StartupError(f"Cannot serve metrics on {config.metrics_endpoint}: "
+                                       f"{exc}") from None
+                self.metrics_listener = ReactorListener(
+                    self.reactor, sock, registry, self.liveness, self.readiness)
+                logger.info("Metrics and health checks on %s", describe_socket(sock))
+        lag.start()
+
+    def _close_metrics(self) -> None:
+        if self.loop_lag is not None:
+            self.loop_lag.stop()
+        if self.metrics is not None:
+            try:
+                self.metrics.close()
+            except Exception:
+                logger.exception("Error in the last update of the metrics")
+        if self.metrics_listener is not None:
+            self.metrics_listener.close()
+            self.metrics_listener = None
 
     async def start(self) -> None:
         """Start the application's lifespan, then listen on every binding."""
@@ -170,6 +247,9 @@ class Server:
         state.autobahn_factory  # noqa: B018 - loads autobahn now, not on the first WebSocket
         if self.install_signal_handlers:
             self._handle_signals(loop)
+        from .supervisor import worker_endpoints
+
+        self._start_metrics(state, worker=worker_endpoints() is not None)
         self.lifespan = Lifespan(self.app, self.config.lifespan, loop)
         try:
             await self.lifespan.startup()
@@ -215,6 +295,7 @@ class Server:
             self.listening.append(where)
             logger.info("Listening on %s", where)
         self._schedule_sweep()
+        self.serving = True
         logger.info("Server ready (%d connection handler%s)", len(self.ports),
                     "" if len(self.ports) == 1 else "s")
         if self.on_ready is not None:

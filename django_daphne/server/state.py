@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..asgi.errors import Refusal
 from .config import Config
+from .counts import Counts
 from .trust import TrustedProxies
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class ServerState:
         self.streams: set[ApplicationInstance] = set()  # the running application instances
         self.lifespan_state: dict[str, Any] | None = None
         self.access_log: AccessLog | None = None  # None when it is off
+        self.counts: Counts | None = None  # None when metrics are off (see .counts)
         self.shutting_down = False
         # what the hot path needs in another form than the config's
         self.http_timeout: float | None = config.http_timeout or None  # 0: no limit
@@ -91,8 +93,12 @@ class ServerState:
         """A request the server answered itself without calling the application: one its
         wire protocol would not take (malformed, too large, too slow: 4xx), or one
         refused at the concurrency limit (``busy``).  Every such answer is recorded
-        here, once: the access log's line (``request`` when it was read), and a warning
-        (at most one every BUSY_WARNING_INTERVAL seconds) while the limit refuses."""
+        here, once: the access log's line (``request`` when it was read), the metrics (status
+        0: not answered: the connection closed, or the HTTP/2 stream reset, for a malformed
+        request), and a warning (at most one every BUSY_WARNING_INTERVAL seconds) while the
+        limit refuses."""
+        if self.counts is not None:
+            self.counts.refused(str(status) if status else "malformed")
         if status == 503 and reason == self.busy.reason:
             warned = self._busy_warned_at
             if warned is None or self.clock - warned >= BUSY_WARNING_INTERVAL:
@@ -100,7 +106,7 @@ class ServerState:
                 logger.warning("Refusing requests with 503: %d application calls are in "
                                "flight, the concurrency limit (--limit-concurrency)",
                                self.limit_concurrency)
-        if self.access_log is not None:
+        if status and self.access_log is not None:
             self.access_log.refused(client, status, size, request)
 
     def tick(self) -> None:

@@ -24,9 +24,9 @@ import random
 import select
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import MIB, Config
+from .config import MIB, Config, ConfigError
 from .endpoints import EndpointError
 from .listeners import Listeners, reuse_port_available
 from .notify import Notifier
@@ -48,6 +48,9 @@ from .worker_process import (
     resident_memory,
     spawn,
 )
+
+if TYPE_CHECKING:
+    from .metrics import SupervisorMetrics
 
 __all__ = [
     "READY_ENV", "WORKER_ENV", "RecycleReason", "Supervisor", "SupervisorLink",
@@ -78,6 +81,14 @@ MEMORY_CHECK_INTERVAL = 1.0
 # a worker that ends for the stop signal: gracefully (0), or killed by it before it could
 # install its handler
 STOPPED_STATUSES = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+# with --metrics-endpoint: the loop turns at least this often, and /livez fails once it has
+# not turned for LIVE_STALE seconds
+LIVE_TURN = 1.0
+LIVE_STALE = 10.0
+# why a worker is retired (the argument of _retire), as daphne_worker_retired's reason
+RETIRE_REASONS = {"stopping": "stop", "SIGTTOU": "scale_down", "reloaded": "reload",
+                  "its reload failed": "reload_failed",
+                  **{reason.flag: "recycle" for reason in RecycleReason}}
 
 
 class Supervisor:
@@ -133,6 +144,16 @@ class Supervisor:
         self.next_memory_check: float | None = None
         # the generations whose workers were reported over the memory ceiling as they started
         self.reported_over_at_start: set[int] = set()
+        # readiness (/readyz) and --unready-delay: the old workers of a reload, held until
+        # drain_at and then draining (unready until they are gone), and when a stop's
+        # workers are told to drain
+        self.to_drain: list[Worker] = []
+        self.drain_at: float | None = None
+        self.reload_leaving: set[int] = set()
+        self.stop_at: float | None = None
+        self.filled: set[tuple[int, int]] = set()  # (generation, slot) started once
+        self.last_turn = time.monotonic()
+        self.metrics: SupervisorMetrics | None = None
 
     def run(self) -> int:
         set_title(f"supervisor ({self.count} workers)")
@@ -148,6 +169,43 @@ class Supervisor:
         except EndpointError as exc:
             logger.error("%s", exc)
             return 1
+        listener = None
+        metrics_dir = None
+        if self.config.metrics_endpoint is not None:
+            from .metrics import (
+                SupervisorMetrics,
+                ThreadedListener,
+                bind_socket,
+                describe_socket,
+                require_prometheus_client,
+                use_multiprocess_dir,
+            )
+
+            try:
+                require_prometheus_client()
+                sock = bind_socket(self.config.metrics_endpoint)
+            except (ConfigError, OSError) as exc:
+                logger.error("Cannot serve metrics on %s: %s", self.config.metrics_endpoint,
+                             exc)
+                self.listeners.close()
+                return 1
+            metrics_dir = use_multiprocess_dir()  # before any worker starts
+            self.metrics = SupervisorMetrics(metrics_dir)
+            listener = ThreadedListener(sock, self.metrics.registry, self.liveness,
+                                        self.readiness)
+            listener.start()
+            logger.info("Metrics and health checks on %s", describe_socket(sock))
+        try:
+            return self._run()
+        finally:
+            if listener is not None:
+                listener.close()
+            if metrics_dir is not None:
+                from .metrics import remove_multiprocess_dir
+
+                remove_multiprocess_dir(metrics_dir)
+
+    def _run(self) -> int:
         wakeup_r, wakeup_w = os.pipe()
         os.set_blocking(wakeup_r, False)
         os.set_blocking(wakeup_w, False)
@@ -177,8 +235,10 @@ class Supervisor:
         while True:
             self._handle_signals()
             self._reap()
-            now = time.monotonic()
+            now = self.last_turn = time.monotonic()
             self._check_deadlines(now)
+            if self.metrics is not None:
+                self.metrics.set_workers(w.state.value for w in self.workers.values())
             if self.stopping:
                 if not self.workers:
                     return
@@ -219,11 +279,24 @@ class Supervisor:
             elif signum == signal.SIGTTOU:
                 self._remove_slot()
 
-    def _begin_stop(self) -> None:
+    def _begin_stop(self, delay: bool = True) -> None:
+        """Unready at once; the workers drain after --unready-delay."""
         self.stopping = True
         self.pending = None
         self.reload_again = False
+        self.to_drain = []
+        self.drain_at = None
         self.notifier.stopping()
+        wait = self.config.unready_delay if delay else 0.0
+        if wait:
+            logger.info("Unready (/readyz answers 503); the workers stop accepting in %gs "
+                        "(--unready-delay)", wait)
+            self.stop_at = time.monotonic() + wait
+        else:
+            self._drain_all()
+
+    def _drain_all(self) -> None:
+        self.stop_at = None
         for worker in list(self.workers.values()):
             self._retire(worker, "stopping", log=False)
 
@@ -232,6 +305,8 @@ class Supervisor:
         # the service, besides ours) as the same graceful stop
         logger.warning("Second stop signal: workers stop at once")
         self.exit_code = 1
+        if self.stop_at is not None:
+            self._drain_all()
         soon = time.monotonic() + STOP_MARGIN
         for worker in self.workers.values():
             worker.signal(signal.SIGINT)
@@ -281,6 +356,14 @@ class Supervisor:
             generation.start_after[slot] = time.monotonic() + MAX_RETRY_DELAY
             return
         self.workers[worker.pid] = worker
+        if self.metrics is not None:
+            place = (generation.number, slot)
+            reason = ("recycle" if successor_of is not None
+                      else "reload" if generation is self.pending
+                      else "replacement" if place in self.filled
+                      else "scale_up" if self.announced else "startup")
+            self.filled.add(place)
+            self.metrics.starts.labels(reason).inc()
         if successor_of is None:
             generation.slots[slot] = worker
         else:
@@ -316,7 +399,9 @@ class Supervisor:
     def recycled(self, old: Worker, new: Worker, reason: RecycleReason) -> None:
         """``new`` took the slot of ``old``, replaced for ``reason``, and ``old`` drains: one
         call for each recycle done (one whose successor never became ready, or that a reload
-        overtook, is not one).  The place to count recycles by ``reason.value``."""
+        overtook, is not one), counted by ``reason.value``."""
+        if self.metrics is not None:
+            self.metrics.recycles.labels(reason.value).inc()
 
     def _measure_at_start(self, worker: Worker) -> None:
         """A worker over --max-worker-memory as it becomes ready: the ceiling is below what
@@ -348,6 +433,8 @@ class Supervisor:
         if worker.state in (DRAINING, KILLED):
             return
         worker.generation.leave(worker)
+        if self.metrics is not None:
+            self.metrics.retired.labels(RETIRE_REASONS.get(why, why)).inc()
         worker.state = DRAINING
         worker.deadline = time.monotonic() + 2 * self.config.shutdown_timeout + STOP_MARGIN
         if log:
@@ -372,7 +459,10 @@ class Supervisor:
         replaced = worker.successor_of
         generation.leave(worker)
         now = time.monotonic()
-        if generation is self.pending:
+        if worker in self.to_drain:
+            self.to_drain.remove(worker)
+            logger.warning("Worker %d %s (it was about to drain after a reload)", pid, why)
+        elif generation is self.pending:
             if was_ready:
                 logger.warning("New worker %d %s; starting another in its place", pid, why)
             else:
@@ -398,7 +488,7 @@ class Supervisor:
                              "errors above); stopping the server", pid, why,
                              self.failed_starts)
                 self.exit_code = 1
-                self._begin_stop()
+                self._begin_stop(delay=False)
                 return
             delay = min(FIRST_RETRY_DELAY * 2 ** (self.failed_starts - 1), MAX_RETRY_DELAY)
             logger.warning("Worker %d %s; starting a new one in %.1fs", pid, why, delay)
@@ -408,14 +498,26 @@ class Supervisor:
         new = self.pending
         assert new is not None
         self.pending = None
+        if self.metrics is not None:
+            self.metrics.reloads.labels("done" if failure is None else "failed").inc()
         if failure is None:
             old, self.current = self.current, new
             leaving = list(old.members())
             logger.info("Reloaded: workers %s serve; %s drain",
                         ", ".join(str(w.pid) for w in new.slots.values()),
                         ", ".join(str(w.pid) for w in leaving) or "none")
-            for worker in leaving:
-                self._retire(worker, "reloaded")
+            # unready until they are gone (a load balancer moves its traffic first)
+            self.reload_leaving.update(w.pid for w in leaving)
+            delay = self.config.unready_delay
+            if delay and leaving:
+                logger.info("Unready (/readyz answers 503); workers %s drain in %gs "
+                            "(--unready-delay)", ", ".join(str(w.pid) for w in leaving),
+                            delay)
+                self.to_drain.extend(leaving)
+                self.drain_at = time.monotonic() + delay
+            else:
+                for worker in leaving:
+                    self._retire(worker, "reloaded")
             self.to_announce = ""
         else:
             logger.error("Reload failed: %s; the current workers go on serving", failure)
@@ -513,12 +615,20 @@ class Supervisor:
     # -- deadlines
 
     def _check_deadlines(self, now: float) -> None:
+        if self.stop_at is not None and now >= self.stop_at:
+            self._drain_all()
+        if self.drain_at is not None and now >= self.drain_at:
+            self.drain_at = None
+            leaving, self.to_drain = self.to_drain, []
+            for worker in leaving:
+                self._retire(worker, "reloaded")
         timeout = self.config.worker_timeout
         for worker in list(self.workers.values()):
             if worker.state is READY and timeout and now - worker.last_beat >= timeout:
                 self._read_messages(worker)  # what came while this loop was busy
                 silent = time.monotonic() - worker.last_beat
                 if silent >= timeout:
+                    self._death("hung")
                     self._lost(worker, f"sent no heartbeat for {silent:.1f}s "
                                        f"(--worker-timeout {timeout:g}): its event loop is "
                                        "stuck; killing it (its threads' tracebacks follow)",
@@ -527,12 +637,14 @@ class Supervisor:
             elif worker.deadline is None or now < worker.deadline:
                 continue
             elif worker.state is STARTING:
+                self._death("boot_timeout")
                 self._lost(worker, f"was not ready within "
                                    f"{self.config.worker_boot_timeout:g}s "
                                    "(--worker-boot-timeout); killed", exited=False)
                 self._kill(worker)
             elif worker.state is DRAINING:
                 logger.error("Worker %d did not stop in time; killing it", worker.pid)
+                self._death("drain_timeout")
                 if self.stopping:
                     self.exit_code = 1
                 self._kill(worker)
@@ -542,6 +654,9 @@ class Supervisor:
 
     def _next_deadline(self, now: float) -> float | None:
         times = [w.deadline for w in self.workers.values() if w.deadline is not None]
+        times.extend(t for t in (self.stop_at, self.drain_at) if t is not None)
+        if self.metrics is not None:
+            times.append(now + LIVE_TURN)  # (see liveness)
         timeout = self.config.worker_timeout
         if timeout:
             times.extend(w.last_beat + timeout for w in self.workers.values()
@@ -560,6 +675,34 @@ class Supervisor:
             if self.next_ping is not None:
                 times.append(self.next_ping)
         return min(times) if times else None
+
+    def _death(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.deaths.labels(reason).inc()
+
+    # -- health (--metrics-endpoint; asked from the listener's thread)
+
+    def liveness(self) -> tuple[bool, str]:
+        """Live while this loop turns (it does at least every LIVE_TURN seconds; a worker
+        whose own loop is stuck is this loop's to replace, not a reason to restart all)."""
+        silent = time.monotonic() - self.last_turn
+        if silent > LIVE_STALE:
+            return False, f"the supervisor's loop has not turned for {silent:.0f}s"
+        return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready once every first worker was ready, while a worker of the current
+        generation is ready, and not stopping nor draining the old workers of a reload
+        (see docs/howto/metrics-and-health.rst)."""
+        if self.stopping:
+            return False, "stopping"
+        if not self.announced:
+            return False, "starting"
+        if self.to_drain or self.reload_leaving:
+            return False, "draining the workers of the last reload"
+        if not any(w.state is READY for w in list(self.current.slots.values())):
+            return False, "no worker ready"
+        return True, "ok"
 
     def _ping_watchdog(self, now: float) -> None:
         """WATCHDOG=1 while this loop turns and, with --worker-timeout 0, while every
@@ -592,6 +735,9 @@ class Supervisor:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue  # not ours: as PID 1 we reap whatever is orphaned to us
+            if self.metrics is not None:
+                self.metrics.process_dead(pid)
+            self.reload_leaving.discard(pid)
             self._read_messages(worker)
             worker.close_pipe()
             code = os.waitstatus_to_exitcode(status)
@@ -599,6 +745,8 @@ class Supervisor:
             self._exited(worker, code)
 
     def _exited(self, worker: Worker, code: int) -> None:
+        if self.metrics is not None and worker.state in (STARTING, READY):
+            self._death("failed_start" if worker.state is STARTING else "exited")
         if worker.state is STARTING:
             self._lost(worker, f"exited with status {code} before it was ready", exited=True)
         elif worker.state is READY:

@@ -335,6 +335,7 @@ class HTTP2Handler:
         logger.info("Reset HTTP/2 stream %d of %s: malformed request (%s)", stream_id,
                     self.conn.client, reason)
         self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR, lean)
+        self.server.refused(self.conn.client, 0, reason, 0)
         self._count_reset()
 
     def _refuse(self, stream_id: int, ended: bool, reason: str, status: int = 400,
@@ -519,6 +520,10 @@ class HTTP2Handler:
     def terminate(self, code: int | None) -> None:
         """A connection error: GOAWAY with ``code`` (None: h2 has written its own), then
         close; the applications of the streams still open hear the disconnect."""
+        counts = self.server.counts
+        if counts is not None:
+            counts.refused("flood" if code == ErrorCodes.ENHANCE_YOUR_CALM
+                           else "protocol_error")
         if code is not None:
             try:
                 self.h2.close_connection(error_code=code, last_stream_id=self.last_stream_id)
