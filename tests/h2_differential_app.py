@@ -12,19 +12,14 @@ import json
 import os
 
 from django_daphne.protocols.http2.connection import HTTP2Handler
+from tests.lifespan import serve_lifespan
 
 HTTP2Handler.LEAN = os.environ.get("DD_HTTP2_LEAN", "1") != "0"
 
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await serve_lifespan(receive, send)
     body = bytearray()
     while True:
         message = await receive()

@@ -17,6 +17,8 @@ The application never answers 503: a 503 is the server's own.
 import asyncio
 import os
 
+from tests.lifespan import serve_lifespan
+
 
 async def _hold() -> None:
     reader, writer = await asyncio.open_unix_connection(os.environ["LIMIT_CONTROL"])
@@ -28,13 +30,7 @@ async def _hold() -> None:
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await serve_lifespan(receive, send)
     path = scope["path"]
     if scope["type"] == "http":
         if path == "/hold":

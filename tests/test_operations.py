@@ -20,17 +20,12 @@ from websockets.sync.client import connect
 from tests.test_workers import alive, lines_matching, worker_pids
 
 VERSIONED_APP = '''
+from tests.lifespan import serve_lifespan
 VERSION = {version!r}
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({{"type": "lifespan.startup.complete"}})
-            else:
-                await send({{"type": "lifespan.shutdown.complete"}})
-                return
+        return await serve_lifespan(receive, send)
     if scope["type"] == "websocket":
         await receive()
         await send({{"type": "websocket.accept"}})

@@ -29,19 +29,14 @@ from tests.test_workers import alive, cmdline, lines_matching, worker_pids
 # "/" answers VERSION:PID; "/grow" keeps GROW_MIB more of memory, and says so, first
 APP = '''
 import os, socket
+from tests.lifespan import serve_lifespan
 VERSION = {version!r}
 {gate}
 HELD = []
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({{"type": "lifespan.startup.complete"}})
-            else:
-                await send({{"type": "lifespan.shutdown.complete"}})
-                return
+        return await serve_lifespan(receive, send)
     if scope["path"] == "/grow":
         HELD.append(b"\\x01" * ({grow} << 20))  # written, so resident
         print(f"app: {{os.getpid()}} holds {{len(HELD) * {grow}}} MiB more", flush=True)

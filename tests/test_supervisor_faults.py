@@ -24,18 +24,13 @@ from tests.test_workers import lines_matching, wait_gone, worker_pids
 # (as a sync view stuck on a lock would); {gate} makes a worker's import wait on ImportGate
 APP = '''
 import asyncio, os, socket, threading
+from tests.lifespan import serve_lifespan
 VERSION = {version!r}
 {gate}
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({{"type": "lifespan.startup.complete"}})
-            else:
-                await send({{"type": "lifespan.shutdown.complete"}})
-                return
+        return await serve_lifespan(receive, send)
     path = scope["path"]
     if path == "/hang":
         print(f"app: hanging in {{os.getpid()}}", flush=True)
