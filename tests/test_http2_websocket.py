@@ -8,13 +8,10 @@ its WebSockets this way on an HTTP/2 connection that announces it."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 
 import pytest
 from h2.errors import ErrorCodes
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from wsproto.connection import Connection, ConnectionType
@@ -33,6 +30,8 @@ from tests.certs import make_certificate
 from tests.conftest import ServerProcess
 from tests.h2client import SETTINGS, H2Client
 from tests.test_http2 import client_context, progress, start, tls_server
+
+from .browser import start_chromium
 
 
 @pytest.fixture(scope="module")
@@ -344,14 +343,7 @@ def test_pong_for_a_client_ping(h2server):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--ignore-certificate-errors"):
-        options.add_argument(argument)
-    service = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
-    driver = webdriver.Chrome(options=options, service=service)
-    driver.set_page_load_timeout(30)
+    driver = start_chromium("--ignore-certificate-errors")
     try:
         yield driver
     finally:

@@ -39,7 +39,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import ssl
 import subprocess
@@ -53,17 +52,15 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from websockets.asyncio.client import ClientConnection as AsyncConnection
 from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed
 
+from .browser import start_chromium
 from .django_helpers import BANNER_RE, ROOT, ManageProcess, free_port
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 DOC = ROOT / "docs" / "tutorial.rst"
 TEXT = DOC.read_text()
 # the supervisor's process id in the tutorial's sample output and kill commands
@@ -298,15 +295,7 @@ def on_two_workers(stack: ExitStack, url: str, origin: str, context: ssl.SSLCont
 def start_browser() -> webdriver.Chrome:
     """Headless Chromium, accepting the tutorial's self-signed certificate as its user
     does (the warning's "proceed")."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--ignore-certificate-errors"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    return driver
+    return start_chromium("--ignore-certificate-errors", console_log=True)
 
 
 def log_items(driver: webdriver.Chrome) -> list[str]:
