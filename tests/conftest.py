@@ -460,3 +460,31 @@ def redis_url(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+# -- manage.py in a project whose settings module a test writes
+
+
+@pytest.fixture
+def project(tmp_path):
+    """Environment for a manage.py run whose settings module lives in tmp_path."""
+    return {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
+            "EXAMPLE_STATIC_ROOT": str(tmp_path)}
+
+
+@pytest.fixture
+def manage(project):
+    """manage(*args, env=None, pass_fds=()): ``manage.py ARGS`` with ``project``'s
+    environment (and ``env``), stopped after the test."""
+    started = []
+
+    def start(*args, env=None, pass_fds=()):
+        from tests.django_helpers import ManageProcess
+
+        process = ManageProcess(list(args), env={**project, **(env or {})}, pass_fds=pass_fds)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

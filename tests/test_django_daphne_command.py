@@ -11,28 +11,7 @@ import socket
 import httpx
 import pytest
 
-from .django_helpers import LISTEN_RE, ManageProcess, free_port, run_manage, settings_module
-
-
-@pytest.fixture
-def project(tmp_path):
-    """Environment for a manage.py run whose settings module lives in tmp_path."""
-    return {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
-            "EXAMPLE_STATIC_ROOT": str(tmp_path)}
-
-
-@pytest.fixture
-def manage(project):
-    started = []
-
-    def start(*args, env=None, pass_fds=()):
-        process = ManageProcess(list(args), env={**project, **(env or {})}, pass_fds=pass_fds)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
+from .django_helpers import LISTEN_RE, free_port, run_manage, settings_module
 
 
 @contextlib.contextmanager

@@ -153,26 +153,6 @@ def table(output: str) -> dict:
     return rows
 
 
-@pytest.fixture
-def project(tmp_path):
-    return {"PYTHONPATH": str(tmp_path), "EXAMPLE_DB": str(tmp_path / "db.sqlite3"),
-            "EXAMPLE_STATIC_ROOT": str(tmp_path)}
-
-
-@pytest.fixture
-def manage(project):
-    started = []
-
-    def start(*args: str, env: dict[str, str]) -> ManageProcess:
-        process = ManageProcess(list(args), env={**project, **env})
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-
-
 def listening_port(process: ManageProcess) -> int:
     match = process.wait_for(LISTEN_RE)
     process.wait_for("Server ready")
