@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from ..asgi.errors import Refusal, error_page
+from ..asgi.errors import NO_ANSWER, Refusal, error_page
 from ..asgi.http import NO_BODY_STATUSES, START, HTTPStream, build_scope
 from .http1_parser import Limits, Parser, RequestHead, parser_class
 from .interfaces import PAUSE_APP, PAUSE_PIPELINE, PAUSE_REFUSAL
@@ -275,16 +275,22 @@ class HTTP1Handler:
                 self.conn.pause_reading(PAUSE_REFUSAL)
                 return
         self.queue.clear()
-        self._send_error(error.status, error.reason, error.headers)
+        self._answer(error)
+
+    def _answer(self, error: Refusal) -> None:
+        """Send a refusal's answer and close; one without an answer only closes (not
+        HTTP/1.x at all: nobody to read an HTTP/1.1 answer)."""
+        if error.answered:
+            self._send_error(error.status, error.reason, error.headers)
+            return
+        conn = self.conn
+        logger.info("Closed the connection of %s: %s", conn.client, error.reason)
+        self.server.refused(conn.client, NO_ANSWER, error.reason, 0)
+        conn.close_after_error()
 
     def _send_error(self, status: int, reason: str,
                     headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         conn = self.conn
-        if not status:  # not HTTP/1.x at all: nobody to read an HTTP/1.1 answer
-            logger.info("Closed the connection of %s: %s", conn.client, reason)
-            self.server.refused(conn.client, 0, reason, 0)
-            conn.close_after_error()
-            return
         logger.info("Refused a request from %s: %d %s", conn.client, status, reason)
         fields, body = error_page(status, reason)
         server = self.server
@@ -459,7 +465,7 @@ class HTTP1Handler:
             return
         if self.pending_error is not None:
             error, self.pending_error = self.pending_error, None
-            self._send_error(error.status, error.reason)
+            self._answer(error)
             return
         server = self.server
         if server.shutting_down:

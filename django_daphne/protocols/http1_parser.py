@@ -168,8 +168,8 @@ def _diagnose_request_line(line: bytes) -> Refusal:
         return Refusal(400, "invalid character in the request target %s" % _show(parts[1]))
     if parts[2][:5].upper() != b"HTTP/":
         # not HTTP/1.x (an HTTP/2 client's broken preface, another protocol): no status
-        # line it could read, so no answer (status 0), only the close
-        return Refusal(0, "not an HTTP/1.x request line: %s" % _show(line))
+        # line it could read, so no answer, only the close
+        return Refusal.no_answer("not an HTTP/1.x request line: %s" % _show(line))
     return Refusal(400, "malformed HTTP version %s in the request line" % _show(parts[2]))
 
 
