@@ -20,7 +20,7 @@ import os
 from typing import TYPE_CHECKING, Protocol
 
 from ..asgi.errors import Refusal
-from ..asgi.websocket import CLOSED, WebSocketStream, build_websocket_scope
+from ..asgi.websocket import ABNORMAL_CLOSURE, CLOSED, WebSocketStream, build_websocket_scope
 from .interfaces import Link
 from .timers import Timer
 from .websocket_framing import Framing, accept_key, negotiate_deflate
@@ -172,7 +172,7 @@ class WebSocketConnection:
     def connection_lost(self) -> None:
         framing = self.framing
         if framing is None:
-            self.stream.closed(1006, "")
+            self.stream.closed(ABNORMAL_CLOSURE, "")
         elif self.framing_closing:
             # autobahn asked for the end, and its own close handling must finish before it
             # hears that the connection is gone: a turn later
