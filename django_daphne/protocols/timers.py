@@ -16,9 +16,9 @@ timer           armed (and disarmed) in             when it fires
                 (data_received)
 ``PING``        WebSocketConnection._arm            an idle peer is pinged
 ``PONG``        WebSocketConnection._arm            no pong: the WebSocket is dropped
-``HTTP2``       HTTP2Handler.update_deadline        HTTP2Handler.deadline_passed: idle
-                                                    (GOAWAY), a stream's window or body
-                                                    (reset), a tunnel's ping
+``HTTP2``       Connection.start_http2 (its due     HTTP2Handler.deadline_passed: idle
+                time: HTTP2Handler.update_deadline) (GOAWAY), a stream's window or body
+                                                    (reset), a tunnel's PING or PONG
 ``DRAIN``       Connection.close                    the client did not take the rest: cut off
 ``LINGER``      Connection.close_after_error        the client did not close after an error
                                                     answer: cut off
