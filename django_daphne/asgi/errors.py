@@ -4,20 +4,36 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+# the status of a refusal that is not answered, as the metrics and the access log take it
+NO_ANSWER = 0
+
 
 class Refusal(Exception):
     """A request refused before any application sees it.
 
-    ``status`` is the answer (0: none: over HTTP/1.1 the connection is closed, over HTTP/2
-    the stream is reset with PROTOCOL_ERROR, as for a malformed request), ``reason`` says
-    why in words a client's developer can act on, ``headers`` go in the answer."""
+    ``status`` is the answer, ``reason`` says why in words a client's developer can act on,
+    ``headers`` go in the answer.  A request too malformed to answer at all is refused with
+    :meth:`no_answer`: ``answered`` is False and ``status`` NO_ANSWER (over HTTP/1.1 the
+    connection is closed, over HTTP/2 the stream is reset with PROTOCOL_ERROR)."""
 
     def __init__(self, status: int, reason: str,
                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        if not 100 <= status <= 599:
+            raise ValueError(f"a refusal answers with an HTTP status, not {status} "
+                             "(Refusal.no_answer is the one without an answer)")
         super().__init__(reason)
+        self.answered = True
         self.status = status
         self.reason = reason
         self.headers = headers or []
+
+    @classmethod
+    def no_answer(cls, reason: str) -> Refusal:
+        """A refusal without an answer: the request is dropped (see the class)."""
+        refusal = cls(400, reason)
+        refusal.answered = False
+        refusal.status = NO_ANSWER
+        return refusal
 
 
 class UnexpectedMessage(RuntimeError):

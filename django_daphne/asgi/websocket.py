@@ -45,6 +45,14 @@ class SocketState(enum.Enum):
 
 CONNECTING, OPEN, DENYING, CLOSED = SocketState
 
+# The close codes the server itself gives or reports (RFC 6455 7.4.1, IANA's registry)
+NORMAL_CLOSURE = 1000
+GOING_AWAY = 1001  # the server stops, or the connection's lifetime is over
+NO_STATUS = 1005  # the peer's close frame had no code (never sent: reported to the app)
+ABNORMAL_CLOSURE = 1006  # the connection dropped without a close frame (likewise)
+INTERNAL_ERROR = 1011  # the application raised
+BAD_GATEWAY = 1014  # sent by proxies
+
 # What an endpoint may put in a close frame (RFC 6455 7.4 and IANA's registry): not 1004-1006
 # or 1015, which are reserved or mean "no frame"; 1008, the policy violation that Starlette's
 # WebSocketException sends, is one of them
@@ -169,11 +177,11 @@ class WebSocketStream(ApplicationInstance):
             return
         self.disconnected = True
         self.state = CLOSED
-        self.close_code = code or 1005
+        self.close_code = code or NO_STATUS
         counts = self.server.counts
         if counts is not None and self.was_opened:
             counts.websocket_closed(self.close_code)
-        self.inbox.append({"type": "websocket.disconnect", "code": code or 1005,
+        self.inbox.append({"type": "websocket.disconnect", "code": code or NO_STATUS,
                            "reason": reason or ""})
         if self.was_opened:
             self._log("DISCONNECT")
@@ -228,7 +236,7 @@ class WebSocketStream(ApplicationInstance):
         if kind == "websocket.close":
             code = message.get("code")
             if code is None:  # missing, or None as Daphne takes it: a normal close
-                code = 1000
+                code = NORMAL_CLOSURE
             reason = message.get("reason") or ""
             if state == CONNECTING:
                 self.state = CLOSED
@@ -329,17 +337,17 @@ class WebSocketStream(ApplicationInstance):
     # -- how the application ended
 
     def app_failed(self) -> None:
-        self._end(1011)
+        self._end(INTERNAL_ERROR)
 
     def app_returned(self) -> None:
-        self._end(1000)
+        self._end(NORMAL_CLOSURE)
 
     def _end(self, code: int) -> None:
         """The application is done: close or refuse whatever it left open."""
         state = self.state
         if state == CONNECTING:
             self.state = CLOSED
-            self._deny_plain(403 if code == 1000 else 500)
+            self._deny_plain(403 if code == NORMAL_CLOSURE else 500)
         elif state == OPEN:
             self.state = CLOSED
             self.wire.close(code, "")
@@ -364,13 +372,13 @@ class WebSocketStream(ApplicationInstance):
             self.wire.abort()
         elif self.state == OPEN:
             self.state = CLOSED
-            self.wire.close(1001, "connection lifetime exceeded")
+            self.wire.close(GOING_AWAY, "connection lifetime exceeded")
 
     def shutdown(self) -> None:
         """Graceful server stop: going away."""
         if self.state == OPEN:
             self.state = CLOSED
-            self.wire.close(1001, "server shutting down")
+            self.wire.close(GOING_AWAY, "server shutting down")
         elif self.state == CONNECTING:
             self.state = CLOSED
             self._deny_plain(503)

@@ -1,15 +1,15 @@
 """One object per accepted socket: the transport, which protocol speaks on it, the write
-path, backpressure, the deadline and closing.
+path, backpressure, the timers and closing.
 
 A :class:`Connection` starts with the HTTP/1.1 handler, or with HTTP/2 when TLS ALPN chose
 ``h2`` or the first bytes are the HTTP/2 preface; the HTTP/1.1 handler asks it to switch
 for ``Upgrade: h2c`` and ``Upgrade: websocket``.  This module is where the wire protocols
 meet: none of them imports another.  Whatever the handler, the connection writes (straight
 to the socket while Twisted holds nothing unsent), tells writers to wait while the peer
-takes nothing (Twisted's producer calls, and the send timeout), fires the handler's
-deadline for the server's sweep, and closes, once, the same way on TCP, TLS and UNIX
-sockets (see :mod:`.transport`): at once, or after an error answer with a lingering close
-(:meth:`Connection.close_after_error`).
+takes nothing (Twisted's producer calls, and the send timeout), holds the timer of the
+moment (named: see :mod:`.timers`; the server's sweep fires it), and closes, once, the same
+way on TCP, TLS and UNIX sockets (see :mod:`.transport`): at once, or after an error answer
+with a lingering close (:meth:`Connection.close_after_error`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from .http1 import HTTP1Handler
 from .interfaces import PAUSE_APP, PAUSE_WRITES, Handler
+from .timers import Timer
 from .transport import (
     Transport,
     addresses,
@@ -89,10 +90,13 @@ class Connection(Protocol):
     def __init__(self, server: ServerState) -> None:
         self.server = server
         self.closed = False
+        # the timer of the moment (see .timers), and when it is due (the server's sweep
+        # fires it); while its handler runs it, ``timer`` still names the one that fired
+        self.timer: Timer | None = None
         self.deadline: float | None = None
         self.paused = 0  # why reading is paused: PAUSE_* bits
         self.write_paused = False
-        self.stalled_until = 0.0  # with write_paused: when the send timeout cuts it off
+        self.stalled_until = 0.0  # with write_paused: when Timer.SEND cuts it off
         self.drain_waiters: list[asyncio.Future[None]] = []
         # a handler whose peer might flood us while not reading (HTTP/2, WebSocket) is not
         # read while our writes wait; HTTP/1.1 reads on (a request body may be coming)
@@ -192,7 +196,7 @@ class Connection(Protocol):
     def connectionLost(self, reason: Any = None) -> None:  # Twisted's name
         self.closed = True
         self._route()
-        self.deadline = None
+        self.timer = self.deadline = None
         server = self.server
         server.connections.discard(self)
         server.stalled.discard(self)
@@ -212,6 +216,7 @@ class Connection(Protocol):
         its HTTP2-Settings) after the HTTP/1.1 handler's 101 to ``Upgrade: h2c``."""
         from .http2 import HTTP2Handler
 
+        self.timer = Timer.HTTP2  # (the handler sets its deadline: see update_deadline)
         self.deadline = None
         self.read_while_stalled = False
         try:
@@ -235,7 +240,7 @@ class Connection(Protocol):
 
         key = check_upgrade(head)
         websocket = WebSocketConnection(self, head, opening, key)
-        self.deadline = None
+        self.timer = self.deadline = None  # (the WebSocket arms its own once open)
         self.read_while_stalled = False
         self.handler = websocket
         self._route()
@@ -267,6 +272,7 @@ class Connection(Protocol):
     # IPushProducer: the transport tells us when its write buffer is full, and empty again
 
     def pauseProducing(self) -> None:  # Twisted's name
+        """Arms Timer.SEND (disarmed by resumeProducing, or when the connection ends)."""
         self.write_paused = True
         server = self.server
         self.stalled_until = server.clock + server.config.send_timeout
@@ -299,14 +305,25 @@ class Connection(Protocol):
             if not self.paused and not self.closed:
                 self.transport.resumeProducing()
 
-    # -- deadlines (the server's sweep), and closing
+    @property
+    def timers(self) -> dict[Timer, float]:
+        """The timers armed now, and when each is due (to read: the sweep reads
+        ``deadline`` and ``stalled_until``)."""
+        armed = {}
+        if self.timer is not None and self.deadline is not None:
+            armed[self.timer] = self.deadline
+        if self.write_paused and self in self.server.stalled:
+            armed[Timer.SEND] = self.stalled_until
+        return armed
+
+    # -- the timers (fired by the server's sweep), and closing
 
     def deadline_passed(self) -> None:
-        """The handler's deadline passed, or a closing connection's client did not take the
-        rest within the send timeout."""
+        """``timer`` passed: DRAIN or LINGER end the connection, the others are the
+        handler's, which reads ``timer`` to know which."""
         self.deadline = None
         if self.closed:
-            if self.linger_left:
+            if self.timer is Timer.LINGER:
                 server = self.server
                 if not written_out(self.transport) and server.clock < self.linger_send_by:
                     # the answer is still going out (to a slow reader): the linger starts
@@ -339,6 +356,7 @@ class Connection(Protocol):
         self.closed = True
         self._route()
         server = self.server
+        self.timer = Timer.DRAIN
         self.deadline = server.clock + server.config.send_timeout
         close_transport(self.transport)
         self._tell_handler()
@@ -360,6 +378,7 @@ class Connection(Protocol):
         self.linger_left = LINGER_BYTES
         self.dataReceived = self._linger_read  # type: ignore[method-assign]
         server = self.server
+        self.timer = Timer.LINGER
         self.deadline = server.clock + self._linger_seconds()
         self.linger_send_by = server.clock + server.config.send_timeout
         server.stalled.discard(self)
@@ -385,7 +404,7 @@ class Connection(Protocol):
         """Drop the connection at once, discarding what was not sent."""
         self.closed = True
         self._route()
-        self.deadline = None
+        self.timer = self.deadline = None
         self.server.stalled.discard(self)
         self.transport.abortConnection()
 

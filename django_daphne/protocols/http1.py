@@ -9,6 +9,7 @@ per request and is the wire the stream writes its response through.  Its connect
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 from collections import deque
@@ -16,10 +17,11 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from ..asgi.errors import Refusal, error_page
+from ..asgi.errors import NO_ANSWER, Refusal, error_page
 from ..asgi.http import NO_BODY_STATUSES, START, HTTPStream, build_scope
 from .http1_parser import Limits, Parser, RequestHead, parser_class
 from .interfaces import PAUSE_APP, PAUSE_PIPELINE, PAUSE_REFUSAL
+from .timers import Timer
 
 if TYPE_CHECKING:
     from ..server.config import Config
@@ -44,6 +46,29 @@ def status_line(status: int) -> bytes:
     return STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
 
 
+class Phase(enum.Enum):
+    """Where a connection is between its requests (``HTTP1Handler.phase``)."""
+
+    WAITING = "waiting"  # for a request's first byte: Timer.OPENING, then Timer.KEEP_ALIVE
+    HEAD = "head"  # a request head is arriving: Timer.HEADER
+    SERVING = "serving"  # a request is being answered (``current``): no timer of ours
+    BLOCKED = "blocked"  # a pipelined request waits for our writes to drain (SEND's turn)
+
+
+WAITING, HEAD, SERVING, BLOCKED = Phase
+
+
+class Framing(enum.Enum):
+    """How the body of the response being written goes out (``HTTP1Handler.framing``)."""
+
+    PLAIN = "plain"  # as the application sends it: to its Content-Length, or to the close
+    CHUNKED = "chunked"
+    BODYLESS = "bodyless"  # none at all: a HEAD request's response, or a 1xx, 204 or 304
+
+
+PLAIN, CHUNKED, BODYLESS = Framing
+
+
 class HTTP1Handler:
     """HTTP/1.0 and HTTP/1.1 on one connection: the parser's events in, responses out."""
 
@@ -53,19 +78,18 @@ class HTTP1Handler:
         config = server.config
         parser, limits = _parser_setup(config)
         self.parser = parser(self, limits)
+        self.phase = WAITING
+        conn.timer = Timer.OPENING  # (disarmed by the first byte: see data_received)
         conn.deadline = server.clock + config.header_timeout
-        self.idle = True
         self.current: HTTPStream | None = None  # the request whose response is being sent
         self.receiving: HTTPStream | None = None  # the request whose body is arriving
         self.queue: deque[tuple[HTTPStream, RequestHead]] = deque()  # pipelined, in turn
         self.pending_error: Refusal | None = None
-        self.next_when_drained = False  # a pipelined request waits for our writes to drain
         # per-response state
         self.keep_alive = True
         self.http10 = False
-        self.is_head = False
+        self.framing = PLAIN
         self.pending_start: tuple[int, list[tuple[bytes, bytes]]] | None = None
-        self.chunked = False
 
     # -- the connection's events
 
@@ -73,10 +97,8 @@ class HTTP1Handler:
         if self.pending_error is not None:
             return
         conn = self.conn
-        if self.idle:
-            self.idle = False
-            if self.current is None:
-                conn.deadline = self.server.clock + self.server.config.header_timeout
+        if self.phase is WAITING:
+            self._await_head()
         try:
             rest = self.parser.feed(data)
         except Refusal as error:
@@ -98,20 +120,35 @@ class HTTP1Handler:
         self.queue.clear()
 
     def writing_resumed(self) -> None:
-        if self.next_when_drained:
-            self.next_when_drained = False
-            if self.queue and self.current is None:
-                self._begin_next()
+        if self.phase is BLOCKED and self.queue and self.current is None:
+            self._begin_next()
+
+    # -- the timers (see .timers): each armed here, and fired by deadline_passed
+
+    def _await_head(self) -> None:
+        """A request head is arriving: Timer.HEADER (disarmed by on_head)."""
+        self.phase = HEAD
+        conn = self.conn
+        conn.timer = Timer.HEADER
+        conn.deadline = self.server.clock + self.server.config.header_timeout
+
+    def _await_request(self) -> None:
+        """Idle between requests: Timer.KEEP_ALIVE (disarmed by the next first byte)."""
+        self.phase = WAITING
+        conn = self.conn
+        conn.timer = Timer.KEEP_ALIVE
+        conn.deadline = self.server.clock + self.server.config.keep_alive_timeout
 
     def deadline_passed(self) -> None:
-        """The header or keep-alive timeout passed (a request's body timeout is its
-        stream's: see body_timed_out)."""
-        if self.current is not None:
+        """Timer.HEADER passed: 408.  Timer.OPENING or Timer.KEEP_ALIVE: no byte of a
+        request came, and the connection is closed.  (A request's body timeout is its
+        stream's: see body_timed_out.)"""
+        if self.current is not None:  # (never: no timer of ours runs meanwhile)
             return
-        if self.idle:
-            self.conn.close()
-        else:
+        if self.conn.timer is Timer.HEADER:
             self._send_error(408, "request head not received in time")
+        else:
+            self.conn.close()
 
     def shutdown(self) -> None:
         """Graceful stop: a request the client has begun is served, with ``Connection:
@@ -119,7 +156,7 @@ class HTTP1Handler:
         not a byte of it yet on a connection just accepted, its TLS handshake perhaps not
         done).  Only a connection idle between requests closes at once."""
         self.keep_alive = False
-        if (self.current is None and not self.queue and self.idle
+        if (self.current is None and not self.queue and self.phase is WAITING
                 and not self.conn.sniffing):
             self.conn.close()
 
@@ -145,7 +182,7 @@ class HTTP1Handler:
             stream.body_finished()
         self.receiving = stream
         if self.current is None:
-            conn.deadline = None
+            conn.timer = conn.deadline = None  # (Timer.HEADER's end)
             self._begin(stream, head)
         else:
             self.queue.append((stream, head))
@@ -191,8 +228,7 @@ class HTTP1Handler:
         """An HTTP response refusing a WebSocket handshake, written as any other."""
         self.keep_alive = False
         self.http10 = False
-        self.is_head = False
-        self.chunked = False
+        self.framing = PLAIN
         self.response_start(status, headers)
 
     def on_body(self, data: bytes) -> None:
@@ -209,11 +245,11 @@ class HTTP1Handler:
 
     def _begin(self, stream: HTTPStream, head: RequestHead) -> None:
         self.current = stream
+        self.phase = SERVING
         self.keep_alive = head.keep_alive and not self.server.shutting_down
         self.http10 = head.http_version == "1.0"
-        self.is_head = head.method == b"HEAD"
+        self.framing = BODYLESS if head.method == b"HEAD" else PLAIN
         self.pending_start = None
-        self.chunked = False
         stream.start()
 
     def _begin_next(self) -> None:
@@ -239,16 +275,22 @@ class HTTP1Handler:
                 self.conn.pause_reading(PAUSE_REFUSAL)
                 return
         self.queue.clear()
-        self._send_error(error.status, error.reason, error.headers)
+        self._answer(error)
+
+    def _answer(self, error: Refusal) -> None:
+        """Send a refusal's answer and close; one without an answer only closes (not
+        HTTP/1.x at all: nobody to read an HTTP/1.1 answer)."""
+        if error.answered:
+            self._send_error(error.status, error.reason, error.headers)
+            return
+        conn = self.conn
+        logger.info("Closed the connection of %s: %s", conn.client, error.reason)
+        self.server.refused(conn.client, NO_ANSWER, error.reason, 0)
+        conn.close_after_error()
 
     def _send_error(self, status: int, reason: str,
                     headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         conn = self.conn
-        if not status:  # not HTTP/1.x at all: nobody to read an HTTP/1.1 answer
-            logger.info("Closed the connection of %s: %s", conn.client, reason)
-            self.server.refused(conn.client, 0, reason, 0)
-            conn.close_after_error()
-            return
         logger.info("Refused a request from %s: %d %s", conn.client, status, reason)
         fields, body = error_page(status, reason)
         server = self.server
@@ -301,10 +343,11 @@ class HTTP1Handler:
         start = self.pending_start
         if start is not None:
             head = self._head(start, body, more)
-            if self.is_head:
+            framing = self.framing
+            if framing is BODYLESS:
                 write(head)
                 return
-            if self.chunked:
+            if framing is CHUNKED:
                 if body:
                     head += b"%x\r\n" % len(body)
                     write(b"".join((head, body, b"\r\n0\r\n\r\n" if not more else b"\r\n")))
@@ -319,9 +362,10 @@ class HTTP1Handler:
                 write(head)
                 write(body)
             return
-        if self.is_head:
+        framing = self.framing
+        if framing is BODYLESS:
             return
-        if self.chunked:
+        if framing is CHUNKED:
             if body:
                 write(b"".join(
                     (b"%x\r\n" % len(body), body, b"\r\n0\r\n\r\n" if not more else b"\r\n")))
@@ -333,11 +377,10 @@ class HTTP1Handler:
 
     def response_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
         """Trailers travel in the last chunk; without chunked framing they are dropped."""
-        if self.conn.closed or self.is_head:
+        if self.conn.closed or self.framing is not CHUNKED:
             return
-        if self.chunked:
-            self.conn.write(
-                b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n")
+        self.conn.write(
+            b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n")
 
     def _head(self, start: tuple[int, list[tuple[bytes, bytes]]], body: bytes, more: bool
               ) -> bytes:
@@ -364,16 +407,17 @@ class HTTP1Handler:
                 has_server = True
             append(name + b": " + value + b"\r\n")
         if status in NO_BODY_STATUSES:
-            self.is_head = True  # no body may follow, whatever the application sends
+            self.framing = BODYLESS  # no body may follow, whatever the application sends
         elif content_length is None:  # (with one, the ASGI layer holds the body to it)
-            if not more and (body or not self.is_head):
+            head_request = self.framing is BODYLESS
+            if not more and (body or not head_request):
                 append(b"Content-Length: %d\r\n" % len(body))
-            elif self.is_head:
+            elif head_request:
                 pass
             elif self.http10:
                 self.keep_alive = False
             else:
-                self.chunked = True
+                self.framing = CHUNKED
                 append(b"Transfer-Encoding: chunked\r\n")
         current = self.current
         if current is not None and not current.body_done and (
@@ -414,14 +458,14 @@ class HTTP1Handler:
         if self.queue:
             if conn.write_paused:
                 # the client is not reading what was written: the next pipelined request
-                # waits until it drains (writing_resumed), or the send timeout cuts it off
-                self.next_when_drained = True
+                # waits until it drains (writing_resumed), or Timer.SEND cuts it off
+                self.phase = BLOCKED
                 return
             self._begin_next()
             return
         if self.pending_error is not None:
             error, self.pending_error = self.pending_error, None
-            self._send_error(error.status, error.reason)
+            self._answer(error)
             return
         server = self.server
         if server.shutting_down:
@@ -430,7 +474,6 @@ class HTTP1Handler:
         if self.parser.buffer:
             # part of the next request's head came with this one: it has the header
             # timeout to arrive whole (and a 408 after it), not the keep-alive timeout
-            conn.deadline = server.clock + server.config.header_timeout
+            self._await_head()
             return
-        self.idle = True
-        conn.deadline = server.clock + server.config.keep_alive_timeout
+        self._await_request()

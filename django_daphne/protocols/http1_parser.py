@@ -28,6 +28,7 @@ body are held to the same two header limits.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
 from typing import Protocol
@@ -167,8 +168,8 @@ def _diagnose_request_line(line: bytes) -> Refusal:
         return Refusal(400, "invalid character in the request target %s" % _show(parts[1]))
     if parts[2][:5].upper() != b"HTTP/":
         # not HTTP/1.x (an HTTP/2 client's broken preface, another protocol): no status
-        # line it could read, so no answer (status 0), only the close
-        return Refusal(0, "not an HTTP/1.x request line: %s" % _show(line))
+        # line it could read, so no answer, only the close
+        return Refusal.no_answer("not an HTTP/1.x request line: %s" % _show(line))
     return Refusal(400, "malformed HTTP version %s in the request line" % _show(parts[2]))
 
 
@@ -279,7 +280,20 @@ def analyse_headers(
     return content_length, chunked, keep_alive, expect_continue, upgrade
 
 
-_HEAD, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _STOPPED = range(7)
+class ParseState(enum.Enum):
+    """What the parser reads next (``Parser.state``)."""
+
+    HEAD = "head"  # a request head (the empty lines before one skipped)
+    LENGTH = "length"  # ``remaining`` bytes of a Content-Length body
+    CHUNK_SIZE_LINE = "chunk size line"
+    CHUNK_DATA = "chunk data"  # ``remaining`` bytes of a chunk
+    CHUNK_END = "chunk end"  # the CRLF after a chunk's data
+    TRAILERS = "trailers"  # trailer lines, to the empty one that ends the request
+    STOPPED = "stopped"  # the handler took the connection (an upgrade): nothing more
+
+
+(_HEAD, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS,
+ _STOPPED) = ParseState
 
 
 class Parser:
@@ -315,11 +329,11 @@ class Parser:
         self.buffer = b""
         while buffer:
             state = self.state
-            if state == _HEAD:
+            if state is _HEAD:
                 buffer = self._head(buffer)
                 if buffer is None:
                     return None
-            elif state == _LENGTH:
+            elif state is _LENGTH:
                 remaining = self.remaining
                 if len(buffer) < remaining:
                     self.remaining = remaining - len(buffer)
@@ -329,7 +343,7 @@ class Parser:
                 self.state = _HEAD
                 self.handler.on_body(chunk)
                 self.handler.on_message_complete()
-            elif state == _CHUNK_DATA:
+            elif state is _CHUNK_DATA:
                 remaining = self.remaining
                 if len(buffer) <= remaining:
                     self.remaining = remaining - len(buffer)
@@ -340,7 +354,7 @@ class Parser:
                 chunk, buffer = buffer[:remaining], buffer[remaining:]
                 self.state = _CHUNK_END
                 self.handler.on_body(chunk)
-            elif state == _CHUNK_END:
+            elif state is _CHUNK_END:
                 if buffer[:2] != b"\r\n":
                     if buffer == b"\r":
                         self.buffer = buffer
@@ -348,11 +362,11 @@ class Parser:
                     raise Refusal(400, "chunk data not followed by CRLF")
                 buffer = buffer[2:]
                 self.state = _CHUNK_SIZE_LINE
-            elif state == _CHUNK_SIZE_LINE:
+            elif state is _CHUNK_SIZE_LINE:
                 buffer = self._chunk_size(buffer)
                 if buffer is None:
                     return None
-            elif state == _TRAILERS:
+            elif state is _TRAILERS:
                 buffer = self._trailer(buffer)
                 if buffer is None:
                     return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..server.state import ServerState
+from .timers import Timer
 
 # why a link stops reading, as bits: it reads again once no reason is left
 PAUSE_APP = 1  # the application is not taking what was read
@@ -32,7 +33,8 @@ class Link(Protocol):
     client: list[Any] | None  # [host, port], None on a UNIX socket
     server_addr: list[Any] | None
     tls: dict[str, Any] | None  # the ASGI TLS extension's fields, on a TLS connection
-    deadline: float | None  # when the handler's deadline_passed is due (the server's sweep)
+    timer: Timer | None  # the handler's timer of the moment (see .timers) ...
+    deadline: float | None  # ... and when it is due: then the handler's deadline_passed
 
     @property
     def closed(self) -> bool:
@@ -69,7 +71,7 @@ class Handler(Protocol):
     def connection_lost(self) -> None: ...
 
     def deadline_passed(self) -> None:
-        """The deadline the handler set on its link has passed."""
+        """The timer the handler armed on its link has passed (``link.timer`` names it)."""
         ...
 
     def shutdown(self) -> None:

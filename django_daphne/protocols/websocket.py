@@ -20,8 +20,9 @@ import os
 from typing import TYPE_CHECKING, Protocol
 
 from ..asgi.errors import Refusal
-from ..asgi.websocket import CLOSED, WebSocketStream, build_websocket_scope
+from ..asgi.websocket import ABNORMAL_CLOSURE, CLOSED, WebSocketStream, build_websocket_scope
 from .interfaces import Link
+from .timers import Timer
 from .websocket_framing import Framing, accept_key, negotiate_deflate
 
 if TYPE_CHECKING:
@@ -123,21 +124,25 @@ class WebSocketConnection:
         )
         self.stream = WebSocketStream(server, self, scope)
 
-    # -- keepalive, driven by the server's sweep through the link's deadline
+    # -- keepalive: Timer.PING and Timer.PONG on the link, fired by the server's sweep
+
+    def _arm(self, timer: Timer, seconds: float) -> None:
+        """Where the WebSocket's timers are armed (0 seconds: none)."""
+        conn = self.conn
+        conn.timer = timer if seconds else None
+        conn.deadline = conn.server.clock + seconds if seconds else None
 
     def _next_keepalive(self) -> None:
-        conn = self.conn
-        if not conn.closed:  # a closing connection's deadline is its cut-off
-            interval = conn.server.config.ping_interval
-            conn.deadline = conn.server.clock + interval if interval else None
+        if not self.conn.closed:  # a closing connection's timer is its cut-off
+            self._arm(Timer.PING, self.conn.server.config.ping_interval)
 
     def deadline_passed(self) -> None:
-        """The link's deadline passed: ping an idle peer, or drop a silent one."""
+        """Timer.PING passed: ping an idle peer; Timer.PONG: drop a silent one."""
         framing = self.framing
         if framing is None or not framing.is_open:
             return
         server = self.conn.server
-        if self.ping_payload is not None:
+        if self.conn.timer is Timer.PONG:
             logger.info("WebSocket peer %s did not answer a ping within %ss; dropping it",
                         self.conn.client, server.config.ping_timeout)
             framing.drop("WebSocket ping timeout")
@@ -150,7 +155,7 @@ class WebSocketConnection:
         framing.ping(payload)
         if server.config.ping_timeout:
             self.ping_payload = payload
-            self.conn.deadline = server.clock + server.config.ping_timeout
+            self._arm(Timer.PONG, server.config.ping_timeout)
         else:  # pings keep the connection alive through proxies, but no answer is required
             self._next_keepalive()
 
@@ -167,7 +172,7 @@ class WebSocketConnection:
     def connection_lost(self) -> None:
         framing = self.framing
         if framing is None:
-            self.stream.closed(1006, "")
+            self.stream.closed(ABNORMAL_CLOSURE, "")
         elif self.framing_closing:
             # autobahn asked for the end, and its own close handling must finish before it
             # hears that the connection is gone: a turn later

@@ -41,6 +41,7 @@ from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
+from ..asgi.websocket import BAD_GATEWAY, NORMAL_CLOSURE
 from ..server.config import Config
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -329,10 +330,10 @@ class _AutobahnProtocol(WebSocketServerProtocol):
         # taken as a normal close, then reported with its own code
         # autobahn declares int and bytes, and passes None itself for a close frame without
         # a code (and reason)
-        if code != 1014:
+        if code != BAD_GATEWAY:
             return super().onCloseFrame(code, reasonRaw)  # type: ignore[arg-type]
-        failed = super().onCloseFrame(1000, reasonRaw)  # type: ignore[arg-type]
-        self.remoteCloseCode = 1014
+        failed = super().onCloseFrame(NORMAL_CLOSURE, reasonRaw)  # type: ignore[arg-type]
+        self.remoteCloseCode = BAD_GATEWAY
         return failed
 
     def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None,

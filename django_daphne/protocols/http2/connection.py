@@ -261,7 +261,7 @@ class HTTP2Handler:
         try:
             request = read_request(fields, ended, self.config.http2_websocket)
         except Refusal as exc:
-            if exc.status:
+            if exc.answered:
                 self._refuse(stream_id, ended, exc.reason, exc.status, lean=lean)
             else:
                 self._malformed_request(stream_id, exc.reason, lean)

@@ -86,7 +86,7 @@ def read_request(fields: list[tuple[bytes, bytes]], ended: bool,
     stream; ``extended_connect``: we announced SETTINGS_ENABLE_CONNECT_PROTOCOL."""
     problem = malformed(fields)
     if problem is not None:
-        raise Refusal(0, problem)
+        raise Refusal.no_answer(problem)
     method = path = scheme = authority = protocol = host = length = None
     headers = []
     cookies = 0
@@ -105,11 +105,11 @@ def read_request(fields: list[tuple[bytes, bytes]], ended: bool,
             continue
         if name == b"host":
             if host is not None:
-                raise Refusal(0, "more than one host header")
+                raise Refusal.no_answer("more than one host header")
             host = value
         elif name == b"content-length":
             if not LENGTH(value) or (length is not None and value != length):
-                raise Refusal(0, "invalid content-length")
+                raise Refusal.no_answer("invalid content-length")
             length = value
         elif name == b"cookie":
             cookies += 1
@@ -121,36 +121,36 @@ def read_request(fields: list[tuple[bytes, bytes]], ended: bool,
             headers.insert(0, (b"host", authority))
         elif host != authority:
             # RFC 9113 8.3.1: the two name the same thing, or the request is suspect
-            raise Refusal(0, "host differs from :authority")
+            raise Refusal.no_answer("host differs from :authority")
     elif host is None:
         raise Refusal(400, "no :authority or host")
     if method == b"CONNECT":
         if protocol is None or not extended_connect:
             # we are no proxy; and :protocol unannounced is malformed (RFC 8441 3)
-            raise Refusal(0, "CONNECT without :protocol" if protocol is None
+            raise Refusal.no_answer("CONNECT without :protocol" if protocol is None
                           else ":protocol we did not announce")
         if protocol != b"websocket":
             raise Refusal(501, "unsupported :protocol %r" % protocol)
         if path is None or not TARGET(path) or path[0] != 0x2F:
-            raise Refusal(0, "invalid :path %r" % path)
+            raise Refusal.no_answer("invalid :path %r" % path)
         if scheme is None:
-            raise Refusal(0, "no :scheme")
+            raise Refusal.no_answer("no :scheme")
         if ended:
             raise Refusal(400, "a WebSocket stream must stay open")
         return RequestFields(method, scheme, path, protocol, headers, length)
     if protocol is not None:
-        raise Refusal(0, ":protocol on a request other than CONNECT")
+        raise Refusal.no_answer(":protocol on a request other than CONNECT")
     if scheme is None:
-        raise Refusal(0, "no :scheme")
+        raise Refusal.no_answer("no :scheme")
     if method is None or not TOKEN(method):
-        raise Refusal(0, "invalid :method %r" % method)
+        raise Refusal.no_answer("invalid :method %r" % method)
     if path is None or not TARGET(path) or not (
         path[0] == 0x2F or (path == b"*" and method == b"OPTIONS")
     ):
         # RFC 9113 8.3.1: "/..." always, "*" for OPTIONS; and what HTTP/1.1 would take
-        raise Refusal(0, "invalid :path %r" % path)
+        raise Refusal.no_answer("invalid :path %r" % path)
     if ended and length is not None and length != b"0":
-        raise Refusal(0, "the body is shorter than its content-length")
+        raise Refusal.no_answer("the body is shorter than its content-length")
     return RequestFields(method, scheme, path, None, headers, length)
 
 

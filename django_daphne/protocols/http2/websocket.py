@@ -19,6 +19,7 @@ from h2.errors import ErrorCodes
 from ...asgi.errors import Refusal
 from ...asgi.http import BODY, DONE, ResponseState
 from ..interfaces import PAUSE_APP
+from ..timers import Timer
 from .stream import H2Stream
 
 if TYPE_CHECKING:
@@ -63,7 +64,8 @@ class H2Tunnel:
         self.tls = conn.tls
         self.wire = _TunnelWire(http2, stream_id, False)
         self.wire.stream = self
-        self._deadline: float | None = None
+        self.timer: Timer | None = None  # the WebSocket's (PING or PONG) ...
+        self._deadline: float | None = None  # ... folded into the handler's Timer.HTTP2
         self.finished = False  # our side of the stream is ended (or reset)
         self.lost = False  # the WebSocket heard its connection is gone
         self.answered = False  # the 200 HEADERS went out
