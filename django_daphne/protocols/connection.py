@@ -38,8 +38,8 @@ from .transport import (
 )
 
 if TYPE_CHECKING:
-    from ..server.counts import Counts
-    from ..server.state import ServerState
+    from ..core.counts import Counts
+    from ..core.state import ServerState
     from .http1_parser import RequestHead
     from .http2.websocket import H2Tunnel
     from .websocket import HandshakeHead, Opening, WebSocketConnection

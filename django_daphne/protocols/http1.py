@@ -16,13 +16,13 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from ..asgi.errors import Refusal, error_page
 from ..asgi.http import NO_BODY_STATUSES, START, HTTPStream, build_scope
+from ..core.errors import Refusal, error_page
 from .http1_parser import Limits, Parser, RequestHead, parser_class
 from .interfaces import PAUSE_APP, PAUSE_PIPELINE, PAUSE_REFUSAL
 
 if TYPE_CHECKING:
-    from ..server.config import Config
+    from ..core.config import Config
     from .connection import Connection
 
 logger = logging.getLogger("django_daphne.http")

@@ -32,8 +32,8 @@ import ipaddress
 import re
 from typing import Protocol
 
-from ..asgi.errors import Refusal
-from ..asgi.syntax import TARGET, TCHAR, TOKEN, VISIBLE_VALUE_CHARS
+from ..core.errors import Refusal
+from ..core.syntax import TARGET, TCHAR, TOKEN, VISIBLE_VALUE_CHARS
 
 try:  # pragma: no cover - depends on the platform
     import httptools

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..server.state import ServerState
+from ..core.state import ServerState
 
 # why a link stops reading, as bits: it reads again once no reason is left
 PAUSE_APP = 1  # the application is not taking what was read

@@ -19,8 +19,8 @@ import logging
 import os
 from typing import TYPE_CHECKING, Protocol
 
-from ..asgi.errors import Refusal
 from ..asgi.websocket import CLOSED, WebSocketStream, build_websocket_scope
+from ..core.errors import Refusal
 from .interfaces import Link
 from .websocket_framing import Framing, accept_key, negotiate_deflate
 

@@ -41,7 +41,7 @@ from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
-from ..server.config import Config
+from ..core.config import Config
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

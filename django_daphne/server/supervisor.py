@@ -26,7 +26,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from .config import MIB, Config, ConfigError
+from ..core.config import MIB, Config, ConfigError
 from .endpoints import EndpointError
 from .listeners import Listeners, reuse_port_available
 from .notify import Notifier

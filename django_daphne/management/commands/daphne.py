@@ -22,14 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, SystemCheckEr
 from ... import __version__
 from ...checks import serving_checks
 from ...conf import DJANGO_OPTIONS, application_path, build_config, import_path
-from ...server.cli import (
-    add_option_arguments,
-    binding_problems,
-    format_config,
-    open_access_log,
-    stop_during_startup,
-)
-from ...server.config import (
+from ...core.config import (
     BINDING_OPTIONS,
     COMMAND_LINE,
     DEFAULT,
@@ -37,6 +30,13 @@ from ...server.config import (
     SETTINGS,
     ConfigError,
     asgi_threads,
+)
+from ...server.cli import (
+    add_option_arguments,
+    binding_problems,
+    format_config,
+    open_access_log,
+    stop_during_startup,
 )
 from ...server.loading import AppImportError
 from ..serving import (

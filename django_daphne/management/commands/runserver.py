@@ -25,7 +25,7 @@ from django.utils import autoreload
 
 from ... import __version__
 from ...conf import DjangoConfig, application_path, build_config
-from ...server.config import DEFAULT, OPTIONS_BY_NAME, Config, ConfigError, asgi_threads
+from ...core.config import DEFAULT, OPTIONS_BY_NAME, Config, ConfigError, asgi_threads
 from ...server.loading import AppImportError
 from ..serving import (
     DjangoServerLog,

@@ -20,8 +20,8 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
-from ...asgi.errors import Refusal, error_page
 from ...asgi.http import DONE, START, HTTPStream, build_scope
+from ...core.errors import Refusal, error_page
 from .flow import FlowControl
 from .frames import rst_stream
 from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import h2.exceptions
 from h2.errors import ErrorCodes
 
-from ...asgi.errors import error_page
 from ...asgi.http import NO_BODY_STATUSES, HTTPStream
+from ...core.errors import error_page
 from .validation import response_fields
 
 if TYPE_CHECKING:

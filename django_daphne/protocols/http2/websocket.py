@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
 
-from ...asgi.errors import Refusal
 from ...asgi.http import BODY, DONE, ResponseState
+from ...core.errors import Refusal
 from ..interfaces import PAUSE_APP
 from .stream import H2Stream
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
-from ..asgi.errors import Refusal
 from .config import Config
 from .counts import Counts
+from .errors import Refusal
 from .trust import TrustedProxies
 
 if TYPE_CHECKING:
