@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..asgi.websocket import CLOSED, WebSocketStream, build_websocket_scope
 from ..core.errors import Refusal
 from .interfaces import Link
-from .websocket_framing import Framing, accept_key, negotiate_deflate
+from .websocket_framing import Framing, accept_key, factory_for, negotiate_deflate
 
 if TYPE_CHECKING:
     from .http1_parser import RequestHead
@@ -225,7 +225,7 @@ class WebSocketConnection:
         self.opening.websocket_accepted(negotiated, headers)
         if conn.closed:  # the answer could not go out
             return
-        self.framing = Framing(server.autobahn_factory, self, conn.write, str(conn.client),
+        self.framing = Framing(factory_for(server), self, conn.write, str(conn.client),
                                subprotocol, deflate)
         self._next_keepalive()
         self.stream.opened()

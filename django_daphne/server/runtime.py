@@ -244,7 +244,9 @@ class Server:
             )
         self.state = state = ServerState(self.app, self.config, loop)
         state.access_log = self.access_log
-        state.autobahn_factory  # noqa: B018 - loads autobahn now, not on the first WebSocket
+        from ..protocols.websocket_framing import factory_for
+
+        factory_for(state)  # loads autobahn now, not on the first WebSocket
         if self.install_signal_handlers:
             self._handle_signals(loop)
         from .supervisor import worker_endpoints
