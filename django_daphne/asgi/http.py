@@ -26,7 +26,7 @@ from .scope import connection_scope
 
 if TYPE_CHECKING:
     from ..core.state import ServerState
-    from ..protocols.interfaces import HTTPWire
+    from .wire import HTTPWire
 
 __all__ = ["ClientDisconnected", "HTTPStream", "UnexpectedMessage", "build_scope",
            "check_headers"]

@@ -25,7 +25,7 @@ from .scope import connection_scope
 
 if TYPE_CHECKING:
     from ..core.state import ServerState
-    from ..protocols.interfaces import WebSocketWire
+    from .wire import WebSocketWire
 
 logger = logging.getLogger("django_daphne.websocket")
 

@@ -38,9 +38,9 @@ from .transport import (
 )
 
 if TYPE_CHECKING:
+    from ..asgi.wire import RequestHead
     from ..core.counts import Counts
     from ..core.state import ServerState
-    from .http1_parser import RequestHead
     from .http2.websocket import H2Tunnel
     from .websocket import HandshakeHead, Opening, WebSocketConnection
 

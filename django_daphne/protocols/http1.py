@@ -17,8 +17,9 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from ..asgi.http import NO_BODY_STATUSES, START, HTTPStream, build_scope
+from ..asgi.wire import RequestHead
 from ..core.errors import Refusal, error_page
-from .http1_parser import Limits, Parser, RequestHead, parser_class
+from .http1_parser import Limits, Parser, parser_class
 from .interfaces import PAUSE_APP, PAUSE_PIPELINE, PAUSE_REFUSAL
 
 if TYPE_CHECKING:

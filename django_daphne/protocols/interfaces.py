@@ -1,4 +1,4 @@
-"""The contracts between the layers, as ``typing.Protocol`` classes.
+"""The contracts inside the protocols layer, as ``typing.Protocol`` classes.
 
 ::
 
@@ -7,8 +7,8 @@
 
 A :class:`Handler` is what a :class:`~.connection.Connection` hands the bytes of its socket
 to; it writes back through the :class:`Link` the connection gives it (an HTTP/2 stream
-gives a WebSocket the same :class:`Link`).  An ASGI stream drives its wire through
-:class:`HTTPWire` or :class:`WebSocketWire`; it knows nothing else of the protocol.
+gives a WebSocket the same :class:`Link`).  What an ASGI stream asks of its wire
+(``HTTPWire``, ``WebSocketWire``) is the ASGI layer's to say: :mod:`django_daphne.asgi.wire`.
 """
 
 from __future__ import annotations
@@ -79,66 +79,3 @@ class Handler(Protocol):
     def writing_resumed(self) -> None:
         """The transport took what was waiting: the peer reads again."""
         ...
-
-
-class HTTPWire(Protocol):
-    """What an :class:`~django_daphne.asgi.http.HTTPStream` asks of its wire protocol."""
-
-    def response_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
-
-    def response_body(self, body: bytes, more: bool) -> None: ...
-
-    def response_trailers(self, headers: list[tuple[bytes, bytes]]) -> None: ...
-
-    def response_complete(self) -> None: ...
-
-    def abort(self) -> None:
-        """The response broke off: the client must not take it for complete."""
-        ...
-
-    def send_continue(self) -> None: ...
-
-    @property
-    def reading_paused(self) -> bool:
-        """We stopped reading the request body, whatever the reason: a body that stalls
-        meanwhile is not the client's doing."""
-        ...
-
-    def body_timed_out(self) -> None:
-        """The client stopped sending the request body (the stream decided): answer 408 if
-        nothing was answered yet, end the exchange, and tell the stream it is lost."""
-        ...
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    @property
-    def write_paused(self) -> bool: ...
-
-    async def drain(self) -> None: ...
-
-
-class WebSocketWire(Protocol):
-    """What a :class:`~django_daphne.asgi.websocket.WebSocketStream` asks of its wire."""
-
-    def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None: ...
-
-    def deny(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
-
-    def deny_body(self, body: bytes, more: bool) -> None: ...
-
-    def send_message(self, data: bytes, binary: bool) -> None: ...
-
-    def close(self, code: int, reason: str) -> None: ...
-
-    def abort(self) -> None: ...
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    @property
-    def write_paused(self) -> bool: ...
-
-    async def drain(self) -> None: ...

@@ -25,7 +25,7 @@ from .interfaces import Link
 from .websocket_framing import Framing, accept_key, factory_for, negotiate_deflate
 
 if TYPE_CHECKING:
-    from .http1_parser import RequestHead
+    from ..asgi.wire import RequestHead
 
 logger = logging.getLogger("django_daphne.websocket")
 
@@ -76,7 +76,7 @@ def check_handshake_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, b
 
 
 class HandshakeHead(Protocol):
-    """What a WebSocket reads of its upgrade request: the HTTP/1.1 parser's RequestHead, or
+    """What a WebSocket reads of its upgrade request: an HTTP/1.1 request's RequestHead, or
     what an HTTP/2 stream's extended CONNECT says."""
 
     http_version: str

@@ -38,8 +38,8 @@ from .stream import H2Stream
 from .validation import HOP_BY_HOP, malformed, read_request
 
 if TYPE_CHECKING:
+    from ...asgi.wire import RequestHead
     from ..connection import Connection
-    from ..http1_parser import RequestHead
     from .websocket import H2Tunnel
 
 logger = logging.getLogger("django_daphne.http2")
