@@ -24,7 +24,7 @@ from .interfaces import PAUSE_APP, PAUSE_PIPELINE, PAUSE_REFUSAL
 
 if TYPE_CHECKING:
     from ..core.config import Config
-    from .connection import Connection
+    from .interfaces import Socket
 
 logger = logging.getLogger("django_daphne.http")
 
@@ -48,7 +48,7 @@ def status_line(status: int) -> bytes:
 class HTTP1Handler:
     """HTTP/1.0 and HTTP/1.1 on one connection: the parser's events in, responses out."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Socket) -> None:
         self.conn = conn
         self.server = server = conn.server
         config = server.config

@@ -13,9 +13,13 @@ gives a WebSocket the same :class:`Link`).  What an ASGI stream asks of its wire
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.state import ServerState
+
+if TYPE_CHECKING:
+    from ..asgi.websocket import WebSocketStream
+    from ..asgi.wire import RequestHead
 
 # why a link stops reading, as bits: it reads again once no reason is left
 PAUSE_APP = 1  # the application is not taking what was read
@@ -79,3 +83,67 @@ class Handler(Protocol):
     def writing_resumed(self) -> None:
         """The transport took what was waiting: the peer reads again."""
         ...
+
+
+class HandshakeHead(Protocol):
+    """What a WebSocket reads of its upgrade request: an HTTP/1.1 request's RequestHead, or
+    what an HTTP/2 stream's extended CONNECT says."""
+
+    http_version: str
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+class Opening(Protocol):
+    """What writes a WebSocket's HTTP answer: the HTTP/1.1 handler, or the HTTP/2 stream."""
+
+    def websocket_accepted(self, negotiated: list[tuple[bytes, bytes]],
+                           headers: list[tuple[bytes, bytes]]) -> None:
+        """The answer that opens the WebSocket: what the handshake negotiated, then the
+        application's headers as given."""
+        ...
+
+    def begin_denial(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def response_body(self, body: bytes, more: bool) -> None: ...
+
+    def response_complete(self) -> None: ...
+
+
+class TunnelLink(Link, Opening, Protocol):
+    """An HTTP/2 stream that carries a WebSocket (RFC 8441): its link and its opening."""
+
+
+class WebSocketHandler(Handler, Protocol):
+    """A WebSocket speaking on a link (protocols/websocket.py's WebSocketConnection)."""
+
+    @property
+    def stream(self) -> WebSocketStream:
+        """Its ASGI stream."""
+        ...
+
+
+class Socket(Link, Protocol):
+    """What a wire protocol asks of the connection that owns its socket (connection.py's
+    Connection) beyond a :class:`Link`: to hand the socket over to another protocol (only
+    the connection knows them all), and the state of its reading."""
+
+    handler: Handler
+    paused: int  # why reading is paused: PAUSE_* bits
+
+    @property
+    def sniffing(self) -> bool:
+        """No byte received yet: the moment to recognise HTTP/2."""
+        ...
+
+    def close_after_error(self) -> None:
+        """Close after an error answer, reading on for a while (a lingering close)."""
+        ...
+
+    def start_http2(self, upgrade: tuple[RequestHead, bytes] | None = None) -> None: ...
+
+    def h2c_settings_usable(self, value: bytes) -> bool: ...
+
+    def start_websocket(self, head: RequestHead, opening: Opening) -> None: ...
+
+    def websocket_on(self, stream: TunnelLink, head: HandshakeHead) -> WebSocketHandler: ...

@@ -17,11 +17,11 @@ import base64
 import binascii
 import logging
 import os
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ..asgi.websocket import CLOSED, WebSocketStream, build_websocket_scope
 from ..core.errors import Refusal
-from .interfaces import Link
+from .interfaces import HandshakeHead, Link, Opening
 from .websocket_framing import Framing, accept_key, factory_for, negotiate_deflate
 
 if TYPE_CHECKING:
@@ -73,31 +73,6 @@ def check_handshake_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, b
         raise Refusal(426, "unsupported WebSocket version (only 13 is)",
                       [(b"sec-websocket-version", b"13")])
     return seen
-
-
-class HandshakeHead(Protocol):
-    """What a WebSocket reads of its upgrade request: an HTTP/1.1 request's RequestHead, or
-    what an HTTP/2 stream's extended CONNECT says."""
-
-    http_version: str
-    target: bytes
-    headers: list[tuple[bytes, bytes]]
-
-
-class Opening(Protocol):
-    """What writes a WebSocket's HTTP answer: the HTTP/1.1 handler, or the HTTP/2 stream."""
-
-    def websocket_accepted(self, negotiated: list[tuple[bytes, bytes]],
-                           headers: list[tuple[bytes, bytes]]) -> None:
-        """The answer that opens the WebSocket: what the handshake negotiated, then the
-        application's headers as given."""
-        ...
-
-    def begin_denial(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
-
-    def response_body(self, body: bytes, more: bool) -> None: ...
-
-    def response_complete(self) -> None: ...
 
 
 class WebSocketConnection:
