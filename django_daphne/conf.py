@@ -14,15 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .core.config import (
-    ENVIRONMENT,
-    OPTIONS,
-    Config,
-    ConfigError,
-    EnvironmentConfigError,
-    Option,
-    as_bool,
-)
+from .core.config import Config, ConfigError, EnvironmentConfigError
+from .core.converters import as_bool
+from .core.options import ENVIRONMENT, OPTIONS, Option
 
 SETTING = "DAPHNE"
 

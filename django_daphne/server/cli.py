@@ -13,16 +13,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import __version__
 from ..core.config import (
-    COMMAND_LINE,
-    OPTIONS,
     Config,
     ConfigError,
     EnvironmentConfigError,
-    Option,
     asgi_threads,
     log_format,
     log_level,
 )
+from ..core.options import COMMAND_LINE, OPTIONS, Option
 
 if TYPE_CHECKING:
     from ..core.access_log import AccessLog

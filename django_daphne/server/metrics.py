@@ -35,7 +35,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..core.config import ConfigError, metrics_address
+from ..core.config import ConfigError
+from ..core.converters import metrics_address
 from ..core.counts import ABORTED, DURATION_BUCKETS, Counts
 from .loop_lag import LAG_BUCKETS
 

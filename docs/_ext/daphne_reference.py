@@ -31,7 +31,7 @@ NOT_CAUGHT = "Not handled: the system's default action."
 
 def _options_rst() -> list[str]:
     from django_daphne.conf import DJANGO_OPTIONS
-    from django_daphne.core.config import OPTIONS, Option
+    from django_daphne.core.options import OPTIONS, Option
     from django_daphne.server.cli import GROUP_TITLES
 
     env_prefix = _env_prefix()
@@ -73,9 +73,9 @@ def _options_rst() -> list[str]:
 
 def _env_prefix() -> str | None:
     """The environment variables' prefix, once the server reads them."""
-    from django_daphne.core import config
+    from django_daphne.core import options
 
-    return getattr(config, "ENVIRONMENT_PREFIX", None)
+    return getattr(options, "ENVIRONMENT_PREFIX", None)
 
 
 def _checks_rst() -> list[str]:
