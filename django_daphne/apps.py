@@ -16,7 +16,7 @@ def _loop_kind() -> str:
     """The ``DAPHNE["LOOP"]`` setting when it is valid; the system checks report it if not."""
     from django.conf import settings
 
-    from .server.config import OPTIONS_BY_NAME
+    from .core.options import OPTIONS_BY_NAME
 
     try:
         value = dict(getattr(settings, "DAPHNE", None) or {}).get("LOOP", "auto")

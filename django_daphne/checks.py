@@ -24,7 +24,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 
 from .conf import SETTING, DjangoConfig, application_path, daphne_settings, setting_label
-from .server.config import ENVIRONMENT, ConfigError
+from .core.config import ConfigError
+from .core.options import ENVIRONMENT
 from .server.endpoints import beyond_loopback, check_description
 from .server.reactor import wants_uvloop
 

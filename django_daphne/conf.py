@@ -5,7 +5,7 @@ The ``DAPHNE`` dict holds the ``daphne`` command's long options in upper case
 ``FORCE_SCRIPT_NAME``, the WebSocket size limits to Daphne's
 ``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE`` and ``DAPHNE_WEBSOCKET_MAX_FRAME_SIZE``; the
 application is ``ASGI_APPLICATION``.  One precedence rule everywhere: command line, then
-the environment (``DJANGO_DAPHNE_PORT=8001``: see :mod:`django_daphne.server.config`), then
+the environment (``DJANGO_DAPHNE_PORT=8001``: see :mod:`django_daphne.core.config`), then
 ``DAPHNE``, then the default.
 """
 
@@ -14,15 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .server.config import (
-    ENVIRONMENT,
-    OPTIONS,
-    Config,
-    ConfigError,
-    EnvironmentConfigError,
-    Option,
-    as_bool,
-)
+from .core.config import Config, ConfigError, EnvironmentConfigError
+from .core.converters import as_bool
+from .core.options import ENVIRONMENT, OPTIONS, Option
 
 SETTING = "DAPHNE"
 

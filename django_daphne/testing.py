@@ -100,13 +100,13 @@ def _serve(
 
         django.setup()
         from .conf import DJANGO_SETTING_NAMES, application_path, daphne_settings
+        from .core.config import Config
         from .management.serving import (
             configure_logging,
             ensure_reactor,
             load_application,
             with_static_files,
         )
-        from .server.config import Config
         from .server.runtime import Server
 
         values = {**daphne_settings(), "VERBOSITY": 0, **server_settings}

@@ -7,16 +7,9 @@ import typing
 
 import pytest
 
+from django_daphne.core.config import Config, ConfigError, asgi_threads
+from django_daphne.core.options import COMMAND_LINE, DEFAULT, OPTIONS, SETTINGS
 from django_daphne.server.cli import build_parser, command_line_values
-from django_daphne.server.config import (
-    COMMAND_LINE,
-    DEFAULT,
-    OPTIONS,
-    SETTINGS,
-    Config,
-    ConfigError,
-    asgi_threads,
-)
 
 
 def from_argv(*argv):
@@ -208,7 +201,7 @@ def test_recycling_options_from_settings():
 
 
 def test_environment_sits_between_settings_and_the_command_line():
-    from django_daphne.server.config import ENVIRONMENT
+    from django_daphne.core.options import ENVIRONMENT
 
     config = Config.build(
         settings={"HTTP_TIMEOUT": 1, "SHUTDOWN_TIMEOUT": 2, "KEEP_ALIVE_TIMEOUT": 3},
@@ -265,7 +258,7 @@ def test_environment_lists_and_booleans():
 
 
 def test_environment_errors_name_the_variable():
-    from django_daphne.server.config import EnvironmentConfigError
+    from django_daphne.core.config import EnvironmentConfigError
 
     cases = {
         "DJANGO_DAPHNE_PORT=x": "DJANGO_DAPHNE_PORT: expected a whole number, got 'x'",
@@ -288,7 +281,7 @@ def test_environment_errors_name_the_variable():
 
 
 def test_the_supervisors_variables_are_no_options():
-    from django_daphne.server.config import INTERNAL_VARIABLES
+    from django_daphne.core.options import INTERNAL_VARIABLES
     from django_daphne.server.titles import TITLE_ENV
     from django_daphne.server.worker_link import READY_ENV, WORKER_ENV
 

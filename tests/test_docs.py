@@ -18,7 +18,7 @@ import pytest
 
 from django_daphne.checks import CHECKS
 from django_daphne.conf import DJANGO_OPTIONS
-from django_daphne.server.config import OPTIONS
+from django_daphne.core.options import OPTIONS
 from django_daphne.server.signals import SIGNALS
 
 from .conftest import ROOT, client_context
@@ -101,7 +101,7 @@ def test_signals_reference_is_what_the_processes_catch(start_server, site, mode)
 
 
 def test_access_log_fields_are_in_the_reference(site):
-    from django_daphne.server.access_log import FIELDS
+    from django_daphne.core.access_log import FIELDS
 
     text = page_text(site, "reference/access-log")
     for name in FIELDS:
@@ -202,7 +202,7 @@ def test_logging_example_routes_the_server_and_the_access_log(tmp_path):
 
 def test_environment_and_limits_page_names_what_the_code_does(site):
     """The how-to's variable names, check ids and refusal are the code's."""
-    from django_daphne.server.config import INTERNAL_VARIABLES, OPTIONS_BY_NAME
+    from django_daphne.core.options import INTERNAL_VARIABLES, OPTIONS_BY_NAME
 
     text = " ".join(page_text(site, "howto/environment-and-limits").split())
     for name in ("workers", "proxy_headers", "limit_concurrency", "forwarded_allow_ips"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from django_daphne.server.config import INTERNAL_VARIABLES, OPTIONS
+from django_daphne.core.options import INTERNAL_VARIABLES, OPTIONS
 
 from .conftest import ROOT, ServerProcess
 from .django_helpers import (

@@ -25,6 +25,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from django_daphne.core.config import Config
 from django_daphne.protocols.http2.guards import FrameError
 from django_daphne.protocols.http2.h2_workarounds import (
     decode_block,
@@ -37,7 +38,6 @@ from django_daphne.protocols.http2.h2_workarounds import (
     spend_connection_window,
     valid_upgrade_settings,
 )
-from django_daphne.server.config import Config
 
 REQUEST = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"x"),
            (b":path", b"/")]

@@ -234,7 +234,7 @@ def test_the_histogram_internals_it_adds_to():
     Histogram children: a value object per bucket, not cumulative, and one for the sum)."""
     from prometheus_client import CollectorRegistry, Histogram
 
-    from django_daphne.server.counts import DURATION_BUCKETS
+    from django_daphne.core.counts import DURATION_BUCKETS
     from django_daphne.server.metrics import _add_to_histogram
 
     observed, added = CollectorRegistry(), CollectorRegistry()

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from django_daphne.asgi.errors import Refusal
+from django_daphne.core.errors import Refusal
 from django_daphne.protocols.http1_parser import HttptoolsParser, Limits, PythonParser
 
 PARSERS = [pytest.param(HttptoolsParser, id="httptools"), pytest.param(PythonParser, id="python")]

@@ -17,7 +17,8 @@ import docutils.core
 import httpx
 import pytest
 
-from django_daphne.server.config import OPTIONS_BY_NAME, Config
+from django_daphne.core.config import Config
+from django_daphne.core.options import OPTIONS_BY_NAME
 from django_daphne.server.supervisor import Supervisor
 from django_daphne.server.worker_process import Generation, Worker
 from tests.conftest import ROOT

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from django_daphne.server.config import Config
-from django_daphne.server.state import ServerState
+from django_daphne.core.config import Config
+from django_daphne.core.state import ServerState
 
 
 class Due:

@@ -19,7 +19,7 @@ import pytest
 import txaio
 from autobahn.websocket.xormasker import create_xor_masker
 
-from django_daphne.server.config import Config
+from django_daphne.core.config import Config
 
 
 @contextlib.contextmanager

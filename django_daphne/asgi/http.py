@@ -18,15 +18,15 @@ from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ..server.counts import ABORTED
-from .errors import ClientDisconnected, Refusal, UnexpectedMessage, error_page
+from ..core.counts import ABORTED
+from ..core.errors import ClientDisconnected, Refusal, UnexpectedMessage, error_page
+from ..core.syntax import TOKEN
 from .instance import ApplicationInstance
 from .scope import connection_scope
-from .syntax import TOKEN
 
 if TYPE_CHECKING:
-    from ..protocols.interfaces import HTTPWire
-    from ..server.state import ServerState
+    from ..core.state import ServerState
+    from .wire import HTTPWire
 
 __all__ = ["ClientDisconnected", "HTTPStream", "UnexpectedMessage", "build_scope",
            "check_headers"]

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..server.state import ServerState
+    from ..core.state import ServerState
 
 logger = logging.getLogger("django_daphne.asgi")
 

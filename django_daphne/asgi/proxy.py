@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..server.trust import TrustedProxies, ip_address
+from ..core.trust import TrustedProxies, ip_address
 
 # the schemes a proxy may report, and their WebSocket counterparts
 _SCHEMES = {"http": ("http", "ws"), "https": ("https", "wss"),

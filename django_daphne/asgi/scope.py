@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from .errors import Refusal
+from ..core.errors import Refusal
 from .proxy import apply_proxy_headers
 
 if TYPE_CHECKING:
-    from ..server.state import ServerState
+    from ..core.state import ServerState
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 

@@ -17,15 +17,15 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..server.counts import ABORTED
-from .errors import ClientDisconnected, Refusal, UnexpectedMessage, error_page
+from ..core.counts import ABORTED
+from ..core.errors import ClientDisconnected, Refusal, UnexpectedMessage, error_page
 from .http import check_headers
 from .instance import ApplicationInstance
 from .scope import connection_scope
 
 if TYPE_CHECKING:
-    from ..protocols.interfaces import WebSocketWire
-    from ..server.state import ServerState
+    from ..core.state import ServerState
+    from .wire import WebSocketWire
 
 logger = logging.getLogger("django_daphne.websocket")
 

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 from django.core.management.base import CommandError, SystemCheckError
 
-from ..server.access_log import AccessLog
-from ..server.config import Config, log_format, log_level
+from ..core.access_log import AccessLog
+from ..core.config import Config, log_format, log_level
 from ..server.loading import failed_files
 
 
@@ -155,7 +155,7 @@ class ShowsImportTracebacks:
 
     def write_import_traceback(self) -> None:
         from ..conf import application_path
-        from ..server.config import ConfigError
+        from ..core.config import ConfigError
         from ..server.loading import AppImportError, import_application
 
         try:

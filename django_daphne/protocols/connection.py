@@ -39,11 +39,11 @@ from .transport import (
 )
 
 if TYPE_CHECKING:
-    from ..server.counts import Counts
-    from ..server.state import ServerState
-    from .http1_parser import RequestHead
-    from .http2.websocket import H2Tunnel
-    from .websocket import HandshakeHead, Opening, WebSocketConnection
+    from ..asgi.wire import RequestHead
+    from ..core.counts import Counts
+    from ..core.state import ServerState
+    from .interfaces import HandshakeHead, Opening, TunnelLink
+    from .websocket import WebSocketConnection
 
 logger = logging.getLogger("django_daphne.http")
 
@@ -247,7 +247,7 @@ class Connection(Protocol):
         websocket.stream.start()
 
     @staticmethod
-    def websocket_on(stream: H2Tunnel, head: HandshakeHead) -> WebSocketConnection:
+    def websocket_on(stream: TunnelLink, head: HandshakeHead) -> WebSocketConnection:
         """A WebSocket on an HTTP/2 stream (RFC 8441), which is its link and its opening.
         A malformed handshake raises Refusal."""
         from .websocket import WebSocketConnection, check_handshake_headers

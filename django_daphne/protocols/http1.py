@@ -17,15 +17,16 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from ..asgi.errors import NO_ANSWER, Refusal, error_page
 from ..asgi.http import NO_BODY_STATUSES, START, HTTPStream, build_scope
-from .http1_parser import Limits, Parser, RequestHead, parser_class
+from ..asgi.wire import RequestHead
+from ..core.errors import NO_ANSWER, Refusal, error_page
+from .http1_parser import Limits, Parser, parser_class
 from .interfaces import PAUSE_APP, PAUSE_PIPELINE, PAUSE_REFUSAL
 from .timers import Timer
 
 if TYPE_CHECKING:
-    from ..server.config import Config
-    from .connection import Connection
+    from ..core.config import Config
+    from .interfaces import Socket
 
 logger = logging.getLogger("django_daphne.http")
 
@@ -72,7 +73,7 @@ PLAIN, CHUNKED, BODYLESS = Framing
 class HTTP1Handler:
     """HTTP/1.0 and HTTP/1.1 on one connection: the parser's events in, responses out."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Socket) -> None:
         self.conn = conn
         self.server = server = conn.server
         config = server.config

@@ -33,8 +33,9 @@ import ipaddress
 import re
 from typing import Protocol
 
-from ..asgi.errors import Refusal
-from ..asgi.syntax import TARGET, TCHAR, TOKEN, VISIBLE_VALUE_CHARS
+from ..asgi.wire import RequestHead
+from ..core.errors import Refusal
+from ..core.syntax import TARGET, TCHAR, TOKEN, VISIBLE_VALUE_CHARS
 
 try:  # pragma: no cover - depends on the platform
     import httptools
@@ -61,38 +62,6 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)(;[\t\x20-\x7e]*)?").fullmatch
 _DIGITS = re.compile(rb"[0-9]{1,18}").fullmatch
 _MAX_CHUNK_DIGITS = 15  # 16 hex digits would pass 2**60; no real body needs that
 _MAX_CHUNK_LINE = 4096  # a chunk size with its extensions
-
-
-class RequestHead:
-    """What the request line and headers say, in wire terms (bytes, lower-case names)."""
-
-    __slots__ = (
-        "method", "target", "http_version", "headers", "keep_alive",
-        "expect_continue", "upgrade", "has_body", "odd_names",
-    )
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        http_version: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-        expect_continue: bool,
-        upgrade: bytes | None,
-        has_body: bool,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.http_version = http_version
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.expect_continue = expect_continue
-        self.upgrade = upgrade
-        self.has_body = has_body
-        # a header name may hold an underscore or be Daphne-Root-Path: the scope screens
-        # the headers (False only when a scan of the raw head rules both out)
-        self.odd_names = True
 
 
 class ParserHandler(Protocol):

@@ -1,4 +1,4 @@
-"""The contracts between the layers, as ``typing.Protocol`` classes.
+"""The contracts inside the protocols layer, as ``typing.Protocol`` classes.
 
 ::
 
@@ -7,16 +7,20 @@
 
 A :class:`Handler` is what a :class:`~.connection.Connection` hands the bytes of its socket
 to; it writes back through the :class:`Link` the connection gives it (an HTTP/2 stream
-gives a WebSocket the same :class:`Link`).  An ASGI stream drives its wire through
-:class:`HTTPWire` or :class:`WebSocketWire`; it knows nothing else of the protocol.
+gives a WebSocket the same :class:`Link`).  What an ASGI stream asks of its wire
+(``HTTPWire``, ``WebSocketWire``) is the ASGI layer's to say: :mod:`django_daphne.asgi.wire`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..server.state import ServerState
+from ..core.state import ServerState
 from .timers import Timer
+
+if TYPE_CHECKING:
+    from ..asgi.websocket import WebSocketStream
+    from ..asgi.wire import RequestHead
 
 # why a link stops reading, as bits: it reads again once no reason is left
 PAUSE_APP = 1  # the application is not taking what was read
@@ -83,64 +87,65 @@ class Handler(Protocol):
         ...
 
 
-class HTTPWire(Protocol):
-    """What an :class:`~django_daphne.asgi.http.HTTPStream` asks of its wire protocol."""
+class HandshakeHead(Protocol):
+    """What a WebSocket reads of its upgrade request: an HTTP/1.1 request's RequestHead, or
+    what an HTTP/2 stream's extended CONNECT says."""
 
-    def response_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+    http_version: str
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+class Opening(Protocol):
+    """What writes a WebSocket's HTTP answer: the HTTP/1.1 handler, or the HTTP/2 stream."""
+
+    def websocket_accepted(self, negotiated: list[tuple[bytes, bytes]],
+                           headers: list[tuple[bytes, bytes]]) -> None:
+        """The answer that opens the WebSocket: what the handshake negotiated, then the
+        application's headers as given."""
+        ...
+
+    def begin_denial(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
 
     def response_body(self, body: bytes, more: bool) -> None: ...
 
-    def response_trailers(self, headers: list[tuple[bytes, bytes]]) -> None: ...
-
     def response_complete(self) -> None: ...
 
-    def abort(self) -> None:
-        """The response broke off: the client must not take it for complete."""
-        ...
 
-    def send_continue(self) -> None: ...
+class TunnelLink(Link, Opening, Protocol):
+    """An HTTP/2 stream that carries a WebSocket (RFC 8441): its link and its opening."""
 
-    @property
-    def reading_paused(self) -> bool:
-        """We stopped reading the request body, whatever the reason: a body that stalls
-        meanwhile is not the client's doing."""
-        ...
 
-    def body_timed_out(self) -> None:
-        """The client stopped sending the request body (the stream decided): answer 408 if
-        nothing was answered yet, end the exchange, and tell the stream it is lost."""
-        ...
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
+class WebSocketHandler(Handler, Protocol):
+    """A WebSocket speaking on a link (protocols/websocket.py's WebSocketConnection)."""
 
     @property
-    def write_paused(self) -> bool: ...
+    def stream(self) -> WebSocketStream:
+        """Its ASGI stream."""
+        ...
 
-    async def drain(self) -> None: ...
 
+class Socket(Link, Protocol):
+    """What a wire protocol asks of the connection that owns its socket (connection.py's
+    Connection) beyond a :class:`Link`: to hand the socket over to another protocol (only
+    the connection knows them all), and the state of its reading."""
 
-class WebSocketWire(Protocol):
-    """What a :class:`~django_daphne.asgi.websocket.WebSocketStream` asks of its wire."""
-
-    def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None: ...
-
-    def deny(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
-
-    def deny_body(self, body: bytes, more: bool) -> None: ...
-
-    def send_message(self, data: bytes, binary: bool) -> None: ...
-
-    def close(self, code: int, reason: str) -> None: ...
-
-    def abort(self) -> None: ...
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
+    handler: Handler
+    paused: int  # why reading is paused: PAUSE_* bits
 
     @property
-    def write_paused(self) -> bool: ...
+    def sniffing(self) -> bool:
+        """No byte received yet: the moment to recognise HTTP/2."""
+        ...
 
-    async def drain(self) -> None: ...
+    def close_after_error(self) -> None:
+        """Close after an error answer, reading on for a while (a lingering close)."""
+        ...
+
+    def start_http2(self, upgrade: tuple[RequestHead, bytes] | None = None) -> None: ...
+
+    def h2c_settings_usable(self, value: bytes) -> bool: ...
+
+    def start_websocket(self, head: RequestHead, opening: Opening) -> None: ...
+
+    def websocket_on(self, stream: TunnelLink, head: HandshakeHead) -> WebSocketHandler: ...

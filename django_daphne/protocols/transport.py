@@ -44,7 +44,7 @@ from twisted.python.failure import Failure
 from ..asgi.scope import address, server_address
 
 if TYPE_CHECKING:
-    from ..server.counts import Counts
+    from ..core.counts import Counts
 
 
 class Transport(Protocol):

@@ -17,16 +17,16 @@ import base64
 import binascii
 import logging
 import os
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from ..asgi.errors import Refusal
 from ..asgi.websocket import ABNORMAL_CLOSURE, CLOSED, WebSocketStream, build_websocket_scope
-from .interfaces import Link
+from ..core.errors import Refusal
+from .interfaces import HandshakeHead, Link, Opening
 from .timers import Timer
-from .websocket_framing import Framing, accept_key, negotiate_deflate
+from .websocket_framing import Framing, accept_key, factory_for, negotiate_deflate
 
 if TYPE_CHECKING:
-    from .http1_parser import RequestHead
+    from ..asgi.wire import RequestHead
 
 logger = logging.getLogger("django_daphne.websocket")
 
@@ -74,31 +74,6 @@ def check_handshake_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, b
         raise Refusal(426, "unsupported WebSocket version (only 13 is)",
                       [(b"sec-websocket-version", b"13")])
     return seen
-
-
-class HandshakeHead(Protocol):
-    """What a WebSocket reads of its upgrade request: the HTTP/1.1 parser's RequestHead, or
-    what an HTTP/2 stream's extended CONNECT says."""
-
-    http_version: str
-    target: bytes
-    headers: list[tuple[bytes, bytes]]
-
-
-class Opening(Protocol):
-    """What writes a WebSocket's HTTP answer: the HTTP/1.1 handler, or the HTTP/2 stream."""
-
-    def websocket_accepted(self, negotiated: list[tuple[bytes, bytes]],
-                           headers: list[tuple[bytes, bytes]]) -> None:
-        """The answer that opens the WebSocket: what the handshake negotiated, then the
-        application's headers as given."""
-        ...
-
-    def begin_denial(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
-
-    def response_body(self, body: bytes, more: bool) -> None: ...
-
-    def response_complete(self) -> None: ...
 
 
 class WebSocketConnection:
@@ -230,7 +205,7 @@ class WebSocketConnection:
         self.opening.websocket_accepted(negotiated, headers)
         if conn.closed:  # the answer could not go out
             return
-        self.framing = Framing(server.autobahn_factory, self, conn.write, str(conn.client),
+        self.framing = Framing(factory_for(server), self, conn.write, str(conn.client),
                                subprotocol, deflate)
         self._next_keepalive()
         self.stream.opened()

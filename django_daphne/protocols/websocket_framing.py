@@ -28,7 +28,7 @@ import base64
 import hashlib
 import struct
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import txaio
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -42,7 +42,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from ..asgi.websocket import BAD_GATEWAY, NORMAL_CLOSURE
-from ..server.config import Config
+from ..core.config import Config
+
+if TYPE_CHECKING:
+    from ..core.state import ServerState
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -136,6 +139,16 @@ def make_factory(config: Config) -> FramingFactory:
     factory.noisy = False
     factory.connection_options = {
         name: getattr(factory, name) for name in WebSocketServerProtocol.CONFIG_ATTRS}
+    return factory
+
+
+def factory_for(server: ServerState) -> FramingFactory:
+    """The server's autobahn factory, made on the first call (the server asks before it
+    listens: importing autobahn on the first WebSocket would stall every connection for
+    that long) and kept in its state."""
+    factory = server.framing_factory
+    if not isinstance(factory, FramingFactory):
+        factory = server.framing_factory = make_factory(server.config)
     return factory
 
 

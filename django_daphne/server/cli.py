@@ -12,20 +12,18 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import __version__
-from .config import (
-    COMMAND_LINE,
-    OPTIONS,
+from ..core.config import (
     Config,
     ConfigError,
     EnvironmentConfigError,
-    Option,
     asgi_threads,
     log_format,
     log_level,
 )
+from ..core.options import COMMAND_LINE, OPTIONS, Option
 
 if TYPE_CHECKING:
-    from .access_log import AccessLog
+    from ..core.access_log import AccessLog
 
 logger = logging.getLogger("django_daphne")
 
@@ -140,7 +138,7 @@ def configure_logging(config: Config) -> None:
 def open_access_log(config: Config, to_logging: bool = False) -> AccessLog | None:
     """The AccessLog the options ask for, or None. ``to_logging``: with no --access-log,
     the lines go to the ``django_daphne.access`` logger (a project's LOGGING routes it)."""
-    from .access_log import AccessLog
+    from ..core.access_log import AccessLog
 
     stream: TextIO | None
     if config.access_log == "logging" or (

@@ -1,9 +1,9 @@
 """Prometheus metrics and health checks (``--metrics-endpoint``), with prometheus_client.
 
-* Every serving process counts in plain ints and dicts (:mod:`.counts`, :mod:`.loop_lag`)
-  and :class:`ProcessMetrics` folds those into prometheus_client's objects once a second
-  and when the server stops: the hot path never takes prometheus_client's locks nor writes
-  its memory-mapped files.
+* Every serving process counts in plain ints and dicts (:mod:`django_daphne.core.counts`,
+  :mod:`.loop_lag`) and :class:`ProcessMetrics` folds those into prometheus_client's
+  objects once a second and when the server stops: the hot path never takes
+  prometheus_client's locks nor writes its memory-mapped files.
 * With ``--workers`` prometheus_client's multiprocess mode joins them: the supervisor makes
   a private directory, names it to the workers in ``PROMETHEUS_MULTIPROC_DIR`` (so the
   application's own prometheus_client metrics land there too), marks each worker it reaps
@@ -35,13 +35,14 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .config import ConfigError, metrics_address
-from .counts import ABORTED, DURATION_BUCKETS, Counts
+from ..core.config import ConfigError
+from ..core.converters import metrics_address
+from ..core.counts import ABORTED, DURATION_BUCKETS, Counts
 from .loop_lag import LAG_BUCKETS
 
 if TYPE_CHECKING:
+    from ..core.state import ServerState
     from .loop_lag import LoopLag
-    from .state import ServerState
 
 logger = logging.getLogger("django_daphne.server")
 

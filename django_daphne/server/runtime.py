@@ -18,18 +18,18 @@ from zope.interface import implementer
 
 from ..asgi.http import CANCEL_GRACE
 from ..asgi.lifespan import Lifespan, LifespanFailure
+from ..core.config import Config, asgi_threads
+from ..core.state import ServerState
 from ..protocols.connection import Connection
-from .config import Config, asgi_threads
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
 from .loop_lag import LoopLag
 from .notify import Notifier
-from .state import ServerState
 from .tls import ReloadableTLS, TLSSettingError, options_for
 
 if TYPE_CHECKING:
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
-    from .access_log import AccessLog
+    from ..core.access_log import AccessLog
     from .metrics import ProcessMetrics, ReactorListener
     from .supervisor import SupervisorLink
 
@@ -194,7 +194,7 @@ class Server:
         config = self.config
         self.loop_lag = lag = LoopLag(self.loop, config.loop_block_threshold)
         if config.metrics_endpoint is not None:
-            from .config import ConfigError
+            from ..core.config import ConfigError
             from .metrics import (
                 ProcessMetrics,
                 ReactorListener,
@@ -244,7 +244,9 @@ class Server:
             )
         self.state = state = ServerState(self.app, self.config, loop)
         state.access_log = self.access_log
-        state.autobahn_factory  # noqa: B018 - loads autobahn now, not on the first WebSocket
+        from ..protocols.websocket_framing import factory_for
+
+        factory_for(state)  # loads autobahn now, not on the first WebSocket
         if self.install_signal_handlers:
             self._handle_signals(loop)
         from .supervisor import worker_endpoints

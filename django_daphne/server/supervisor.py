@@ -26,7 +26,8 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from .config import MIB, Config, ConfigError
+from ..core.config import Config, ConfigError
+from ..core.options import MIB
 from .endpoints import EndpointError
 from .listeners import Listeners, reuse_port_available
 from .notify import Notifier

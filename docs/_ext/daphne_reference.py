@@ -9,7 +9,7 @@ documentation cannot drift from what the server does:
 ``.. daphne-signals::``
     what each signal does, from ``server.signals.SIGNALS``;
 ``.. daphne-access-log-fields::``
-    the access log's fields, from ``server.access_log.FIELDS``;
+    the access log's fields, from ``core.access_log.FIELDS``;
 ``.. daphne-help::``
     ``daphne --help``, as argparse prints it.
 """
@@ -31,8 +31,8 @@ NOT_CAUGHT = "Not handled: the system's default action."
 
 def _options_rst() -> list[str]:
     from django_daphne.conf import DJANGO_OPTIONS
+    from django_daphne.core.options import OPTIONS, Option
     from django_daphne.server.cli import GROUP_TITLES
-    from django_daphne.server.config import OPTIONS, Option
 
     env_prefix = _env_prefix()
 
@@ -73,9 +73,9 @@ def _options_rst() -> list[str]:
 
 def _env_prefix() -> str | None:
     """The environment variables' prefix, once the server reads them."""
-    from django_daphne.server import config
+    from django_daphne.core import options
 
-    return getattr(config, "ENVIRONMENT_PREFIX", None)
+    return getattr(options, "ENVIRONMENT_PREFIX", None)
 
 
 def _checks_rst() -> list[str]:
@@ -99,7 +99,7 @@ def _signals_rst() -> list[str]:
 
 
 def _fields_rst() -> list[str]:
-    from django_daphne.server.access_log import FIELDS
+    from django_daphne.core.access_log import FIELDS
 
     lines: list[str] = []
     for name, meaning in FIELDS.items():

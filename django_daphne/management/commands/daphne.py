@@ -22,21 +22,14 @@ from django.core.management.base import BaseCommand, CommandError, SystemCheckEr
 from ... import __version__
 from ...checks import serving_checks
 from ...conf import DJANGO_OPTIONS, application_path, build_config, import_path
+from ...core.config import ConfigError, asgi_threads
+from ...core.options import BINDING_OPTIONS, COMMAND_LINE, DEFAULT, OPTIONS, SETTINGS
 from ...server.cli import (
     add_option_arguments,
     binding_problems,
     format_config,
     open_access_log,
     stop_during_startup,
-)
-from ...server.config import (
-    BINDING_OPTIONS,
-    COMMAND_LINE,
-    DEFAULT,
-    OPTIONS,
-    SETTINGS,
-    ConfigError,
-    asgi_threads,
 )
 from ...server.loading import AppImportError
 from ..serving import (

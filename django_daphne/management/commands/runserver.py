@@ -25,7 +25,8 @@ from django.utils import autoreload
 
 from ... import __version__
 from ...conf import DjangoConfig, application_path, build_config
-from ...server.config import DEFAULT, OPTIONS_BY_NAME, Config, ConfigError, asgi_threads
+from ...core.config import Config, ConfigError, asgi_threads
+from ...core.options import DEFAULT, OPTIONS_BY_NAME
 from ...server.loading import AppImportError
 from ..serving import (
     DjangoServerLog,

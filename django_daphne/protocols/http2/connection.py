@@ -20,8 +20,8 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
-from ...asgi.errors import Refusal, error_page
 from ...asgi.http import DONE, START, HTTPStream, build_scope
+from ...core.errors import Refusal, error_page
 from .flow import FlowControl
 from .frames import rst_stream
 from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen
@@ -38,8 +38,9 @@ from .stream import H2Stream
 from .validation import HOP_BY_HOP, malformed, read_request
 
 if TYPE_CHECKING:
-    from ..connection import Connection
-    from ..http1_parser import RequestHead
+    from ...asgi.wire import RequestHead
+    from ..interfaces import Socket
+    from .host import StreamApp
     from .websocket import H2Tunnel
 
 logger = logging.getLogger("django_daphne.http2")
@@ -55,7 +56,7 @@ class HTTP2Handler:
 
     LEAN = True  # serve the common request beside h2 (see .lean); off only to compare
 
-    def __init__(self, conn: Connection, upgrade: tuple[RequestHead, bytes] | None = None
+    def __init__(self, conn: Socket, upgrade: tuple[RequestHead, bytes] | None = None
                  ) -> None:
         self.conn = conn
         self.server = server = conn.server
@@ -67,7 +68,7 @@ class HTTP2Handler:
         self.server_header = config.server_name.encode("latin-1") if config.server_name else b""
         self.streams: dict[int, H2Stream] = {}
         self.tunnels: set[H2Tunnel] = set()  # WebSockets over a stream (RFC 8441), while open
-        self.orphans: list[HTTPStream | H2Tunnel] = []  # apps of reset streams, still running
+        self.orphans: list[HTTPStream | StreamApp] = []  # apps of reset streams, still running
         # streams answered before their request body ended (see _drains), and until when
         # the rest of that body may keep them
         self.draining: dict[H2Stream, float] = {}

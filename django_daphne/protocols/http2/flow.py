@@ -23,7 +23,7 @@ from .frames import DATA, END_STREAM, encode_fields, frame_header, header_frames
 from .h2_workarounds import owes_table_resize, spend_connection_window
 
 if TYPE_CHECKING:
-    from .connection import HTTP2Handler
+    from .host import H2Host
     from .stream import H2Stream
 
 logger = logging.getLogger("django_daphne.http2")
@@ -37,7 +37,7 @@ class FlowControl:
 
     __slots__ = ("http2", "blocked", "unflushed", "flush_pending", "out")
 
-    def __init__(self, http2: HTTP2Handler) -> None:
+    def __init__(self, http2: H2Host[H2Stream]) -> None:
         self.http2 = http2
         # streams whose response waits for the client to open its window, and since when
         self.blocked: dict[H2Stream, float] = {}

@@ -65,7 +65,7 @@ from hpack import Encoder
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame
 
-from ...server.config import Config
+from ...core.config import Config
 from .guards import FrameError
 
 _BASE64URL = re.compile(rb"[A-Za-z0-9_-]*=*").fullmatch

@@ -31,7 +31,8 @@ from .guards import FrameError
 from .h2_workarounds import decode_block, open_lean_stream
 
 if TYPE_CHECKING:
-    from .connection import HTTP2Handler
+    from .host import H2Host
+    from .stream import H2Stream
 
 logger = logging.getLogger("django_daphne.http2")
 
@@ -43,7 +44,7 @@ class LeanPath:
 
     __slots__ = ("http2", "offering")
 
-    def __init__(self, http2: HTTP2Handler) -> None:
+    def __init__(self, http2: H2Host[H2Stream]) -> None:
         self.http2 = http2
         self.offering = False  # from the client's first SETTINGS on, while open
 

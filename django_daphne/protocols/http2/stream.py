@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 import h2.exceptions
 from h2.errors import ErrorCodes
 
-from ...asgi.errors import error_page
 from ...asgi.http import NO_BODY_STATUSES, HTTPStream
+from ...core.errors import error_page
 from .validation import response_fields
 
 if TYPE_CHECKING:
-    from .connection import HTTP2Handler
-    from .websocket import H2Tunnel
+    from .host import H2Host, StreamApp
 
 logger = logging.getLogger("django_daphne.http2")
 
@@ -43,12 +42,12 @@ class H2Stream:
     )
     tunnel = False  # a WebSocket stream (RFC 8441), whose wire is a subclass
 
-    def __init__(self, http2: HTTP2Handler, stream_id: int, is_head: bool,
+    def __init__(self, http2: H2Host[H2Stream], stream_id: int, is_head: bool,
                  lean: bool = False) -> None:
         self.http2 = http2
         self.stream_id = stream_id
         # the ASGI stream (an H2Tunnel for a WebSocket): None for a refused request
-        self.stream: HTTPStream | H2Tunnel | None = None
+        self.stream: HTTPStream | StreamApp | None = None
         self.is_head = is_head
         self.start: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self.pending: deque[bytes] = deque()  # response data waiting for flow-control window

@@ -3,7 +3,7 @@
 h2's own checks are off (it would end the whole connection for a malformed request, where
 RFC 9113 8.1.1 makes it an error of that stream alone): every rule is here, once, and a
 request is either read into a :class:`RequestFields` or refused with a
-:class:`~django_daphne.asgi.errors.Refusal` (status 0: malformed, the stream is reset with
+:class:`~django_daphne.core.errors.Refusal` (status 0: malformed, the stream is reset with
 PROTOCOL_ERROR; else the status of an answer).
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from ...asgi.errors import Refusal
-from ...asgi.syntax import TARGET, TOKEN, VISIBLE_VALUE_CHARS
+from ...core.errors import Refusal
+from ...core.syntax import TARGET, TOKEN, VISIBLE_VALUE_CHARS
 
 # connection-specific header fields HTTP/2 forbids (RFC 9113 8.2.2); "te" has no meaning in
 # a response and h2 refuses any value but "trailers"

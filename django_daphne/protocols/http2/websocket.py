@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
 
-from ...asgi.errors import Refusal
 from ...asgi.http import BODY, DONE, ResponseState
+from ...core.errors import Refusal
 from ..interfaces import PAUSE_APP
 from ..timers import Timer
 from .stream import H2Stream
@@ -25,8 +25,8 @@ from .stream import H2Stream
 if TYPE_CHECKING:
     import asyncio
 
-    from ..websocket import WebSocketConnection
-    from .connection import HTTP2Handler
+    from ..interfaces import WebSocketHandler
+    from .host import TunnelHost
 
 logger = logging.getLogger("django_daphne.websocket")
 
@@ -53,7 +53,7 @@ class H2Tunnel:
     """One extended-CONNECT stream: the link and the opening of its WebSocket, and what the
     HTTP/2 handler hands the stream's events to (as it would an HTTPStream)."""
 
-    def __init__(self, http2: HTTP2Handler, stream_id: int, scheme: bytes | None,
+    def __init__(self, http2: TunnelHost[H2Stream, H2Tunnel], stream_id: int, scheme: bytes | None,
                  path: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         conn = http2.conn
         self.http2 = http2
@@ -78,7 +78,7 @@ class H2Tunnel:
         # RFC 8441 5: no Sec-WebSocket-Key on a stream; one sent anyway has no meaning
         headers = [(name, value) for name, value in headers if name != b"sec-websocket-key"]
         self.head = SimpleNamespace(http_version="2", target=path, headers=headers)
-        self.websocket: WebSocketConnection = conn.websocket_on(self, self.head)
+        self.websocket: WebSocketHandler = conn.websocket_on(self, self.head)
 
     # -- what the HTTP/2 handler reads and calls (as it would an HTTPStream)
 

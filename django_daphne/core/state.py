@@ -7,17 +7,14 @@ import logging
 import time
 from collections.abc import Callable
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..asgi.errors import Refusal
 from .config import Config
 from .counts import Counts
+from .errors import Refusal
 from .trust import TrustedProxies
 
 if TYPE_CHECKING:
-    from ..asgi.instance import ApplicationInstance
-    from ..protocols.connection import Connection
-    from ..protocols.websocket_framing import FramingFactory
     from .access_log import AccessLog
 
 logger = logging.getLogger("django_daphne.server")
@@ -26,6 +23,68 @@ logger = logging.getLogger("django_daphne.server")
 RETRY_AFTER = b"1"
 # at most one warning this often (seconds) while requests are refused at the limit
 BUSY_WARNING_INTERVAL = 10.0
+
+
+class Abortable(Protocol):
+    """A connection's transport, as the server drops it (Twisted's name)."""
+
+    def abortConnection(self) -> None: ...
+
+
+class LiveConnection(Protocol):
+    """What the state's sweep and the server's stop ask of a connection (one per socket:
+    protocols/connection.py's Connection, declared here so that the core imports nothing
+    above it)."""
+
+    @property
+    def deadline(self) -> float | None:
+        """When its handler's deadline is due (None: no deadline)."""
+        ...
+
+    @property
+    def stalled_until(self) -> float:
+        """With its writes stalled: when the send timeout cuts it off."""
+        ...
+
+    @property
+    def handler(self) -> object:
+        """The wire protocol speaking on it (the metrics name it by its class)."""
+        ...
+
+    @property
+    def transport(self) -> Abortable: ...
+
+    def deadline_passed(self) -> None: ...
+
+    def send_timed_out(self) -> None: ...
+
+    def shutdown(self) -> None:
+        """The server stops: finish what is in flight, take nothing new."""
+        ...
+
+
+class RunningInstance(Protocol):
+    """What the state's sweep, the metrics and the server's stop ask of a running
+    application instance (asgi/instance.py's ApplicationInstance: an HTTP request or a
+    WebSocket)."""
+
+    @property
+    def deadline(self) -> float | None: ...
+
+    @property
+    def scope(self) -> dict[str, Any]: ...
+
+    @property
+    def task(self) -> asyncio.Task[None] | None: ...
+
+    @property
+    def disconnected(self) -> bool:
+        """Its client went away: nobody waits for its answer any more."""
+        ...
+
+    def deadline_passed(self) -> None: ...
+
+    def cancel(self) -> None: ...
 
 
 class ServerState:
@@ -38,9 +97,10 @@ class ServerState:
         self.app = app
         self.config = config
         self.loop = loop
-        self.connections: set[Connection] = set()
-        self.stalled: set[Connection] = set()  # connections whose client is not taking our writes
-        self.streams: set[ApplicationInstance] = set()  # the running application instances
+        self.connections: set[LiveConnection] = set()
+        # connections whose client is not taking our writes
+        self.stalled: set[LiveConnection] = set()
+        self.streams: set[RunningInstance] = set()  # the running application instances
         self.lifespan_state: dict[str, Any] | None = None
         self.access_log: AccessLog | None = None  # None when it is off
         self.counts: Counts | None = None  # None when metrics are off (see .counts)
@@ -64,23 +124,15 @@ class ServerState:
             b"Server: " + config.server_name.encode("latin-1") + b"\r\n"
             if config.server_name else b""
         )
-        self._autobahn_factory: FramingFactory | None = None
+        # autobahn's factory, made once per server by the WebSocket protocol that uses it
+        # (protocols/websocket_framing.py: factory_for), before the server listens
+        self.framing_factory: object | None = None
         self.clock = loop.time()
         self._second = 0
         self.date_header = b""
         self.http_date = ""
         self.tick()
 
-
-    @property
-    def autobahn_factory(self) -> FramingFactory:
-        """autobahn's factory (the server makes it before it listens: importing autobahn on
-        the first WebSocket would stall every connection for that long)."""
-        if self._autobahn_factory is None:
-            from ..protocols.websocket_framing import make_factory
-
-            self._autobahn_factory = make_factory(self.config)
-        return self._autobahn_factory
 
     def limit_instances(self, limit: int, reached: Callable[[int], None]) -> None:
         """--max-requests: call ``reached(limit)`` once ``limit`` application instances
@@ -151,17 +203,17 @@ class ServerState:
             _guarded(self.access_log.flush)
 
 
-class _CountingSet(set["ApplicationInstance"]):
+class _CountingSet(set[RunningInstance]):
     """The running instances, counting every one added (see limit_instances)."""
 
-    def __init__(self, items: set[ApplicationInstance], limit: int,
+    def __init__(self, items: set[RunningInstance], limit: int,
                  reached: Callable[[int], None]) -> None:
         super().__init__(items)
         self.added = len(items)
         self.limit = limit
         self.reached: Callable[[int], None] | None = reached
 
-    def add(self, item: ApplicationInstance) -> None:
+    def add(self, item: RunningInstance) -> None:
         super().add(item)
         self.added += 1
         if self.added >= self.limit and self.reached is not None:

@@ -2,11 +2,12 @@
 
 The protocols and the ASGI streams add to one :class:`Counts` per server (``server.counts``,
 None when metrics are off: a server without them pays one attribute test), and
-:mod:`.metrics` folds it into prometheus_client's objects once a second and at shutdown,
-taking what was counted and starting afresh (:meth:`Counts.take`).  So a request costs a few
-dictionary updates, never prometheus_client's own locks and memory-mapped files.  Labels
-are kept raw here (the status itself, the method as sent) and mapped to their bounded
-Prometheus values at the fold: at most a second of requests' keys between two folds.
+:mod:`django_daphne.server.metrics` folds it into prometheus_client's objects once a second
+and at shutdown, taking what was counted and starting afresh (:meth:`Counts.take`).  So a
+request costs a few dictionary updates, never prometheus_client's own locks and
+memory-mapped files.  Labels are kept raw here (the status itself, the method as sent) and
+mapped to their bounded Prometheus values at the fold: at most a second of requests' keys
+between two folds.
 
 Nothing here imports prometheus_client, nor anything of ours.
 """
