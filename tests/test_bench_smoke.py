@@ -82,7 +82,8 @@ def test_tiny_broadcast_run_over_redis(tmp_path):
 def test_unknown_server_is_a_one_line_error_naming_the_flag():
     done = run_bench("--servers", "django-daphne,nginx", "--check")
     assert done.returncode == 2
-    assert "--servers: unknown nginx; choose from django-daphne, django-daphne-metrics, daphne," in done.stderr
+    assert ("--servers: unknown nginx; choose from django-daphne, django-daphne-metrics, "
+            "daphne,") in done.stderr
 
 
 WSLOAD = ROOT / "bench" / "wsload.py"

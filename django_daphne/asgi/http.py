@@ -119,8 +119,8 @@ class HTTPStream(ApplicationInstance):
     """One request/response exchange and the application instance serving it."""
 
     __slots__ = (
-        "wire", "state", "chunks", "buffered", "body_done", "final_delivered", "status",
-        "sent", "expect_continue", "reading_paused", "started_at", "trailers", "high_water",
+        "wire", "state", "chunks", "buffered", "body_done", "final_delivered",
+        "expect_continue", "reading_paused", "started_at", "trailers", "high_water",
         "told_gone", "length_left", "body_started", "app_due", "body_due",
     )
 
@@ -133,8 +133,6 @@ class HTTPStream(ApplicationInstance):
         self.buffered = 0
         self.body_done = False
         self.final_delivered = False
-        self.status = 0
-        self.sent = 0
         self.expect_continue = expect_continue
         self.reading_paused = False
         self.started_at = 0.0
@@ -187,17 +185,13 @@ class HTTPStream(ApplicationInstance):
         if self.disconnected or self.state is not START:
             return  # the client went meanwhile (or a graceful stop answered)
         self.state = DONE
-        self.status = status = refusal.status
-        headers, body = error_page(status, refusal.reason)
-        self.wire.response_start(status, [*headers, *refusal.headers])
-        self.sent = len(body)
-        self.wire.response_body(body, False)
         scope = self.scope
         target = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
-        self.server.refused(scope["client"], status, refusal.reason, len(body),
-                            f"{scope['method']} {target}")
+        wire = self.wire
+        self._answer_refusal(refusal, wire.response_start, wire.response_body,
+                             f"{scope['method']} {target}")
         self.wire.response_complete()
 
     # -- deadlines: the application's, and the request body's.  ``deadline`` (what the

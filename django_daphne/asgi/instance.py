@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import error_page
+
 if TYPE_CHECKING:
+    from ..core.errors import Refusal
     from ..core.state import ServerState
 
 logger = logging.getLogger("django_daphne.asgi")
@@ -20,7 +23,7 @@ class ApplicationInstance:
     ``describe()``, ``app_failed()`` (it raised) and ``app_returned()``."""
 
     __slots__ = ("server", "scope", "task", "waiter", "deadline", "disconnected",
-                 "cancelled_because")
+                 "cancelled_because", "status", "sent")
 
     def __init__(self, server: ServerState, scope: dict[str, Any]) -> None:
         self.server = server
@@ -30,6 +33,21 @@ class ApplicationInstance:
         self.deadline: float | None = None  # checked by ServerState.sweep
         self.disconnected = False
         self.cancelled_because: str | None = None
+        self.status = 0  # the answer's status (0: none yet), and the body bytes sent
+        self.sent = 0
+
+    def _answer_refusal(self, refusal: Refusal,
+                        start: Callable[[int, list[tuple[bytes, bytes]]], None],
+                        write: Callable[[bytes, bool], None], request: str) -> None:
+        """The server's own answer in place of the application's: the refusal's status,
+        reason and headers on the page every refusal has, through the wire's ``start`` and
+        ``write``, recorded once (access log, metrics) as ``request``."""
+        self.status = status = refusal.status
+        headers, body = error_page(status, refusal.reason)
+        start(status, [*headers, *refusal.headers])
+        self.sent = len(body)
+        write(body, False)
+        self.server.refused(self.scope["client"], status, refusal.reason, len(body), request)
 
     def describe(self) -> str:  # pragma: no cover - every subclass names itself
         path: str = self.scope.get("path", "?")

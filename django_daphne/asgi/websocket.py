@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..core.counts import ABORTED
-from ..core.errors import ClientDisconnected, Refusal, UnexpectedMessage, error_page
+from ..core.errors import ClientDisconnected, Refusal, UnexpectedMessage
 from .http import check_headers
 from .instance import ApplicationInstance
 from .scope import connection_scope
@@ -98,7 +98,7 @@ class WebSocketStream(ApplicationInstance):
     """One WebSocket connection and the application instance serving it."""
 
     __slots__ = ("wire", "state", "inbox", "reading_paused", "close_code", "was_opened",
-                 "status", "sent", "told_gone")
+                 "told_gone")
 
     def __init__(self, server: ServerState, wire: WebSocketWire, scope: dict[str, Any]) -> None:
         ApplicationInstance.__init__(self, server, scope)
@@ -109,9 +109,6 @@ class WebSocketStream(ApplicationInstance):
         self.reading_paused = False
         self.close_code: int | None = None
         self.was_opened = False
-        # for the access log and the denial response
-        self.status = 0
-        self.sent = 0
 
     def describe(self) -> str:
         return f"WebSocket {self.scope['path']}"
@@ -137,13 +134,8 @@ class WebSocketStream(ApplicationInstance):
         if self.disconnected or self.state != CONNECTING:
             return  # the client went meanwhile (or a graceful stop answered)
         self.state = CLOSED
-        self.status = status = refusal.status
-        headers, body = error_page(status, refusal.reason)
-        self.wire.deny(status, [*headers, *refusal.headers])
-        self.sent = len(body)
-        self.wire.deny_body(body, False)
-        self.server.refused(self.scope["client"], status, refusal.reason, len(body),
-                            "WSREJECT " + self.scope["raw_path"].decode("latin-1"))
+        self._answer_refusal(refusal, self.wire.deny, self.wire.deny_body,
+                             "WSREJECT " + self.scope["raw_path"].decode("latin-1"))
 
     def _log(self, action: str) -> None:
         if self.server.access_log is not None:
