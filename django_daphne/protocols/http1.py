@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_daphne.http")
 
+# seconds a connection accepted before a graceful stop, that has sent nothing yet, is given
+# to send its first byte (--header-timeout if shorter)
+OPENING_DRAIN_GRACE = 5.0
+
 STATUS_LINES = {
     int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode("ascii")) for s in HTTPStatus
 }
@@ -155,11 +159,17 @@ class HTTP1Handler:
         """Graceful stop: a request the client has begun is served, with ``Connection:
         close``: the one in flight, and one whose head is on its way (partly received, or
         not a byte of it yet on a connection just accepted, its TLS handshake perhaps not
-        done).  Only a connection idle between requests closes at once."""
+        done).  Only a connection idle between requests closes at once.  One just accepted
+        has OPENING_DRAIN_GRACE to send its first byte: a client's request follows its
+        connect within a round trip, while a browser's spare connection (opened ahead, for
+        a request that may never come) would hold the drain for the whole header timeout."""
         self.keep_alive = False
+        conn = self.conn
         if (self.current is None and not self.queue and self.phase is WAITING
-                and not self.conn.sniffing):
-            self.conn.close()
+                and not conn.sniffing):
+            conn.close()
+        elif conn.timer is Timer.OPENING and conn.deadline is not None:
+            conn.deadline = min(conn.deadline, self.server.clock + OPENING_DRAIN_GRACE)
 
     # -- the parser's events
 
