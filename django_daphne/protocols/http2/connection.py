@@ -26,7 +26,6 @@ from .flow import FlowControl
 from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen
 from .h2_workarounds import (
     graceful_goaway,
-    inbound_window,
     new_connection,
     reset_already,
     stream_closed,
@@ -67,9 +66,6 @@ class HTTP2Handler:
         self.streams: dict[int, Stream] = {}
         self.tunnels: set[H2Tunnel] = set()  # WebSockets over a stream (RFC 8441), while open
         self.orphans: list[Receiver] = []  # apps of reset streams, still running
-        # streams answered before their request body ended (see _drains), and until when
-        # the rest of that body may keep them
-        self.draining: dict[Stream, float] = {}
         self.last_stream_id = 0
         # :scheme is believed only as a proxy header is: from a trusted proxy (a TLS-
         # terminating proxy speaking h2c says https); anyone else gets the connection's
@@ -365,7 +361,7 @@ class HTTP2Handler:
                 self.flow.acknowledge(event.stream_id, size)
                 self._wrong_length(wire)
                 return
-        if wire.state is ENDED:  # answered already (see _drains): counted, not kept
+        if wire.state is ENDED:  # answered already (see FlowControl.drains): counted, not kept
             if size:
                 self.h2.increment_flow_control_window(size)  # the connection's window
             self.release(wire)  # reset (NO_ERROR) once the client's window is spent
@@ -392,9 +388,7 @@ class HTTP2Handler:
         wire.move(ENDED)
         wire.pending.clear()
         wire.wake()
-        self.flow.blocked.pop(wire, None)
-        self.draining.pop(wire, None)
-        self.flow.give_back(wire)
+        self.flow.forget(wire)
         stream = wire.stream
         if stream is not None:
             stream.connection_lost()
@@ -440,19 +434,17 @@ class HTTP2Handler:
         if wire.state is ENDED and self.streams.get(wire.stream_id) is wire and (
             wire.stream is None or wire.stream.state == DONE
         ):
-            if not wire.body_ended and self._drains(wire):
+            if not (wire.body_ended or self.shutting_down or self.closed) \
+                    and self.flow.drains(wire):
                 self.update_deadline()
                 return
             del self.streams[wire.stream_id]
-            self.draining.pop(wire, None)
+            self.flow.draining.pop(wire, None)
             held = wire.unacked
             if not wire.body_ended:
                 # answered before the request body ended: ask the client to stop sending
                 # it, without error (RFC 9113 8.1)
-                try:
-                    self.h2.reset_stream(wire.stream_id, ErrorCodes.NO_ERROR)
-                except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                    pass
+                wire.write_reset(ErrorCodes.NO_ERROR)
             # bytes held unacknowledged count against the connection's window even when
             # the body ended: they are given back whichever way the stream went
             self.flow.give_back(wire)
@@ -460,37 +452,21 @@ class HTTP2Handler:
                 self.flow.flush()
         self.update_deadline()
 
-    def _drains(self, wire: Stream) -> bool:
-        """Answered before the request body ended: the rest the client may still send
-        without more window is taken (a content-length and trailers still checked, its
-        END_STREAM a clean end) rather than the stream reset at once; True while the client
-        has window left for it.  The stream's window is never reopened (its body is
-        dropped), only the connection's."""
-        if self.shutting_down or self.closed or wire.tunnel or wire.stream is None:
-            return False  # (a tunnel has no body; a refused request had no application)
-        if wire.unacked:
-            self.h2.increment_flow_control_window(wire.unacked)
-            wire.unacked = 0
-        if inbound_window(self.h2, wire.stream_id) <= 0:
-            return False
-        # the rest of the body keeps coming, or the stream is let go after the body timeout
-        self.draining[wire] = self.server.clock + self.config.body_timeout
-        return True
-
     def update_deadline(self) -> None:
         """Streams came or went: idle from now, or (stopping) done once the last is gone;
         with streams, the send timeout of the one that has waited longest for window, or
         the next keepalive check of a WebSocket stream, whichever comes first."""
         if self.closed or self.conn.closed:
             return  # a closing connection's deadline is its cut-off
-        if self.streams and not (self.flow.blocked or self.draining or self.tunnels):
+        flow = self.flow
+        if self.streams and not (flow.blocked or flow.draining or self.tunnels):
             self.conn.deadline = None  # (the common case, for every stream opened or done)
             return
         if self.streams:
-            deadline = min(self.flow.blocked.values()) + self.config.send_timeout \
-                if self.flow.blocked else None
-            if self.draining:
-                until = min(self.draining.values())
+            deadline = min(flow.blocked.values()) + self.config.send_timeout \
+                if flow.blocked else None
+            if flow.draining:
+                until = min(flow.draining.values())
                 if deadline is None or until < deadline:
                     deadline = until
         elif self.shutting_down:
@@ -518,12 +494,7 @@ class HTTP2Handler:
             except h2.exceptions.ProtocolError:
                 pass
         self.flow.flush()
-        self.closed = True
-        for wire in list(self.streams.values()):
-            self._drop(wire)
-        self.streams.clear()
-        self.flow.blocked.clear()
-        self.draining.clear()
+        self.connection_lost()
         self.conn.close_after_error()  # the client may be sending still: see there
 
     # -- what the Connection forwards
@@ -534,6 +505,7 @@ class HTTP2Handler:
             self._drop(wire)
         self.streams.clear()
         self.flow.blocked.clear()
+        self.flow.draining.clear()
 
     def writing_resumed(self) -> None:
         """Senders waiting for room are woken by the connection itself."""
@@ -553,7 +525,7 @@ class HTTP2Handler:
             tunnel.deadline_passed()
         if self.closed:
             return
-        for wire, until in list(self.draining.items()):
+        for wire, until in list(self.flow.draining.items()):
             if until <= now:  # answered, and the rest of its body stopped coming
                 self.reset(wire.stream_id, ErrorCodes.NO_ERROR)
         if self.flow.blocked:

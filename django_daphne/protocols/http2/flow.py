@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import h2.exceptions
 
+from .h2_workarounds import inbound_window
 from .stream import ENDED, ENDING
 
 if TYPE_CHECKING:
@@ -30,12 +31,15 @@ FLUSH_AT = 65536
 class FlowControl:
     """The windows of one connection's streams, and the writes of h2's output."""
 
-    __slots__ = ("host", "blocked", "unflushed", "flush_pending", "out")
+    __slots__ = ("host", "blocked", "draining", "unflushed", "flush_pending", "out")
 
     def __init__(self, host: Host) -> None:
         self.host = host
         # streams whose response waits for the client to open its window, and since when
         self.blocked: dict[Stream, float] = {}
+        # streams answered before their request body ended (see drains), and until when
+        # the rest of that body may keep them
+        self.draining: dict[Stream, float] = {}
         self.unflushed = 0  # DATA bytes handed to h2, or written lean, since the last flush
         self.flush_pending = False
         self.out: list[bytes] = []  # what is to be written, when lean frames are among it
@@ -56,6 +60,31 @@ class FlowControl:
         if wire.unacked and not self.host.closed:
             self.acknowledge(wire.stream_id, wire.unacked)
             wire.unacked = 0
+
+    def drains(self, wire: Stream) -> bool:
+        """Answered before the request body ended: the rest the client may still send
+        without more window is taken (a content-length and trailers still checked, its
+        END_STREAM a clean end) rather than the stream reset at once; True while the client
+        has window left for it.  The stream's window is never reopened (its body is
+        dropped), only the connection's."""
+        if wire.tunnel or wire.stream is None:
+            return False  # (a tunnel has no body; a refused request had no application)
+        h2conn = self.host.h2
+        if wire.unacked:
+            h2conn.increment_flow_control_window(wire.unacked)
+            wire.unacked = 0
+        if inbound_window(h2conn, wire.stream_id) <= 0:
+            return False
+        # the rest of the body keeps coming, or the stream is let go after the body timeout
+        server = self.host.server
+        self.draining[wire] = server.clock + server.config.body_timeout
+        return True
+
+    def forget(self, wire: Stream) -> None:
+        """The stream is gone: it waits for nothing more."""
+        self.blocked.pop(wire, None)
+        self.draining.pop(wire, None)
+        self.give_back(wire)
 
     # -- out
 
