@@ -1,12 +1,13 @@
 """HTTP/2 on a connection: h2's events in, one ASGI stream per request, flow control both
 ways, and the bounds on what a client can make the server do.
 
-The pieces: :mod:`.validation` (what a request may hold), :mod:`.stream` (the wire of one
-stream), :mod:`.flow` (windows, and the writes), :mod:`.guards` (the frame walk before h2,
-flood counters), :mod:`.lean` and :mod:`.frames` (the common request served beside h2),
-:mod:`.h2_workarounds` (where h2's public API is not enough), :mod:`.websocket`
-(WebSocket over a stream, RFC 8441).  Like HTTP/1.1, this knows framing
-and nothing of ASGI messages.
+The handler is the one owner of the connection's streams; its pieces know it only as a
+:class:`~.stream.Host`.  They are :mod:`.validation` (what a request may hold),
+:mod:`.stream` (the wire of one stream, in its kinds), :mod:`.flow` (windows, and the one
+send loop), :mod:`.guards` (the frame walk before h2, flood counters), :mod:`.lean` and
+:mod:`.frames` (the common request served beside h2), :mod:`.h2_workarounds` (where h2's
+public API is not enough), :mod:`.websocket` (WebSocket over a stream, RFC 8441).  Like
+HTTP/1.1, this knows framing and nothing of ASGI messages.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ class HTTP2Handler:
                 return
             wire.body_ended = True
             if wire.state is ENDED:
-                self.release(wire)  # it was answered already (see _release)
+                self.release(wire)  # it was answered already (see release)
             elif wire.stream is not None:
                 wire.stream.body_finished()
 

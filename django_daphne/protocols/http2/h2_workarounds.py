@@ -275,7 +275,8 @@ def encode_lean_block(conn: h2.connection.H2Connection, fields: list[tuple[bytes
                       ) -> bytes:
     """A lean response's header block: by h2's encoder when it owes the client a table size
     update (the block carries it), else without the dynamic table (see :mod:`.frames`)."""
-    return conn.encoder.encode(fields) if owes_table_resize(conn) else encode_fields(fields)
+    encoder = conn.encoder  # (owes_table_resize, inline: this is once a response)
+    return encoder.encode(fields) if encoder.header_table.resized else encode_fields(fields)
 
 
 def decode_block(conn: h2.connection.H2Connection, block: bytes) -> list[tuple[bytes, bytes]]:

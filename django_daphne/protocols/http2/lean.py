@@ -53,13 +53,10 @@ _MAX_WINDOW = _31_BITS = 2**31 - 1  # the largest window; a stream id's or incre
 
 
 class LeanStream(Stream):
-    """A stream h2 never hears of: its frames are built here, its send window kept here."""
+    """A stream h2 never hears of: its frames are built here, its send window kept on it
+    (``window``, from the client's SETTINGS_INITIAL_WINDOW_SIZE when it opened)."""
 
-    __slots__ = ("window",)
-
-    def __init__(self, host: Host, stream_id: int) -> None:
-        super().__init__(host, stream_id)
-        self.window = host.h2.remote_settings.initial_window_size
+    __slots__ = ()
 
     def send_window(self) -> int:
         h2conn = self.host.h2
@@ -76,10 +73,11 @@ class LeanStream(Stream):
 
     def write_data(self, chunk: bytes, last: bool) -> None:
         size = len(chunk)
-        self.host.flow.write_frames(
+        host = self.host
+        host.flow.write_frames(
             frame_header(size, DATA, END_STREAM if last else 0, self.stream_id), chunk)
         self.window -= size
-        spend_connection_window(self.host.h2, size)
+        spend_connection_window(host.h2, size)
 
     def write_end(self) -> None:
         if self.trailers is not None:
@@ -195,7 +193,8 @@ class LeanPath:
             host.terminate(exc.code)
             return True
         open_lean_stream(h2conn, stream_id)
-        host.request(LeanStream(host, stream_id), fields, True)
+        host.request(LeanStream(host, stream_id,
+                                h2conn.remote_settings.initial_window_size), fields, True)
         return True
 
     def settings_changed(self, delta: int) -> bool:

@@ -116,11 +116,11 @@ class Stream:
 
     __slots__ = (
         "host", "stream_id", "stream", "is_head", "start", "pending", "trailers", "state",
-        "paused", "unacked", "waiters", "body_ended", "length_left",
+        "paused", "unacked", "waiters", "body_ended", "length_left", "window",
     )
     tunnel = False  # a WebSocket stream (RFC 8441): its answer is never replaced
 
-    def __init__(self, host: Host, stream_id: int) -> None:
+    def __init__(self, host: Host, stream_id: int, window: int = 0) -> None:
         self.host = host
         self.stream_id = stream_id
         self.stream: Receiver | None = None  # None for a refused request
@@ -134,6 +134,7 @@ class Stream:
         self.waiters: list[asyncio.Future[None]] = []
         self.body_ended = False  # the client ended its side of the stream
         self.length_left: int | None = None  # of the request's content-length, if it had one
+        self.window = window  # the send window, where the kind keeps it (h2 keeps its own)
 
     def move(self, to: Lifecycle) -> None:
         """Every change of :class:`Lifecycle`: forward only."""
