@@ -1,12 +1,13 @@
 """HTTP/2 on a connection: h2's events in, one ASGI stream per request, flow control both
 ways, and the bounds on what a client can make the server do.
 
-The pieces: :mod:`.validation` (what a request may hold), :mod:`.stream` (the wire of one
-stream), :mod:`.flow` (windows, and the writes), :mod:`.guards` (the frame walk before h2,
-flood counters), :mod:`.lean` and :mod:`.frames` (the common request served beside h2),
-:mod:`.h2_workarounds` (where h2's public API is not enough), :mod:`.websocket`
-(WebSocket over a stream, RFC 8441).  Like HTTP/1.1, this knows framing
-and nothing of ASGI messages.
+The handler is the one owner of the connection's streams; its pieces know it only as a
+:class:`~.stream.Host`.  They are :mod:`.validation` (what a request may hold),
+:mod:`.stream` (the wire of one stream, in its kinds), :mod:`.flow` (windows, and the one
+send loop), :mod:`.guards` (the frame walk before h2, flood counters), :mod:`.lean` and
+:mod:`.frames` (the common request served beside h2), :mod:`.h2_workarounds` (where h2's
+public API is not enough), :mod:`.websocket` (WebSocket over a stream, RFC 8441).  Like
+HTTP/1.1, this knows framing and nothing of ASGI messages.
 """
 
 from __future__ import annotations
@@ -23,24 +24,20 @@ from h2.errors import ErrorCodes
 from ...asgi.http import DONE, START, HTTPStream, build_scope
 from ...core.errors import Refusal, error_page
 from .flow import FlowControl
-from .frames import rst_stream
 from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen
 from .h2_workarounds import (
     graceful_goaway,
-    inbound_window,
-    lean_stream_reset,
     new_connection,
     reset_already,
     stream_closed,
 )
 from .lean import LeanPath
-from .stream import H2Stream
+from .stream import ENDED, H2Stream, Receiver, Stream
 from .validation import HOP_BY_HOP, malformed, read_request
 
 if TYPE_CHECKING:
     from ...asgi.wire import RequestHead
     from ..interfaces import Socket
-    from .host import StreamApp
     from .websocket import H2Tunnel
 
 logger = logging.getLogger("django_daphne.http2")
@@ -52,7 +49,8 @@ STOP_PING_WAIT = 5.0
 
 
 class HTTP2Handler:
-    """HTTP/2 on one connection: h2's events in, one stream per request."""
+    """HTTP/2 on one connection: h2's events in, one stream per request.  The one owner of
+    its streams, the host (:class:`~.stream.Host`) its pieces answer to."""
 
     LEAN = True  # serve the common request beside h2 (see .lean); off only to compare
 
@@ -66,12 +64,9 @@ class HTTP2Handler:
         self.stopping = False  # the first GOAWAY of a graceful stop went out
         self.shutting_down = False  # no stream is taken any more
         self.server_header = config.server_name.encode("latin-1") if config.server_name else b""
-        self.streams: dict[int, H2Stream] = {}
+        self.streams: dict[int, Stream] = {}
         self.tunnels: set[H2Tunnel] = set()  # WebSockets over a stream (RFC 8441), while open
-        self.orphans: list[HTTPStream | StreamApp] = []  # apps of reset streams, still running
-        # streams answered before their request body ended (see _drains), and until when
-        # the rest of that body may keep them
-        self.draining: dict[H2Stream, float] = {}
+        self.orphans: list[Receiver] = []  # apps of reset streams, still running
         self.last_stream_id = 0
         # :scheme is believed only as a proxy header is: from a trusted proxy (a TLS-
         # terminating proxy speaking h2c says https); anyone else gets the connection's
@@ -96,12 +91,12 @@ class HTTP2Handler:
             head = upgrade[0]
             headers = [(n, v) for n, v in head.headers
                        if n not in HOP_BY_HOP and n != b"http2-settings"]
-            self._start_stream(1, head.method, None, head.target, headers, ended=True)
+            self._start_stream(H2Stream(self, 1), head.method, None, head.target, headers,
+                               ended=True)
         self.flow.flush()
         self.update_deadline()
 
     # -- bytes in
-
 
     def scheme_of(self, scheme: bytes | None) -> str:
         """A request's scheme: its :scheme from a trusted proxy, else the connection's."""
@@ -109,6 +104,7 @@ class HTTP2Handler:
             assert scheme is not None
             return scheme.decode("ascii")
         return self.conn.scheme
+
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
@@ -147,13 +143,14 @@ class HTTP2Handler:
                 self._data(event)
             elif kind is h2.events.RequestReceived:
                 in_headers = event.priority_updated
-                self.request(event.stream_id, event.headers, event.stream_ended is not None)
+                self.request(H2Stream(self, event.stream_id), event.headers,
+                             event.stream_ended is not None)
             elif kind is h2.events.StreamEnded:
                 self._body_ended(event.stream_id)
             elif kind is h2.events.WindowUpdated:
                 self.flow.window_opened(event.stream_id)
             elif kind is h2.events.StreamReset:
-                self._stream_reset(event)
+                self.stream_reset(event.stream_id, event.remote_reset)
             elif kind is h2.events.TrailersReceived:
                 wire = self.streams.get(event.stream_id)
                 if wire is not None and wire.tunnel:
@@ -210,12 +207,12 @@ class HTTP2Handler:
                 self._wrong_length(wire)
                 return
             wire.body_ended = True
-            if wire.ended:
-                self.release(wire)  # it was answered already (see _release)
+            if wire.state is ENDED:
+                self.release(wire)  # it was answered already (see release)
             elif wire.stream is not None:
                 wire.stream.body_finished()
 
-    def _wrong_length(self, wire: H2Stream) -> None:
+    def _wrong_length(self, wire: Stream) -> None:
         """A body longer, or ended shorter, than its content-length: malformed (RFC 9113
         8.1.1). Its application has had only what the content-length allowed; it hears
         http.disconnect, as if the client had gone, and the stream is reset."""
@@ -246,16 +243,17 @@ class HTTP2Handler:
         self.orphans = [s for s in self.orphans if s.task is not None and not s.task.done()]
         return len(self.streams) + len(self.orphans) >= limit
 
-    def request(self, stream_id: int, fields: list[tuple[bytes, bytes]], ended: bool,
-                lean: bool = False) -> None:
-        """A HEADERS frame opened a stream (``lean``: one h2 never hears of)."""
+    def request(self, wire: Stream, fields: list[tuple[bytes, bytes]], ended: bool
+                ) -> None:
+        """A HEADERS frame opened a stream, of ``wire``'s kind (h2's, or a lean one)."""
+        stream_id = wire.stream_id
         if self.shutting_down:
             # not taken: after our GOAWAY, its last stream id stays the last (RFC 9113 6.8)
-            self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
+            self._reset_new(wire, ErrorCodes.REFUSED_STREAM)
             return
         self.last_stream_id = max(self.last_stream_id, stream_id)
         if self.stream_limit_reached():
-            self.reset(stream_id, ErrorCodes.REFUSED_STREAM, lean)
+            self._reset_new(wire, ErrorCodes.REFUSED_STREAM)
             # a client that keeps opening streams over the limit is one that resets
             self._count_reset()
             return
@@ -263,19 +261,19 @@ class HTTP2Handler:
             request = read_request(fields, ended, self.config.http2_websocket)
         except Refusal as exc:
             if exc.answered:
-                self._refuse(stream_id, ended, exc.reason, exc.status, lean=lean)
+                self._refuse(wire, ended, exc.reason, exc.status)
             else:
-                self._malformed_request(stream_id, exc.reason, lean)
+                self._malformed_request(wire, exc.reason)
             return
         if request.protocol is not None:
-            self._start_websocket(stream_id, request.scheme, request.path, request.headers)
+            self._start_websocket(wire, request.scheme, request.path, request.headers)
         else:
-            self._start_stream(stream_id, request.method, request.scheme, request.path,
-                               request.headers, ended, request.length, lean)
+            self._start_stream(wire, request.method, request.scheme, request.path,
+                               request.headers, ended, request.length)
 
-    def _start_stream(self, stream_id: int, method: bytes, scheme: bytes | None,
+    def _start_stream(self, wire: Stream, method: bytes, scheme: bytes | None,
                       path: bytes, headers: list[tuple[bytes, bytes]], ended: bool,
-                      length: bytes | None = None, lean: bool = False) -> None:
+                      length: bytes | None = None) -> None:
         conn = self.conn
         try:
             scope = build_scope(
@@ -284,14 +282,14 @@ class HTTP2Handler:
                 path, headers, conn.client, conn.server_addr, True, method, conn.tls,
             )
         except Refusal as exc:
-            self._refuse(stream_id, ended, exc.reason, exc.status, lean=lean)
+            self._refuse(wire, ended, exc.reason, exc.status)
             return
         extensions = scope.get("extensions")
         if extensions is None:
             scope["extensions"] = {"http.response.trailers": {}}
         else:  # the TLS extension's
             extensions["http.response.trailers"] = {}
-        wire = H2Stream(self, stream_id, method == b"HEAD", lean)
+        wire.is_head = method == b"HEAD"
         wire.body_ended = ended
         if length is not None:
             wire.length_left = int(length)
@@ -300,57 +298,54 @@ class HTTP2Handler:
         # than about one window's worth on its behalf
         stream.high_water = self.config.http2_initial_window_size
         wire.stream = stream
-        self.streams[stream_id] = wire
+        self.streams[wire.stream_id] = wire
         if ended:
             stream.body_finished()
         self.update_deadline()
         stream.start()
 
-    def _start_websocket(self, stream_id: int, scheme: bytes | None, path: bytes,
+    def _start_websocket(self, wire: Stream, scheme: bytes | None, path: bytes,
                          headers: list[tuple[bytes, bytes]]) -> None:
-        """Extended CONNECT with :protocol websocket: a WebSocket on this stream."""
+        """Extended CONNECT with :protocol websocket: a WebSocket on this stream (whose
+        own kind, a tunnel's, takes the place of ``wire``)."""
         from .websocket import H2Tunnel
 
         try:
-            tunnel = H2Tunnel(self, stream_id, scheme, path, headers)
+            tunnel = H2Tunnel(self, wire.stream_id, self.scheme_of(scheme), path, headers)
         except Refusal as exc:
-            self._refuse(stream_id, False, exc.reason, exc.status, exc.headers)
+            self._refuse(wire, False, exc.reason, exc.status, exc.headers)
             return
-        self.streams[stream_id] = tunnel.wire
+        self.streams[wire.stream_id] = tunnel.wire
         self.tunnels.add(tunnel)
         self.update_deadline()
         tunnel.start()
 
-    def tunnel_deadline_changed(self) -> None:
-        if not self.closed:
-            self.update_deadline()
-
     def tunnel_closed(self, tunnel: H2Tunnel) -> None:
         self.tunnels.discard(tunnel)
-        self.tunnel_deadline_changed()
+        self.update_deadline()
 
-    def _malformed_request(self, stream_id: int, reason: str, lean: bool = False) -> None:
+    def _malformed_request(self, wire: Stream, reason: str) -> None:
         """A malformed request (RFC 9113 8.1.1) is a stream error of type PROTOCOL_ERROR: the
         stream is reset, the application never sees it, the other streams go on.  Resets a
         client provokes this way count with its own (the "MadeYouReset" flood)."""
-        logger.info("Reset HTTP/2 stream %d of %s: malformed request (%s)", stream_id,
+        logger.info("Reset HTTP/2 stream %d of %s: malformed request (%s)", wire.stream_id,
                     self.conn.client, reason)
-        self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR, lean)
+        self._reset_new(wire, ErrorCodes.PROTOCOL_ERROR)
         self.server.refused(self.conn.client, 0, reason, 0)
         self._count_reset()
 
-    def _refuse(self, stream_id: int, ended: bool, reason: str, status: int = 400,
-                headers: Iterable[tuple[bytes, bytes]] = (), lean: bool = False) -> None:
-        """Answer a malformed request (RFC 9113 8.1.1 allows a response) without an app."""
+    def _refuse(self, wire: Stream, ended: bool, reason: str, status: int = 400,
+                headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        """Answer a malformed request (RFC 9113 8.1.1 allows a response) without an app,
+        on a new ``wire``."""
         logger.info("Refused an HTTP/2 request from %s: %d %s", self.conn.client, status,
                     reason)
-        wire = H2Stream(self, stream_id, False, lean)
         wire.body_ended = ended
-        self.streams[stream_id] = wire
+        self.streams[wire.stream_id] = wire
         fields, body = error_page(status, reason)
         wire.response_start(status, [*fields, *headers])
         wire.response_body(body, False)
-        self.stream_finished(wire)
+        self.release(wire)
         self.server.refused(self.conn.client, status, reason, len(body))
 
     def _data(self, event: h2.events.DataReceived) -> None:
@@ -367,7 +362,7 @@ class HTTP2Handler:
                 self.flow.acknowledge(event.stream_id, size)
                 self._wrong_length(wire)
                 return
-        if wire.ended:  # answered already (see _drains): the rest is counted, not kept
+        if wire.state is ENDED:  # answered already (see FlowControl.drains): counted, not kept
             if size:
                 self.h2.increment_flow_control_window(size)  # the connection's window
             self.release(wire)  # reset (NO_ERROR) once the client's window is spent
@@ -378,34 +373,23 @@ class HTTP2Handler:
         else:
             self.flow.acknowledge(event.stream_id, size)
 
-    def end_lean_stream(self, stream_id: int, by_client: bool) -> None:
-        """A lean stream ends in a reset: the client's RST_STREAM (``by_client``), or a
-        stream error whose RST_STREAM h2 writes; either counts with the client's resets."""
+    def stream_reset(self, stream_id: int, counted: bool) -> None:
+        """The stream ended in a reset (the client's, or h2's for a stream error);
+        ``counted`` with the client's resets."""
         wire = self.streams.pop(stream_id, None)
-        if wire is None:
-            return  # (already done: h2 answers as on any closed stream)
-        lean_stream_reset(self.h2, stream_id, sent=not by_client)
-        self._drop(wire)
-        self._count_reset()
-        self.update_deadline()
-
-    def _stream_reset(self, event: h2.events.StreamReset) -> None:
-        wire = self.streams.pop(event.stream_id, None)
         if wire is not None:
             self._drop(wire)
-        if event.remote_reset:
+        if counted:
             self._count_reset()
         self.update_deadline()
 
-    def _drop(self, wire: H2Stream) -> None:
+    def _drop(self, wire: Stream) -> None:
         """The stream is gone before its response was sent: its application hears of it,
         and counts against the stream limit until it returns (rapid reset, CVE-2023-44487)."""
-        wire.ended = True
+        wire.move(ENDED)
         wire.pending.clear()
         wire.wake()
-        self.flow.blocked.pop(wire, None)
-        self.draining.pop(wire, None)
-        self.flow.give_back(wire)
+        self.flow.forget(wire)
         stream = wire.stream
         if stream is not None:
             stream.connection_lost()
@@ -426,46 +410,42 @@ class HTTP2Handler:
                            CONTROL_FRAMES_PER_SECOND)
             self.terminate(ErrorCodes.ENHANCE_YOUR_CALM)
 
-    def reset(self, stream_id: int, code: int, lean: bool = False) -> None:
-        """RST_STREAM on a stream (``lean``: one not yet in ``streams`` is lean)."""
+    def reset(self, stream_id: int, code: int) -> None:
+        """RST_STREAM on a stream (one h2 knows of, if it is not in ``streams``)."""
         wire = self.streams.pop(stream_id, None)
-        if wire is not None:
-            lean = wire.lean
-        if not lean:
+        if wire is None:
             try:
                 self.h2.reset_stream(stream_id, code)
             except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
                 pass
-        elif wire is None or not wire.ended:  # (once ended, it is closed: no frame more)
-            self.flow.write_lean(rst_stream(stream_id, code))
-            lean_stream_reset(self.h2, stream_id, sent=True)
-        if wire is not None:
+        else:
+            wire.write_reset(code)
             self._drop(wire)
         self.flow.flush()
         self.update_deadline()
 
-    def stream_finished(self, wire: H2Stream) -> None:
-        """The application finished the response (its data may still wait for window)."""
-        self.release(wire)
+    def _reset_new(self, wire: Stream, code: int) -> None:
+        """RST_STREAM on a stream just opened, refused before it was taken."""
+        wire.write_reset(code)
+        self.flow.flush()
+        self.update_deadline()
 
-    def release(self, wire: H2Stream) -> None:
+    def release(self, wire: Stream) -> None:
         """Free a stream's slot once its response is complete and fully sent."""
-        if wire.ended and self.streams.get(wire.stream_id) is wire and (
+        if wire.state is ENDED and self.streams.get(wire.stream_id) is wire and (
             wire.stream is None or wire.stream.state == DONE
         ):
-            if not wire.body_ended and self._drains(wire):
+            if not (wire.body_ended or self.shutting_down or self.closed) \
+                    and self.flow.drains(wire):
                 self.update_deadline()
                 return
             del self.streams[wire.stream_id]
-            self.draining.pop(wire, None)
+            self.flow.draining.pop(wire, None)
             held = wire.unacked
             if not wire.body_ended:
                 # answered before the request body ended: ask the client to stop sending
                 # it, without error (RFC 9113 8.1)
-                try:
-                    self.h2.reset_stream(wire.stream_id, ErrorCodes.NO_ERROR)
-                except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                    pass
+                wire.write_reset(ErrorCodes.NO_ERROR)
             # bytes held unacknowledged count against the connection's window even when
             # the body ended: they are given back whichever way the stream went
             self.flow.give_back(wire)
@@ -473,37 +453,21 @@ class HTTP2Handler:
                 self.flow.flush()
         self.update_deadline()
 
-    def _drains(self, wire: H2Stream) -> bool:
-        """Answered before the request body ended: the rest the client may still send
-        without more window is taken (a content-length and trailers still checked, its
-        END_STREAM a clean end) rather than the stream reset at once; True while the client
-        has window left for it.  The stream's window is never reopened (its body is
-        dropped), only the connection's."""
-        if self.shutting_down or self.closed or wire.tunnel or wire.stream is None:
-            return False  # (a tunnel has no body; a refused request had no application)
-        if wire.unacked:
-            self.h2.increment_flow_control_window(wire.unacked)
-            wire.unacked = 0
-        if inbound_window(self.h2, wire.stream_id) <= 0:
-            return False
-        # the rest of the body keeps coming, or the stream is let go after the body timeout
-        self.draining[wire] = self.server.clock + self.config.body_timeout
-        return True
-
     def update_deadline(self) -> None:
         """Streams came or went: idle from now, or (stopping) done once the last is gone;
         with streams, the send timeout of the one that has waited longest for window, or
         the next keepalive check of a WebSocket stream, whichever comes first."""
         if self.closed or self.conn.closed:
             return  # a closing connection's deadline is its cut-off
-        if self.streams and not (self.flow.blocked or self.draining or self.tunnels):
+        flow = self.flow
+        if self.streams and not (flow.blocked or flow.draining or self.tunnels):
             self.conn.deadline = None  # (the common case, for every stream opened or done)
             return
         if self.streams:
-            deadline = min(self.flow.blocked.values()) + self.config.send_timeout \
-                if self.flow.blocked else None
-            if self.draining:
-                until = min(self.draining.values())
+            deadline = min(flow.blocked.values()) + self.config.send_timeout \
+                if flow.blocked else None
+            if flow.draining:
+                until = min(flow.draining.values())
                 if deadline is None or until < deadline:
                     deadline = until
         elif self.shutting_down:
@@ -531,12 +495,7 @@ class HTTP2Handler:
             except h2.exceptions.ProtocolError:
                 pass
         self.flow.flush()
-        self.closed = True
-        for wire in list(self.streams.values()):
-            self._drop(wire)
-        self.streams.clear()
-        self.flow.blocked.clear()
-        self.draining.clear()
+        self.connection_lost()
         self.conn.close_after_error()  # the client may be sending still: see there
 
     # -- what the Connection forwards
@@ -547,6 +506,7 @@ class HTTP2Handler:
             self._drop(wire)
         self.streams.clear()
         self.flow.blocked.clear()
+        self.flow.draining.clear()
 
     def writing_resumed(self) -> None:
         """Senders waiting for room are woken by the connection itself."""
@@ -566,7 +526,7 @@ class HTTP2Handler:
             tunnel.deadline_passed()
         if self.closed:
             return
-        for wire, until in list(self.draining.items()):
+        for wire, until in list(self.flow.draining.items()):
             if until <= now:  # answered, and the rest of its body stopped coming
                 self.reset(wire.stream_id, ErrorCodes.NO_ERROR)
         if self.flow.blocked:
@@ -582,7 +542,7 @@ class HTTP2Handler:
             return
         self.update_deadline()
 
-    def body_timed_out(self, wire: H2Stream) -> None:
+    def body_timed_out(self, wire: Stream) -> None:
         """The client stopped sending a stream's request body (its HTTPStream decided): 408
         if the application had not answered yet (then reset without error: stop sending),
         else the stream is reset; its application hears http.disconnect."""
@@ -593,7 +553,8 @@ class HTTP2Handler:
             del self.streams[stream_id]
         self._drop(wire)
         if answer:
-            self._refuse(stream_id, False, "request body not received in time", 408)
+            self._refuse(H2Stream(self, stream_id), False, "request body not received in time",
+                         408)
         else:
             self.reset(stream_id, ErrorCodes.CANCEL)
 

@@ -42,9 +42,9 @@ that breaks one fails there, by name, before anything subtler does.
   (``outbound_flow_control_window``) their DATA spends.  Their header blocks are decoded
   by h2's HPACK decoder (``conn.decoder``; a block of indexed fields alone is read from
   its table), and the encoder's pending table size update
-  (``encoder.header_table.resized``) is read before a lean block is written.  The first
-  lean stream moves h2's connection state machine out of IDLE, as h2's first HEADERS
-  would.
+  (``encoder.header_table.resized``) is read before a lean block is written (h2's encoder
+  then writes that block).  The first lean stream moves h2's connection state machine out
+  of IDLE, as h2's first HEADERS would.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame
 
 from ...core.config import Config
+from .frames import encode_fields
 from .guards import FrameError
 
 _BASE64URL = re.compile(rb"[A-Za-z0-9_-]*=*").fullmatch
@@ -268,6 +269,14 @@ def owes_table_resize(conn: h2.connection.H2Connection) -> bool:
     """Whether the next header block must begin with a dynamic table size update (RFC
     7541 4.2), which h2's encoder writes."""
     return bool(conn.encoder.header_table.resized)
+
+
+def encode_lean_block(conn: h2.connection.H2Connection, fields: list[tuple[bytes, bytes]]
+                      ) -> bytes:
+    """A lean response's header block: by h2's encoder when it owes the client a table size
+    update (the block carries it), else without the dynamic table (see :mod:`.frames`)."""
+    encoder = conn.encoder  # (owes_table_resize, inline: this is once a response)
+    return encoder.encode(fields) if encoder.header_table.resized else encode_fields(fields)
 
 
 def decode_block(conn: h2.connection.H2Connection, block: bytes) -> list[tuple[bytes, bytes]]:

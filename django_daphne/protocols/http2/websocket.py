@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from h2.errors import ErrorCodes
 
@@ -20,13 +20,12 @@ from ...asgi.http import BODY, DONE, ResponseState
 from ...core.errors import Refusal
 from ..interfaces import PAUSE_APP
 from ..timers import Timer
-from .stream import H2Stream
+from .stream import ENDED, H2Stream, Host
 
 if TYPE_CHECKING:
     import asyncio
 
     from ..interfaces import WebSocketHandler
-    from .host import TunnelHost
 
 logger = logging.getLogger("django_daphne.websocket")
 
@@ -37,7 +36,14 @@ logger = logging.getLogger("django_daphne.websocket")
 _BACKLOG_FRAMES = 64
 
 
-class _TunnelWire(H2Stream):
+class TunnelHost(Host, Protocol):
+    """What a tunnel asks of the connection besides what a stream does."""
+
+    def tunnel_closed(self, tunnel: H2Tunnel) -> None:
+        """The tunnel's WebSocket heard its stream is gone."""
+
+
+class TunnelStream(H2Stream):
     """The stream under a tunnel: tells the tunnel when what waited for window is sent."""
 
     __slots__ = ()
@@ -53,16 +59,16 @@ class H2Tunnel:
     """One extended-CONNECT stream: the link and the opening of its WebSocket, and what the
     HTTP/2 handler hands the stream's events to (as it would an HTTPStream)."""
 
-    def __init__(self, http2: TunnelHost[H2Stream, H2Tunnel], stream_id: int, scheme: bytes | None,
-                 path: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        conn = http2.conn
-        self.http2 = http2
-        self.server = http2.server
-        self.scheme = http2.scheme_of(scheme)  # as for requests
+    def __init__(self, host: TunnelHost, stream_id: int, scheme: str, path: bytes,
+                 headers: list[tuple[bytes, bytes]]) -> None:
+        conn = host.conn
+        self.host = host
+        self.server = host.server
+        self.scheme = scheme
         self.client = conn.client
         self.server_addr = conn.server_addr
         self.tls = conn.tls
-        self.wire = _TunnelWire(http2, stream_id, False)
+        self.wire = TunnelStream(host, stream_id)
         self.wire.stream = self
         self.timer: Timer | None = None  # the WebSocket's (PING or PONG) ...
         self._deadline: float | None = None  # ... folded into the handler's Timer.HTTP2
@@ -90,7 +96,7 @@ class H2Tunnel:
     def deadline(self, value: float | None) -> None:
         # the keepalive's next check: the HTTP/2 handler folds it into its own deadline
         self._deadline = value
-        self.http2.tunnel_deadline_changed()
+        self.host.update_deadline()
 
     @property
     def closed(self) -> bool:
@@ -125,7 +131,7 @@ class H2Tunnel:
     def _lose(self) -> None:
         if not self.lost:
             self.lost = True
-            self.http2.tunnel_closed(self)
+            self.host.tunnel_closed(self)
             self.websocket.connection_lost()
 
     def deadline_passed(self) -> None:
@@ -156,7 +162,7 @@ class H2Tunnel:
                 return
             self.finished = True
             self.wire.response_body(b"", False)
-            self.http2.stream_finished(self.wire)
+            self.host.release(self.wire)
         self.server.loop.call_soon(self._lose)
 
     def abort_now(self) -> None:
@@ -167,7 +173,7 @@ class H2Tunnel:
     def _cancel(self, code: int) -> None:
         if not self.finished:
             self.finished = True
-            self.http2.reset(self.wire.stream_id, code)
+            self.host.reset(self.wire.stream_id, code)
         self._lose()
 
     def pause_reading(self, reason: int = PAUSE_APP) -> None:
@@ -183,7 +189,7 @@ class H2Tunnel:
         """What we wrote has all gone out (or the stream is gone)."""
         if self.backlogged:
             self.backlogged = False
-            if not (self.app_paused or self.finished or self.wire.ended):
+            if not (self.app_paused or self.finished or self.wire.state is ENDED):
                 self.wire.resume_reading()
 
     @property
@@ -223,5 +229,5 @@ class H2Tunnel:
 
     def response_complete(self) -> None:
         self.finished = True
-        self.http2.stream_finished(self.wire)
+        self.host.release(self.wire)
         self._lose()
