@@ -9,10 +9,6 @@ import signal
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-# what the supervisor handles (signals.py's table says what each does); SIGCHLD only wakes
-# the loop, to reap the worker that exited
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
-
 
 class Wakeups:
     """The supervisor's signal handlers and its wait (a context manager: the handlers'
@@ -28,8 +24,12 @@ class Wakeups:
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
         signal.set_wakeup_fd(self._write)
-        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the loop
-        for signum in HANDLED:
+        # what the supervisor handles (signals.py's table says what each does), named only
+        # here: a system without them (Windows) imports this module, and never runs it;
+        # SIGCHLD only wakes the loop, to reap the worker that exited
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN,
+                       signal.SIGTTOU):
             signal.signal(signum, self._on_signal)
         return self
 
