@@ -64,11 +64,6 @@ WIRES = {
                   "django_daphne.protocols.websocket_framing"),
 }
 MAX_LINES = 600
-# modules over MAX_LINES while another branch splits them (issue 25); each entry must still
-# be over the limit, so that the list only shrinks
-SPLIT_PENDING = {
-    "django_daphne/server/supervisor.py": "split by concern on branch serversplit",
-}
 
 
 def module_name(path: Path) -> str:
@@ -235,10 +230,7 @@ def test_no_module_over_600_lines():
         lines = len(path.read_text().splitlines())
         if lines > MAX_LINES:
             over[str(path.relative_to(ROOT))] = lines
-    unexpected = {name: n for name, n in over.items() if name not in SPLIT_PENDING}
-    assert not unexpected, f"modules over {MAX_LINES} lines: {unexpected}"
-    done = [name for name in SPLIT_PENDING if name not in over]
-    assert not done, f"under {MAX_LINES} lines now: take them out of SPLIT_PENDING: {done}"
+    assert not over, f"modules over {MAX_LINES} lines: {over}"
 
 
 def test_mypy_is_strict_below_the_django_layer():

@@ -1,7 +1,8 @@
 """What the connections need from Twisted's transports beyond their interfaces, in one place.
 
 Written against Twisted 23.8 to 26.10; ``tests/test_transport.py`` fails if a Twisted
-release changes what these functions rely on.
+release changes what these functions rely on.  The private names of Twisted's that they
+read are in :mod:`.twisted_internals` (each pinned by tests/test_twisted_internals.py).
 
 - A direct write to the socket of a plain TCP or UNIX transport while Twisted holds nothing
   unsent: Twisted's ``write`` always waits for the next writable event (an epoll
@@ -30,18 +31,25 @@ release changes what these functions rely on.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import main, tcp
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress
-from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from ..asgi.scope import address, server_address
+from .twisted_internals import (
+    HAProxyProtocolWrapper,
+    can_write_direct,
+    direct_writer,
+    ipv4_addresses,
+    nothing_unsent,
+    proxy_info,
+    write_side_shut,
+)
 
 if TYPE_CHECKING:
     from ..core.counts import Counts
@@ -85,62 +93,25 @@ _DIRECT: dict[type, bool] = {}
 
 def make_writer(transport: Any, counts: Counts | None = None) -> Callable[[bytes], None]:
     """The function a connection writes through.  For a plain TCP or UNIX transport it
-    sends straight to the socket while Twisted holds nothing unsent before it, and queues
-    what the socket does not take (or all of it) through the transport, in order; for TLS
-    (and anything else) it is the transport's own write.  With ``counts`` (metrics on) it
-    adds what it writes to ``counts.sent``.  (isinstance, not hasattr: a TLS
-    wrapper forwards attributes to the TCP transport under it.)"""
+    sends straight to the socket while Twisted holds nothing unsent before it
+    (:func:`.twisted_internals.direct_writer`); for TLS (and anything else) it is the
+    transport's own write.  With ``counts`` (metrics on) it adds what it writes to
+    ``counts.sent``."""
     kind = type(transport)
     direct = _DIRECT.get(kind)
     if direct is None:
-        direct = _DIRECT[kind] = (isinstance(transport, tcp.Connection) and hasattr(
-            transport, "_tempDataBuffer") and hasattr(transport, "dataBuffer"))
-    if not direct:
-        write: Callable[[bytes], None] = transport.write
-        if counts is None:
-            return write
+        direct = _DIRECT[kind] = can_write_direct(transport)
+    if direct:
+        return direct_writer(transport, counts)
+    write: Callable[[bytes], None] = transport.write
+    if counts is None:
+        return write
 
-        def write_counted(data: bytes) -> None:
-            counts.sent += len(data)
-            write(data)
+    def write_counted(data: bytes) -> None:
+        counts.sent += len(data)
+        write(data)
 
-        return write_counted
-    sock: socket.socket = transport.socket
-    queue: Callable[[bytes], None] = transport.write
-    if counts is not None:
-
-        def write_now_counted(data: bytes) -> None:
-            counts.sent += len(data)
-            if not transport.dataBuffer and not transport._tempDataBuffer \
-                    and not transport.disconnecting:
-                try:
-                    sent = sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    sent = 0
-                if sent == len(data):
-                    return
-                data = data[sent:]
-            queue(data)
-
-        return write_now_counted
-
-    def write_now(data: bytes) -> None:
-        if not transport.dataBuffer and not transport._tempDataBuffer \
-                and not transport.disconnecting:
-            try:
-                sent = sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                sent = 0  # let the transport meet the error and report connectionLost
-            if sent == len(data):
-                return
-            data = data[sent:]
-        queue(data)
-
-    return write_now
+    return write_counted
 
 
 def addresses(transport: Any) -> tuple[list[Any] | None, list[Any] | None]:
@@ -148,10 +119,9 @@ def addresses(transport: Any) -> tuple[list[Any] | None, list[Any] | None]:
     :func:`..asgi.scope.address`), read straight from an IPv4 TCP transport; any other
     (IPv6, whose scoped hosts Twisted rewrites; UNIX, whose transport is a subclass; TLS)
     through Twisted's own calls."""
-    if type(transport) is tcp.Server and transport._addressType is IPv4Address:
-        client = transport.client
-        host, port = transport.socket.getsockname()
-        return [client[0], client[1]], [host, port]
+    found = ipv4_addresses(transport)
+    if found is not None:
+        return found
     return address(transport.getPeer()), server_address(transport.getHost())
 
 
@@ -171,7 +141,7 @@ def proxied_addresses(transport: Any) -> tuple[list[Any] | None, list[Any] | Non
     when its source is not an IP address (Twisted's v1 parser takes any word there)."""
     wrapper = transport if isinstance(transport, HAProxyProtocolWrapper) else \
         getattr(transport, "transport", None)
-    info = getattr(wrapper, "_proxyInfo", None)
+    info = proxy_info(wrapper)
     if info is not None and info.source is not None and \
             not isinstance(info.source, (IPv4Address, IPv6Address)):
         # a v2 header's UNIX-socket client: no address, and not to be taken for a peer on
@@ -260,9 +230,7 @@ def close_transport(transport: Any) -> None:
             # our close_notify is written to it (or the handshake never finished, and
             # there is nothing to say): close the socket once it has gone out
             lower.loseConnection()
-    elif (isinstance(transport, tcp.Connection) and transport.connected
-          and not transport.disconnecting and not transport.dataBuffer
-          and not transport._tempDataBuffer):
+    elif nothing_unsent(transport):
         # nothing unsent: what Twisted's loseConnection does once its buffer is found empty
         # (the socket closed, the protocol told), without waiting for a turn
         transport.connectionLost(_CLOSED)
@@ -292,4 +260,4 @@ def linger(transport: Any, discard: Callable[[bytes], None]) -> None:
 def written_out(transport: Any) -> bool:
     """Whether a lingering close has sent all that was written, and shut the write side."""
     lower = transport.transport if isinstance(transport, TLSMemoryBIOProtocol) else transport
-    return lower is None or bool(getattr(lower, "_writeDisconnected", True))
+    return lower is None or write_side_shut(lower)

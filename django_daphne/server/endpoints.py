@@ -10,8 +10,19 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import defer, endpoints, tcp, unix
+from twisted.internet import defer, endpoints
 from twisted.internet.error import CannotListenError
+
+from ..protocols.twisted_internals import (
+    InheritedUNIXPort,
+    builtin_endpoint_types,
+    parse_description,
+    set_ssl_context_factory,
+    ssl_binding,
+    ssl_context_factory,
+    systemd_fds,
+    wrapped_endpoint,
+)
 
 
 class EndpointError(Exception):
@@ -21,7 +32,7 @@ class EndpointError(Exception):
 def _fields(description: str) -> tuple[str, list[str], dict[str, str]]:
     """Split an endpoint description into its type, positional and keyword arguments, with
     Twisted's own parser (which handles backslash escapes)."""
-    args, kwargs = endpoints._parse(description)
+    args, kwargs = parse_description(description)
     if not args:
         raise EndpointError(f"Empty endpoint description {description!r}")
     return args[0], args[1:], kwargs
@@ -30,7 +41,7 @@ def _fields(description: str) -> tuple[str, list[str], dict[str, str]]:
 def _known_kind(kind: str) -> bool:
     """Whether Twisted (its parsers and installed plugins, whose prefixes it matches
     without regard to case) or this module knows the endpoint type."""
-    if kind in endpoints._serverParsers or kind in ("fd", "systemd", "tcp6"):
+    if kind in builtin_endpoint_types() or kind in ("fd", "systemd", "tcp6"):
         return True
     from twisted.internet.interfaces import IStreamServerEndpointStringParser
     from twisted.plugin import getPlugins
@@ -164,7 +175,7 @@ def systemd_fd(description: str) -> int:
     index, name = kwargs.get("index"), kwargs.get("name")
     if (index is None) == (name is None):
         raise EndpointError(f"Endpoint {description!r}: give exactly one of index=N or name=NAME")
-    listen_fds = endpoints._SystemdParser._sddaemon
+    listen_fds = systemd_fds()
     inherited = listen_fds.inheritedDescriptors()
     if not inherited:
         raise EndpointError(
@@ -185,30 +196,6 @@ def systemd_fd(description: str) -> int:
                             f"socket(s): index must be 0 to {len(inherited) - 1}") from None
 
 
-class _InheritedUNIXPort(unix.Port):
-    """A listening UNIX socket this process did not bind (``--fd``, ``systemd:``, or the
-    --workers supervisor's).  Its file belongs to whoever bound it: Twisted's own adopted
-    port makes it mode 0666 on start (or fails when another user owns it), and on stop
-    shuts the socket down and removes the file, taking it from every other process that
-    serves it (the other workers, or systemd's socket unit)."""
-
-    def startListening(self) -> None:
-        skt, self._preexistingSocket = self._preexistingSocket, None
-        assert skt is not None and self.factory is not None  # _fromListeningDescriptor's
-        self._shouldShutdown = False
-        skt.setblocking(False)
-        tcp._reservedFD.reserve()
-        self.factory.doStart()
-        self.connected = True
-        self.socket = skt
-        self.fileno = skt.fileno  # type: ignore[method-assign]  # as Twisted's own ports do
-        self.numberAccepts = 100
-        self.startReading()
-
-    def connectionLost(self, reason: Any) -> None:
-        tcp.Port.connectionLost(self, reason)  # not unix.Port's: it unlinks the file
-
-
 class _InheritedUNIXEndpoint:
     def __init__(self, reactor: Any, fileno: int) -> None:
         self.reactor = reactor
@@ -216,8 +203,8 @@ class _InheritedUNIXEndpoint:
 
     def listen(self, factory: Any) -> Any:
         try:
-            port = _InheritedUNIXPort._fromListeningDescriptor(self.reactor, self.fileno,
-                                                                factory)
+            # not Twisted's adopted UNIX port: see InheritedUNIXPort
+            port = InheritedUNIXPort.adopt(self.reactor, self.fileno, factory)
             port.startListening()
             os.close(self.fileno)  # the port holds its own duplicate, as Twisted's does
         except Exception:
@@ -261,7 +248,7 @@ def make_endpoint(reactor: Any, description: str, proxy_protocol: bool = False,
     read before anything else, TLS included; the address it carries is the client's.
     ``tls``: rebuilds the TLS options of an ``ssl:`` endpoint (server/tls.py)."""
     endpoint = _make_endpoint(reactor, description)
-    wrapped = getattr(endpoint, "_wrappedEndpoint", None)  # a haproxy: endpoint's inner one
+    wrapped = wrapped_endpoint(endpoint)  # a haproxy: endpoint's inner one
     if proxy_protocol and wrapped is not None:
         raise EndpointError(
             f"Endpoint {description!r} reads a PROXY header itself: with --proxy-protocol "
@@ -277,7 +264,7 @@ def make_endpoint(reactor: Any, description: str, proxy_protocol: bool = False,
         if isinstance(inner, _LayeredEndpoint) and inner.context is not None:
             inner.context = tls(inner.context, description)
         elif isinstance(inner, endpoints.SSL4ServerEndpoint):
-            inner._sslContextFactory = tls(inner._sslContextFactory, description)
+            set_ssl_context_factory(inner, tls(ssl_context_factory(inner), description))
     if not proxy_protocol:
         return endpoint
     if isinstance(endpoint, _LayeredEndpoint):
@@ -285,12 +272,11 @@ def make_endpoint(reactor: Any, description: str, proxy_protocol: bool = False,
         return endpoint
     if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
         # TLS inside the PROXY header: the same port served as TCP, TLS layered on it here
-        interface = endpoint._interface
+        port, backlog, interface = ssl_binding(endpoint)
         tcp_endpoint = (endpoints.TCP6ServerEndpoint if ":" in interface
                         else endpoints.TCP4ServerEndpoint)
-        return _LayeredEndpoint(
-            tcp_endpoint(reactor, endpoint._port, endpoint._backlog, interface),
-            endpoint._sslContextFactory, proxy=True)
+        return _LayeredEndpoint(tcp_endpoint(reactor, port, backlog, interface),
+                                ssl_context_factory(endpoint), proxy=True)
     return _LayeredEndpoint(endpoint, proxy=True)
 
 
@@ -314,8 +300,8 @@ def _make_endpoint(reactor: Any, description: str) -> Any:
         # a TLS socket bound by the --workers supervisor: adopt it, wrap it in TLS here
         fileno = int(kwargs["fileno"])
         try:
-            context = endpoints.serverFromString(
-                reactor, description.rsplit(":fileno=", 1)[0])._sslContextFactory
+            context = ssl_context_factory(endpoints.serverFromString(
+                reactor, description.rsplit(":fileno=", 1)[0]))
         except Exception as exc:  # OpenSSL's errors for a key that does not fit, and the like
             raise EndpointError(f"Cannot use endpoint {description!r}: {exc}") from None
         family = _complete_fd(f"fd:fileno={fileno}").rsplit("domain=", 1)[1]

@@ -8,6 +8,8 @@ import sys
 import warnings
 from typing import Any
 
+from ..protocols.twisted_internals import asyncio_loop, is_asyncio_reactor
+
 logger = logging.getLogger("django_daphne")
 
 
@@ -26,7 +28,7 @@ def wants_uvloop(kind: str) -> bool:
 
 def uses_uvloop(reactor: Any) -> bool:
     """Whether an asyncio reactor runs on uvloop's loop."""
-    return type(reactor._asyncioEventloop).__module__.startswith("uvloop")
+    return type(asyncio_loop(reactor)).__module__.startswith("uvloop")
 
 
 def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
@@ -47,12 +49,12 @@ def reinstall(kind: str = "auto", fresh: bool = False) -> Any:
     it runs on another loop than ``kind`` asks for, or when ``fresh`` (a new thread such
     as Django's autoreloader's, or a new live-server process)."""
     current = sys.modules.get("twisted.internet.reactor")
-    if current is not None and hasattr(current, "_asyncioEventloop"):
+    if current is not None and is_asyncio_reactor(current):
         if fresh or uses_uvloop(current) != wants_uvloop(kind):
             if current.running:
                 raise RuntimeError("The Twisted reactor is already running in this process")
             del sys.modules["twisted.internet.reactor"]
-            loop = current._asyncioEventloop
+            loop = asyncio_loop(current)
             if not loop.is_running() and not loop.is_closed():
                 loop.close()
     return install(kind)
@@ -77,7 +79,7 @@ def install(loop: str = "auto") -> Any:
         del sys.modules["twisted.internet.reactor"]
     event_loop = new_event_loop(loop)
     asyncio.set_event_loop(event_loop)
-    from .asyncio_reactor import DirectAsyncioReactor
+    from ..protocols.twisted_internals import DirectAsyncioReactor
 
     reactor = DirectAsyncioReactor(event_loop)
     from twisted.internet.main import installReactor

@@ -21,6 +21,7 @@ from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..core.config import Config, asgi_threads
 from ..core.state import ServerState
 from ..protocols.connection import Connection
+from ..protocols.twisted_internals import asyncio_loop
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
 from .loop_lag import LoopLag
 from .notify import Notifier
@@ -70,7 +71,7 @@ class ConnectionFactory(Factory):
         return self.protocols
 
     # a Connection reads its addresses from its socket: the reactor's ports need not build
-    # an address object for buildProtocol (server/asyncio_reactor.py)
+    # an address object for buildProtocol (protocols/twisted_internals.py)
     takes_no_address = True
 
     def buildProtocol(self, addr: Any) -> Connection:  # Twisted's name
@@ -130,7 +131,7 @@ class Server:
         # the asyncio reactor (see .reactor): Twisted types the installed reactor as zope
         # interfaces, which mypy cannot check calls through
         self.reactor = cast("AsyncioSelectorReactor", reactor)
-        self.loop = self.reactor._asyncioEventloop
+        self.loop = asyncio_loop(self.reactor)
         self.reactor.callWhenRunning(self._launch)
         self.reactor.run(installSignalHandlers=False)
         return self.exit_code

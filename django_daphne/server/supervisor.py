@@ -14,24 +14,33 @@ slots, a reload, a stop, a worker recycled) or take a worker out of its role; on
 :meth:`_settle`, then starts whatever a live generation lacks, ends a reload whose new
 generation is all ready, and reports to systemd.  So every signal at every moment has one
 outcome.
+
+The Supervisor owns that state machine whole: every transition of a worker, and what is
+wanted, is a method here.  What only feeds it or reports on it, with state of its own and a
+narrow interface, is a collaborator it holds: ``recycling`` (recycling.py: which workers
+are to be recycled, and when a failed successor may be retried), ``wakeups`` (wakeups.py:
+the signal handlers and the wait on signals, worker pipes and deadlines), ``health`` and
+``watchdog`` (supervisor_health.py: the --metrics-endpoint listener, /livez and /readyz,
+systemd's watchdog).  (Not mixins: the transitions call one another across every concern,
+so split over mixins they would each need the whole state declared again.)
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
-import select
 import signal
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..core.config import Config, ConfigError
-from ..core.options import MIB
+from ..core.config import Config
 from .endpoints import EndpointError
 from .listeners import Listeners, reuse_port_available
 from .notify import Notifier
+from .recycling import Recycling
+from .supervisor_health import LIVE_TURN, HealthEndpoint, Watchdog, liveness, readiness
 from .titles import set_title
+from .wakeups import Wakeups
 from .worker_link import (
     DUMP_SIGNAL,
     READY_ENV,
@@ -41,14 +50,7 @@ from .worker_link import (
     supervisor_link,
     worker_endpoints,
 )
-from .worker_process import (
-    Generation,
-    RecycleReason,
-    Worker,
-    WorkerState,
-    resident_memory,
-    spawn,
-)
+from .worker_process import Generation, RecycleReason, Worker, WorkerState, spawn
 
 if TYPE_CHECKING:
     from .metrics import SupervisorMetrics
@@ -67,25 +69,14 @@ DRAINING, KILLED = WorkerState.DRAINING, WorkerState.KILLED
 FAILED_STARTS_ALLOWED = 5
 FIRST_RETRY_DELAY = 0.1
 MAX_RETRY_DELAY = 5.0
-# a recycled worker's successor that fails to start is tried again, waiting twice as long
-# each time (the worker it replaces goes on serving meanwhile)
-FIRST_RECYCLE_DELAY = 1.0
-MAX_RECYCLE_DELAY = 60.0
 # a worker told to drain (on a stop, or retired) that is still running this long past
 # twice --shutdown-timeout (its drain, then its lifespan shutdown) is killed
 STOP_MARGIN = 5.0
 # between the traceback signal to a hung worker and its SIGKILL
 DUMP_GRACE = 1.0
-# --max-worker-memory: how often the serving workers' memory is read (one small read of
-# /proc a worker)
-MEMORY_CHECK_INTERVAL = 1.0
 # a worker that ends for the stop signal: gracefully (0), or killed by it before it could
 # install its handler
 STOPPED_STATUSES = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
-# with --metrics-endpoint: the loop turns at least this often, and /livez fails once it has
-# not turned for LIVE_STALE seconds
-LIVE_TURN = 1.0
-LIVE_STALE = 10.0
 # why a worker is retired (the argument of _retire), as daphne_worker_retired's reason
 RETIRE_REASONS = {"stopping": "stop", "SIGTTOU": "scale_down", "reloaded": "reload",
                   "its reload failed": "reload_failed",
@@ -106,13 +97,9 @@ class Supervisor:
       is ready the old one drains.  A new worker that fails (or misses its boot deadline)
       fails the reload: the new generation drains, the old one goes on serving.  A SIGHUP
       during a reload starts one more reload when it ends, so the code on disk wins.
-    * Recycling: a worker that reached --max-requests (it says so), that this loop measures
-      over --max-worker-memory (every second) or that has served --max-worker-lifetime
-      (plus its jitter) gets one successor, which takes its slot once ready; a successor
-      that fails is tried again with a growing delay.  A worker already over the memory
-      ceiling when it becomes ready is not recycled for it (one error per generation says
-      the ceiling is too low).  No successor starts during a reload, which replaces every
-      worker anyway.
+    * Recycling (--max-requests, --max-worker-memory, --max-worker-lifetime): a worker that
+      ``self.recycling`` (recycling.py) marks gets one successor, which takes its slot
+      once ready; none starts during a reload, which replaces every worker anyway.
     * SIGTTIN adds a slot, SIGTTOU removes the last one (its sockets closed at once), in
       every live generation.
     * Every worker leaving its role (reloaded, recycled, removed, a failed reload) drains
@@ -131,20 +118,17 @@ class Supervisor:
         self.current = Generation(1)
         self.pending: Generation | None = None  # the one a reload is starting
         self.reload_again = False  # SIGHUP during a reload
-        self.signals: list[int] = []
-        self.signals_handled = 0
+        self.wakeups = Wakeups()  # signals, the workers' pipes
         self.stopping = False
         self.failed_starts = 0
         self.announced = False  # "Server ready" logged
         self.to_announce: str | None = ""  # READY=1 due once settled, with this note
         self.exit_code = 0
         self.notifier = Notifier()
-        self.next_ping: float | None = None
+        self.watchdog = Watchdog(self.notifier, config)
         self.status_sent: str | None = None  # the last STATUS= systemd heard
-        self.memory_ceiling = config.max_worker_memory * MIB  # bytes; 0: not measured
-        self.next_memory_check: float | None = None
-        # the generations whose workers were reported over the memory ceiling as they started
-        self.reported_over_at_start: set[int] = set()
+        self.recycling = Recycling(config)  # --max-requests, -memory, -lifetime
+        self.health = HealthEndpoint()  # --metrics-endpoint
         # readiness (/readyz) and --unready-delay: the old workers of a reload, held until
         # drain_at and then draining (unready until they are gone), and when a stop's
         # workers are told to drain
@@ -158,11 +142,9 @@ class Supervisor:
 
     def run(self) -> int:
         set_title(f"supervisor ({self.count} workers)")
-        if self.memory_ceiling and resident_memory(os.getpid()) is None:
-            logger.error("--max-worker-memory (MAX_WORKER_MEMORY) needs /proc/PID/statm to "
-                         "measure each worker's memory, and this system has no such file "
-                         "(Linux has it); leave it unset here (--max-worker-lifetime and "
-                         "--max-requests recycle workers anywhere)")
+        unavailable = self.recycling.unavailable()
+        if unavailable is not None:
+            logger.error("%s", unavailable)
             return 1
         try:
             for name in self.listeners.bind(self.config.endpoint_descriptions(), self.count):
@@ -170,62 +152,22 @@ class Supervisor:
         except EndpointError as exc:
             logger.error("%s", exc)
             return 1
-        listener = None
-        metrics_dir = None
-        if self.config.metrics_endpoint is not None:
-            from .metrics import (
-                SupervisorMetrics,
-                ThreadedListener,
-                bind_socket,
-                describe_socket,
-                require_prometheus_client,
-                use_multiprocess_dir,
-            )
-
-            try:
-                require_prometheus_client()
-                sock = bind_socket(self.config.metrics_endpoint)
-            except (ConfigError, OSError) as exc:
-                logger.error("Cannot serve metrics on %s: %s", self.config.metrics_endpoint,
-                             exc)
+        try:
+            if not self.health.open(self.config, self.liveness, self.readiness):
                 self.listeners.close()
                 return 1
-            metrics_dir = use_multiprocess_dir()  # before any worker starts
-            self.metrics = SupervisorMetrics(metrics_dir)
-            listener = ThreadedListener(sock, self.metrics.registry, self.liveness,
-                                        self.readiness)
-            listener.start()
-            logger.info("Metrics and health checks on %s", describe_socket(sock))
-        try:
+            self.metrics = self.health.metrics
             return self._run()
         finally:
-            if listener is not None:
-                listener.close()
-            if metrics_dir is not None:
-                from .metrics import remove_multiprocess_dir
-
-                remove_multiprocess_dir(metrics_dir)
+            self.health.close()
 
     def _run(self) -> int:
-        wakeup_r, wakeup_w = os.pipe()
-        os.set_blocking(wakeup_r, False)
-        os.set_blocking(wakeup_w, False)
-        self.wakeup_fd = wakeup_r
-        signal.set_wakeup_fd(wakeup_w)
-        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the loop
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN,
-                       signal.SIGTTOU):
-            signal.signal(signum, self._on_signal)
-        if self.notifier.watchdog_interval is not None:
-            self.next_ping = time.monotonic()
-        if self.memory_ceiling:
-            self.next_memory_check = time.monotonic() + MEMORY_CHECK_INTERVAL
+        self.watchdog.start(time.monotonic())
+        self.recycling.start(time.monotonic())
         try:
-            self._loop()
+            with self.wakeups:
+                self._loop()
         finally:
-            signal.set_wakeup_fd(-1)
-            os.close(wakeup_r)
-            os.close(wakeup_w)
             for worker in self.workers.values():
                 worker.close_pipe()
             self.listeners.close()
@@ -244,21 +186,16 @@ class Supervisor:
                 if not self.workers:
                     return
             else:
-                self._check_recycling(now)
+                self.recycling.check(now, self.current)
                 self._settle(now)
-                if self.next_ping is not None:
-                    self._ping_watchdog(now)
+                if self.watchdog.next_ping is not None:
+                    self.watchdog.ping(now, self.workers.values())
             self._wait(now)
 
     # -- signals: they change what is wanted; _settle does the rest
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self.signals.append(signum)
-
     def _handle_signals(self) -> None:
-        while self.signals_handled < len(self.signals):
-            signum = self.signals[self.signals_handled]
-            self.signals_handled += 1
+        for signum in self.wakeups.received():
             if signum in (signal.SIGTERM, signal.SIGINT):
                 if self.stopping:
                     self._stop_now()
@@ -379,20 +316,14 @@ class Supervisor:
         worker.last_beat = worker.ready_at = now = time.monotonic()
         self.failed_starts = 0
         logger.info("Worker %d ready", worker.pid)
-        lifetime = self.config.max_worker_lifetime
-        if lifetime:
-            worker.retire_at = now + lifetime + random.uniform(
-                0.0, self.config.max_worker_lifetime_jitter)
-        if self.memory_ceiling:
-            self._measure_at_start(worker)
+        self.recycling.became_ready(worker, now)
         old = worker.successor_of
         if old is not None:
             generation = worker.generation
             worker.successor_of = None
             del generation.successors[worker.slot]
             generation.slots[worker.slot] = worker
-            generation.recycle_after.pop(worker.slot, None)
-            generation.recycle_failures.pop(worker.slot, None)
+            self.recycling.successor_ready(generation, worker.slot)
             reason = old.recycle or RecycleReason.MAX_REQUESTS  # (a successor has one)
             self._retire(old, reason.flag)
             self.recycled(old, worker, reason)
@@ -403,30 +334,6 @@ class Supervisor:
         overtook, is not one), counted by ``reason.value``."""
         if self.metrics is not None:
             self.metrics.recycles.labels(reason.value).inc()
-
-    def _measure_at_start(self, worker: Worker) -> None:
-        """A worker over --max-worker-memory as it becomes ready: the ceiling is below what
-        the application needs, and its successor would be as large, so replacing it would
-        only start a loop of replacements.  It serves on, not recycled for its memory (the
-        other reasons still apply), and the error is said once a generation (once for the
-        code that a start or a reload brought)."""
-        rss = resident_memory(worker.pid)
-        if rss is None or rss <= self.memory_ceiling:
-            return
-        worker.over_at_start = True
-        number = worker.generation.number
-        if number in self.reported_over_at_start:
-            logger.debug("Worker %d (slot %d) uses %d MiB as it starts, over "
-                         "--max-worker-memory %d: not recycled for its memory", worker.pid,
-                         worker.slot, rss // MIB, self.config.max_worker_memory)
-            return
-        self.reported_over_at_start.add(number)
-        logger.error("Worker %d (slot %d) uses %d MiB as it starts, already over "
-                     "--max-worker-memory %d (MAX_WORKER_MEMORY): the ceiling is below what "
-                     "the application needs, and a new worker would be as large, so workers "
-                     "that start over it are not replaced for their memory; set it above "
-                     "what a worker uses once warmed up", worker.pid, worker.slot,
-                     rss // MIB, self.config.max_worker_memory)
 
     def _retire(self, worker: Worker, why: str, log: bool = True) -> None:
         """STARTING or READY -> DRAINING: out of its role, drained as on SIGTERM, killed
@@ -470,10 +377,7 @@ class Supervisor:
                 self._end_reload(f"new worker {pid} {why}"
                                  + (" (see its error above)" if exited else ""))
         elif replaced is not None:
-            failures = generation.recycle_failures.get(slot, 0) + 1
-            generation.recycle_failures[slot] = failures
-            delay = min(FIRST_RECYCLE_DELAY * 2 ** (failures - 1), MAX_RECYCLE_DELAY)
-            generation.recycle_after[slot] = now + delay
+            delay = self.recycling.successor_failed(generation, slot, now)
             logger.error("The successor %d of worker %d %s; worker %d goes on serving, and "
                          "a new successor starts in %.1fs", pid, replaced.pid, why,
                          replaced.pid, delay)
@@ -541,7 +445,7 @@ class Supervisor:
                         and generation.start_after.get(slot, 0.0) <= now:
                     generation.start_after.pop(slot, None)
                     self._start(generation, slot)
-        for worker in self._to_recycle():
+        for worker in Recycling.due(self.current, self.pending):
             if self.current.recycle_after.get(worker.slot, now) > now:
                 continue  # its last successor failed: the next one waits
             logger.info("Worker %d (slot %d) %s; starting its successor", worker.pid,
@@ -560,50 +464,6 @@ class Supervisor:
             elif status != self.status_sent:  # a worker replaced: systemctl status's pids
                 self.notifier.status(status)
             self.status_sent = status
-
-    def _to_recycle(self) -> list[Worker]:
-        """The serving workers to be recycled that have no successor starting: none during
-        a reload (it replaces them all; if it fails, their successors start then)."""
-        if self.pending is not None:
-            return []
-        current = self.current
-        return [worker for slot, worker in current.slots.items()
-                if worker.recycle is not None and worker.state is READY
-                and slot not in current.successors]
-
-    def _check_recycling(self, now: float) -> None:
-        """Which serving workers are now to be recycled: past their --max-worker-lifetime,
-        or (once a MEMORY_CHECK_INTERVAL) over --max-worker-memory.  Only the workers that
-        fill a slot of the current generation: a successor, or a new generation's worker,
-        is judged once it serves.  A worker already marked is left alone (one successor
-        each: it may grow on while its successor starts)."""
-        check_memory = self.next_memory_check is not None and now >= self.next_memory_check
-        if check_memory:
-            self.next_memory_check = now + MEMORY_CHECK_INTERVAL
-        measured = []
-        for worker in self.current.slots.values():
-            if worker.state is not READY:
-                continue
-            served = now - (worker.ready_at or now)
-            if worker.retire_at is not None and now >= worker.retire_at:
-                worker.recycle_for(RecycleReason.LIFETIME, (
-                    f"has served {served:.0f} s, past --max-worker-lifetime "
-                    f"{self.config.max_worker_lifetime:g}"
-                    + (" (plus its jitter)" if self.config.max_worker_lifetime_jitter
-                       else "")))
-            if not check_memory:
-                continue
-            rss = resident_memory(worker.pid)
-            if rss is None:  # it is exiting: the loop reaps it
-                continue
-            measured.append(f"{worker.pid} {rss // MIB} MiB")
-            if rss > self.memory_ceiling and not worker.over_at_start:
-                worker.recycle_for(RecycleReason.MEMORY, (
-                    f"uses {rss // MIB} MiB, over --max-worker-memory "
-                    f"{self.config.max_worker_memory} after serving {served:.0f} s"))
-        if measured:
-            logger.debug("Worker memory (--max-worker-memory %d): %s",
-                         self.config.max_worker_memory, ", ".join(measured))
 
     def _all_ready(self, generation: Generation) -> bool:
         return all(slot in generation.slots and generation.slots[slot].state is READY
@@ -666,62 +526,22 @@ class Supervisor:
             for generation in self._generations():
                 times.extend(generation.start_after.get(slot, now)
                              for slot in range(self.count) if slot not in generation.slots)
-            times.extend(self.current.recycle_after.get(w.slot, now)
-                         for w in self._to_recycle())
-            times.extend(w.retire_at for w in self.current.slots.values()
-                         if w.retire_at is not None and w.recycle is None
-                         and w.state is READY)
-            if self.next_memory_check is not None:
-                times.append(self.next_memory_check)
-            if self.next_ping is not None:
-                times.append(self.next_ping)
+            times.extend(self.recycling.deadlines(now, self.current, self.pending))
+            if self.watchdog.next_ping is not None:
+                times.append(self.watchdog.next_ping)
         return min(times) if times else None
 
     def _death(self, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.deaths.labels(reason).inc()
 
-    # -- health (--metrics-endpoint; asked from the listener's thread)
+    # -- health (--metrics-endpoint; asked from the listener's thread): supervisor_health.py
 
     def liveness(self) -> tuple[bool, str]:
-        """Live while this loop turns (it does at least every LIVE_TURN seconds; a worker
-        whose own loop is stuck is this loop's to replace, not a reason to restart all)."""
-        silent = time.monotonic() - self.last_turn
-        if silent > LIVE_STALE:
-            return False, f"the supervisor's loop has not turned for {silent:.0f}s"
-        return True, "ok"
+        return liveness(self)
 
     def readiness(self) -> tuple[bool, str]:
-        """Ready once every first worker was ready, while a worker of the current
-        generation is ready, and not stopping nor draining the old workers of a reload
-        (see docs/howto/metrics-and-health.rst)."""
-        if self.stopping:
-            return False, "stopping"
-        if not self.announced:
-            return False, "starting"
-        if self.to_drain or self.reload_leaving:
-            return False, "draining the workers of the last reload"
-        if not any(w.state is READY for w in list(self.current.slots.values())):
-            return False, "no worker ready"
-        return True, "ok"
-
-    def _ping_watchdog(self, now: float) -> None:
-        """WATCHDOG=1 while this loop turns and, with --worker-timeout 0, while every
-        worker's loop turns too (it sends a heartbeat each sweep): then a stuck one stops
-        the pings, and systemd restarts the service.  With a --worker-timeout, this loop
-        replaces a stuck worker itself, which a restart of the service would pre-empt."""
-        interval = self.notifier.watchdog_interval
-        assert interval is not None and self.next_ping is not None
-        if now < self.next_ping:
-            return
-        self.next_ping = now + interval
-        late = [w for w in self.workers.values() if not self.config.worker_timeout
-                and w.state is READY and now - w.last_beat > 2 * interval]
-        if late:
-            logger.warning("Worker %s sent no heartbeat for %.1fs: no watchdog ping",
-                           ", ".join(str(w.pid) for w in late), now - late[0].last_beat)
-            return
-        self.notifier.watchdog()
+        return readiness(self)
 
     # -- the workers' exits and messages
 
@@ -763,18 +583,7 @@ class Supervisor:
             logger.info("Worker %d stopped", worker.pid)
 
     def _read_messages(self, worker: Worker) -> None:
-        if worker.pipe is None:
-            return
-        try:
-            data = os.read(worker.pipe, 512)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:  # the worker closed it on its way out
-            worker.close_pipe()
-            return
-        worker.last_beat = time.monotonic()
+        data = worker.read_messages()
         if b"R" in data and worker.state is STARTING:
             self._became_ready(worker)
         if b"M" in data:
@@ -784,13 +593,5 @@ class Supervisor:
         deadline = self._next_deadline(now)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         pipes = {w.pipe: w for w in self.workers.values() if w.pipe is not None}
-        readable, _, _ = select.select([self.wakeup_fd, *pipes], [], [], timeout)
-        for fd in readable:
-            if fd == self.wakeup_fd:
-                try:
-                    while os.read(fd, 512):
-                        pass
-                except BlockingIOError:
-                    pass
-            else:
-                self._read_messages(pipes[fd])
+        for fd in self.wakeups.wait(timeout, pipes):
+            self._read_messages(pipes[fd])

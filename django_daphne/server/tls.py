@@ -65,9 +65,11 @@ class ReloadableTLS:
         or do not match."""
         from twisted.internet import endpoints
 
+        from ..protocols.twisted_internals import ssl_context_factory
+
         description = self.description.split(":fileno=", 1)[0]  # a worker's inherited one
         try:
-            base = endpoints.serverFromString(reactor, description)._sslContextFactory
+            base = ssl_context_factory(endpoints.serverFromString(reactor, description))
             options = self._rebuild(base)
             options.getContext()  # the key checked against the certificate, now
         except Exception as exc:  # OpenSSL's and Twisted's errors name no file

@@ -81,6 +81,24 @@ class Worker:
         self.recycle, self.recycle_why = reason, why
         return True
 
+    def read_messages(self) -> bytes:
+        """What the worker sent on its pipe since the last read (worker_link's one-byte
+        messages, each a heartbeat too); b"" when nothing came, and when the worker closed
+        the pipe on its way out (it is closed here then)."""
+        if self.pipe is None:
+            return b""
+        try:
+            data = os.read(self.pipe, 512)
+        except BlockingIOError:
+            return b""
+        except OSError:
+            data = b""
+        if not data:
+            self.close_pipe()
+            return b""
+        self.last_beat = time.monotonic()
+        return data
+
     def close_pipe(self) -> None:
         if self.pipe is not None:
             os.close(self.pipe)
