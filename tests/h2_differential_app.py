@@ -1,5 +1,6 @@
-"""What tests/test_http2_differential.py serves: an application whose answer is a function
-of the request alone (no address, no time), and the lean HTTP/2 path's switch.
+"""What tests/protocols/http2/test_http2_differential.py serves: an application whose
+answer is a function of the request alone (no address, no time), and the lean HTTP/2
+path's switch.
 
 ``DD_HTTP2_LEAN=0`` in the server's environment turns the lean path off
 (``HTTP2Handler.LEAN``), so that every request goes through h2: the differential test runs

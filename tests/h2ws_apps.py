@@ -1,4 +1,4 @@
-"""The extra routes tests/test_http2_websocket.py needs, in front of tests.apps:app.
+"""The extra routes tests/protocols/http2/test_http2_websocket.py needs, in front of tests.apps:app.
 
 /wsx/... are WebSocket routes whose application records what it heard (read back through
 /wsx-heard), so that a test can see an application hear websocket.disconnect whether or not

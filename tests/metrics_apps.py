@@ -1,5 +1,5 @@
-"""The application tests/test_metrics.py and tests/test_health.py serve: known answers, a
-request the client holds open, a blocked loop and a raised exception."""
+"""The application tests/server/test_metrics.py and tests/server/test_health.py serve:
+known answers, a request the client holds open, a blocked loop and a raised exception."""
 
 from __future__ import annotations
 

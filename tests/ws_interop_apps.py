@@ -1,4 +1,4 @@
-"""WebSocket routes for tests/test_websocket.py's interoperability checks, in front of
+"""WebSocket routes for tests/asgi/test_websocket.py's interoperability checks, in front of
 tests.apps:app: what Channels, Starlette and FastAPI applications send and expect, written
 as plain ASGI so they need neither installed.
 

@@ -8,7 +8,7 @@ metrics), ``errors`` (a refused request, the ASGI errors, the server's own error
 ``syntax`` (the HTTP field syntax every parser follows), ``trust`` (the trusted proxies)
 and ``access_log`` (its formats and its writer).
 
-The layers, each importing only those below it (``tests/test_static_analysis.py``
+The layers, each importing only those below it (``tests/project/test_static_analysis.py``
 enforces it, ``TYPE_CHECKING`` and function-local imports included)::
 
     Django layer   apps, conf, checks, management/, staticfiles/, testing, daphne_compat

@@ -74,7 +74,7 @@ class Config:
     """Every option's effective value, as a typed attribute, plus where each came from.
 
     Build one with :meth:`Config.build`.  The attributes are the options of ``options``
-    (``config.port``, ``config.http_timeout``, ...; tests/test_config.py holds the
+    (``config.port``, ``config.http_timeout``, ...; tests/core/test_config.py holds the
     annotations below to that table), and ``config.sources[name]`` says whether the value
     is the default, from settings.py, from the environment or from the command line.  A
     subclass adds options of its own (the Django layer's ``DjangoConfig``).

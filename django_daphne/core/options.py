@@ -34,7 +34,7 @@ COMMAND_LINE = "command line"
 # every option's environment variable is this and its settings key: DJANGO_DAPHNE_PORT
 ENVIRONMENT_PREFIX = "DJANGO_DAPHNE_"
 # variables of that prefix that are no option: what the --workers supervisor tells a worker
-# (tests/test_config.py holds this list to the names the package uses)
+# (tests/core/test_config.py holds this list to the names the package uses)
 INTERNAL_VARIABLES = frozenset((
     "DJANGO_DAPHNE_WORKER_ENDPOINTS", "DJANGO_DAPHNE_WORKER_READY_FD",
     "DJANGO_DAPHNE_WORKER_TITLE",

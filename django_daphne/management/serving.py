@@ -176,7 +176,7 @@ def watch_failed_import(exc: BaseException) -> None:
     from django.utils import autoreload
 
     error_files = getattr(autoreload, "_error_files", None)
-    if error_files is None:  # pragma: no cover - pinned by tests/test_django_runserver.py
+    if error_files is None:  # pragma: no cover - pinned by tests/django/test_django_runserver.py
         return
     for path in failed_files(exc):
         if path not in error_files:

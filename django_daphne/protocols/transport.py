@@ -16,7 +16,7 @@ read are in :mod:`.twisted_internals` (each pinned by tests/test_twisted_interna
   Twisted itself does when the write side is already shut, with one reason object for
   every such close.  (Twisted's ``shutdown`` before ``close`` stays: without it, a
   keep-alive client whose next request crossed the close got a reset now and then rather
-  than the end of the connection it may retry on, in tests/test_operations.py's reload
+  than the end of the connection it may retry on, in tests/server/test_operations.py's reload
   under load.)
 - Closing a TLS transport: Twisted's TLS layer starts its close only once no producer is
   registered, and then waits for the peer's own close_notify before it closes the socket, so

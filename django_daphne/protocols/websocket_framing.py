@@ -17,8 +17,8 @@ from the first frame the lean path does not take.  Each message through autobahn
 about fifteen calls and a cffi masking object; the lean path, a few operations.
 
 Every place that reaches into autobahn is in this module, each with its reason; written
-against autobahn 23.1 to 26.11 (``tests/test_ws_conformance.py`` walks the Autobahn
-test suite's cases over it; ``tests/test_websocket_framing.py`` holds the lean path to
+against autobahn 23.1 to 26.11 (``tests/protocols/test_ws_conformance.py`` walks the Autobahn
+test suite's cases over it; ``tests/protocols/test_websocket_framing.py`` holds the lean path to
 autobahn's answers, byte for byte).
 """
 

@@ -18,7 +18,7 @@ for it); ``/livez`` and ``/readyz`` answer ``200 ok`` or ``503`` with the reason
 
 Library internals: prometheus_client's Histogram has no call to add a bucket's count at
 once, so :func:`_add_to_histogram` adds to its children's ``_buckets`` and ``_sum`` value
-objects (prometheus_client 0.17 to 0.26; tests/test_metrics.py pins what it relies on), and
+objects (prometheus_client 0.17 to 0.26; tests/server/test_metrics.py pins what it relies on), and
 :func:`use_multiprocess_dir` sets ``values.ValueClass`` again where prometheus_client was
 imported before the directory was named.  prometheus_client is imported only when metrics
 are on (it is the ``metrics`` extra).

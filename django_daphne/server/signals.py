@@ -2,7 +2,7 @@
 written from (docs/reference/signals.rst).
 
 The handlers themselves live where the work is (runtime.py for one process,
-supervisor.py for ``--workers``); tests/test_docs.py reads the signal mask of a running
+supervisor.py for ``--workers``); tests/docs/test_docs.py reads the signal mask of a running
 server and of a running supervisor from ``/proc`` and holds this table to what each
 catches.
 """

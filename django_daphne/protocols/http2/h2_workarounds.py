@@ -1,6 +1,6 @@
 """Every place the HTTP/2 handler reaches past h2's public API, with the reason for each.
 
-Written against h2 4.1 to 4.4.1 and hyperframe 6.  ``tests/test_h2_workarounds.py``
+Written against h2 4.1 to 4.4.1 and hyperframe 6.  ``tests/protocols/http2/test_h2_workarounds.py``
 checks each assumption made here directly against the installed h2, so that an h2 release
 that breaks one fails there, by name, before anything subtler does.
 
