@@ -1,8 +1,8 @@
 """What the connections need from Twisted's transports beyond their interfaces, in one place.
 
-Written against Twisted 23.8 to 26.10; ``tests/test_transport.py`` fails if a Twisted
+Written against Twisted 23.8 to 26.10; ``tests/protocols/test_transport.py`` fails if a Twisted
 release changes what these functions rely on.  The private names of Twisted's that they
-read are in :mod:`.twisted_internals` (each pinned by tests/test_twisted_internals.py).
+read are in :mod:`.twisted_internals` (each pinned by tests/protocols/test_twisted_internals.py).
 
 - A direct write to the socket of a plain TCP or UNIX transport while Twisted holds nothing
   unsent: Twisted's ``write`` always waits for the next writable event (an epoll

@@ -1,6 +1,6 @@
 """Every place django_daphne reaches past Twisted's public API, with the reason for each.
 
-Written against Twisted 23.8 to 26.10.  ``tests/test_twisted_internals.py`` checks each
+Written against Twisted 23.8 to 26.10.  ``tests/protocols/test_twisted_internals.py`` checks each
 name used here, and what is relied on of it, directly against the installed Twisted, so
 that a release that breaks one fails there, by name, before anything subtler does.  Nothing
 else in the package touches a private name of Twisted's: it calls what is defined here.
@@ -206,7 +206,7 @@ class _Port(tcp.Port):
 
 class DirectAsyncioReactor(AsyncioSelectorReactor):
     """Twisted's asyncio reactor, calling each socket's handler directly (see the module
-    docstring; tests/test_reactor.py checks what it does)."""
+    docstring; tests/server/test_reactor.py checks what it does)."""
 
     def listenTCP(self, port: int, factory: Any, backlog: int = 50,
                   interface: str = "") -> tcp.Port:
