@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from ..core.access_log import request_field
 from ..core.counts import ABORTED
 from ..core.errors import ClientDisconnected, Refusal, UnexpectedMessage, error_page
 from ..core.syntax import TOKEN
@@ -185,13 +186,9 @@ class HTTPStream(ApplicationInstance):
         if self.disconnected or self.state is not START:
             return  # the client went meanwhile (or a graceful stop answered)
         self.state = DONE
-        scope = self.scope
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
         wire = self.wire
         self._answer_refusal(refusal, wire.response_start, wire.response_body,
-                             f"{scope['method']} {target}")
+                             request_field(self.scope))
         self.wire.response_complete()
 
     # -- deadlines: the application's, and the request body's.  ``deadline`` (what the

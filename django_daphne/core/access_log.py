@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from time import perf_counter
 from typing import Any, TextIO
 
@@ -35,6 +36,14 @@ FIELDS = {
     "h_NAME": "any request header, its name with _ for -: %(h_x_request_id)s, or -",
 }
 _HEADER_FIELDS = {"user_agent": b"user-agent", "referer": b"referer"}
+
+
+def request_field(scope: Mapping[str, Any]) -> str:
+    """An HTTP request as the access log's %(request)s names it: METHOD /path?query."""
+    path = scope["raw_path"].decode("latin-1")
+    if scope["query_string"]:
+        path += "?" + scope["query_string"].decode("latin-1")
+    return "%s %s" % (scope["method"], path)
 
 
 class _Fields(dict[str, Any]):
@@ -148,11 +157,8 @@ class AccessLog:
     def http(self, stream: Any) -> None:
         """A completed HTTP request (called with the ASGI stream that served it)."""
         scope = stream.scope
-        path = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            path += "?" + scope["query_string"].decode("latin-1")
         self.write_entry(
-            scope["client"], "%s %s" % (scope["method"], path), stream.status, stream.sent,
+            scope["client"], request_field(scope), stream.status, stream.sent,
             scope, perf_counter() - stream.started_at,
         )
 

@@ -22,7 +22,7 @@ import h2.settings
 from h2.errors import ErrorCodes
 
 from ...asgi.http import DONE, START, HTTPStream, build_scope
-from ...core.errors import Refusal, error_page
+from ...core.errors import NO_ANSWER, Refusal, error_page
 from .flow import FlowControl
 from .guards import CONTROL_FRAMES_PER_SECOND, FloodGuard, FrameError, FrameScreen
 from .h2_workarounds import (
@@ -331,7 +331,7 @@ class HTTP2Handler:
         logger.info("Reset HTTP/2 stream %d of %s: malformed request (%s)", wire.stream_id,
                     self.conn.client, reason)
         self._reset_new(wire, ErrorCodes.PROTOCOL_ERROR)
-        self.server.refused(self.conn.client, 0, reason, 0)
+        self.server.refused(self.conn.client, NO_ANSWER, reason, 0)
         self._count_reset()
 
     def _refuse(self, wire: Stream, ended: bool, reason: str, status: int = 400,
