@@ -29,16 +29,17 @@ ABORTED = 0
 class Counts:
     """The counters of one server process since the last fold."""
 
-    __slots__ = ("requests", "durations", "websockets_opened",
+    __slots__ = ("requests", "http_requests", "websockets_opened",
                  "websockets_closed", "refusals", "app_errors", "connections", "received",
                  "sent")
 
     def __init__(self) -> None:
-        # (protocol: the scope's http_version or "websocket", method, status) -> requests
+        # WebSocket handshakes: ("websocket", "GET", status) -> handshakes
         self.requests: dict[tuple[str, str, int], int] = {}
-        # http_version -> a count per DURATION_BUCKETS bucket (and one over), then their
-        # sum (one list: one lookup a request)
-        self.durations: dict[str, list[float]] = {}
+        # HTTP requests: (http_version, method, status) -> a count per DURATION_BUCKETS
+        # bucket (and one over), then their durations' sum: one lookup a request, the
+        # requests being the buckets' total (:meth:`http_totals`)
+        self.http_requests: dict[tuple[str, str, int], list[float]] = {}
         self.websockets_opened: dict[str, int] = {}  # http_version -> opened
         self.websockets_closed: dict[int, int] = {}  # close code -> closed
         self.refusals: dict[str, int] = {}  # reason (a status, or a word) -> refused
@@ -56,24 +57,35 @@ class Counts:
             setattr(self, name, type(value)())
         return taken
 
+    def http_totals(self) -> tuple[dict[tuple[str, str, int], int],
+                                   dict[str, list[float]]]:
+        """The HTTP requests by (http_version, method, status), and the duration buckets
+        (and their sum, last) by http_version: what :meth:`http` kept in one table."""
+        requests: dict[tuple[str, str, int], int] = {}
+        durations: dict[str, list[float]] = {}
+        for key, row in self.http_requests.items():
+            requests[key] = int(sum(row[:-1]))
+            version = key[0]
+            total = durations.get(version)
+            if total is None:
+                durations[version] = list(row)
+            else:
+                for i, value in enumerate(row):
+                    total[i] += value
+        return requests, durations
+
     # -- the hot path's calls
 
     def http(self, scope: dict[str, Any], status: int, duration: float) -> None:
         """An HTTP request answered (``status``), or abandoned by its client (ABORTED),
         ``duration`` seconds after its application started."""
-        version = scope["http_version"]
-        key = (version, scope["method"], status)
-        requests = self.requests
+        key = (scope["http_version"], scope["method"], status)
         try:
-            requests[key] += 1
+            row = self.http_requests[key]
         except KeyError:
-            requests[key] = 1
-        try:
-            buckets = self.durations[version]
-        except KeyError:
-            buckets = self.durations[version] = list(_NO_BUCKETS)
-        buckets[bisect_left(DURATION_BUCKETS, duration)] += 1
-        buckets[-1] += duration
+            row = self.http_requests[key] = list(_NO_BUCKETS)
+        row[bisect_left(DURATION_BUCKETS, duration)] += 1
+        row[-1] += duration
 
     def websocket(self, scope: dict[str, Any], status: int) -> None:
         """A WebSocket handshake answered: accepted (``status`` 101), or denied."""

@@ -156,11 +156,13 @@ class ProcessMetrics:
     def fold(self) -> None:
         family = self.family
         taken = self.counts.take()
-        for (protocol, method, status), count in taken.requests.items():
+        requests, durations = taken.http_totals()
+        requests.update(taken.requests)  # (the WebSocket handshakes)
+        for (protocol, method, status), count in requests.items():
             family.requests.labels(PROTOCOLS.get(protocol, protocol),
                                    method if method in METHODS else "OTHER",
                                    status_class(status)).inc(count)
-        for version, buckets in taken.durations.items():
+        for version, buckets in durations.items():
             _add_to_histogram(family.duration.labels(PROTOCOLS.get(version, version)),
                               buckets[:-1], buckets[-1])
         for version, count in taken.websockets_opened.items():

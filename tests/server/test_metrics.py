@@ -229,25 +229,33 @@ def test_the_metrics_port_taken_stops_the_server(start_server):
             assert f"Cannot serve metrics on 127.0.0.1:{port}" in server.output
 
 
-def test_the_histogram_internals_it_adds_to():
-    """metrics._add_to_histogram gives what observe() gives (pins prometheus_client's
-    Histogram children: a value object per bucket, not cumulative, and one for the sum)."""
-    from prometheus_client import CollectorRegistry, Histogram
+def test_the_counts_fold_to_what_observe_gives():
+    """Counts.http's one table (buckets per protocol, method and status) folds, through
+    http_totals and metrics._add_to_histogram, to what prometheus_client's own inc() and
+    observe() give for the same requests (which also pins its Histogram children: a value
+    object per bucket, not cumulative, and one for the sum)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
 
-    from django_daphne.core.counts import DURATION_BUCKETS
+    from django_daphne.core.counts import DURATION_BUCKETS, Counts
     from django_daphne.server.metrics import _add_to_histogram
 
+    requests = [("1.1", "GET", 200, 0.0004), ("1.1", "GET", 200, 0.001),
+                ("1.1", "POST", 404, 0.003), ("2", "GET", 200, 0.2), ("1.1", "GET", 200, 0.2),
+                ("2", "PUT", 500, 7.0), ("1.1", "GET", 0, 100.0), ("2", "GET", 200, 0.0)]
     observed, added = CollectorRegistry(), CollectorRegistry()
-    one = Histogram("h", "h", ["p"], buckets=DURATION_BUCKETS, registry=observed)
-    other = Histogram("h", "h", ["p"], buckets=DURATION_BUCKETS, registry=added)
-    durations = [0.0004, 0.001, 0.003, 0.2, 0.2, 7.0, 100.0]
-    counts = [0] * (len(DURATION_BUCKETS) + 1)
-    from bisect import bisect_left
-
-    for duration in durations:
-        one.labels("x").observe(duration)
-        counts[bisect_left(DURATION_BUCKETS, duration)] += 1
-    _add_to_histogram(other.labels("x"), counts, sum(durations))
+    pairs = [(Counter("r", "r", ["v", "m", "s"], registry=registry),
+              Histogram("h", "h", ["v"], buckets=DURATION_BUCKETS, registry=registry))
+             for registry in (observed, added)]
+    counts = Counts()
+    for version, method, status, duration in requests:
+        pairs[0][0].labels(version, method, str(status)).inc()
+        pairs[0][1].labels(version).observe(duration)
+        counts.http({"http_version": version, "method": method}, status, duration)
+    totals, durations = counts.http_totals()
+    for (version, method, status), count in totals.items():
+        pairs[1][0].labels(version, method, str(status)).inc(count)
+    for version, buckets in durations.items():
+        _add_to_histogram(pairs[1][1].labels(version), buckets[:-1], buckets[-1])
 
     def samples(registry):
         return sorted((s.name, tuple(sorted(s.labels.items())), s.value)
@@ -255,6 +263,9 @@ def test_the_histogram_internals_it_adds_to():
                       if not s.name.endswith("_created"))
 
     assert samples(observed) == samples(added)
+    assert len(samples(added)) > 20
+    taken = counts.take()
+    assert taken.http_requests and not counts.http_requests  # (the next fold starts at 0)
 
 
 # -- a real Prometheus, with the configuration the docs show
