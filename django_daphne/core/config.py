@@ -120,6 +120,7 @@ class Config:
     worker_boot_timeout: float
     worker_timeout: float
     reuse_port: bool
+    pid_file: str | None
     http_parser: str
     loop: str
     max_request_line: int

@@ -5,6 +5,7 @@ option."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -52,6 +53,16 @@ def as_bool(value: Any) -> bool:
 def as_str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def as_path(value: Any) -> str:
+    """A file's path: a string, or a path object (settings.py's ``BASE_DIR / "x"``)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a path (a string or a pathlib.Path), got "
+                         f"{type(value).__name__} {value!r}")
     return value
 
 

@@ -19,6 +19,7 @@ from .converters import (
     as_header_name,
     as_int,
     as_metrics_endpoint,
+    as_path,
     as_seconds,
     as_str,
     as_str_list,
@@ -116,7 +117,7 @@ OPTIONS: tuple[Option, ...] = (
         group="binding",
     ),
     Option(
-        "unix_socket", None, as_str, "Bind to a UNIX socket at this path.",
+        "unix_socket", None, as_path, "Bind to a UNIX socket at this path.",
         flags=("-u", "--unix-socket"), metavar="PATH", none_ok=True, group="binding",
     ),
     Option(
@@ -141,7 +142,7 @@ OPTIONS: tuple[Option, ...] = (
         flags=("-v", "--verbosity"), metavar="{0,1,2,3}", minimum=0, maximum=3, group="logging",
     ),
     Option(
-        "access_log", None, as_str, "Where to write the access log: a file path, - for "
+        "access_log", None, as_path, "Where to write the access log: a file path, - for "
         "stdout (the default at verbosity 1 and above), or logging for the "
         "django_daphne.access logger (the default under manage.py daphne when LOGGING "
         "configures the django_daphne logger or the root logger).",
@@ -232,7 +233,7 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--ssl-alpn",), metavar="PROTOCOLS", none_ok=True, group="tls",
     ),
     Option(
-        "ssl_ca_certs", None, as_str, "A PEM file of the certificate authorities whose client "
+        "ssl_ca_certs", None, as_path, "A PEM file of the certificate authorities whose client "
         "certificates are accepted (needs --ssl-cert-reqs optional or required).",
         flags=("--ssl-ca-certs",), metavar="FILE", none_ok=True, group="tls",
     ),
@@ -317,6 +318,13 @@ OPTIONS: tuple[Option, ...] = (
         "take a whole burst, but one stuck in blocking code leaves new connections to the "
         "others. UNIX sockets and --fd are always shared. on or off.",
         flags=("--reuse-port",), metavar="{on,off}", group="http",
+    ),
+    Option(
+        "pid_file", None, as_path, "Write the server's process id (the supervisor's, with "
+        "--workers: the one to send SIGHUP and SIGTERM to) to this file once it starts, and "
+        "remove it when it exits. A file naming another running process stops the start "
+        "(a second server); one naming a process that is gone is replaced.",
+        flags=("--pid-file",), metavar="FILE", none_ok=True, group="http",
     ),
     Option(
         "http_parser", "auto", as_str, "The HTTP/1.1 parser: httptools (llhttp, fast), python "
@@ -490,7 +498,8 @@ BINDING_OPTIONS = ("bind", "port", "unix_socket", "fd", "endpoints")
 # live-server test case bind it
 PROCESS_OPTIONS = ("workers", "max_requests", "max_requests_jitter", "max_worker_memory",
                    "max_worker_lifetime", "max_worker_lifetime_jitter", "worker_boot_timeout",
-                   "worker_timeout", "reuse_port", "metrics_endpoint", "unready_delay")
+                   "worker_timeout", "reuse_port", "metrics_endpoint", "unready_delay",
+                   "pid_file")
 # what replaces a worker as it runs, successor first (supervisor.py): any of them, set,
 # runs the workers under a supervisor
 RECYCLING_OPTIONS = ("max_requests", "max_worker_memory", "max_worker_lifetime")

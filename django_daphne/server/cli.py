@@ -21,6 +21,7 @@ from ..core.config import (
     log_level,
 )
 from ..core.options import COMMAND_LINE, OPTIONS, Option
+from .pid_file import remove_written
 
 if TYPE_CHECKING:
     from ..core.access_log import AccessLog
@@ -189,6 +190,7 @@ def stop_during_startup(signum: int, frame: Any) -> None:
     say): die of it, as without a handler.  As PID 1 in a container the kernel ignores a
     signal left to its default action, so `docker stop` would wait its 10 seconds and
     SIGKILL a server that went on to start: exit instead."""
+    remove_written()  # (--pid-file: written, but no server to remove it yet)
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
     raise SystemExit(128 + signum)

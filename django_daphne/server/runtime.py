@@ -25,6 +25,7 @@ from ..protocols.twisted_internals import asyncio_loop
 from .endpoints import EndpointError, describe_port, listen_error, make_endpoint
 from .loop_lag import LoopLag
 from .notify import Notifier
+from .pid_file import PidFile, PidFileError
 from .tls import ReloadableTLS, TLSSettingError, options_for
 
 if TYPE_CHECKING:
@@ -122,6 +123,22 @@ class Server:
     # -- running
 
     def run(self) -> int:
+        from .supervisor import worker_endpoints
+
+        if self.config.pid_file is None or worker_endpoints() is not None:
+            return self._run()
+        pid_file = PidFile(self.config.pid_file)  # (the main process's: see .pid_file)
+        try:
+            pid_file.write()
+        except PidFileError as exc:
+            logger.error("%s", exc)
+            return 1
+        try:
+            return self._run()
+        finally:
+            pid_file.remove()
+
+    def _run(self) -> int:
         from twisted.internet import reactor
 
         from .supervisor import Supervisor, worker_endpoints

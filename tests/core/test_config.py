@@ -62,10 +62,22 @@ def test_unknown_setting_suggests_the_right_name():
     ({"ENDPOINTS": "tcp:80"}, r"expected a list of strings"),
     ({"WEBSOCKET_TIMEOUT": -5}, r"must be at least 0 \(or -1 for no limit\)"),
     ({"PROXY_HEADERS_HOST": "X Bad"}, r"expected an HTTP header name"),
+    ({"PID_FILE": 5}, r"DAPHNE\['PID_FILE'\]: expected a path \(a string or a "
+                      r"pathlib.Path\), got int 5"),
 ])
 def test_bad_setting_values_name_the_setting(settings, message):
     with pytest.raises(ConfigError, match=message):
         Config.build(settings=settings)
+
+
+def test_file_options_take_path_objects(tmp_path):
+    """settings.py builds paths from BASE_DIR: a pathlib.Path is a path, kept as a str."""
+    config = Config.build(settings={"PID_FILE": tmp_path / "d.pid",
+                                    "UNIX_SOCKET": tmp_path / "d.sock",
+                                    "ACCESS_LOG": tmp_path / "access.log",
+                                    "SSL_CA_CERTS": tmp_path / "ca.pem"})
+    assert (config.pid_file, config.unix_socket, config.access_log, config.ssl_ca_certs) \
+        == tuple(str(tmp_path / name) for name in ("d.pid", "d.sock", "access.log", "ca.pem"))
 
 
 def test_bad_flag_names_the_flag():

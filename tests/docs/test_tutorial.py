@@ -63,7 +63,7 @@ from ..django_helpers import BANNER_RE, ROOT, ManageProcess, free_port
 
 DOC = ROOT / "docs" / "tutorial.rst"
 TEXT = DOC.read_text()
-# the supervisor's process id in the tutorial's sample output and kill commands
+# the supervisor's process id in the tutorial's sample output
 SAMPLE_PID = "4814"
 # a worker's accepted connection is found among this many at most (each lands on one of
 # two workers, as the kernel hashes its address: all on one is a chance of 2 ** -39)
@@ -414,6 +414,7 @@ def test_following_the_tutorial(tmp_path, redis_url):
         servers.append(server)
         ready = server.wait_for(r"\[(\d+)\] Server ready \(2 workers: (\d+), (\d+)\)")
         assert int(ready.group(1)) == server.proc.pid  # the supervisor: this process
+        assert (project / "daphne.pid").read_text() == f"{server.proc.pid}\n"
         workers = {int(ready.group(2)), int(ready.group(3))}
         # the sample output's first line, as this server writes it
         in_doc(f"[{SAMPLE_PID}] Listening on TLS address 127.0.0.1:8443")
@@ -461,7 +462,8 @@ def test_following_the_tutorial(tmp_path, redis_url):
         assert server is not None and context is not None
         mark = server.line_count()
         browser().execute_script("window.before = socket")
-        shell.run(replace(text, f"kill -HUP {SAMPLE_PID}", f"kill -HUP {server.proc.pid}"))
+        in_doc('kill -HUP "$(cat daphne.pid)"')
+        shell.run(text)  # (the pid from the pid file the settings name)
         done = server.wait_for(r"Reloaded: workers (\d+), (\d+) serve; (\d+), (\d+) drain",
                                start=mark)
         new, old = {int(done.group(1)), int(done.group(2))}, \
@@ -488,8 +490,10 @@ def test_following_the_tutorial(tmp_path, redis_url):
 
     def step_stop(text: str) -> None:
         assert server is not None
-        shell.run(replace(text, f"kill -TERM {SAMPLE_PID}", f"kill -TERM {server.proc.pid}"))
+        in_doc('kill -TERM "$(cat daphne.pid)"')
+        shell.run(text)
         assert server.wait_exit() == 0, server.output
+        assert not (project / "daphne.pid").exists()
         assert server.lines[-1].endswith(f"[{server.proc.pid}] Server stopped"), server.output
         assert "Traceback" not in server.output and "ERROR" not in server.output, \
             server.output

@@ -13,38 +13,12 @@ import socket
 import pytest
 
 from tests.conftest import read_response
+from tests.lifespan import Gate
 from tests.metrics_client import Listener, value
 
 APP = "tests.metrics_apps:app"
 
 pytest.importorskip("prometheus_client")  # the metrics extra
-
-
-class Gate:
-    """A UNIX socket each worker's lifespan startup connects to, and waits on."""
-
-    def __init__(self, tmp_path) -> None:
-        self.path = str(tmp_path / "gate.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(8)
-        self.sock.settimeout(30)
-
-    def waiting(self, count: int) -> list[socket.socket]:
-        """The next ``count`` processes in their startup (each said its pid)."""
-        held = []
-        for _ in range(count):
-            conn, _ = self.sock.accept()
-            conn.settimeout(30)
-            assert conn.recv(64).strip().isdigit()
-            held.append(conn)
-        return held
-
-    @staticmethod
-    def release(held: list[socket.socket]) -> None:
-        for conn in held:
-            conn.sendall(b"!")
-            conn.close()
 
 
 def hold_request(server) -> socket.socket:
