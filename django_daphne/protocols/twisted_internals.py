@@ -68,6 +68,15 @@ Transports (protocols/transport.py)
   transport reads a PROXY header, and what the header said (its v2 UNIX-socket source
   comes back as a UNIX address that must not be taken for a peer on our own socket)
   (:data:`HAProxyProtocolWrapper`, :func:`proxy_info`).
+- :class:`ProxyHeaderFactory` (what ``--proxy-protocol`` and a ``haproxy:`` endpoint listen
+  with): Twisted's ``HAProxyWrappingFactory`` with a wrapper whose ``dataReceived`` decides
+  v1 or v2 on the bytes it has so far, where Twisted's decides on the first read alone and
+  closes a connection whose header begins in a read shorter than 8 bytes (v1) or 16 (v2),
+  as TCP may deliver it; and that takes v1's shortest header, ``PROXY UNKNOWN`` (what a
+  proxy sends for a connection of its own, a health check), which Twisted's v1 parser
+  refuses: a proxy's health checks were closed unanswered.  It sets Twisted's ``_parser``
+  and ``_proxyInfo`` (the parsers themselves, ``V1Parser`` and ``V2Parser``, and
+  ``ProxyInfo``, are in private modules of ``twisted.protocols.haproxy``).
 - ``abstract.FileDescriptor._writeDisconnected``: whether a lingering close has shut the
   write side, that is whether all written went out (:func:`write_side_shut`).
 """
@@ -81,11 +90,16 @@ from typing import Any, Protocol
 from twisted.internet import endpoints, error, tcp, unix
 from twisted.internet.address import IPv4Address
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
-from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper
+from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
+from twisted.protocols.haproxy._info import ProxyInfo
+from twisted.protocols.haproxy._v1parser import V1Parser
+from twisted.protocols.haproxy._v2parser import V2Parser
+from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper, HAProxyWrappingFactory
 from twisted.python.systemd import ListenFDs
 
 __all__ = [
-    "DirectAsyncioReactor", "HAProxyProtocolWrapper", "InheritedUNIXPort", "asyncio_loop",
+    "DirectAsyncioReactor", "HAProxyProtocolWrapper", "InheritedUNIXPort",
+    "ProxyHeaderFactory", "ProxyHeaderWrapper", "asyncio_loop",
     "builtin_endpoint_types", "can_write_direct", "direct_writer", "ipv4_addresses",
     "is_asyncio_reactor", "nothing_unsent", "parse_description", "proxy_info",
     "set_ssl_context_factory", "ssl_binding", "ssl_context_factory", "systemd_fds",
@@ -348,6 +362,72 @@ def proxy_info(wrapper: Any) -> Any:
     ``ProxyInfo``: ``source``, ``destination``), or None before it was read or for any other
     transport."""
     return getattr(wrapper, "_proxyInfo", None)
+
+
+# what a connection's first bytes must begin with to be a PROXY header: v2's signature, or
+# v1's word (and the 4 bits after v2's signature say its version: 2)
+_V2_SIGNATURE = V2Parser.PREFIX
+_V1_WORD = V1Parser.PROXYSTR
+_V1_UNKNOWN = b"PROXY UNKNOWN"
+
+
+class ProxyHeaderWrapper(HAProxyProtocolWrapper):
+    """Twisted's PROXY header reader, taking a header however TCP splits it, and v1's
+    ``PROXY UNKNOWN`` (see the module docstring).  It holds at most 15 bytes before it
+    hands them to Twisted's parser; the connection's own timers close one that stops
+    there."""
+
+    _held = b""
+
+    def dataReceived(self, data: bytes) -> None:  # Twisted's name
+        # (Twisted declares both through zope.interface, which mypy cannot check calls of)
+        wrapped: Any = self.wrappedProtocol
+        if self._proxyInfo is not None:
+            wrapped.dataReceived(data)
+            return
+        lose: Callable[[], None] = self.loseConnection
+        parser = self._parser
+        if parser is None:
+            data = self._held + data
+            self._held = b""
+            if data[:12] == _V2_SIGNATURE:
+                if len(data) > 12 and data[12] & 0xF0 != 0x20:  # not version 2
+                    lose()
+                    return
+                if len(data) < 16:  # (what Twisted's V2Parser needs to begin)
+                    self._held = data
+                    return
+                self._parser = parser = V2Parser()
+            elif data[:5] == _V1_WORD:
+                self._parser = parser = V1Parser()
+            elif _V2_SIGNATURE.startswith(data) or _V1_WORD.startswith(data):
+                self._held = data  # a header's beginning, so far
+                return
+            else:
+                lose()
+                return
+        if isinstance(parser, V1Parser):
+            line, crlf, rest = (parser.buffer + data).partition(b"\r\n")
+            if crlf and line == _V1_UNKNOWN:
+                parser.buffer = b""
+                self._proxyInfo = ProxyInfo(line, None, None)
+                if rest:
+                    wrapped.dataReceived(rest)
+                return
+        try:
+            self._proxyInfo, remaining = parser.feed(data)
+        except (InvalidProxyHeader, ValueError):  # (a port that is no number: ValueError)
+            lose()
+            return
+        if remaining:
+            wrapped.dataReceived(remaining)
+
+
+class ProxyHeaderFactory(HAProxyWrappingFactory):
+    """Twisted's HAProxyWrappingFactory, with :class:`ProxyHeaderWrapper`."""
+
+    # (a subclass: Twisted's annotation of the attribute is narrower than it need be)
+    protocol = ProxyHeaderWrapper  # type: ignore[assignment]
 
 
 def write_side_shut(transport: Any) -> bool:

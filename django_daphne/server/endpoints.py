@@ -15,6 +15,7 @@ from twisted.internet.error import CannotListenError
 
 from ..protocols.twisted_internals import (
     InheritedUNIXPort,
+    ProxyHeaderFactory,
     builtin_endpoint_types,
     parse_description,
     set_ssl_context_factory,
@@ -234,9 +235,8 @@ class _LayeredEndpoint:
 
             factory = TLSMemoryBIOFactory(self.context, False, factory)
         if self.proxy:
-            from twisted.protocols.haproxy import proxyEndpoint
-
-            return proxyEndpoint(self.inner).listen(factory)
+            # (Twisted's WrappingFactory.__init__ has no annotations)
+            factory = ProxyHeaderFactory(factory)  # type: ignore[no-untyped-call]
         return self.inner.listen(factory)
 
 
@@ -265,6 +265,10 @@ def make_endpoint(reactor: Any, description: str, proxy_protocol: bool = False,
             inner.context = tls(inner.context, description)
         elif isinstance(inner, endpoints.SSL4ServerEndpoint):
             set_ssl_context_factory(inner, tls(ssl_context_factory(inner), description))
+    if wrapped is not None:
+        # a haproxy: endpoint: its inner one, read through our PROXY header reader, which
+        # takes a header however TCP splits it (twisted_internals.ProxyHeaderWrapper)
+        return _LayeredEndpoint(wrapped, proxy=True)
     if not proxy_protocol:
         return endpoint
     if isinstance(endpoint, _LayeredEndpoint):

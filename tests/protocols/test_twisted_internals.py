@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import endpoints, protocol, tcp, unix
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.protocols.haproxy import proxyEndpoint
@@ -29,6 +29,8 @@ from django_daphne.protocols.twisted_internals import (
     DirectAsyncioReactor,
     HAProxyProtocolWrapper,
     InheritedUNIXPort,
+    ProxyHeaderFactory,
+    ProxyHeaderWrapper,
     asyncio_loop,
     builtin_endpoint_types,
     can_write_direct,
@@ -330,6 +332,89 @@ def test_a_proxy_header_is_read_by_the_wrapper_transport_helpers_know():
     assert info.source == IPv4Address("TCP", "1.2.3.4", 111)
     assert info.destination == IPv4Address("TCP", "5.6.7.8", 222)
     assert proxy_info(StringTransport()) is None
+
+
+class Received(protocol.Protocol):
+    """What a wrapped protocol was given."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+
+def read_through(factory_class, chunks) -> tuple[Any, bytes, bool]:
+    """Feed ``chunks`` to a new PROXY header wrapper; (what the header said, the bytes
+    after it that reached the wrapped protocol, whether it closed the connection)."""
+    received = Received()
+    inner = protocol.Factory.forProtocol(lambda: received)
+    wrapper = factory_class(inner).buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
+    transport = StringTransport()
+    wrapper.makeConnection(transport)
+    for chunk in chunks:
+        if transport.disconnecting:
+            break
+        wrapper.dataReceived(chunk)
+    info = proxy_info(wrapper)
+    said = None if info is None else (info.source, info.destination)
+    return said, received.data, transport.disconnecting
+
+
+V2 = b"\r\n\r\n\x00\r\nQUIT\n"
+REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+HEADERS = [  # (a header, what it says: source and destination)
+    (b"PROXY TCP4 1.2.3.4 5.6.7.8 111 222\r\n",
+     (IPv4Address("TCP", "1.2.3.4", 111), IPv4Address("TCP", "5.6.7.8", 222))),
+    (b"PROXY TCP6 2001:db8::1 2001:db8::2 111 222\r\n",
+     (IPv6Address("TCP", "2001:db8::1", 111), IPv6Address("TCP", "2001:db8::2", 222))),
+    (b"PROXY UNKNOWN\r\n", (None, None)),  # a proxy's own connection (a health check)
+    (b"PROXY UNKNOWN 2001:db8::1 2001:db8::2 1 2\r\n", (None, None)),
+    (V2 + b"\x21\x11\x00\x0c" + bytes([1, 2, 3, 4, 5, 6, 7, 8, 0, 111, 0, 222]),
+     (IPv4Address("TCP", "1.2.3.4", 111), IPv4Address("TCP", "5.6.7.8", 222))),
+    (V2 + b"\x20\x00\x00\x00", (None, None)),  # v2's LOCAL: a health check
+]
+
+
+@pytest.mark.parametrize("header,said", HEADERS, ids=range(len(HEADERS)))
+def test_a_proxy_header_is_read_however_tcp_splits_it(header, said):
+    """Every split of the header and what follows (at each byte, and a byte at a time)
+    gives what the whole gives: Twisted's own wrapper closes a connection whose first
+    read is under 8 bytes (v1) or 16 (v2), and refuses ``PROXY UNKNOWN``."""
+    data = header + REQUEST
+    assert read_through(ProxyHeaderFactory, [data]) == (said, REQUEST, False)
+    for cut in range(1, len(data)):
+        assert read_through(ProxyHeaderFactory, [data[:cut], data[cut:]]) \
+            == (said, REQUEST, False), cut
+    assert read_through(ProxyHeaderFactory, [bytes([b]) for b in data]) \
+        == (said, REQUEST, False)
+    # what Twisted's own does with these (the reason for ProxyHeaderWrapper)
+    assert read_through(HAProxyWrappingFactory, [data[:4], data[4:]])[2]
+    if header == b"PROXY UNKNOWN\r\n":
+        assert read_through(HAProxyWrappingFactory, [data])[2]
+
+
+@pytest.mark.parametrize("data", [
+    REQUEST,  # no header
+    b"PROXZ TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
+    V2[:11] + b"X",
+    V2 + b"\x10\x00\x00\x00",  # version 1 in v2's signature
+    b"PROXY TCP4 1.2.3.4 5.6.7.8 port 2\r\n",  # (Twisted's parser: a ValueError)
+    b"PROXY SCTP 1.2.3.4 5.6.7.8 1 2\r\n",
+    b"PROXY " + b"x" * 120,  # no end of line within v1's 107 bytes
+])
+def test_what_is_no_proxy_header_closes_the_connection(data):
+    """Byte by byte too: the wrapper closes as soon as the bytes cannot begin a header,
+    passing nothing on, and holds no more than the 15 bytes before Twisted's v2 parser
+    can begin."""
+    for chunks in ([data], [bytes([b]) for b in data]):
+        assert read_through(ProxyHeaderFactory, chunks) == (None, b"", True), chunks
+    wrapper = ProxyHeaderFactory(protocol.Factory.forProtocol(Received)).buildProtocol(None)
+    assert isinstance(wrapper, ProxyHeaderWrapper)
+    wrapper.makeConnection(StringTransport())
+    for byte in V2 + b"\x21\x11\x00":
+        wrapper.dataReceived(bytes([byte]))
+        assert len(wrapper._held) <= 15
 
 
 def test_every_name_in_the_module_is_tested_here():

@@ -35,9 +35,10 @@ def free_port() -> int:
 class HAProxy:
     """haproxy in the foreground, in TCP mode, forwarding one port to ``target`` (a
     ``host:port`` or a UNIX socket path) with ``send_proxy`` (send-proxy or
-    send-proxy-v2)."""
+    send-proxy-v2), and ``check``: its server options for health checks (HTTP ones, GET
+    /echo?health), if any."""
 
-    def __init__(self, target: str, send_proxy: str) -> None:
+    def __init__(self, target: str, send_proxy: str, check: str = "") -> None:
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="dd-haproxy-"))
         config = self.directory / "haproxy.cfg"
@@ -53,7 +54,8 @@ frontend front
     bind 127.0.0.1:{self.port}
     default_backend back
 backend back
-    server app {target} {send_proxy}
+    {"option httpchk GET /echo?health" if check else ""}
+    server app {target} {send_proxy} {check}
 """)
         check = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True,
                                text=True)
@@ -118,6 +120,24 @@ def test_the_client_address_comes_from_the_proxy_header(start_server, binding, s
         proxy.stop()
 
 
+@pytest.mark.parametrize("binding", ["tcp", "tls", "unix"])
+@pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])
+def test_haproxys_health_checks_are_answered(start_server, binding, send_proxy):
+    """HAProxy's health checks, on connections of its own, send the header with no client:
+    ``PROXY UNKNOWN`` (v1) or a LOCAL command (v2).  They must be served (Twisted's own
+    reader closed the v1 ones unanswered, and HAProxy then took the server for down)."""
+    server = start_server("--proxy-protocol", binding=binding)
+    check = "check inter 100ms fall 1 rise 1"
+    if binding == "tls":
+        check += " check-ssl verify none"
+    proxy = HAProxy(target_of(server), send_proxy, check)
+    try:
+        server.wait_for(r'\] "GET /echo\?health" 200')
+        assert get_echo(proxy, binding == "tls")["client"][0] == CLIENT
+    finally:
+        proxy.stop()
+
+
 @pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])
 def test_workers_behind_haproxy_http_and_websocket(start_server, send_proxy):
     server = start_server("--proxy-protocol", "--workers", "2", "-p", "0")
@@ -161,9 +181,10 @@ def test_a_connection_without_a_valid_header_is_closed_unserved(start_server, bi
 
 def test_twisteds_haproxy_endpoint_gives_the_client_address_too(start_server):
     port = free_port()
-    start_server("-e", f"haproxy:tcp:{port}:interface=127.0.0.1")
-    proxy = HAProxy(f"127.0.0.1:{port}", "send-proxy")
+    server = start_server("-e", f"haproxy:tcp:{port}:interface=127.0.0.1")
+    proxy = HAProxy(f"127.0.0.1:{port}", "send-proxy", "check inter 100ms fall 1 rise 1")
     try:
+        server.wait_for(r'\] "GET /echo\?health" 200')  # (PROXY UNKNOWN: read by ours)
         assert get_echo(proxy, False)["client"][0] == CLIENT
     finally:
         proxy.stop()
