@@ -35,8 +35,10 @@ from .transport import (
     make_writer,
     proxied_addresses,
     tls_extension,
+    writes_direct,
     written_out,
 )
+from .twisted_internals import read_into
 
 if TYPE_CHECKING:
     from ..asgi.wire import RequestHead
@@ -86,6 +88,8 @@ class Connection(Protocol):
     # until when the answer may take to go out (the send timeout, as for any close)
     linger_left = 0
     linger_send_by: float
+    # with metrics on, whether the transport counts what it reads itself (see _route)
+    reads_counted_by_transport = False
 
     def __init__(self, server: ServerState) -> None:
         self.server = server
@@ -127,6 +131,7 @@ class Connection(Protocol):
         self.write = make_writer(transport, counts)  # (with metrics on, bytes counted)
         if counts is not None:
             counts.connections += 1
+            self.reads_counted_by_transport = writes_direct(transport)  # (see _route)
         transport.registerProducer(self, True)
         server.connections.add(self)
         self.handler = HTTP1Handler(self)
@@ -172,14 +177,22 @@ class Connection(Protocol):
 
     def _route(self) -> None:
         """Send what Twisted reads straight to the handler (one call less per read), or to
-        nowhere once closed; before the first bytes, to dataReceived."""
+        nowhere once closed; before the first bytes, to dataReceived.  With metrics on,
+        what is read is counted on the way: by the transport itself for a plain TCP or
+        UNIX one (:func:`.twisted_internals.read_into`, no call more per read), by a
+        wrapper for any other."""
+        counts = self.server.counts
         if self.closed:
             self.dataReceived = _ignore  # type: ignore[method-assign]
+            if self.reads_counted_by_transport:
+                read_into(self.transport, None)
         elif not self.sniffing:
-            counts = self.server.counts
             receive: Callable[[bytes], None] = self.handler.data_received
             if counts is not None:
-                receive = _counted_reader(receive, counts)
+                if self.reads_counted_by_transport:
+                    read_into(self.transport, receive, counts)
+                else:
+                    receive = _counted_reader(receive, counts)
             self.dataReceived = receive  # type: ignore[method-assign, assignment]
 
     def _speaks_http2(self, data: bytes) -> bool:

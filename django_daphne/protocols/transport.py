@@ -91,17 +91,23 @@ class Transport(Protocol):
 _DIRECT: dict[type, bool] = {}
 
 
+def writes_direct(transport: Any) -> bool:
+    """Whether a transport is one :func:`make_writer` writes past (a plain TCP or UNIX
+    one), decided once per class."""
+    kind = type(transport)
+    direct = _DIRECT.get(kind)
+    if direct is None:
+        direct = _DIRECT[kind] = can_write_direct(transport)
+    return direct
+
+
 def make_writer(transport: Any, counts: Counts | None = None) -> Callable[[bytes], None]:
     """The function a connection writes through.  For a plain TCP or UNIX transport it
     sends straight to the socket while Twisted holds nothing unsent before it
     (:func:`.twisted_internals.direct_writer`); for TLS (and anything else) it is the
     transport's own write.  With ``counts`` (metrics on) it adds what it writes to
     ``counts.sent``."""
-    kind = type(transport)
-    direct = _DIRECT.get(kind)
-    if direct is None:
-        direct = _DIRECT[kind] = can_write_direct(transport)
-    if direct:
+    if writes_direct(transport):
         return direct_writer(transport, counts)
     write: Callable[[bytes], None] = transport.write
     if counts is None:

@@ -60,6 +60,10 @@ Transports (protocols/transport.py)
   and a deregistration per response).  This is the hot path: the attribute reads are
   inlined in the closure, with no call of ours around them.
 - :func:`nothing_unsent`: the same test, for closing such a transport at once.
+- :func:`read_into`: with metrics on, such a transport's ``_dataReceived`` (what its
+  ``doRead`` hands each read to, which calls the protocol's ``dataReceived``) is replaced
+  by one that counts the bytes and calls the handler: the count costs no call of its own
+  per read, where a counting ``dataReceived`` would be a call more.
 - ``tcp.Server._addressType``: whether an accepted connection is IPv4, so that its addresses
   are read from what Twisted stored at accept and from the socket, without the two address
   objects (attrs classes) ``getPeer`` and ``getHost`` build on every call
@@ -87,7 +91,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from twisted.internet import endpoints, error, tcp, unix
+from twisted.internet import endpoints, error, main, tcp, unix
 from twisted.internet.address import IPv4Address
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
@@ -101,7 +105,7 @@ __all__ = [
     "DirectAsyncioReactor", "HAProxyProtocolWrapper", "InheritedUNIXPort",
     "ProxyHeaderFactory", "ProxyHeaderWrapper", "asyncio_loop",
     "builtin_endpoint_types", "can_write_direct", "direct_writer", "ipv4_addresses",
-    "is_asyncio_reactor", "nothing_unsent", "parse_description", "proxy_info",
+    "is_asyncio_reactor", "nothing_unsent", "parse_description", "proxy_info", "read_into",
     "set_ssl_context_factory", "ssl_binding", "ssl_context_factory", "systemd_fds",
     "wrapped_endpoint", "write_side_shut",
 ]
@@ -284,6 +288,33 @@ class SentCounter(Protocol):
     """What :func:`direct_writer` adds the bytes it writes to (server/counts.py's Counts)."""
 
     sent: int
+
+
+class ReceivedCounter(Protocol):
+    """What :func:`read_into` adds the bytes it reads to (server/counts.py's Counts)."""
+
+    received: int
+
+
+def read_into(transport: Any, receive: Callable[[bytes], None] | None,
+              counts: ReceivedCounter | None = None) -> None:
+    """Have a transport :func:`can_write_direct` takes hand each read to ``receive``
+    itself, adding its length to ``counts.received``; ``receive`` (or ``counts``) None:
+    back to Twisted's own, which calls the protocol's ``dataReceived``.  An empty read is
+    the end of the stream, for the transport to close on, as in Twisted's."""
+    if receive is None or counts is None:
+        transport.__dict__.pop("_dataReceived", None)
+        return
+    done = main.CONNECTION_DONE
+
+    def read(data: bytes) -> Any:
+        if not data:
+            return done
+        counts.received += len(data)
+        receive(data)
+        return None
+
+    transport._dataReceived = read
 
 
 def can_write_direct(transport: Any) -> bool:

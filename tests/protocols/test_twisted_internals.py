@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet import endpoints, protocol, tcp, unix
+from twisted.internet import endpoints, error, protocol, tcp, unix
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.testing import MemoryReactor, StringTransport
@@ -40,6 +40,7 @@ from django_daphne.protocols.twisted_internals import (
     nothing_unsent,
     parse_description,
     proxy_info,
+    read_into,
     set_ssl_context_factory,
     ssl_binding,
     ssl_context_factory,
@@ -308,6 +309,54 @@ def test_an_accepted_tcp_connection_as_the_transport_helpers_read_it(direct_reac
         assert not write_side_shut(transport)
         transport.loseWriteConnection()
         turn(loop, lambda: write_side_shut(transport))
+    finally:
+        client.close()
+        port.stopListening()
+        turn(loop, lambda: port not in reactor._readers)
+
+
+class Lost(Recorder):
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.factory.lost.append(reason)
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_reads_counted_by_the_transport(direct_reactor, tmp_path, family):
+    """read_into puts its reader where the transport's doRead hands each read: the bytes
+    reach the handler and are counted, the protocol's dataReceived is passed by, and the
+    end of the stream still closes the connection; None puts Twisted's own back."""
+    reactor, loop = direct_reactor
+    factory = RecordingFactory(True)
+    factory.protocol = Lost
+    factory.lost = []
+    if family == "tcp":
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    else:
+        port = reactor.listenUNIX(str(tmp_path / "s.sock"), factory)
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(str(tmp_path / "s.sock"))
+    try:
+        turn(loop, lambda: factory.made)
+        transport = factory.made[0].transport
+        assert can_write_direct(transport)
+
+        class Counts:
+            received = 0
+
+        counts, handled = Counts(), []
+        read_into(transport, handled.append, counts)
+        client.sendall(b"counted")
+        turn(loop, lambda: counts.received == 7)
+        assert b"".join(handled) == b"counted" and factory.received == []
+        read_into(transport, None)  # Twisted's own again: the protocol's dataReceived
+        client.sendall(b"twisted")
+        turn(loop, lambda: b"".join(factory.received) == b"twisted")
+        assert counts.received == 7
+        read_into(transport, handled.append, counts)
+        client.shutdown(socket.SHUT_WR)  # the end of the stream, read by ours
+        turn(loop, lambda: factory.lost)
+        assert factory.lost[0].check(error.ConnectionDone)
     finally:
         client.close()
         port.stopListening()

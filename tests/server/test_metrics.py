@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_response
+from tests.conftest import read_response, read_to_close
 from tests.h2client import get as h2_get
 from tests.metrics_client import Listener, family_names, total, value
 
@@ -189,6 +189,44 @@ def test_single_process_over_a_unix_socket(start_server, tmp_path):
                                         protocol="http/1.1") == 0, "none is open")
     server.stop()
     assert not path.exists()
+
+
+@pytest.mark.parametrize("binding", ["tcp", "tls", "unix"])
+@pytest.mark.parametrize("protocol", ["http/1.1", "websocket"])
+def test_bytes_in_and_out_are_counted_exactly(start_server, binding, protocol):
+    """Every byte read from a connection and written to it (after TLS), in pieces: a
+    plain TCP or UNIX transport counts its reads itself (twisted_internals.read_into),
+    any other through a wrapper; HTTP/1.1, and a WebSocket after its upgrade."""
+    server = start_server("--metrics-endpoint", "127.0.0.1:0", app=APP, binding=binding)
+    listener = Listener(server)
+    if protocol == "http/1.1":  # (the body once the server asks for it: a read apart)
+        pieces = [b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\nConnection: close\r\n\r\n", b"he", b"llo"]
+    else:
+        key = b"dGhlIHNhbXBsZSBub25jZQ=="
+        pieces = [b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: " + key + b"\r\n\r\n"]
+        mask = b"\x01\x02\x03\x04"
+        for text in (b"one", b"close 1000"):
+            masked = bytes(c ^ mask[i % 4] for i, c in enumerate(text))
+            pieces.append(b"\x81" + bytes([0x80 | len(text)]) + mask + masked)
+    with server.connect(timeout=10) as sock:
+        received = b""
+        for piece in pieces:
+            sock.sendall(piece)
+            if piece is pieces[0]:
+                while b"\r\n\r\n" not in received:  # the 100 or the 101 first
+                    received += sock.recv(4096)
+        received += read_to_close(sock, 10)[0]
+    assert received.startswith(b"HTTP/1.1 " + (b"100" if protocol == "http/1.1"
+                                                 else b"101")), received
+    sent = sum(map(len, pieces))
+    samples = listener.wait_until(
+        lambda s: value(s, "daphne_received_bytes_total") == sent
+        and value(s, "daphne_sent_bytes_total") == len(received),
+        f"{sent} bytes in and {len(received)} out are counted")
+    assert value(samples, "daphne_connections_total") == 1
 
 
 def test_openmetrics_when_the_scraper_asks(start_server):
