@@ -2,8 +2,8 @@
 and its WebSocket load generator counts only correct echoes and complete, ordered
 broadcasts.
 
-No timing is asserted: the figures only have to exist.  Needs Debian's ``wrk`` and
-``redis-server``.
+No timing is asserted: the figures only have to exist.  Needs Debian's ``wrk``,
+``redis-server`` and ``valgrind``.
 """
 
 from __future__ import annotations
@@ -192,3 +192,21 @@ async def shouting_echo(scope, receive, send):
             await send({"type": "websocket.send", "text": message["text"].upper()})
         else:
             return
+
+
+def test_instruction_counts_of_metrics_off_and_on():
+    """bench/instructions.py (callgrind: Debian's valgrind) runs both variants through a
+    tiny fixed load and prints the table of instructions per request."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "instructions.py"), "--workloads", "keepalive",
+         "--variants", "off,on", "--scale", "0.02", "--no-fold"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "160 served" in done.stdout, done.stdout
+    row = re.search(r"^\| keepalive \| ([\d,]+) \| ([\d,]+) \(([+-][\d.]+)%\) \|$",
+                    done.stdout, re.MULTILINE)
+    assert row, done.stdout
+    off, on = (int(row.group(n).replace(",", "")) for n in (1, 2))
+    # a Python server's request is tens of thousands of instructions, and metrics add some
+    assert 20_000 < off < 2_000_000 and 20_000 < on < 2_000_000, done.stdout
+    assert abs(on / off - 1 - float(row.group(3)) / 100) < 0.001
