@@ -102,13 +102,19 @@ class HTTP1Handler:
         if self.pending_error is not None:
             return
         conn = self.conn
-        if self.phase is WAITING:
-            self._await_head()
+        waiting = self.phase is WAITING
+        if waiting:
+            # a request's first bytes: Timer.HEADER is armed once they turn out to hold
+            # only part of its head (not for the common head that comes whole, whose
+            # on_head would disarm it at once; no timer fires within this call)
+            self.phase = HEAD
         try:
             rest = self.parser.feed(data)
         except Refusal as error:
             self.refuse(error)
             return
+        if waiting and self.phase is HEAD and conn.handler is self and not conn.closed:
+            self._await_head()
         if rest and conn.handler is not self:  # the bytes after an upgrade's head
             conn.handler.data_received(rest)
 
