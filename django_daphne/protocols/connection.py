@@ -88,8 +88,6 @@ class Connection(Protocol):
     # until when the answer may take to go out (the send timeout, as for any close)
     linger_left = 0
     linger_send_by: float
-    # with metrics on, whether the transport counts what it reads itself (see _route)
-    reads_counted_by_transport = False
 
     def __init__(self, server: ServerState) -> None:
         self.server = server
@@ -131,7 +129,6 @@ class Connection(Protocol):
         self.write = make_writer(transport, counts)  # (with metrics on, bytes counted)
         if counts is not None:
             counts.connections += 1
-            self.reads_counted_by_transport = writes_direct(transport)  # (see _route)
         transport.registerProducer(self, True)
         server.connections.add(self)
         self.handler = HTTP1Handler(self)
@@ -182,14 +179,16 @@ class Connection(Protocol):
         UNIX one (:func:`.twisted_internals.read_into`, no call more per read), by a
         wrapper for any other."""
         counts = self.server.counts
+        # (with metrics on, a transport make_writer writes past also counts what it reads)
+        by_transport = counts is not None and writes_direct(self.transport)
         if self.closed:
             self.dataReceived = _ignore  # type: ignore[method-assign]
-            if self.reads_counted_by_transport:
+            if by_transport:
                 read_into(self.transport, None)
         elif not self.sniffing:
             receive: Callable[[bytes], None] = self.handler.data_received
             if counts is not None:
-                if self.reads_counted_by_transport:
+                if by_transport:
                     read_into(self.transport, receive, counts)
                 else:
                     receive = _counted_reader(receive, counts)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from types import TracebackType
 
 logger = logging.getLogger("django_daphne.server")
 
@@ -56,20 +55,13 @@ def remove_written() -> None:
 
 
 class PidFile:
-    """``with PidFile(path):`` around the life of the main process."""
+    """The main process's pid file: :meth:`write` as it starts, :meth:`remove` whatever
+    its exit (server/runtime.py's Server.run)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.pid = os.getpid()
         self.written = False
-
-    def __enter__(self) -> PidFile:
-        self.write()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.remove()
 
     def write(self) -> None:
         path = self.path
